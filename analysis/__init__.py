@@ -1,0 +1,1 @@
+"""analysis: bits-per-value reports, lossless verification, channel packing, plots and the CLI."""

@@ -1,0 +1,231 @@
+"""Benchmarks behind ``huffquant bench``: one module per area, collected here.
+
+* :mod:`analysis.benchmarks.codec` - the codec against bitarray, zstd and memcpy;
+* ``analysis.benchmarks.container`` (if present) - ``file_rows``: write + read a .hqt file;
+* ``analysis.benchmarks.quant`` (if present) - ``quant_rows``: fast vs reference quantizers;
+* ``analysis.benchmarks.pipeline`` (if present) - ``pipeline_rows``: only with ``--pipeline``.
+
+:func:`run_benchmarks` runs whichever exist and evaluates the codec targets of issue 2;
+:func:`bench_markdown` renders the result as the ``reports/bench.md`` table.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import importlib.util
+import inspect
+import logging
+import math
+import os
+import platform
+from typing import Any
+
+__all__ = ["run_benchmarks", "bench_markdown", "evaluate_targets", "TARGET_DATASETS"]
+
+log = logging.getLogger(__name__)
+
+#: datasets with the speed and Huffman-overhead targets (issue 2)
+TARGET_DATASETS = ("lap4", "relu4", "lap8")
+SPEEDUP_TARGET = 5.0  # x bitarray, encode and decode, single thread
+HUFFMAN_OVERHEAD_TARGET = 1.01  # bits/value <= optimal unlimited Huffman + 1 %
+SPARSE_ENTROPY_TARGET = 1.35  # relu4-sparse bits/value <= 1.35 x entropy
+
+
+def _optional(module: str):
+    name = f"{__name__}.{module}"
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+def _call_with_known(fn, **kwargs):
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return fn(**kwargs)
+    return fn(**{k: v for k, v in kwargs.items() if k in params})
+
+
+def _find(rows: list[dict], dataset: str, method: str) -> dict | None:
+    for r in rows:
+        if r["dataset"] == dataset and r["method"] == method:
+            return r
+    return None
+
+
+def evaluate_targets(rows: list[dict], references: dict[str, dict[str, float]]) -> list[dict]:
+    """Check issue 2's targets on the codec rows; one dict per (dataset, target)."""
+    out = []
+    for ds in TARGET_DATASETS:
+        hq, ba = _find(rows, ds, "huffquant"), _find(rows, ds, "bitarray")
+        if hq is None or ba is None:
+            continue
+        for what in ("encode", "decode"):
+            ratio = hq[f"{what}_MBps"] / ba[f"{what}_MBps"]
+            out.append(
+                {
+                    "dataset": ds,
+                    "target": f"{what} >= {SPEEDUP_TARGET:g}x bitarray",
+                    "value": f"{ratio:.2f}x",
+                    "met": ratio >= SPEEDUP_TARGET,
+                }
+            )
+        huff = references[ds]["huffman"]
+        rel = hq["bits_per_value"] / huff
+        out.append(
+            {
+                "dataset": ds,
+                "target": f"bits/value <= optimal Huffman x {HUFFMAN_OVERHEAD_TARGET:g}",
+                "value": f"{hq['bits_per_value']:.4f} vs {huff:.4f} ({(rel - 1) * 100:+.2f}%)",
+                "met": rel <= HUFFMAN_OVERHEAD_TARGET,
+            }
+        )
+    hq = _find(rows, "relu4-sparse", "huffquant")
+    if hq is not None:
+        H = references["relu4-sparse"]["entropy"]
+        rel = hq["bits_per_value"] / H
+        out.append(
+            {
+                "dataset": "relu4-sparse",
+                "target": f"bits/value <= {SPARSE_ENTROPY_TARGET:g}x entropy",
+                "value": f"{hq['bits_per_value']:.4f} vs H {H:.4f} ({rel:.3f}x)",
+                "met": rel <= SPARSE_ENTROPY_TARGET,
+            }
+        )
+    return out
+
+
+def run_benchmarks(
+    size: int = 10_000_000,
+    repeats: int = 3,
+    *,
+    pipeline: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run every available benchmark; returns {"rows", "references", "targets", "quant_rows",
+    "pipeline_rows", "setup"} (rows: codec and file rows of the common schema)."""
+    from analysis.benchmarks.codec import codec_rows, make_datasets, reference_bits
+
+    datasets = make_datasets(size)
+    references = {name: reference_bits(x) for name, x in datasets.items()}
+    rows = codec_rows(datasets, repeats, progress=progress)
+    container = _optional("container")
+    if container is not None and hasattr(container, "file_rows"):
+        rows += container.file_rows(datasets, repeats)
+    quant_rows: list[dict] = []
+    quant = _optional("quant")
+    if quant is not None and hasattr(quant, "quant_rows"):
+        quant_rows = list(quant.quant_rows(repeats))
+    pipeline_rows: list[dict] = []
+    if pipeline:
+        pipe = _optional("pipeline")
+        if pipe is None or not hasattr(pipe, "pipeline_rows"):
+            log.warning("analysis.benchmarks.pipeline is not available; --pipeline skipped")
+        else:
+            pipeline_rows = list(_call_with_known(pipe.pipeline_rows, repeats=repeats, progress=progress))
+    import numpy as np
+
+    setup = {
+        "size": size,
+        "repeats": repeats,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} CPUs",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "threads": "single thread",
+    }
+    return {
+        "rows": rows,
+        "references": references,
+        "targets": evaluate_targets(rows, references),
+        "quant_rows": quant_rows,
+        "pipeline_rows": pipeline_rows,
+        "setup": setup,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _fmt(x: Any, nd: int = 2) -> str:
+    if isinstance(x, bool):
+        return "yes" if x else "**NO**"
+    if isinstance(x, float):
+        if math.isinf(x):
+            return "inf"
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def _ratio(a: float, b: float | None) -> str:
+    if b is None or b <= 0 or not math.isfinite(a) or not math.isfinite(b):
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def bench_markdown(result: dict[str, Any]) -> str:
+    """The benchmark result as Markdown (what ``reports/bench.md`` holds)."""
+    rows, refs, setup = result["rows"], result["references"], result["setup"]
+    lines = [
+        "# huffquant bench",
+        "",
+        f"{setup['size']:,} values per dataset, min of {setup['repeats']} runs, {setup['threads']}; "
+        f"{setup['machine']}; Python {setup['python']}, numpy {setup['numpy']}; {setup['date']}.",
+        "",
+        "Speeds are million values per second (= MB/s of the 1-byte input). Bits/value include the "
+        "codebook and chunk index (huffquant), the code table at 8 bits per symbol (bitarray) and "
+        "the whole frame (zstd). \"vs H\" = bits/value / order-0 entropy; \"vs Huff\" = bits/value / "
+        "optimal unlimited Huffman payload. Ratios: method speed / bitarray (x ba) and / zstd-huff0 "
+        "(x z0) on the same dataset. Lossless is a real comparison of the decoded array.",
+        "",
+        "| dataset | method | bits/value | vs H | vs Huff | encode M/s | decode M/s | enc x ba | dec x ba "
+        "| enc x z0 | dec x z0 | lossless |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ba = _find(rows, r["dataset"], "bitarray")
+        z0 = _find(rows, r["dataset"], "zstd-huff0")
+        ref = refs.get(r["dataset"], {})
+        H, huff = ref.get("entropy"), ref.get("huffman")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["dataset"],
+                    r["method"],
+                    f"{r['bits_per_value']:.4f}",
+                    f"{r['bits_per_value'] / H:.3f}" if H else "-",
+                    f"{r['bits_per_value'] / huff:.4f}" if huff else "-",
+                    _fmt(r["encode_MBps"], 1),
+                    _fmt(r["decode_MBps"], 1),
+                    _ratio(r["encode_MBps"], ba and ba["encode_MBps"]),
+                    _ratio(r["decode_MBps"], ba and ba["decode_MBps"]),
+                    _ratio(r["encode_MBps"], z0 and z0["encode_MBps"]),
+                    _ratio(r["decode_MBps"], z0 and z0["decode_MBps"]),
+                    _fmt(bool(r["lossless"])),
+                ]
+            )
+            + " |"
+        )
+    lines += ["", "Reference bits per value (payload only):", "", "| dataset | entropy H | optimal Huffman |", "|---|---:|---:|"]
+    for ds, ref in refs.items():
+        lines.append(f"| {ds} | {ref['entropy']:.4f} | {ref['huffman']:.4f} |")
+    if result["targets"]:
+        lines += ["", "## Targets (issue 2)", "", "| dataset | target | value | met |", "|---|---|---|---|"]
+        for t in result["targets"]:
+            lines.append(f"| {t['dataset']} | {t['target']} | {t['value']} | {_fmt(bool(t['met']))} |")
+    for title, extra in (("Quantizer speed", result.get("quant_rows")), ("Pipeline", result.get("pipeline_rows"))):
+        if extra:
+            keys = list(dict.fromkeys(k for r in extra for k in r))
+            lines += ["", f"## {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            for r in extra:
+                lines.append("| " + " | ".join(_fmt(r.get(k, ""), 3) for k in keys) + " |")
+    return "\n".join(lines) + "\n"

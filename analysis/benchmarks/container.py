@@ -1,0 +1,68 @@
+"""Benchmark of the .hqt container: write + read one file per dataset (rows for ``huffquant bench``).
+
+Rows follow the codec rows' schema (``dataset, method, bits_per_value, entropy,
+encode_MBps, decode_MBps, lossless``) with method ``"huffquant-file"``:
+
+* encode: ``entropy.container.save`` of the tensor (codec encode, CRCs, atomic write with
+  fsync) into a temporary folder;
+* decode: ``entropy.container.load`` (mmap, CRC checks, codec decode);
+* bits_per_value: the whole file's bytes * 8 / values; entropy: the codec's order-0 entropy.
+
+A second row per dataset, method ``"huffquant-file-nosync"``, writes with
+``durable=False`` (no fsync of file and folder; still atomic if the process dies): the
+difference between the two rows is the price of durability on the machine's disk, the
+difference to the codec's ``huffquant`` row is everything else the container does.
+
+Speeds are million values per second (= MB/s for 1-byte values), best of ``repeats``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from entropy.container import load, save
+
+__all__ = ["file_rows", "METHOD", "METHOD_NOSYNC"]
+
+METHOD = "huffquant-file"
+METHOD_NOSYNC = "huffquant-file-nosync"
+
+
+def _best(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def file_rows(datasets: Mapping[str, np.ndarray], repeats: int = 3) -> list[dict]:
+    """Two rows per dataset (durable and no-fsync writes): write and read a one-tensor .hqt file."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hqt-bench-") as d:
+        for name, values in datasets.items():
+            path = os.path.join(d, f"{name}.hqt")
+            n = int(values.size)
+            save(path, {name: values})  # warm-up (numba compile, page cache)
+            load(path)
+            for method, durable in ((METHOD, True), (METHOD_NOSYNC, False)):
+                t_enc, fi = _best(lambda: save(path, {name: values}, durable=durable), repeats)
+                t_dec, back = _best(lambda: load(path), repeats)
+                rows.append(
+                    {
+                        "dataset": name,
+                        "method": method,
+                        "bits_per_value": 8.0 * fi.file_bytes / n if n else 0.0,
+                        "entropy": fi.entropy_bits,
+                        "encode_MBps": n / t_enc / 1e6 if t_enc > 0 else float("inf"),
+                        "decode_MBps": n / t_dec / 1e6 if t_dec > 0 else float("inf"),
+                        "lossless": bool(np.array_equal(back[name], values) and back[name].dtype == values.dtype),
+                    }
+                )
+    return rows

@@ -1,0 +1,108 @@
+"""The ``huffquant`` command line: a thin layer over the public Python API.
+
+Each subcommand lives in its own module of this package and exposes
+
+* ``COMMAND``: the subcommand name,
+* ``HELP``: a one-line summary,
+* ``register(parser)``: adds its arguments to its own ``argparse`` sub-parser
+  (the parser's description and epilog, with examples, are set there too),
+* ``run(args) -> int``: does the work through the public API and returns the exit code.
+
+Exit codes: 0 success, 2 usage error, 1 any other failure. Failures print one
+line on stderr; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from types import ModuleType
+
+__all__ = ["main", "build_parser"]
+
+# Order is the order shown in ``huffquant --help``.
+_COMMAND_MODULES = (
+    "report",
+    "calibrate",
+    "evaluate",
+    "encode",
+    "decode",
+    "inspect",
+    "verify",
+    "aciq",
+    "bench",
+)
+
+
+class UsageError(Exception):
+    """Raised by a subcommand for a bad combination of arguments (exit code 2)."""
+
+
+def _load_commands() -> list[ModuleType]:
+    mods = []
+    for name in _COMMAND_MODULES:
+        full = f"{__name__}.{name}"
+        try:
+            mods.append(importlib.import_module(full))
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name != full:
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="huffquant",
+        description=(
+            "Post-training quantization of CNNs into real canonical-Huffman bitstreams, "
+            "with exact bits-per-value accounting."
+        ),
+        epilog="Run 'huffquant COMMAND --help' for the options and examples of each command.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr; no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for mod in _load_commands():
+        p = sub.add_parser(
+            mod.COMMAND,
+            help=mod.HELP,
+            description=getattr(mod, "DESCRIPTION", mod.HELP),
+            epilog=getattr(mod, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        mod.register(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``huffquant`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on usage errors
+    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from entropy.errors import EntropyError
+    from quant.errors import QuantError
+    from analysis.errors import AnalysisError
+
+    try:
+        return int(args._run(args) or 0)
+    except UsageError as exc:
+        parser.exit(2, f"huffquant {args.command}: error: {exc}\n")
+    except (EntropyError, QuantError, AnalysisError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"huffquant {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"huffquant {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""``huffquant encode``: code the tensors of a .npy/.npz/.pt/.safetensors file into one .hqt file."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from analysis.cli import UsageError
+
+try:  # the model pipeline adds `--model`; absent until it is built
+    encode_model = importlib.import_module("analysis.cli.encode_model")
+except ModuleNotFoundError as _exc:
+    if _exc.name != "analysis.cli.encode_model":
+        raise
+    encode_model = None
+
+COMMAND = "encode"
+HELP = "code integer tensors (or quantize float ones) into one .hqt file"
+DESCRIPTION = (
+    "Read INPUT (.npy, .npz, .pt state dict or dict of tensors, .safetensors) and write every tensor as a\n"
+    "canonical-Huffman bitstream into one .hqt file (format: entropy/FORMAT.md). Integer tensors are coded\n"
+    "as they are; float tensors need --bits and --clip and are quantized first, storing scale, zero point,\n"
+    "bits and levels so that 'huffquant decode --dequantize' can restore floats."
+)
+EPILOG = """examples:
+  huffquant encode codes.npz -o codes.hqt
+  huffquant encode acts.safetensors -o acts.hqt --group 2 --chunk-size 16384
+  huffquant encode weights.pt -o w4.hqt --bits 4 --clip aciq-laplace --per-channel
+  huffquant encode layers.npz -o shared.hqt --share-codebooks --meta model=resnet18 --meta method=minmax
+  huffquant encode --model resnet18 -o resnet18.hqt        (when the model pipeline is installed)
+"""
+
+
+def _group(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if value in ("1", "2"):
+        return int(value)
+    raise argparse.ArgumentTypeError("must be auto, 1 or 2")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", nargs="?", metavar="INPUT", help="tensor file: .npy, .npz, .pt/.pth or .safetensors")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="the .hqt file to write (atomically)")
+    parser.add_argument("--max-code-length", type=int, default=12, metavar="L", help="longest code in bits (default 12)")
+    parser.add_argument("--chunk-size", type=int, default=4096, metavar="N", help="values per chunk (default 4096)")
+    parser.add_argument("--group", type=_group, default="auto", metavar="auto|1|2",
+                        help="values coded per symbol; auto picks the smaller file per tensor (default auto)")
+    parser.add_argument("--share-codebooks", action="store_true", help="one pooled codebook for compatible tensors")
+    parser.add_argument("--bits", type=int, metavar="N", help="quantize float tensors to N bits")
+    parser.add_argument("--clip", metavar="METHOD", help="clipping method for float tensors (e.g. minmax, aciq-laplace)")
+    parser.add_argument("--per-channel", action="store_true", help="quantize float tensors of 2+ dims per channel (axis 0)")
+    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="file metadata string (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print the written file's summary as JSON")
+    if encode_model is not None:
+        encode_model.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if encode_model is not None and getattr(args, "model", None):
+        return int(encode_model.run(args) or 0)
+    if not args.input:
+        raise UsageError("INPUT is required (or --model NAME when the model pipeline is available)")
+    if (args.bits is None) != (args.clip is None):
+        raise UsageError("--bits and --clip go together")
+    if args.bits is not None and args.bits < 1:
+        raise UsageError("--bits must be >= 1")
+    meta = {}
+    for item in args.meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--meta wants KEY=VALUE, got {item!r}")
+        meta[key] = value
+    from analysis.tensor_io import encode_file
+
+    fi = encode_file(
+        args.input, args.output, bits=args.bits, clip=args.clip, per_channel=args.per_channel, metadata=meta,
+        max_code_length=args.max_code_length, chunk_size=args.chunk_size, group=args.group,
+        share_codebooks=args.share_codebooks,
+    )
+    if args.json:
+        json.dump(fi.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        print(
+            f"wrote {args.output}: {len(fi.tensors)} tensors, {fi.n_values} values, {fi.file_bytes} bytes, "
+            f"{fi.bits_per_value:.4f} bits/value (entropy {fi.entropy_bits:.4f})"
+        )
+    return 0

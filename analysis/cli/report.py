@@ -1,0 +1,168 @@
+"""``huffquant report``: what every activation and weight of a quantized network really costs in bits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from analysis.cli import UsageError
+
+COMMAND = "report"
+HELP = "bits-per-value report of a quantized network: entropy vs Huffman vs file, packing, plots"
+DESCRIPTION = (
+    "Quantize a network post-training (default: EfficientNet-Lite0, W4A4 with ACIQ clipping, per-channel bit\n"
+    "allocation and bias correction, plus the naive per-channel min/max baseline), export its integer\n"
+    "activations and weights, Huffman-code them in the smallest layout per layer, write and verify real .hqt\n"
+    "files, and report per layer: nominal bits, pooled and per-channel entropy, average code length of every\n"
+    "coding choice, coded bits from the file, zstd -19, mixed-precision packings and the step ratio.\n"
+    "Writes report.md, layers.csv, summary.json (and sweep.csv with --sweep) and figures/*.png|pdf to --out."
+)
+EPILOG = """examples:
+  huffquant report                                   (EfficientNet-Lite0 on the built-in photos)
+  huffquant report --sweep                           (also the rate-fidelity sweep: regenerates reports/efficientnet-lite0)
+  huffquant report --json > summary.json             (the summary document on stdout)
+  huffquant report --wbits 4 --abits 8 --clip kl --no-bit-alloc
+  huffquant report --model resnet18 --weights resnet18.pth --imagenet ~/data/imagenet/val --num-images 1000
+  huffquant report --images ~/photos --out reports/mine --keep-files
+  huffquant report --sweep --sweep-bits 2,3,4,5.3 --sweep-clips minmax,aciq-laplace --sweep-images 16
+"""
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return vals
+
+
+def _names(text: str) -> tuple[str, ...]:
+    vals = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one name")
+    return vals
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    if text.lower() in ("none", "off", ""):
+        return ()
+    return _names(text)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    m = parser.add_argument_group("model and images")
+    m.add_argument("--model", default="efficientnet-lite0", metavar="NAME",
+                   help="built-in or torchvision model name (default efficientnet-lite0)")
+    m.add_argument("--weights", metavar="PATH", help="state-dict file with the model's weights")
+    m.add_argument("--random-init", action="store_true", help="allow random weights (torchvision models only)")
+    src = m.add_mutually_exclusive_group()
+    src.add_argument("--images", metavar="DIR", help="folder of images without labels (default: the built-in photos)")
+    src.add_argument("--imagenet", metavar="DIR", help="ImageFolder-style labelled set (gives top-1/top-5)")
+    m.add_argument("--num-images", type=int, metavar="N", help="images to evaluate (default: all)")
+    m.add_argument("--num-calibration", type=int, default=32, metavar="N", help="calibration images (default 32)")
+    q = parser.add_argument_group("quantization (the main setting; the naive baseline runs too)")
+    q.add_argument("--wbits", type=float, default=4, metavar="B", help="weight bits (default 4)")
+    q.add_argument("--abits", type=float, default=4, metavar="B", help="activation bits (default 4)")
+    q.add_argument("--clip", default="aciq-laplace", metavar="METHOD",
+                   help="activation clipping: minmax, aciq-laplace, aciq-gauss, kl, mse, 2sigma, percentile:P "
+                        "(default aciq-laplace)")
+    q.add_argument("--bit-alloc", type=_targets, default=("weights", "activations"), metavar="KINDS",
+                   help="per-channel bit allocation for weights,activations (default both; 'none' for off)")
+    q.add_argument("--bin-alloc", type=_targets, default=(), metavar="KINDS",
+                   help="per-channel bin allocation (fractional bits, e.g. --wbits 5.3) for weights,activations")
+    q.add_argument("--no-bit-alloc", dest="bit_alloc", action="store_const", const=(), help="no bit allocation")
+    q.add_argument("--no-bias-correction", dest="bias_correction", action="store_const", const=None,
+                   default="mean", help="no weight bias correction (default: mean correction)")
+    q.add_argument("--no-baseline", action="store_true", help="skip the naive min/max baseline")
+    o = parser.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", help="output folder (default reports/<model>)")
+    o.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    o.add_argument("--no-plots", action="store_true", help="skip the figures")
+    o.add_argument("--keep-files", action="store_true", help="keep the written .hqt files in <out>/files")
+    o.add_argument("--hist-layer", metavar="LAYER", help="layer of the clipping histogram (default: the largest)")
+    c = parser.add_argument_group("coding")
+    c.add_argument("--max-code-length", type=int, default=12, metavar="L", help="longest code in bits (default 12)")
+    c.add_argument("--chunk-size", type=int, default=4096, metavar="N", help="values per chunk (default 4096)")
+    c.add_argument("--zstd-sample", type=int, default=128, metavar="KIB",
+                   help="zstd -19 on this many KiB of packed activations per layer (0 = all; default 128)")
+    c.add_argument("--verify-packing", action="store_true",
+                   help="also encode and decode packings (iii) and (iv) of every layer")
+    s = parser.add_argument_group("rate-fidelity sweep")
+    s.add_argument("--sweep", action="store_true", help="run the sweep and write sweep.csv + its figure")
+    s.add_argument("--sweep-bits", type=_floats, default=(2, 3, 4, 5, 6, 8, 5.3), metavar="LIST",
+                   help="bit widths, W and A together (default 2,3,4,5,6,8,5.3; fractional = bin allocation)")
+    s.add_argument("--sweep-clips", type=_names, default=("minmax", "aciq-laplace", "kl", "2sigma"), metavar="LIST",
+                   help="clipping methods (default minmax,aciq-laplace,kl,2sigma)")
+    s.add_argument("--sweep-images", type=int, default=32, metavar="N", help="images per sweep point (default 32)")
+    h = parser.add_argument_group("hardware")
+    h.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    h.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
+    h.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("num_images", "num_calibration", "batch_size", "sweep_images"):
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.zstd_sample < 0:
+        raise UsageError("--zstd-sample must be >= 0")
+    if args.random_init and args.weights:
+        raise UsageError("--random-init and --weights exclude each other")
+    from analysis.report import ReportConfig, report
+    from quant.images import imagenet_folder
+    from quant.models import load_model
+
+    lm = load_model(args.model, weights=args.weights, random_init=args.random_init)
+    out = Path(args.out) if args.out else Path("reports") / lm.name
+    images = None
+    if args.imagenet:
+        images = imagenet_folder(args.imagenet, lm.preprocessing, limit=args.num_images)
+    elif args.images:
+        images = args.images
+    cfg = ReportConfig(
+        wbits=args.wbits, abits=args.abits, clip=args.clip, bit_alloc=args.bit_alloc, bin_alloc=args.bin_alloc,
+        bias_correction=args.bias_correction, baseline=not args.no_baseline, num_calibration=args.num_calibration,
+        num_images=args.num_images, batch_size=args.batch_size, device=args.device,
+        max_code_length=args.max_code_length, chunk_size=args.chunk_size,
+        zstd_sample_bytes=args.zstd_sample * 1024 if args.zstd_sample else None,
+        verify_huffman_packing=args.verify_packing, sweep=args.sweep, sweep_bits=args.sweep_bits,
+        sweep_clips=args.sweep_clips, sweep_images=args.sweep_images, hist_layer=args.hist_layer,
+        files_dir=str(out / "files") if args.keep_files else None, progress=not args.quiet, seed=args.seed,
+        command="huffquant " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    rep = report(lm, images, cfg)
+    written = rep.write(out, plots=not args.no_plots)
+    if args.json:
+        sys.stdout.write(rep.to_json() + "\n")
+    else:
+        _print_summary(rep, out, written)
+    return 0
+
+
+def _print_summary(rep, out: Path, written: list) -> None:
+    s = rep.summary
+    lines = [f"{rep.header['model']}: {rep.header['settings']}", f"images: {rep.header['images']}"]
+    for kind in ("activations", "weights"):
+        if kind not in s:
+            continue
+        k = s[kind]
+        lines.append(
+            f"{kind:11s} nominal {k['nominal_bits']:.3f}  entropy {k['entropy_bits']:.3f}  "
+            f"channel entropy {k['channel_entropy_bits']:.3f}  avg code length {k['avg_code_length']:.3f}  "
+            f"coded {k['coded_bits_per_value']:.3f} bits/value ({k['ratio_to_entropy']:.3f} x entropy)  "
+            f"lossless {'yes' if k['lossless'] else 'NO'}"
+        )
+    for c in rep.configs:
+        lines.append(f"fidelity  {c['label']}: top-1 agreement {c['top1_agreement']:.3f}, KL {c['kl_divergence']:.4f}")
+    t = rep.timing
+    if t.get("ratio_to_fp32_and_calibration") is not None:
+        lines.append(f"time      {t['report_s']:.1f} s = {t['ratio_to_fp32_and_calibration']:.2f} x "
+                     f"(FP32 forward + calibration)")
+    lines.append(f"wrote     {out}/ ({len(written)} files)")
+    print("\n".join(lines))

@@ -1,0 +1,147 @@
+"""Rate-fidelity sweep: coded bits per value against fidelity to FP32 over a grid of quantization settings.
+
+The grid crosses bit widths (weights and activations together, e.g. 2, 3, 4, 5, 6, 8 and fractional
+bin-allocation targets such as 5.3), activation clipping methods, per-channel allocation on/off and bias
+correction on/off. Each point runs the quantized model once on the sweep images, measures its fidelity
+(top-1 agreement, top-5 overlap, KL; top-1/top-5 accuracy with labels) and sizes its integer tensors
+exactly from their symbol counts (:func:`analysis.report.closed_form_rates`: the best of the layer,
+channel, pairs, bit-width and shared-code layouts, every bit of side information counted). Points no
+other point beats in both rate and top-1 agreement form the Pareto front.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from analysis.errors import AnalysisError
+from analysis.plots import pareto_front
+
+__all__ = ["SweepPoint", "sweep_grid", "run_sweep", "mark_pareto"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One setting of the grid. ``allocation`` means bit allocation (eq. 11) for integer bit widths and bin
+    allocation (eq. 10, non-power-of-two level counts) for fractional ones; it applies to weights and
+    activations. ``bias_correction`` is the weights' mean correction."""
+
+    bits: float
+    clip: str
+    allocation: bool
+    bias_correction: bool
+
+    @property
+    def fractional(self) -> bool:
+        return float(self.bits) != int(self.bits)
+
+    def label(self) -> str:
+        b = f"{self.bits:g}"
+        parts = [f"W{b}A{b}", self.clip]
+        if self.allocation:
+            parts.append("bin-alloc" if self.fractional else "bit-alloc")
+        if self.bias_correction:
+            parts.append("bias-corr")
+        return " ".join(parts)
+
+    def quant_config(self):
+        """This point as a :class:`quant.pipeline.QuantConfig`."""
+        from quant.pipeline import QuantConfig
+
+        both = ("weights", "activations")
+        return QuantConfig(
+            wbits=self.bits, abits=self.bits, clip=self.clip,
+            bit_alloc=both if self.allocation and not self.fractional else (),
+            bin_alloc=both if self.allocation and self.fractional else (),
+            bias_correction="mean" if self.bias_correction else None,
+        )
+
+
+def sweep_grid(bits: Sequence[float], clips: Sequence[str], *, allocation: Sequence[bool] = (False, True),
+               bias_correction: Sequence[bool] = (False, True)) -> list[SweepPoint]:
+    """Every combination; fractional bit widths only with allocation (they need bin allocation)."""
+    if not bits or not clips:
+        raise AnalysisError("the sweep needs at least one bit width and one clipping method")
+    out = []
+    for b in bits:
+        for c in clips:
+            for a in allocation:
+                for bc in bias_correction:
+                    p = SweepPoint(float(b), str(c), bool(a), bool(bc))
+                    if p.fractional and not p.allocation:
+                        continue
+                    out.append(p)
+    return out
+
+
+def mark_pareto(rows: list[dict], x: str = "coded_bits_per_value", y: str = "top1_agreement") -> list[dict]:
+    """Set ``row["pareto"]`` on every row (True: no other row has lower-or-equal rate and higher-or-equal
+    fidelity, one of them strictly)."""
+    if not rows:
+        return rows
+    mask = pareto_front([r[x] for r in rows], [r[y] for r in rows])
+    for r, m in zip(rows, mask):
+        r["pareto"] = bool(m)
+    return rows
+
+
+def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPoint] | None = None) -> list[dict]:
+    """Run every point of ``grid`` (default: from ``cfg.sweep_bits`` x ``cfg.sweep_clips`` x allocation x bias
+    correction) on the first ``cfg.sweep_images`` report images; returns sweep.csv rows with the Pareto flag.
+
+    ``src``, ``stats`` and ``refs`` (FP32 logits per batch) come from :func:`analysis.report.report`.
+    """
+    from tqdm.auto import tqdm
+
+    from analysis.report import _run_quantized, _tensor_inputs, closed_form_rates
+    from quant.pipeline import prepare
+
+    points = list(grid) if grid is not None else sweep_grid(cfg.sweep_bits, cfg.sweep_clips)
+    batches, brefs = _first_images(src.eval_batches, refs, cfg.sweep_images)
+    rows = []
+    for p in tqdm(points, desc="sweep", unit="point", disable=not cfg.progress):
+        qc = p.quant_config()
+        qm = prepare(src.module, qc, stats=stats, device=cfg.device, model_name=src.name, progress=False)
+        fid, codes = _run_quantized(qm, batches, brefs, record=True, progress=False, desc="sweep point")
+        inputs = _tensor_inputs(qm, codes, None, qc.abits)
+        del codes, qm
+        rates = closed_form_rates(inputs, max_code_length=cfg.max_code_length, chunk_size=cfg.chunk_size)
+        del inputs
+        act = rates.get("activations", {})
+        w = rates.get("weights", {})
+        n = act.get("n_values", 0) + w.get("n_values", 0)
+        total = act.get("coded_bits_per_value", 0) * act.get("n_values", 0) + \
+            w.get("coded_bits_per_value", 0) * w.get("n_values", 0)
+        rows.append({
+            "wbits": p.bits, "abits": p.bits, "clip": p.clip, "allocation": p.allocation,
+            "bias_correction": p.bias_correction, "label": p.label(),
+            "act_nominal_bits": act.get("nominal_bits"), "act_entropy_bits": act.get("entropy_bits"),
+            "act_coded_bits_per_value": act.get("coded_bits_per_value"),
+            "weight_nominal_bits": w.get("nominal_bits"), "weight_entropy_bits": w.get("entropy_bits"),
+            "weight_coded_bits_per_value": w.get("coded_bits_per_value"),
+            "coded_bits_per_value": total / n if n else math.nan,
+            "top1_agreement": fid["top1_agreement"], "top5_overlap": fid["top5_overlap"],
+            "kl_divergence": fid["kl_divergence"], "top1": fid.get("top1"), "top5": fid.get("top5"),
+            "images": sum(int(x.shape[0]) for x, _ in batches),
+        })
+        log.info("sweep %s: %.3f bpv, top-1 agreement %.3f", p.label(), rows[-1]["coded_bits_per_value"],
+                 fid["top1_agreement"])
+    return mark_pareto(rows)
+
+
+def _first_images(batches: list, refs: list, limit: int | None) -> tuple[list, list]:
+    if limit is None:
+        return batches, refs
+    out_b, out_r, n = [], [], 0
+    for (x, labels), r in zip(batches, refs):
+        if n >= limit:
+            break
+        k = min(int(x.shape[0]), limit - n)
+        out_b.append((x[:k], None if labels is None else labels[:k]))
+        out_r.append(r[:k])
+        n += k
+    return out_b, out_r

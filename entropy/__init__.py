@@ -1,0 +1,30 @@
+"""entropy: canonical Huffman coding of integer tensors and the .hqt file format.
+
+Depends only on numpy and numba (numba is imported lazily, on the first encode or
+decode); never imports torch.
+"""
+
+from __future__ import annotations
+
+from entropy.codebook import Codebook
+from entropy.codec import Accounting, CodecParams, EncodedTensor, decode, decode_chunks, decode_parts, encode
+from entropy.lengths import code_lengths
+from entropy.measures import shannon_entropy
+from entropy.container import info, load, load_tensor, save
+
+__all__ = [
+    "Codebook",
+    "CodecParams",
+    "Accounting",
+    "EncodedTensor",
+    "encode",
+    "decode",
+    "decode_chunks",
+    "decode_parts",
+    "shannon_entropy",
+    "code_lengths",
+    "save",
+    "load",
+    "load_tensor",
+    "info",
+]

@@ -1,0 +1,161 @@
+"""Huffman code lengths from symbol counts: optimal unlimited and optimal length-limited.
+
+``counts`` is always a 1-D integer array indexed by symbol. Symbols with count 0 get
+length 0 (absent from the code). Edge cases, the same for every function here:
+
+* no symbol present (empty input): all lengths 0;
+* one distinct symbol: that symbol gets a 1-bit code (the code is then incomplete,
+  which :class:`entropy.codebook.Codebook` accepts only in this case);
+* otherwise the lengths form a complete prefix code (Kraft sum exactly 1).
+
+Unlimited lengths use the two-queue Huffman construction on sorted counts (linear after
+the sort). Length-limited lengths use package-merge (Larmore and Hirschberg, 1990),
+vectorised with numpy: one merge of sorted arrays per bit of the limit, then the code
+length of each symbol is the number of levels whose selected prefix holds that symbol.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from entropy.errors import CodebookError
+
+__all__ = ["huffman_lengths", "limited_lengths", "code_lengths", "MAX_SUPPORTED_LENGTH", "MAX_ALPHABET"]
+
+#: Longest code length the codec's kernels support (bits).
+MAX_SUPPORTED_LENGTH = 24
+#: Largest alphabet (symbols) the codec supports.
+MAX_ALPHABET = 1 << 16
+
+
+def _check_counts(counts: np.ndarray) -> np.ndarray:
+    c = np.asarray(counts)
+    if c.ndim != 1:
+        raise CodebookError(f"counts must be 1-D (one count per symbol), got shape {c.shape}")
+    if c.size > MAX_ALPHABET:
+        raise CodebookError(f"alphabet of {c.size} symbols exceeds the supported {MAX_ALPHABET}")
+    if c.size and not np.issubdtype(c.dtype, np.integer):
+        raise CodebookError(f"counts must be integers, got dtype {c.dtype}")
+    c = c.astype(np.int64, copy=False)
+    if c.size and int(c.min()) < 0:
+        raise CodebookError("counts must be non-negative")
+    return c
+
+
+def huffman_lengths(counts: np.ndarray) -> np.ndarray:
+    """Optimal (unlimited) Huffman code lengths in bits, uint8 per symbol, 0 for absent symbols.
+
+    Raises CodebookError if the optimal code would need codes longer than 255 bits
+    (impossible for counts below 2**64) or the counts are malformed.
+    """
+    c = _check_counts(counts)
+    out = np.zeros(c.size, dtype=np.uint8)
+    present = np.flatnonzero(c)
+    n = present.size
+    if n == 0:
+        return out
+    if n == 1:
+        out[present[0]] = 1
+        return out
+    order = present[np.argsort(c[present], kind="stable")]
+    w = c[order].tolist()
+    node_w = [0] * (n - 1)
+    node_parent = [0] * (n - 1)
+    leaf_parent = [0] * n
+    i = j = 0
+    for k in range(n - 1):
+        s = 0
+        for _ in range(2):
+            # ties go to the leaf: keeps the tree shallow (smaller maximum length)
+            if i < n and (j >= k or w[i] <= node_w[j]):
+                leaf_parent[i] = k
+                s += w[i]
+                i += 1
+            else:
+                node_parent[j] = k
+                s += node_w[j]
+                j += 1
+        node_w[k] = s
+    depth = [0] * (n - 1)
+    for k in range(n - 3, -1, -1):  # parents always have a larger index
+        depth[k] = depth[node_parent[k]] + 1
+    lens = np.asarray(depth, dtype=np.int64)[np.asarray(leaf_parent)] + 1
+    if int(lens.max()) > 255:
+        raise CodebookError("optimal Huffman code longer than 255 bits")
+    out[order] = lens.astype(np.uint8)
+    return out
+
+
+def limited_lengths(counts: np.ndarray, max_length: int) -> np.ndarray:
+    """Optimal code lengths (bits, uint8 per symbol) with every length <= ``max_length``.
+
+    Package-merge: minimises sum(count * length) over all prefix codes whose lengths are at
+    most ``max_length``. Raises CodebookError if more than 2**max_length symbols are present.
+    """
+    c = _check_counts(counts)
+    if not isinstance(max_length, (int, np.integer)) or not 1 <= int(max_length) <= MAX_SUPPORTED_LENGTH:
+        raise CodebookError(f"max_length must be an integer in 1..{MAX_SUPPORTED_LENGTH}, got {max_length!r}")
+    L = int(max_length)
+    out = np.zeros(c.size, dtype=np.uint8)
+    present = np.flatnonzero(c)
+    n = present.size
+    if n == 0:
+        return out
+    if n == 1:
+        out[present[0]] = 1
+        return out
+    if n > (1 << L):
+        raise CodebookError(f"{n} symbols present cannot be coded with codes of at most {L} bits (max {1 << L})")
+    order = present[np.argsort(c[present], kind="stable")]
+    leaves = c[order]  # ascending
+    # Level 1 = denomination 2**-L (only leaves); each higher level merges the leaves
+    # with packages (pair sums) of the level below. Keep, per level, the cumulative
+    # number of leaves in each prefix of the merged list.
+    leaf_prefix: list[np.ndarray] = []
+    cur = leaves
+    cur_leaf = np.ones(n, dtype=np.int32)
+    leaf_prefix.append(np.concatenate(([0], np.cumsum(cur_leaf))))
+    for _ in range(L - 1):
+        m = cur.size // 2
+        pk = cur[0 : 2 * m : 2] + cur[1 : 2 * m : 2]
+        # packages go after leaves of equal weight (stable merge)
+        pos = np.searchsorted(leaves, pk, side="right") + np.arange(m)
+        merged = np.empty(n + m, dtype=np.int64)
+        is_leaf = np.ones(n + m, dtype=np.int32)
+        is_leaf[pos] = 0
+        merged[pos] = pk
+        merged[is_leaf.astype(bool)] = leaves
+        cur = merged
+        leaf_prefix.append(np.concatenate(([0], np.cumsum(is_leaf))))
+    # Select the first 2n-2 items of the top level, then walk down.
+    lens = np.zeros(n + 1, dtype=np.int64)
+    take = 2 * n - 2
+    for level in range(L - 1, -1, -1):
+        lp = leaf_prefix[level]
+        nleaf = int(lp[take])
+        lens[0] += 1
+        lens[nleaf] -= 1  # leaves of rank < nleaf get one more bit
+        take = 2 * (take - nleaf)
+    out[order] = np.cumsum(lens[:n]).astype(np.uint8)
+    return out
+
+
+def code_lengths(counts: np.ndarray, max_length: int | None) -> np.ndarray:
+    """Optimal code lengths (bits, uint8 per symbol): unlimited if ``max_length`` is None.
+
+    With a limit, the unlimited Huffman lengths are returned when they already fit
+    (they are then optimal under the limit too); otherwise package-merge is used.
+    """
+    if max_length is None:
+        return huffman_lengths(counts)
+    if not isinstance(max_length, (int, np.integer)) or not 1 <= int(max_length) <= MAX_SUPPORTED_LENGTH:
+        raise CodebookError(f"max_length must be an integer in 1..{MAX_SUPPORTED_LENGTH}, got {max_length!r}")
+    c = _check_counts(counts)
+    if np.count_nonzero(c) > (1 << int(max_length)):
+        raise CodebookError(
+            f"{np.count_nonzero(c)} symbols present cannot be coded with codes of at most {max_length} bits"
+        )
+    lens = huffman_lengths(c)
+    if lens.size == 0 or int(lens.max()) <= int(max_length):
+        return lens
+    return limited_lengths(c, int(max_length))

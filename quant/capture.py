@@ -1,0 +1,203 @@
+"""Activation sites: the module inserted after every conv/linear layer (see :mod:`quant.graph`).
+
+A site sees the layer's output after BN folding and after its fused ReLU/ReLU6. Depending on what the
+pipeline switched on, it
+
+* accumulates :class:`~quant.statistics.TensorStatistics` (calibration),
+* replaces the tensor by its fake-quantized version (``site.quantizer``),
+* accumulates the signal and noise energy of that quantization (per-layer SQNR),
+* records the tensor (FP32 capture) or its integer codes (export),
+* checks that the tensor is finite, naming the layer when it is not.
+
+:func:`capture_fp32` is the public entry point for raw FP32 feature maps and folded weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol
+
+import torch
+from torch import nn
+
+from quant.errors import CalibrationError, QuantError
+from quant.graph import Instrumented, LayerInfo, instrument
+from quant.quantizer import QuantizedTensor
+from quant.statistics import TensorStatistics
+
+__all__ = ["ActivationSite", "SiteQuantizer", "CodeRecorder", "capture_fp32", "check_finite_logits"]
+
+log = logging.getLogger(__name__)
+
+
+class SiteQuantizer(Protocol):
+    """What a site needs from an activation quantizer."""
+
+    def __call__(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # fake-quantized x
+        ...
+
+    def quantize(self, x: torch.Tensor) -> QuantizedTensor:  # integer codes of x
+        ...
+
+
+class CodeRecorder:
+    """Collects a layer's codes (or FP32 values) batch by batch into one preallocated CPU tensor.
+
+    ``total`` is the number of images that will pass; the first batch fixes the per-image shape and dtype.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = int(total)
+        self.filled = 0
+        self.data: torch.Tensor | None = None
+        self.params: Any = None
+
+    def add(self, values: torch.Tensor, params: Any = None) -> None:
+        n = values.shape[0]
+        if self.data is None:
+            self.data = torch.empty((self.total, *values.shape[1:]), dtype=values.dtype)
+            self.params = params
+        if self.filled + n > self.total:
+            raise QuantError(f"recorder for {self.total} images received {self.filled + n}")
+        if values.dtype != self.data.dtype:
+            # a later batch needed a wider code type (cannot happen with fixed offline params)
+            self.data = self.data.to(torch.promote_types(self.data.dtype, values.dtype))
+        self.data[self.filled:self.filled + n] = values.detach().to("cpu", self.data.dtype)
+        self.filled += n
+
+    def result(self) -> torch.Tensor:
+        if self.data is None:
+            raise QuantError("no batch was recorded")
+        return self.data[: self.filled]
+
+
+class ActivationSite(nn.Module):
+    """Identity by default; observes, quantizes, measures and records a layer's output when switched on."""
+
+    def __init__(self, info: LayerInfo) -> None:
+        super().__init__()
+        self.info = info
+        self.stats: TensorStatistics | None = None
+        self.quantizer: SiteQuantizer | None = None
+        self.measure = False
+        self.check_finite = False
+        self.recorder: CodeRecorder | None = None
+        self.signal = torch.zeros((), dtype=torch.float64)  # Σ x² of the quantizer input
+        self.noise = torch.zeros((), dtype=torch.float64)  # Σ (x - q(x))²
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def reset_measure(self) -> None:
+        """Zero the SQNR accumulators."""
+        self.signal = torch.zeros((), dtype=torch.float64)
+        self.noise = torch.zeros((), dtype=torch.float64)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if not bool(torch.isfinite(x).all()):
+            n_nan = int(torch.isnan(x).sum())
+            n_inf = int(torch.isinf(x).sum())
+            raise CalibrationError(
+                f"layer {self.info.name}: its output holds {n_nan} NaN and {n_inf} Inf values "
+                f"(shape {tuple(x.shape)})"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.check_finite:
+            self._check(x)
+        if self.stats is not None:
+            try:
+                self.stats.update(x)
+            except CalibrationError as exc:
+                self._check(x)
+                raise CalibrationError(f"layer {self.info.name}: {exc}") from exc
+        q = self.quantizer
+        if q is None:
+            if self.recorder is not None:
+                self.recorder.add(x)
+            return x
+        if self.recorder is not None:
+            qt = q.quantize(x)
+            self.recorder.add(qt.codes, qt.params)
+            xq = qt.dequantize()
+        elif self.measure or torch.is_grad_enabled():
+            xq = q(x)
+        else:
+            return q(x, inplace=True)  # the site is the only user of x (see quant.graph)
+        if self.measure:
+            self.signal = self.signal.to(x.device) + torch.linalg.vector_norm(x, dtype=torch.float64) ** 2
+            x = x.sub_(xq) if not torch.is_grad_enabled() else x - xq
+            self.noise = self.noise.to(x.device) + torch.linalg.vector_norm(x, dtype=torch.float64) ** 2
+        return xq
+
+
+def check_finite_logits(inst: Instrumented, x: torch.Tensor, logits: torch.Tensor) -> None:
+    """If ``logits`` are not finite, rerun ``x`` with finiteness checks on and name the first bad layer."""
+    if bool(torch.isfinite(logits).all()):
+        return
+    if not bool(torch.isfinite(x).all()):
+        raise QuantError("the input images hold NaN or Inf values")
+    sites = [s for s in inst.sites.values() if isinstance(s, ActivationSite)]
+    for s in sites:
+        s.check_finite = True
+    try:
+        with torch.no_grad():
+            inst(x)
+    finally:
+        for s in sites:
+            s.check_finite = False
+    raise QuantError("the network output holds NaN or Inf values, but no conv/linear output does")
+
+
+@dataclass
+class Captured:
+    """FP32 output of one layer (after folding and fused ReLU) over the images, and its folded weight."""
+
+    info: LayerInfo
+    activation: torch.Tensor | None  # (N, C, ...) float32 on CPU
+    weight: torch.Tensor  # folded weight, float32 on CPU
+    bias: torch.Tensor | None
+
+
+def capture_fp32(
+    model: nn.Module | Instrumented,
+    batches: Iterable[torch.Tensor],
+    *,
+    num_images: int,
+    layers: Iterable[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, Captured]:
+    """Record FP32 outputs of the selected layers (default: all) over ``batches`` (N images in all).
+
+    Memory: ``num_images`` x the layer's per-image size x 4 bytes for every selected layer.
+    """
+    inst = model if isinstance(model, Instrumented) else instrument(model, ActivationSite)
+    names = list(inst.layers) if layers is None else list(layers)
+    unknown = [n for n in names if n not in inst.layers]
+    if unknown:
+        raise QuantError(f"unknown layer(s) {unknown}; the model's layers are {list(inst.layers)}")
+    inst.to(device)
+    for n in names:
+        inst.sites[n].recorder = CodeRecorder(num_images)
+    try:
+        with torch.no_grad():
+            for xb in batches:
+                xb = xb.to(device)
+                check_finite_logits(inst, xb, inst(xb))
+        out = {}
+        for n in names:
+            mod = inst.modules[n]
+            out[n] = Captured(
+                info=inst.layers[n],
+                activation=inst.sites[n].recorder.result(),
+                weight=mod.weight.detach().cpu().clone(),
+                bias=None if mod.bias is None else mod.bias.detach().cpu().clone(),
+            )
+        return out
+    finally:
+        for n in names:
+            inst.sites[n].recorder = None
+
+

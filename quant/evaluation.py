@@ -1,0 +1,283 @@
+"""Evaluation of a quantized model: accuracy with labels, and always its fidelity to the FP32 model.
+
+Fidelity measures (per image, averaged over the images):
+
+* ``top1_agreement``: fraction of images whose quantized top-1 class equals the FP32 top-1 class;
+* ``top5_overlap``: |top-5(FP32) ∩ top-5(quantized)| / 5;
+* ``kl_divergence``: KL(FP32 softmax || quantized softmax) in nats, computed from log-softmax in float64;
+* ``logit_sqnr_db``: 10·log10(Σ z² / Σ (z − ẑ)²) over all logits;
+* per layer: ``act_sqnr_db`` = SQNR of the activation quantizer (its input vs its output inside the
+  quantized run, over all evaluated images) and ``weight_sqnr_db`` = SQNR of the final weights against
+  the folded FP32 weights.
+
+With labels: top-1/top-5 accuracy of the quantized and of the FP32 model (fractions in [0, 1]).
+An SQNR with zero noise is infinite and appears as ``None`` in :meth:`EvaluationResult.to_dict`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from quant.calibration import ModelStatistics
+from quant.capture import check_finite_logits
+from quant.errors import QuantError
+from quant.images import DEFAULT_CALIBRATION_IMAGES, Batch, ImageSet, builtin_images, iter_batches
+from quant.pipeline import QuantizedModel, prepare
+
+__all__ = ["LayerReport", "EvaluationResult", "FidelityMeter", "evaluate", "evaluate_model", "sqnr_db"]
+
+log = logging.getLogger(__name__)
+
+
+def sqnr_db(signal_energy: float, noise_energy: float) -> float:
+    """10·log10(signal / noise) in dB (inf when there is no noise, -inf when there is no signal)."""
+    if noise_energy <= 0.0:
+        return math.inf
+    if signal_energy <= 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal_energy / noise_energy)
+
+
+def _json_float(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+@dataclass
+class LayerReport:
+    """One row of the per-layer table."""
+
+    name: str
+    kind: str
+    signed: bool
+    first: bool
+    classifier: bool
+    weight_bits: float | None  # mean bits per weight (None: FP32)
+    act_bits: float | None  # mean bits per activation value (None: FP32)
+    weight_sqnr_db: float | None
+    act_sqnr_db: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["weight_sqnr_db"] = _json_float(self.weight_sqnr_db)
+        d["act_sqnr_db"] = _json_float(self.act_sqnr_db)
+        return d
+
+
+@dataclass
+class EvaluationResult:
+    """Accuracy and fidelity of one quantized run (fractions in [0, 1], KL in nats, SQNR in dB)."""
+
+    model: str
+    config: dict[str, Any]
+    images: str
+    num_images: int
+    top1_agreement: float
+    top5_overlap: float
+    kl_divergence: float
+    logit_sqnr_db: float
+    top1: float | None = None
+    top5: float | None = None
+    fp32_top1: float | None = None
+    fp32_top5: float | None = None
+    skipped: list[str] = field(default_factory=list)
+    per_layer: list[LayerReport] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)  # seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (infinite values become None)."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("per_layer",)}
+        d["logit_sqnr_db"] = _json_float(self.logit_sqnr_db)
+        d["num_skipped"] = len(self.skipped)
+        d["per_layer"] = [row.to_dict() for row in self.per_layer]
+        return d
+
+
+class FidelityMeter:
+    """Accumulates agreement, overlap, KL, logit SQNR and accuracy over batches of logits."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.agree = 0
+        self.overlap = 0.0
+        self.kl = 0.0
+        self.sig = 0.0
+        self.noise = 0.0
+        self.n_labelled = 0
+        self.correct = {"q1": 0, "q5": 0, "f1": 0, "f5": 0}
+
+    def update(self, ref: torch.Tensor, quant: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Add one batch: FP32 logits ``ref`` and quantized logits ``quant`` (N, classes); labels (N,) or None."""
+        if ref.shape != quant.shape or ref.dim() != 2:
+            raise QuantError(f"logits must be (N, classes) of equal shape, got {tuple(ref.shape)} "
+                             f"and {tuple(quant.shape)}")
+        r = ref.detach().to(torch.float64)
+        q = quant.detach().to(torch.float64)
+        k = min(5, r.shape[1])
+        top_r = r.topk(k, dim=1).indices
+        top_q = q.topk(k, dim=1).indices
+        self.agree += int((top_r[:, 0] == top_q[:, 0]).sum())
+        inter = (top_r[:, :, None] == top_q[:, None, :]).any(dim=2).sum(dim=1)
+        self.overlap += float(inter.sum()) / k
+        lp = torch.log_softmax(r, dim=1)
+        lq = torch.log_softmax(q, dim=1)
+        self.kl += float((lp.exp() * (lp - lq)).sum())
+        self.sig += float((r * r).sum())
+        self.noise += float(((r - q) ** 2).sum())
+        self.n += r.shape[0]
+        if labels is not None and labels.numel() and bool((labels >= 0).all()):
+            lab = labels.to(r.device)[:, None]
+            self.n_labelled += r.shape[0]
+            self.correct["q1"] += int((top_q[:, :1] == lab).any(1).sum())
+            self.correct["q5"] += int((top_q == lab).any(1).sum())
+            self.correct["f1"] += int((top_r[:, :1] == lab).any(1).sum())
+            self.correct["f5"] += int((top_r == lab).any(1).sum())
+
+    def summary(self) -> dict[str, float | None]:
+        if self.n == 0:
+            raise QuantError("no image was evaluated")
+        out: dict[str, float | None] = {
+            "top1_agreement": self.agree / self.n,
+            "top5_overlap": self.overlap / self.n,
+            "kl_divergence": self.kl / self.n,
+            "logit_sqnr_db": sqnr_db(self.sig, self.noise),
+            "top1": None, "top5": None, "fp32_top1": None, "fp32_top5": None,
+        }
+        if self.n_labelled == self.n:
+            out.update(top1=self.correct["q1"] / self.n, top5=self.correct["q5"] / self.n,
+                       fp32_top1=self.correct["f1"] / self.n, fp32_top5=self.correct["f5"] / self.n)
+        return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate(
+    qmodel: QuantizedModel,
+    batches: Iterable[Batch | torch.Tensor],
+    *,
+    model_name: str = "",
+    images: str = "",
+    total: int | None = None,
+    layer_sqnr: bool = True,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Run the FP32 reference and the quantized model on every batch and compare them.
+
+    ``batches`` yields :class:`quant.images.Batch` (labels used when every image has one) or plain image
+    tensors. ``layer_sqnr`` measures the per-layer activation SQNR (a few extra reductions per layer).
+    Timing (seconds): ``prepare_s`` (folding, weight quantization, calibration), ``fp32_s`` and
+    ``quantized_s`` (forward passes), ``metrics_s``, ``total_s`` (their sum; image loading excluded).
+    """
+    dev = qmodel.device
+    sites = qmodel.sites
+    for s in sites.values():
+        s.reset_measure()
+        s.measure = layer_sqnr and s.quantizer is not None
+    meter = FidelityMeter()
+    skipped: list[str] = []
+    t_fp = t_q = t_m = 0.0
+    try:
+        with torch.no_grad():
+            for b in tqdm(batches, desc="evaluate", unit="batch", total=total, disable=not progress):
+                if isinstance(b, Batch):
+                    skipped.extend(b.skipped)
+                    x, labels = b.images, b.labels
+                else:
+                    x, labels = b, None
+                if x.numel() == 0:
+                    continue
+                x = x.to(dev)
+                _sync(dev)
+                t0 = time.perf_counter()
+                ref = qmodel.reference(x)
+                _sync(dev)
+                t1 = time.perf_counter()
+                out = qmodel(x)
+                _sync(dev)
+                t2 = time.perf_counter()
+                qmodel.check_reference(x, ref)
+                check_finite_logits(qmodel.quant, x, out)
+                meter.update(ref, out, labels)
+                t3 = time.perf_counter()
+                t_fp += t1 - t0
+                t_q += t2 - t1
+                t_m += t3 - t2
+    finally:
+        for s in sites.values():
+            s.measure = False
+    summ = meter.summary()
+    rows = []
+    for name, lq in qmodel.layers.items():
+        site = sites[name]
+        act = sqnr_db(float(site.signal), float(site.noise)) if layer_sqnr and site.quantizer is not None else None
+        rows.append(LayerReport(name=name, kind=lq.info.kind, signed=lq.info.signed, first=lq.info.first,
+                                classifier=lq.info.classifier, weight_bits=lq.weight_bits, act_bits=lq.act_bits,
+                                weight_sqnr_db=lq.weight_sqnr_db, act_sqnr_db=act))
+    timing = {"prepare_s": qmodel.prepare_s, "fp32_s": t_fp, "quantized_s": t_q, "metrics_s": t_m}
+    timing["total_s"] = sum(timing.values())
+    if skipped:
+        log.warning("%d unreadable image(s) skipped", len(skipped))
+    return EvaluationResult(
+        model=model_name, config=qmodel.config.to_dict(), images=images, num_images=meter.n,
+        top1_agreement=float(summ["top1_agreement"]), top5_overlap=float(summ["top5_overlap"]),
+        kl_divergence=float(summ["kl_divergence"]), logit_sqnr_db=float(summ["logit_sqnr_db"]),
+        top1=summ["top1"], top5=summ["top5"], fp32_top1=summ["fp32_top1"], fp32_top5=summ["fp32_top5"],
+        skipped=skipped, per_layer=rows, timing=timing,
+    )
+
+
+def evaluate_model(
+    model: Any,
+    config: Any,
+    *,
+    images: ImageSet | None = None,
+    calibration_images: ImageSet | None = None,
+    stats: ModelStatistics | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    layer_sqnr: bool = True,
+    progress: bool = True,
+    num_workers: int = 0,
+) -> EvaluationResult:
+    """Prepare and evaluate in one call.
+
+    ``model``: a :class:`quant.models.LoadedModel` or an ``nn.Module`` (then ``images`` and, in offline
+    mode without ``stats``, ``calibration_images`` are required because the preprocessing is unknown).
+    Defaults: evaluation on the built-in evaluation crops, calibration on the 32 built-in calibration crops.
+    """
+    from quant.models import LoadedModel
+
+    torch.manual_seed(seed)
+    if isinstance(model, LoadedModel):
+        name, module, prep = model.name, model.model, model.preprocessing
+    else:
+        name, module, prep = type(model).__name__, model, None
+    if images is None:
+        if prep is None:
+            raise QuantError("pass images= for a plain nn.Module (its preprocessing is unknown)")
+        images = builtin_images(prep, None, split="evaluation")
+    calib = None
+    n_calib_batches = None
+    if config.abits is not None and config.stats_mode == "offline" and stats is None:
+        if calibration_images is None:
+            if prep is None:
+                raise QuantError("pass calibration_images= or stats= for a plain nn.Module")
+            calibration_images = builtin_images(prep, DEFAULT_CALIBRATION_IMAGES, split="calibration")
+        calib = (b.images for b in iter_batches(calibration_images, batch_size, num_workers=num_workers)
+                 if b.images.numel())
+        n_calib_batches = math.ceil(len(calibration_images) / batch_size)
+    qmodel = prepare(module, config, stats=stats, calibration=calib, calibration_batches=n_calib_batches,
+                     device=device, model_name=name, progress=progress)
+    return evaluate(qmodel, iter_batches(images, batch_size, num_workers=num_workers), model_name=name,
+                    images=images.description, total=math.ceil(len(images) / batch_size),
+                    layer_sqnr=layer_sqnr, progress=progress)

@@ -1,0 +1,64 @@
+"""Smoke test of `huffquant bench` at a tiny size (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.benchmarks import bench_markdown, evaluate_targets
+from analysis.benchmarks.codec import METHODS, codec_rows, make_datasets, reference_bits
+from analysis.cli import main
+
+ROW_KEYS = {"dataset", "method", "bits_per_value", "entropy", "encode_MBps", "decode_MBps", "lossless"}
+
+
+def test_datasets_are_fixed_and_shaped():
+    a, b = make_datasets(5000), make_datasets(5000)
+    assert set(a) == {"lap4", "relu4", "lap8", "relu4-sparse"}
+    for k in a:
+        assert np.array_equal(a[k], b[k]) and a[k].dtype == np.uint8 and a[k].size == 5000
+    assert int(a["lap4"].max()) <= 15 and int(a["lap8"].max()) > 15
+    big = make_datasets(200_000)
+    zeros = {k: float(np.mean(v == 0)) for k, v in big.items()}
+    assert 0.50 < zeros["relu4"] < 0.56 and 0.88 < zeros["relu4-sparse"] < 0.94
+
+
+def test_codec_rows_and_targets():
+    ds = make_datasets(3000)
+    rows = codec_rows(ds, 1)
+    assert len(rows) == len(ds) * len(METHODS)
+    for r in rows:
+        assert set(r) >= ROW_KEYS
+        assert r["lossless"] is True
+        assert r["bits_per_value"] > 0
+    refs = {k: reference_bits(v) for k, v in ds.items()}
+    hq = {r["dataset"]: r for r in rows if r["method"] == "huffquant"}
+    for k in ds:
+        assert hq[k]["entropy"] == pytest.approx(refs[k]["entropy"])
+        assert refs[k]["huffman"] >= refs[k]["entropy"]
+    targets = evaluate_targets(rows, refs)
+    assert {t["dataset"] for t in targets} == set(ds)
+    assert all(isinstance(t["met"], bool) for t in targets)
+
+
+def test_cli_json_and_report(tmp_path, capsys):
+    out = tmp_path / "bench.md"
+    assert main(["-q", "bench", "--size", "2000", "--repeats", "1", "--json", "--out", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = doc["rows"]
+    methods = {r["method"] for r in rows}
+    assert set(METHODS) <= methods
+    assert all(set(r) >= ROW_KEYS and r["lossless"] is True for r in rows)
+    text = out.read_text()
+    assert "| lap4 | huffquant |" in text and "Targets" in text
+    assert text == bench_markdown(
+        {**doc, "rows": rows, "references": doc["references"], "setup": doc["setup"]}
+    )
+
+
+def test_cli_rejects_bad_size(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--size", "0", "--out", str(tmp_path / "x.md")])
+    assert exc.value.code == 2

@@ -1,0 +1,456 @@
+"""Round trips, random access, metadata, accounting and atomic writes of the .hqt container."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from entropy import container as C
+from entropy.atomic import atomic_write
+from entropy.codec import decode, encode
+from entropy.errors import EntropyError, FormatError, IntegrityError, MissingTensorError
+
+
+def _tensors(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "conv1.weight": rng.integers(0, 16, (16, 3, 3, 3)).astype(np.uint8),
+        "conv2.weight": np.clip(np.round(rng.laplace(0, 2, (32, 16, 3, 3))), -8, 7).astype(np.int8),
+        "fc.weight": rng.integers(-300, 300, (10, 64)).astype(np.int16),
+        "acts": np.where(rng.random(9000) < 0.9, 0, rng.integers(0, 16, 9000)).astype(np.uint16),
+        "wide": rng.integers(-(2**20), -(2**20) + 5000, 777).astype(np.int32),
+        "big": rng.integers(10**12, 10**12 + 40, (3, 5, 7)).astype(np.int64),
+        "u32": rng.integers(0, 300, 50).astype(np.uint32),
+        "scalar": np.array(-3, dtype=np.int8),
+        "empty": np.zeros((0,), np.uint8),
+        "empty2d": np.zeros((4, 0, 3), np.int16),
+        "constant": np.full((5, 5), 7, np.uint8),
+        "ünïcødé name/with.dots": np.arange(10, dtype=np.uint8),
+    }
+
+
+def _assert_same(got: dict, want: dict) -> None:
+    assert list(got) == list(want)
+    for k, v in want.items():
+        assert got[k].dtype == v.dtype, k
+        assert got[k].shape == v.shape, k
+        assert np.array_equal(got[k], v), k
+
+
+@pytest.mark.parametrize("group", ["auto", 1, 2])
+def test_round_trip_many_tensors_mixed_dtypes(tmp_path, group):
+    t = _tensors()
+    path = tmp_path / "m.hqt"
+    fi = C.save(path, t, {"model": "toy", "method": "none"}, group=group, chunk_size=256)
+    assert fi.file_bytes == os.path.getsize(path)
+    _assert_same(C.load(path), t)
+    assert [x.name for x in fi.tensors] == list(t)
+    assert C.info(path).metadata["model"] == "toy"
+    assert "tool" in C.info(path).metadata
+
+
+def test_load_tensor_reads_only_that_tensor(tmp_path):
+    t = _tensors()
+    path = tmp_path / "r.hqt"
+    C.save(path, t)
+    # Damage the payload of one tensor: the others still decode; that one names itself.
+    victim = C.info(path).tensor("acts")
+    raw = bytearray(path.read_bytes())
+    h = C.HQTFile(path)
+    off = h._header.entry("acts", str(path)).payload_offset
+    h.close()
+    raw[off + victim.payload_bytes // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+    for name, want in t.items():
+        if name == "acts":
+            with pytest.raises(IntegrityError, match="acts"):
+                C.load_tensor(path, name)
+        else:
+            assert np.array_equal(C.load_tensor(path, name), want)
+    with pytest.raises(IntegrityError, match="acts"):
+        C.load(path)
+
+
+def test_encoded_tensor_payload_stored_verbatim_and_aligned(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 16, 20001).astype(np.uint8)
+    enc = encode(x, chunk_size=1024)
+    path = tmp_path / "e.hqt"
+    C.save(path, {"x": enc, "y": x[:7]})
+    raw = path.read_bytes()
+    with C.HQTFile(path) as f:
+        e = f._header.entry("x", str(path))
+        assert e.payload_offset % C.ALIGNMENT == 0 and e.index_offset % C.ALIGNMENT == 0
+        assert raw[e.payload_offset : e.payload_offset + e.payload_length] == enc.payload
+        assert raw[e.index_offset : e.index_offset + e.index_length] == enc.index_bytes()
+        assert np.array_equal(f.read("x"), decode(enc))
+    ti = C.info(path).tensor("x")
+    assert ti.entropy_bits == enc.accounting.entropy_bits
+    assert ti.avg_code_length == enc.accounting.avg_code_length
+    assert ti.payload_bits == enc.accounting.payload_bits
+
+
+def test_shared_codebooks(tmp_path):
+    rng = np.random.default_rng(2)
+    t = {f"layer{i}": np.clip(np.round(rng.laplace(0, 20, 600 + i)), -128, 127).astype(np.int8) for i in range(8)}
+    t["odd"] = np.array([1, -2, 3], np.int8)
+    p1, p2 = tmp_path / "own.hqt", tmp_path / "shared.hqt"
+    own = C.save(p1, t, share_codebooks=False, group=1)
+    shared = C.save(p2, t, share_codebooks=True, group=1)
+    _assert_same(C.load(p2), t)
+    # the layers (same dtype, same bit width) share one code; "odd" (3-bit span) has its own
+    layer_ids = {x.codebook_id for x in shared.tensors if x.name.startswith("layer")}
+    assert len(layer_ids) == 1 and shared.n_codebooks == 2 and own.n_codebooks == len(t)
+    assert shared.codebook_bytes < own.codebook_bytes
+    assert all(x.codebook_shared for x in shared.tensors if x.name.startswith("layer"))
+    # the shared record is split over its users and adds up to what is stored
+    assert math.isclose(sum(x.codebook_bytes for x in shared.tensors), shared.codebook_bytes)
+    wide = dict(t, wide16=np.arange(-500, 500, dtype=np.int16), wide16b=np.arange(-400, 600, dtype=np.int16))
+    for g in ("auto", 2):  # group 2 falls back to 1 where the alphabet is too wide
+        p3 = tmp_path / f"shared{g}.hqt"
+        C.save(p3, wide, share_codebooks=True, group=g)
+        _assert_same(C.load(p3), wide)
+        assert C.info(p3).tensor("wide16").group == 1
+
+
+def test_identical_codebooks_stored_once(tmp_path):
+    x = np.tile(np.arange(16, dtype=np.uint8), 10)
+    fi = C.save(tmp_path / "d.hqt", {"a": x, "b": x.copy(), "c": x[::-1].copy()}, group=1)
+    assert fi.n_codebooks == 1
+
+
+def test_accounting_adds_up(tmp_path):
+    t = _tensors(3)
+    fi = C.save(tmp_path / "a.hqt", t)
+    per_tensor = sum(x.total_bytes for x in fi.tensors)
+    fixed = C.PREAMBLE_SIZE + fi.file_metadata_bytes + 8  # + codebook and tensor counts
+    header_pad = fi.header_bytes - fixed - fi.codebook_bytes - fi.tensor_table_bytes
+    assert 0 <= header_pad < C.ALIGNMENT
+    assert math.isclose(per_tensor + fixed + header_pad, fi.file_bytes)
+    assert fi.file_bytes == fi.header_bytes + fi.index_bytes + fi.payload_bytes + fi.padding_bytes
+    for x in fi.tensors:
+        if x.n_values:
+            assert math.isclose(x.coded_bits_per_value, 8 * x.total_bytes / x.n_values)
+            assert x.avg_code_length >= x.entropy_bits - 1e-9
+    assert fi.tensor("fc.weight").nominal_bits == math.ceil(math.log2(int(t["fc.weight"].max()) - int(t["fc.weight"].min()) + 1))
+
+
+def test_quant_metadata_and_dequantize(tmp_path):
+    rng = np.random.default_rng(4)
+    q = rng.integers(0, 16, (3, 8, 5)).astype(np.uint8)
+    scale = rng.uniform(0.01, 0.2, 8).astype(np.float32)
+    zp = rng.integers(0, 16, 8).astype(np.int64)
+    bits = np.array([4, 4, 3, 4, 2, 4, 4, 4], np.float64)
+    meta = {"scale": scale, "zero_point": zp, "bits": bits, "levels": (2**bits).astype(np.int64), "axis": 1,
+            "custom_f16": np.ones((2, 2), np.float16), "flag": True, "nothing": None}
+    path = tmp_path / "q.hqt"
+    C.save(path, {"w": q, "s": q[0, 0].copy()}, quant={"w": meta, "s": {"scale": 0.5, "zero_point": 3}})
+    got = C.load_quant(path, "w")
+    assert set(got) == {"scale", "zero_point", "bits", "levels", "axis", "custom_f16", "flag"}
+    assert got["axis"] == 1 and isinstance(got["axis"], int)
+    assert got["flag"] is True
+    np.testing.assert_array_equal(got["scale"], scale)
+    assert got["custom_f16"].dtype == np.float16 and got["custom_f16"].shape == (2, 2)
+    want = (q.astype(np.int64) - zp[None, :, None]).astype(np.float32) * scale[None, :, None]
+    out = C.dequantize(path, "w")
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(C.dequantize(path, "s"), (q[0, 0].astype(np.float32) - 3) * np.float32(0.5))
+    ti = C.info(path).tensor("w")
+    assert ti.nominal_bits == pytest.approx(bits.mean())
+    assert C.load_quant(path, "s") == {"scale": 0.5, "zero_point": 3}
+
+
+def test_dequantize_without_scale_is_an_error(tmp_path):
+    C.save(tmp_path / "n.hqt", {"x": np.arange(4, dtype=np.uint8)})
+    with pytest.raises(FormatError, match="scale"):
+        C.dequantize(tmp_path / "n.hqt", "x")
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(FormatError, match="float"):
+        C.save(tmp_path / "f.hqt", {"x": np.zeros(3, np.float32)})
+    with pytest.raises(FormatError, match="unknown tensors"):
+        C.save(tmp_path / "f.hqt", {"x": np.zeros(3, np.uint8)}, quant={"y": {"scale": 1.0}})
+    with pytest.raises(FormatError, match="storable"):
+        C.save(tmp_path / "f.hqt", {"x": np.zeros(3, np.uint8)}, quant={"x": {"s": np.array(["a"])}})
+    assert not (tmp_path / "f.hqt").exists()
+    C.save(tmp_path / "ok.hqt", {"x": np.zeros(3, np.uint8)})
+    with pytest.raises(MissingTensorError, match="nope"):
+        C.load_tensor(tmp_path / "ok.hqt", "nope")
+
+
+def _patch(path, offset: int, fmt: str, value) -> None:
+    """Overwrite a header field and re-seal the header CRC (a well-formed but hostile file)."""
+    raw = bytearray(path.read_bytes())
+    struct.pack_into(fmt, raw, offset, value)
+    hlen = struct.unpack_from("<I", raw, 12)[0]
+    crc = zlib.crc32(bytes(raw[32 : 32 + hlen]), zlib.crc32(bytes(raw[:28])))
+    struct.pack_into("<I", raw, 28, crc)
+    path.write_bytes(bytes(raw))
+
+
+def test_unknown_version_flags_and_types(tmp_path):
+    p = tmp_path / "v.hqt"
+    C.save(p, {"t": np.arange(5, dtype=np.uint8)}, quant={"t": {"scale": np.float32(1.0)}})
+    good = p.read_bytes()
+    _patch(p, 8, "<H", 2)
+    with pytest.raises(FormatError, match="version 2"):
+        C.load(p)
+    p.write_bytes(good)
+    _patch(p, 10, "<H", 1)
+    with pytest.raises(FormatError, match="flags"):
+        C.info(p)
+    # the metadata array's type code is the byte after its name "scale"
+    p.write_bytes(good)
+    pos = good.index(b"scale") + len(b"scale")
+    _patch(p, pos, "<B", 99)
+    with pytest.raises(FormatError, match="unknown type code 99"):
+        C.info(p)
+    p.write_bytes(b"not an hqt file at all, but long enough to have a preamble")
+    with pytest.raises(FormatError, match="magic"):
+        C.load(p)
+
+
+def test_hostile_shape_is_rejected_before_allocation(tmp_path):
+    p = tmp_path / "h.hqt"
+    C.save(p, {"HOSTILE": np.arange(5, dtype=np.uint8)})
+    raw = p.read_bytes()
+    dims_at = raw.index(b"HOSTILE", 32) + 7 + 8  # name, then the 8-byte record head, then dims
+    assert struct.unpack_from("<Q", raw, dims_at)[0] == 5
+    _patch(p, dims_at, "<Q", 10**12)
+    with pytest.raises(FormatError, match="payload bits cannot hold"):
+        C.info(p)
+
+
+def test_atomic_write_keeps_old_file_on_exception(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(p) as fh:
+            fh.write(b"new half")
+            raise RuntimeError("boom")
+    assert p.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f.bin"]
+
+
+_KILL_WRITER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from entropy import container as C
+    from entropy.codec import encode
+    rng = np.random.default_rng(0)
+    enc = encode(rng.integers(0, 256, 2_000_000).astype(np.uint8), group=1)
+    tensors = {f"t{i}": enc for i in range(int(sys.argv[2]))}
+    print("ready", flush=True)
+    while True:
+        C.save(sys.argv[1], tensors)
+    """
+)
+
+
+def test_killed_writer_leaves_old_or_complete_file(tmp_path):
+    target = tmp_path / "big.hqt"
+    old = {"old": np.arange(100, dtype=np.uint8)}
+    C.save(target, old)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_WRITER, str(target), "40"], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        deadline = time.monotonic() + 60
+        # wait until a temporary file is being written, then kill mid-write
+        while time.monotonic() < deadline:
+            tmps = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+            if tmps and os.path.getsize(tmp_path / tmps[0]) > 1_000_000:
+                break
+            time.sleep(0.002)
+        else:
+            pytest.fail("writer never started a temporary file")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # the target is the old file or a complete new one: never partial
+    names = C.HQTFile(target).names
+    if names == ["old"]:
+        assert np.array_equal(C.load_tensor(target, "old"), old["old"])
+    else:
+        assert names == [f"t{i}" for i in range(40)]
+        C.load_tensor(target, "t39")
+
+
+# --------------------------------------------------------------------------- FORMAT.md is enough
+
+
+def _spec_decode(raw: bytes) -> dict[str, np.ndarray]:
+    """An independent decoder written from entropy/FORMAT.md alone (pure Python, no entropy code)."""
+    assert raw[:8] == b"\x89HQT\r\n\x1a\n"
+    version, flags, hlen, flen, reserved, hcrc = struct.unpack_from("<HHIQII", raw, 8)
+    assert (version, flags, reserved, flen) == (1, 0, 0, len(raw))
+    assert zlib.crc32(raw[32 : 32 + hlen], zlib.crc32(raw[:28])) == hcrc
+    pos = 32
+
+    def take(fmt):
+        nonlocal pos
+        vals = struct.unpack_from(fmt, raw, pos)
+        pos += struct.calcsize(fmt)
+        return vals if len(vals) > 1 else vals[0]
+
+    def text(width):
+        nonlocal pos
+        n = take(width)
+        pos += n
+        return raw[pos - n : pos].decode()
+
+    for _ in range(take("<I")):
+        text("<H"), text("<I")
+    books = []
+    for _ in range(take("<I")):
+        n = take("<I")
+        books.append(raw[pos : pos + n])
+        pos += n
+    types = {1: "<u1", 2: "<i1", 3: "<u2", 4: "<i2", 5: "<u4", 6: "<i4", 7: "<u8", 8: "<i8", 9: "<f2", 10: "<f4", 11: "<f8", 12: "?"}
+    out = {}
+    for _ in range(take("<I")):
+        name = text("<H")
+        tcode, ndim, k, L, C = take("<BBBBI")
+        shape = [take("<Q") for _ in range(ndim)]
+        (vmin, R, P, ioff, ilen, poff, plen, cb, icrc, pcrc, n_arrays, _, _) = take("<qQQQQQQIIIIdd")
+        for _ in range(n_arrays):
+            text("<H")
+            acode, andim = take("<BB")
+            adims = [take("<Q") for _ in range(andim)]
+            pos += math.prod(adims) * np.dtype(types[acode]).itemsize
+        assert zlib.crc32(raw[ioff:poff]) == icrc
+        assert zlib.crc32(raw[poff : poff + -(-plen // 8) * 8]) == pcrc
+        lengths = _spec_lengths(books[cb], R**k)
+        # canonical codes: by (length, symbol)
+        table = {}
+        next_code = 0
+        prev_len = 0
+        for s in sorted((s for s in range(len(lengths)) if lengths[s]), key=lambda s: (lengths[s], s)):
+            next_code <<= lengths[s] - prev_len
+            prev_len = lengths[s]
+            table[(lengths[s], next_code)] = s
+            next_code += 1
+        n = math.prod(shape)
+        width = 2 if (C // k) * L <= 0xFFFF else 4
+        chunk_bits = [int.from_bytes(raw[ioff + i : ioff + i + width], "big") for i in range(0, ilen, width)]
+        bits = "".join(f"{b:08b}" for b in raw[poff : poff + plen])
+        values, at = [], 0
+        for cbits in chunk_bits:
+            end = at + cbits
+            while at < end:
+                ln, code = 0, 0
+                while (ln, code) not in table:
+                    code = (code << 1) | int(bits[at])
+                    ln += 1
+                    at += 1
+                sym = table[(ln, code)]
+                values.extend([sym // R, sym % R] if k == 2 else [sym])
+        assert at == P and set(bits[P:]) <= {"0"}
+        out[name] = (np.array(values[:n], dtype=np.int64) + vmin).astype(types[tcode]).reshape(shape)
+    return out
+
+
+def _spec_lengths(b: bytes, n: int) -> list[int]:
+    mode = b[0] >> 4
+    nib = [x for byte in b for x in (byte >> 4, byte & 15)][1:]
+    if mode in (3, 4):
+        return nib[:n]
+    if mode in (1, 2):
+        lens = nib[: n - 1]
+        rest = 1 - sum(2.0**-x for x in lens if x)
+        return lens + [0 if rest == 0 else int(-math.log2(rest))]
+    assert mode == 5 and b[0] == 0x50
+    pos = 1
+
+    def varint():
+        nonlocal pos
+        x = shift = 0
+        while True:
+            x |= (b[pos] & 0x7F) << shift
+            pos += 1
+            if not b[pos - 1] & 0x80:
+                return x
+            shift += 7
+
+    assert varint() == n
+    lens: list[int] = []
+    while len(lens) < n:
+        t = b[pos]
+        pos += 1
+        if t <= 24:
+            lens.append(t)
+        elif t == 0x40:
+            lens += [0] * (varint() + 2)
+        else:
+            lens += [lens[-1]] * ((t & 0x7F) + 2)
+    return lens
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_independent_decoder_from_the_spec(tmp_path, group):
+    rng = np.random.default_rng(9)
+    t = {
+        "w4": rng.integers(0, 16, 301).astype(np.uint8),
+        "sparse": np.where(rng.random(999) < 0.9, 0, rng.integers(-3, 4, 999)).astype(np.int8),
+        "wide": np.round(rng.laplace(0, 30, 700)).astype(np.int16),  # RLE-mode codebook
+        "s": np.array([[5]], np.int32),
+        "e": np.zeros(0, np.int64),
+    }
+    path = tmp_path / "spec.hqt"
+    C.save(path, t, {"model": "spec"}, quant={"w4": {"scale": np.float32(0.1)}}, group=group, chunk_size=64)
+    got = _spec_decode(path.read_bytes())
+    _assert_same(got, t)
+
+
+def test_format_md_example_is_what_the_writer_writes(tmp_path):
+    doc = (Path(C.__file__).parent / "FORMAT.md").read_text()
+    dump = doc.split("## 12. Worked example", 1)[1]
+    lines = [ln for ln in dump.splitlines() if len(ln) > 10 and ln[8:10] == ": " and ln[:8].isalnum()]
+    documented = bytes.fromhex("".join(ln[10:49].replace(" ", "") for ln in lines))
+    path = tmp_path / "example.hqt"
+    C.save(path, {"x": np.array([[-1, 0, 0], [1, 0, -1]], np.int8)}, {"tool": "huffquant 0.1.0"},
+           quant={"x": {"scale": np.float32(0.5)}}, chunk_size=4, group=1)
+    assert path.read_bytes() == documented
+    assert np.array_equal(_spec_decode(documented)["x"], [[-1, 0, 0], [1, 0, -1]])
+    np.testing.assert_array_equal(C.dequantize(path, "x"), np.float32([[-0.5, 0, 0], [0.5, 0, -0.5]]))
+
+
+def _child_load(path, q):
+    q.put(int(C.load_tensor(path, "x").sum()))
+
+
+def test_reader_works_in_a_forked_child(tmp_path):
+    """The CRC helper thread does not survive fork; the child must get a fresh one, not hang."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    x = np.random.default_rng(0).integers(0, 256, 3_000_000).astype(np.uint8)  # payload > 1 MiB
+    path = tmp_path / "fork.hqt"
+    C.save(path, {"x": x}, group=1)
+    assert np.array_equal(C.load_tensor(path, "x"), x)  # starts the helper thread here
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_load, args=(str(path), q))
+    p.start()
+    p.join(60)
+    if p.is_alive():
+        p.kill()
+        pytest.fail("reader hung in a forked child")
+    assert q.get(timeout=5) == int(x.sum())

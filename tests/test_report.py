@@ -1,0 +1,177 @@
+"""The report end to end on a tiny model and tiny images: real invariants, real files, valid outputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from analysis import report as R
+from analysis.cli import main
+from analysis.errors import AnalysisError
+from entropy.container import HQTFile
+
+
+class TinyNet(nn.Module):
+    """Conv-BN-ReLU stem, a depthwise and a pointwise conv, and a classifier (random init)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.b1 = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.b2 = nn.BatchNorm2d(8)
+        self.c3 = nn.Conv2d(8, 24, 1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.b1(self.c1(x)))
+        x = torch.relu(self.b2(self.c2(x)))
+        x = torch.relu(self.c3(x))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    with torch.no_grad():  # non-trivial BN statistics so folding matters
+        for bn in (model.b1, model.b2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    images = torch.randn(10, 3, 20, 20)
+    files = tmp_path_factory.mktemp("files")
+    cfg = R.ReportConfig(batch_size=4, progress=False, files_dir=str(files), verify_huffman_packing=True,
+                         zstd_sample_bytes=256)
+    rep = R.report(model, images, cfg)
+    out = tmp_path_factory.mktemp("out")
+    written = rep.write(out)
+    return rep, out, files, written
+
+
+def test_invariants_per_tensor(tiny_report):
+    rep, _, _, _ = tiny_report
+    kinds = {r["kind"] for r in rep.layers}
+    assert kinds == {"activations", "weights"}
+    assert len(rep.layers) == 8  # 4 layers x (activations, weights)
+    for r in rep.layers:
+        h, acl = r["entropy_bits"], r["acl_layer"]
+        assert h <= acl + 1e-12 and acl < h + 1, r["layer"]  # one code for the layer vs pooled entropy
+        hc = r["channel_entropy_bits"]
+        assert hc <= h + 1e-12
+        if r.get("acl_channel") is not None:
+            assert hc <= r["acl_channel"] + 1e-12 and r["acl_channel"] < hc + 1
+        assert r["coded_bits"] >= r["payload_bits"]  # file bits >= payload bits
+        assert r["payload_bits"] == pytest.approx(r["avg_code_length"] * r["n_values"])
+        assert r["coded_bits"] <= r["closed_form_bits"]  # equal unless a codebook is shared across layers
+        assert r["lossless"] is True and r["sha256"] == r["decoded_sha256"]
+        assert r["file_bits_per_value"] >= r["coded_bits_per_value"]
+        assert r["nominal_bits"] > 0
+        # the picked choice is the smallest of those sized
+        others = [r[k] for k in ("bpv_layer", "bpv_channel", "bpv_pairs", "bpv_bitwidth", "bpv_cluster")
+                  if r.get(k) is not None]
+        assert r["closed_form_bits"] / r["n_values"] <= min(others) + 1e-12
+
+
+def test_packing_rows_are_exact_and_lossless(tiny_report):
+    rep, _, _, _ = tiny_report
+    assert len(rep.packing) == len(rep.layers)
+    for p in rep.packing:
+        assert p["lossless"] is True
+        assert p["widest_bits"] == p["n_values"] * p["widest_width"]
+        assert p["dense_bits"] <= p["widest_bits"]
+        # dense packing at ceil(log2 levels) bits never beats the nominal log2(levels)
+        assert p["dense_bpv"] >= p["nominal_bits"] - 1e-12
+
+
+def test_files_decode_to_the_reported_hashes(tiny_report):
+    rep, _, files, _ = tiny_report
+    for kind in ("activations", "weights"):
+        f = rep.files[kind]
+        with HQTFile(f["path"]) as h:
+            info = h.info()
+            assert info.file_bytes == f["file_bytes"]
+            names = h.names
+        layers = {r["layer"] for r in rep.layers if r["kind"] == kind}
+        assert {n.split("#")[0] for n in names} == layers
+    total_coded = sum(r["coded_bits"] for r in rep.layers if r["kind"] == "activations")
+    s = rep.summary["activations"]
+    assert s["coded_bits_per_value"] == pytest.approx(total_coded / s["n_values"])
+
+
+def test_summary_and_outputs(tiny_report):
+    rep, out, _, written = tiny_report
+    doc = json.loads((out / "summary.json").read_text())
+    for kind in ("activations", "weights"):
+        s = doc["summary"][kind]
+        for key in ("nominal_bits", "entropy_bits", "channel_entropy_bits", "avg_code_length",
+                    "coded_bits_per_value"):
+            assert isinstance(s[key], float) and math.isfinite(s[key]), key
+        rows = [r for r in doc["layers"] if r["kind"] == kind]
+        n = sum(r["n_values"] for r in rows)
+        assert s["entropy_bits"] == pytest.approx(sum(r["entropy_bits"] * r["n_values"] for r in rows) / n)
+        assert s["lossless"] is True
+    assert all(r["lossless"] is True for r in doc["layers"])
+    assert doc == json.loads(rep.to_json())
+    assert {c["role"] for c in doc["configs"]} == {"main", "baseline"}
+    assert 0.0 <= doc["configs"][0]["top1_agreement"] <= 1.0
+    assert doc["timing"]["ratio_to_fp32_and_calibration"] > 0
+    table = list(csv.DictReader(io.StringIO((out / "layers.csv").read_text())))
+    assert tuple(table[0]) == R.LAYER_COLUMNS and len(table) == len(rep.layers)
+    md = (out / "report.md").read_text()
+    for needle in ("# huffquant report: TinyNet", "package", "date", "W4A4 aciq-laplace", "## Whole model",
+                   "## Mixed-precision channel packing", "Step ratio"):
+        assert needle in md
+    pngs = [p for p in written if p.suffix == ".png"]
+    pdfs = [p for p in written if p.suffix == ".pdf"]
+    assert {p.stem for p in pngs} == {p.stem for p in pdfs} >= {"layer_bits", "mse_alpha", "bit_allocation",
+                                                                   "step_ratio", "clipping_histogram"}
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and mpimg.imread(p).ndim == 3
+    for p in pdfs:
+        b = p.read_bytes()
+        assert b.startswith(b"%PDF-") and b.rstrip().endswith(b"%%EOF")
+
+
+def test_analyze_tensors_rejects_bad_kind():
+    with pytest.raises(AnalysisError, match="kind"):
+        R.TensorInput("x", "biases", np.zeros((2, 2), np.uint8), 0, 4, 0)
+
+
+def test_cli_report_json(tmp_path, capsys):
+    code = main(["-q", "report", "--model", "resnet18", "--random-init", "--num-images", "2",
+                 "--num-calibration", "2", "--batch-size", "2", "--no-baseline", "--no-plots", "--json",
+                 "--images", str(_image_dir(tmp_path)), "--out", str(tmp_path / "rep")])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["header"]["model"] == "resnet18"
+    assert doc["summary"]["activations"]["lossless"] is True and doc["summary"]["weights"]["lossless"] is True
+    assert (tmp_path / "rep" / "summary.json").exists() and (tmp_path / "rep" / "layers.csv").exists()
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--num-images", "0", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--images", "a", "--imagenet", "b"])
+    assert exc.value.code == 2
+
+
+def _image_dir(tmp_path):
+    from PIL import Image
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(d / f"im{i}.png")
+    (d / "broken.jpg").write_bytes(b"not an image")
+    return d
