@@ -63,6 +63,7 @@ __all__ = [
     "from_rows",
     "LayerCoding",
     "save_choices",
+    "file_entries",
     "load_choice",
 ]
 
@@ -73,7 +74,7 @@ PAIR_RANGE = 32
 #: Rows shorter than this are never given one code per channel in pairs (the table would dominate).
 _MIN_ROW_FOR_CHANNEL_PAIRS = 16384
 #: Cluster counts tried for the shared-code layouts.
-CLUSTER_COUNTS = (8, 32)
+CLUSTER_COUNTS = (16,)
 _LLOYD_ROUNDS = 5
 
 
@@ -139,14 +140,14 @@ def channel_rows(codes: np.ndarray, axis: int | None) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(a, ax, 0)).reshape(a.shape[ax], -1)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _count_rows(x3, vmin, R, want_pairs, want_odd, P):  # pragma: no cover - compiled
     # x3: [A, C, B]; row c is x3[0, c, :], x3[1, c, :], ... (its memory order)
     A, C, B = x3.shape
     counts = np.zeros((C, R), np.int64)
     rmin = np.zeros(C, np.int64)
     rmax = np.zeros(C, np.int64)
-    for c in numba.prange(C):
+    for c in range(C):
         lo = np.int64(1) << 62
         hi = -lo
         for a in range(A):
@@ -162,7 +163,7 @@ def _count_rows(x3, vmin, R, want_pairs, want_odd, P):  # pragma: no cover - com
     pe = np.zeros((C if want_pairs else 1, P * P), np.int64)
     po = np.zeros((C if want_odd else 1, P * P), np.int64)
     if want_pairs:
-        for c in numba.prange(C):
+        for c in range(C):
             if rmax[c] - rmin[c] >= P:
                 continue
             lo = rmin[c]
@@ -191,7 +192,8 @@ def tensor_counts(
     """Count the values of integer ``codes`` per channel along ``axis`` (None: one channel).
 
     ``value_min``/``value_max`` fix the alphabet (default: the observed extremes). One parallel
-    pass over the data, a second one for ``pairs``; no copy when ``codes`` is C-contiguous.
+    pass over the data, a second one for ``pairs`` (compiled, releases the GIL); no copy when ``codes`` is
+    C-contiguous.
     """
     a = np.asarray(codes)
     if a.dtype.kind not in "iu":
@@ -262,7 +264,8 @@ def _index_bytes(n_values: int, group: int, chunk_size: int, max_code_length: in
     """Bytes of the codec's chunk index for a segment of ``n_values`` values (one entry per chunk)."""
     from entropy.codec import CodecParams
 
-    params = CodecParams(group=group, max_code_length=max_code_length, chunk_size=chunk_size, value_min=0, value_range=1)
+    params = CodecParams(group=group, max_code_length=max_code_length, chunk_size=chunk_size, value_min=0,
+                         value_range=1)
     return -(-n_values // chunk_size) * params.index_entry_bytes
 
 
@@ -469,21 +472,23 @@ def _cluster_labels(tc: TensorCounts, k: int, max_code_length: int, ent: np.ndar
     payload bits (a symbol absent from a code is charged ``max_code_length + 4`` bits).
     """
     C, R = tc.counts.shape
-    counts = tc.counts.astype(np.float64)
-    tot = np.maximum(counts.sum(axis=1), 1.0)
-    mean = counts @ np.arange(R) / tot
+    counts = tc.counts
+    # integer matrix products: exact, and numpy runs them without BLAS threads (which spin on busy CPUs)
+    tot = np.maximum(counts.sum(axis=1), 1)
+    mean = (counts @ np.arange(R, dtype=np.int64)) / tot
     order = np.lexsort((mean, ent))
     labels = np.empty(C, dtype=np.int64)
     labels[order] = np.arange(C) * k // C
-    penalty = float(max_code_length + 4)
+    penalty = max_code_length + 4
     for _ in range(_LLOYD_ROUNDS):
-        sums = np.zeros((k, R), dtype=np.int64)
-        np.add.at(sums, labels, tc.counts)
-        cost_len = np.full((k, R), 1e9)
+        onehot = np.zeros((k, C), dtype=np.int64)
+        onehot[labels, np.arange(C)] = 1
+        sums = onehot @ counts
+        cost_len = np.full((R, k), 1 << 24, dtype=np.int64)  # empty cluster: never chosen, no overflow
         for j in np.flatnonzero(sums.sum(axis=1)):
-            lens = code_lengths(sums[j], max_code_length)
-            cost_len[j] = np.where(lens > 0, lens.astype(np.float64), penalty)
-        new = np.argmin(counts @ cost_len.T, axis=1)
+            lens = code_lengths(sums[j], max_code_length).astype(np.int64)
+            cost_len[:, j] = np.where(lens > 0, lens, penalty)
+        new = np.argmin(counts @ cost_len, axis=1)
         if np.array_equal(new, labels):
             break
         labels = new
@@ -569,10 +574,15 @@ def coding_choices(
 
 def channel_payload_bits(tc: TensorCounts, max_code_length: int = 12) -> np.ndarray:
     """Payload bits of each channel coded with its own Huffman code (int64 [C]); no table, no record."""
-    out = np.zeros(tc.n_channels, dtype=np.int64)
-    for c in range(tc.n_channels):
-        row = tc.counts[c]
-        out[c] = int(np.dot(row, code_lengths(row, max_code_length).astype(np.int64)))
+    key = ("channel_payload_bits", max_code_length)
+    out = tc._cache.get(key)
+    if out is None:
+        out = np.zeros(tc.n_channels, dtype=np.int64)
+        for c in range(tc.n_channels):
+            row = tc.counts[c]
+            out[c] = int(np.dot(row, code_lengths(row, max_code_length).astype(np.int64)))
+        out.setflags(write=False)
+        tc._cache[key] = out
     return out
 
 
@@ -637,19 +647,19 @@ class LayerCoding:
     quant: dict | None = None  # scale, zero_point, bits... stored with the first segment
 
 
-def save_choices(path, layers: list[LayerCoding], metadata: dict[str, str] | None = None, *,
-                 max_code_length: int = 12, chunk_size: int = 4096):
-    """Write every layer's chosen segments into one ``.hqt`` file; returns the container's FileInfo.
+def file_entries(layers: list[LayerCoding], encoded: list[list] | None = None,
+                 *, max_code_length: int = 12, chunk_size: int = 4096) -> tuple[dict, dict]:
+    """The ``tensors`` and ``quant`` mappings :func:`entropy.container.save` takes for these layers.
 
-    Segment entries are named by :func:`segment_name`; cluster segments carry their ``channels``
-    (uint16) so the file alone says where each row goes.
+    ``encoded``: per layer its segments' EncodedTensors (default: encoded here with :func:`encode_choice`).
+    Segment entries are named by :func:`segment_name`; the layer's quantization metadata goes with its first
+    segment, and cluster segments carry their ``channels`` (uint16) so the file alone says where rows go.
     """
-    from entropy.container import save
-
     tensors: dict = {}
     quant: dict = {}
-    for lc in layers:
-        encs = encode_choice(lc.rows, lc.choice, max_code_length=max_code_length, chunk_size=chunk_size)
+    for k, lc in enumerate(layers):
+        encs = encoded[k] if encoded is not None else encode_choice(
+            lc.rows, lc.choice, max_code_length=max_code_length, chunk_size=chunk_size)
         n = len(encs)
         for i, (s, enc) in enumerate(zip(lc.choice.segments, encs)):
             name = segment_name(lc.name, lc.choice.name, i, n)
@@ -663,6 +673,15 @@ def save_choices(path, layers: list[LayerCoding], metadata: dict[str, str] | Non
                 meta["channels"] = s.channels.astype(np.uint16)
             if meta:
                 quant[name] = meta
+    return tensors, quant
+
+
+def save_choices(path, layers: list[LayerCoding], metadata: dict[str, str] | None = None, *,
+                 max_code_length: int = 12, chunk_size: int = 4096):
+    """Write every layer's chosen segments into one ``.hqt`` file; returns the container's FileInfo."""
+    from entropy.container import save
+
+    tensors, quant = file_entries(layers, max_code_length=max_code_length, chunk_size=chunk_size)
     return save(path, tensors, metadata=metadata, quant=quant, max_code_length=max_code_length,
                 chunk_size=chunk_size)
 

@@ -229,11 +229,13 @@ def packing_sizes(
 
 
 def pack_layer(rows: np.ndarray, result: PackingResult, levels: np.ndarray, qmin: np.ndarray | None = None, *,
-               huffman: bool = True, max_code_length: int = 12, chunk_size: int = 4096) -> PackingResult:
-    """Really build (i), (ii) (and with ``huffman`` (iii), (iv)), check sizes and round trips.
+               widest: bool = True, huffman: bool = True, max_code_length: int = 12,
+               chunk_size: int = 4096) -> PackingResult:
+    """Really build (ii) (with ``widest`` also (i), with ``huffman`` also (iii) and (iv)), check their sizes
+    against the closed form and decode them.
 
-    Returns ``result`` with the ``*_ok`` flags set. Raises AnalysisError if a built size differs from
-    the closed form.
+    Returns ``result`` with the ``*_ok`` flags set (None for a packing not built). Raises AnalysisError if a
+    built size differs from the closed form.
     """
     from dataclasses import replace
 
@@ -243,14 +245,21 @@ def pack_layer(rows: np.ndarray, result: PackingResult, levels: np.ndarray, qmin
     w = channel_widths(levels)
     C, M = rows.shape
     wide = np.full(C, int(w.max()), dtype=np.int64)
-    packed_i = pack_rows(rows, wide, qmin)
-    packed_ii = pack_rows(rows, w, qmin)
-    if len(packed_i) != result.widest_bits or len(packed_ii) != result.dense_bits:
-        raise AnalysisError(
-            f"{result.layer}: packed {len(packed_i)}/{len(packed_ii)} bits, closed form "
-            f"{result.widest_bits}/{result.dense_bits}"
-        )
-    ok_i = bool(np.array_equal(unpack_rows(packed_i, wide, M, qmin, rows.dtype), rows))
+    ok_i = None
+    try:
+        if widest:
+            packed_i = pack_rows(rows, wide, qmin)
+            if len(packed_i) != result.widest_bits:
+                raise AnalysisError(
+                    f"packed {len(packed_i)} bits at the widest width, closed form {result.widest_bits}"
+                )
+            ok_i = bool(np.array_equal(unpack_rows(packed_i, wide, M, qmin, rows.dtype), rows))
+            del packed_i
+        packed_ii = pack_rows(rows, w, qmin)
+        if len(packed_ii) != result.dense_bits:
+            raise AnalysisError(f"packed {len(packed_ii)} bits densely, closed form {result.dense_bits}")
+    except AnalysisError as exc:
+        raise AnalysisError(f"{result.layer}: {exc}") from exc
     ok_ii = bool(np.array_equal(unpack_rows(packed_ii, w, M, qmin, rows.dtype), rows))
     ok_h = None
     if huffman:

@@ -30,6 +30,7 @@ _THRESHOLD_STYLE = {  # label -> (colour key, line style)
     "KL": ("kl", "--"),
     "2σ": ("2sigma", "-."),
     "max": ("max", ":"),
+    "ReLU6": ("nominal", (0, (1, 1))),
 }
 
 
@@ -40,6 +41,7 @@ def plot_clipping_histogram(
     *,
     histogram: tuple[np.ndarray, np.ndarray] | None = None,
     layer: str = "",
+    xlabel: str | None = None,
     stem: str = "clipping_histogram",
     bins: int = 160,
 ) -> list[Path]:
@@ -70,8 +72,10 @@ def plot_clipping_histogram(
         for i, (label, t) in enumerate(thresholds.items()):
             key, ls = _THRESHOLD_STYLE.get(label, (None, "-"))
             color = ps.COLORS.get(key, ps.CYCLE[i % len(ps.CYCLE)]) if key else ps.CYCLE[i % len(ps.CYCLE)]
+            if label == "ReLU6":
+                color = "#555555"
             ax.axvline(float(t), color=color, linestyle=ls, linewidth=1.2, label=f"{label} = {float(t):.3g}")
-        ax.set_xlabel("activation value (FP32, after fused ReLU)" if lo >= 0 else "activation value (FP32)")
+        ax.set_xlabel(xlabel or ("activation value (FP32, after fused ReLU)" if lo >= 0 else "activation value (FP32)"))
         ax.set_ylabel("count (log scale)")
         ax.grid(axis="x", visible=False)
         fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncols=3, columnspacing=0.9,
@@ -113,7 +117,8 @@ def plot_layer_bits(
             ax.xaxis.set_major_locator(_int_locator(len(rows)))
         axes[-1, 0].set_xlabel("layer index (network order)")
         handles, labels = axes[0, 0].get_legend_handles_labels()
-        order = [labels.index(k) for k in ("nominal", "entropy (pooled)", "Huffman avg. length", "file (all side info)")]
+        wanted = ("nominal", "entropy (pooled)", "Huffman avg. length", "file (all side info)")
+        order = [labels.index(k) for k in wanted]
         fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside upper center", ncols=2)
         return ps.save(fig, out_dir, stem)
 
@@ -159,7 +164,10 @@ def plot_rate_fidelity(
     ys = np.array([float(p[y]) for p in points])
     scale = 100.0 if ys.max() <= 1.0 else 1.0
     ys = ys * scale
-    front = np.array([bool(p["pareto"]) for p in points]) if all("pareto" in p for p in points) else pareto_front(xs, ys)
+    if all("pareto" in p for p in points):
+        front = np.array([bool(p["pareto"]) for p in points])
+    else:
+        front = pareto_front(xs, ys)
     groups = list(dict.fromkeys(str(p.get(color_by, "")) for p in points))
     with ps.style():
         fig, ax = ps.figure(2.4)
@@ -238,8 +246,8 @@ def plot_bit_allocation(
             ax.hist(b, bins=edges, color=ps.COLORS.get(kind, ps.CYCLE[0]), rwidth=0.85 if integral else 1.0)
             mean = float(b.mean())
             ax.axvline(mean, color="black", linewidth=0.8, linestyle="--")
-            ax.set_title(f"mean {mean:.2f} bits", loc="right", fontsize=7)
-            ax.set_xlabel(f"{kind}: bits per channel")
+            ax.set_title(f"{kind}: mean {mean:.2f} bits", fontsize=7)
+            ax.set_xlabel("bits per channel")
             ax.grid(axis="x", visible=False)
             if integral:
                 from matplotlib.ticker import MaxNLocator
@@ -253,26 +261,38 @@ def plot_step_ratio(
     rho: Sequence[float],
     out_dir: str | os.PathLike[str],
     *,
+    groups: Sequence[str] | None = None,
     band: tuple[float, float] | None = (0.81, 0.86),
     stem: str = "step_ratio",
 ) -> list[Path]:
-    """ρ = Δ_ACIQ / Δ_KL per layer (network order), its mean, and the rebuttal's reported range as a band."""
+    """ρ = Δ_ACIQ / Δ_KL per layer (network order) on a log axis, one colour and one mean line per group
+    (e.g. layers with and without a fused activation), and the rebuttal's reported range as a band."""
     r = np.asarray(rho, dtype=np.float64)
     if r.size == 0:
         raise AnalysisError("no step ratios to plot")
+    g = list(groups) if groups is not None else ["per layer"] * r.size
+    if len(g) != r.size:
+        raise AnalysisError(f"{len(g)} group labels for {r.size} step ratios")
     x = np.arange(1, r.size + 1)
+    ok = np.isfinite(r) & (r > 0)
     with ps.style():
-        fig, ax = ps.figure(2.0)
+        fig, ax = ps.figure(2.2)
         if band is not None:
-            ax.axhspan(band[0], band[1], color=ps.OKABE_ITO["yellow"], alpha=0.45, linewidth=0,
-                       label=f"rebuttal range {band[0]:.2f}–{band[1]:.2f}")
-        ax.bar(x, r, width=0.7, color=ps.COLORS["aciq"], label="per layer")
-        mean = float(np.nanmean(r))
-        ax.axhline(mean, color="black", linestyle="--", linewidth=0.9, label=f"mean {mean:.2f}")
+            ax.axhspan(band[0], band[1], color=ps.OKABE_ITO["yellow"], alpha=0.6, linewidth=0,
+                       label=f"rebuttal {band[0]:.2f}–{band[1]:.2f}")
+        for i, name in enumerate(dict.fromkeys(g)):
+            sel = np.array([gi == name for gi in g]) & ok
+            color = [ps.OKABE_ITO["blue"], ps.OKABE_ITO["orange"], ps.OKABE_ITO["green"]][i % 3]
+            ax.bar(x[sel], r[sel], width=0.7, color=color, label=name)
+            if sel.any():
+                mean = float(np.mean(r[sel]))
+                ax.axhline(mean, color=color, linestyle="--", linewidth=0.9, label=f"mean {mean:.2f}")
+        ax.set_yscale("log")
         ax.set_xlabel("layer index (network order)")
-        ax.set_ylabel("ρ = Δ$_{ACIQ}$ / Δ$_{KL}$")
+        ax.set_ylabel("ρ = Δ$_{ACIQ}$ / Δ$_{KL}$ (log scale)")
         ax.set_xlim(0.3, r.size + 0.7)
-        ax.set_ylim(0, max(1.0, float(np.nanmax(r)) * 1.25))
+        if ok.any():
+            ax.set_ylim(min(0.5, float(r[ok].min()) * 0.8), max(2.0, float(r[ok].max()) * 1.5))
         ax.grid(axis="x", visible=False)
         ax.xaxis.set_major_locator(_int_locator(r.size))
         fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncols=3, columnspacing=0.8)

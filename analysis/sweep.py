@@ -3,10 +3,11 @@
 The grid crosses bit widths (weights and activations together, e.g. 2, 3, 4, 5, 6, 8 and fractional
 bin-allocation targets such as 5.3), activation clipping methods, per-channel allocation on/off and bias
 correction on/off. Each point runs the quantized model once on the sweep images, measures its fidelity
-(top-1 agreement, top-5 overlap, KL; top-1/top-5 accuracy with labels) and sizes its integer tensors
-exactly from their symbol counts (:func:`analysis.report.closed_form_rates`: the best of the layer,
-channel, pairs, bit-width and shared-code layouts, every bit of side information counted). Points no
-other point beats in both rate and top-1 agreement form the Pareto front.
+(top-1 agreement, top-5 overlap, KL; top-1/top-5 accuracy with labels) and sizes the integer tensors of
+the first ``sweep_rate_images`` images exactly from their symbol counts
+(:func:`analysis.report.closed_form_rates`: the best of the layer, channel, pairs and bit-width layouts,
+every bit of side information counted). Points no other point beats in both rate and fidelity (top-1 accuracy
+with labels, else top-1 agreement) form the Pareto front.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class SweepPoint:
             bit_alloc=both if self.allocation and not self.fractional else (),
             bin_alloc=both if self.allocation and self.fractional else (),
             bias_correction="mean" if self.bias_correction else None,
+            stats_mode="offline",  # fixed parameters: the exported codes are what a file would store
         )
 
 
@@ -106,10 +108,16 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
     for p in tqdm(points, desc="sweep", unit="point", disable=not cfg.progress):
         qc = p.quant_config()
         qm = prepare(src.module, qc, stats=stats, device=cfg.device, model_name=src.name, progress=False)
-        fid, codes = _run_quantized(qm, batches, brefs, record=True, progress=False, desc="sweep point")
+        keep = cfg.sweep_rate_images
+        fid, codes = _run_quantized(qm, batches, brefs, record=True, progress=False, desc="sweep point",
+                                    record_images=keep)
+        if keep:
+            codes = {k: (c[:keep], p_) for k, (c, p_) in codes.items()}
+        rate_images = int(next(iter(codes.values()))[0].shape[0]) if codes else 0
         inputs = _tensor_inputs(qm, codes, None, qc.abits)
         del codes, qm
-        rates = closed_form_rates(inputs, max_code_length=cfg.max_code_length, chunk_size=cfg.chunk_size)
+        rates = closed_form_rates(inputs, max_code_length=cfg.max_code_length, chunk_size=cfg.chunk_size,
+                                  clusters=())
         del inputs
         act = rates.get("activations", {})
         w = rates.get("weights", {})
@@ -127,10 +135,12 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
             "top1_agreement": fid["top1_agreement"], "top5_overlap": fid["top5_overlap"],
             "kl_divergence": fid["kl_divergence"], "top1": fid.get("top1"), "top5": fid.get("top5"),
             "images": sum(int(x.shape[0]) for x, _ in batches),
+            "rate_images": rate_images,
         })
         log.info("sweep %s: %.3f bpv, top-1 agreement %.3f", p.label(), rows[-1]["coded_bits_per_value"],
                  fid["top1_agreement"])
-    return mark_pareto(rows)
+    labelled = bool(rows) and all(r.get("top1") is not None for r in rows)
+    return mark_pareto(rows, y="top1" if labelled else "top1_agreement")
 
 
 def _first_images(batches: list, refs: list, limit: int | None) -> tuple[list, list]:

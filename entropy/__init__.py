@@ -10,7 +10,7 @@ from entropy.codebook import Codebook
 from entropy.codec import Accounting, CodecParams, EncodedTensor, decode, decode_chunks, decode_parts, encode
 from entropy.lengths import code_lengths
 from entropy.measures import shannon_entropy
-from entropy.container import info, load, load_tensor, save
+from entropy.container import FileInfo, HQTFile, TensorInfo, dequantize, info, load, load_quant, load_tensor, save
 
 __all__ = [
     "Codebook",
@@ -27,4 +27,9 @@ __all__ = [
     "load",
     "load_tensor",
     "info",
+    "load_quant",
+    "dequantize",
+    "HQTFile",
+    "FileInfo",
+    "TensorInfo",
 ]

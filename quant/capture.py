@@ -1,9 +1,11 @@
 """Activation sites: the module inserted after every conv/linear layer (see :mod:`quant.graph`).
 
-A site sees the layer's output after BN folding and after its fused ReLU/ReLU6. Depending on what the
-pipeline switched on, it
+A site sees the layer's output after BN folding, *before* its fused ReLU/ReLU6 (which the site applies
+itself, see :mod:`quant.graph`). Depending on what the pipeline switched on, it
 
-* accumulates :class:`~quant.statistics.TensorStatistics` (calibration),
+* accumulates :class:`~quant.statistics.TensorStatistics` of the pre-activation values (calibration; the
+  reference code's ACIQ statistics; unsigned clipping then uses the range [0, hi]),
+* applies the fused activation,
 * replaces the tensor by its fake-quantized version (``site.quantizer``),
 * accumulates the signal and noise energy of that quantization (per-layer SQNR),
 * records the tensor (FP32 capture) or its integer codes (export),
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 import torch
 from torch import nn
@@ -26,7 +28,10 @@ from quant.graph import Instrumented, LayerInfo, instrument
 from quant.quantizer import QuantizedTensor
 from quant.statistics import TensorStatistics
 
-__all__ = ["ActivationSite", "SiteQuantizer", "CodeRecorder", "capture_fp32", "check_finite_logits"]
+__all__ = ["ActivationSite", "SiteQuantizer", "CodeRecorder", "capture_fp32", "check_finite_logits", "ACTIVATION_MAX"]
+
+# upper bound of each fused activation (None: unbounded)
+ACTIVATION_MAX: dict[str, float | None] = {"relu": None, "relu6": 6.0}
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,7 @@ class ActivationSite(nn.Module):
         self.measure = False
         self.check_finite = False
         self.recorder: CodeRecorder | None = None
+        self.active = True  # False: the quantizer is bypassed (FP32 reference pass through the same graph)
         self.signal = torch.zeros((), dtype=torch.float64)  # Σ x² of the quantizer input
         self.noise = torch.zeros((), dtype=torch.float64)  # Σ (x - q(x))²
 
@@ -104,16 +110,29 @@ class ActivationSite(nn.Module):
                 f"(shape {tuple(x.shape)})"
             )
 
+    def _activation(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused ReLU/ReLU6 (in place when autograd is off: the site owns ``x``)."""
+        act = self.info.activation
+        if act is None:
+            return x
+        hi = ACTIVATION_MAX.get(act)
+        if torch.is_grad_enabled():
+            return torch.clamp(x, 0.0, hi)
+        return x.clamp_(0.0, hi)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.check_finite:
             self._check(x)
         if self.stats is not None:
             try:
-                self.stats.update(x)
+                self.stats.update(x)  # pre-activation values, as the reference code's statistics
             except CalibrationError as exc:
                 self._check(x)
                 raise CalibrationError(f"layer {self.info.name}: {exc}") from exc
-        q = self.quantizer
+        q = self.quantizer if self.active else None
+        if q is not None and hasattr(q, "fit"):
+            q.fit(x)  # dynamic parameters from the pre-activation batch
+        x = self._activation(x)
         if q is None:
             if self.recorder is not None:
                 self.recorder.add(x)
@@ -127,9 +146,10 @@ class ActivationSite(nn.Module):
         else:
             return q(x, inplace=True)  # the site is the only user of x (see quant.graph)
         if self.measure:
-            self.signal = self.signal.to(x.device) + torch.linalg.vector_norm(x, dtype=torch.float64) ** 2
+            # float32 norms (a float64 copy of the tensor would cost more than the layer), summed in float64
+            self.signal = self.signal.to(x.device) + torch.linalg.vector_norm(x).double() ** 2
             x = x.sub_(xq) if not torch.is_grad_enabled() else x - xq
-            self.noise = self.noise.to(x.device) + torch.linalg.vector_norm(x, dtype=torch.float64) ** 2
+            self.noise = self.noise.to(x.device) + torch.linalg.vector_norm(x).double() ** 2
         return xq
 
 

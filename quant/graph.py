@@ -6,11 +6,12 @@
   (``"_blocks.3._expand_conv"``; a module called twice gets ``"<name>@1"`` for its second call);
 * a BatchNorm whose only input is a layer's output, the layer's only user, is folded into the layer's
   weight and bias (:func:`quant.bn_fold.fold_conv_bn`) and removed from the graph;
-* a ReLU / ReLU6 that is the only user of the (folded) layer output is *fused*: the layer's output is
-  unsigned and the activation site sits after the ReLU;
-* a site module (``site_factory(info)``) is inserted after each layer (after its fused ReLU), so the
-  site sees exactly the tensor the reference code quantizes. Residual adds, pooling and the network
-  input are not instrumented.
+* a ReLU / ReLU6 that is the only user of the (folded) layer output is *fused*: it is removed from the
+  graph and the layer's site applies it (``LayerInfo.activation``), so the site sees the pre-activation
+  values (the statistics the reference code's ACIQ uses) and outputs unsigned values;
+* a site module (``site_factory(info)``) is inserted after each layer and takes over every use of the
+  layer's output: it is the tensor's only user (sites may overwrite it). Residual adds, pooling and the
+  network input are not instrumented.
 
 Discovery uses ``torch.fx`` symbolic tracing, which sees shared modules (EfficientNet's single ReLU6,
 ResNet's ``self.relu``) as one call per use. A submodule whose ``forward`` cannot be traced (data-dependent
@@ -62,7 +63,7 @@ class LayerInfo:
     kind: str  # "conv" or "linear"
     index: int  # execution order (0 = first layer)
     signed: bool  # False when a fused ReLU/ReLU6 makes the output non-negative
-    activation: str | None = None  # fused activation: "relu", "relu6" or None
+    activation: str | None = None  # fused activation applied by the site: "relu", "relu6" or None
     folded_bn: str | None = None  # qualified name of the BatchNorm folded into this layer
     first: bool = False  # no other layer before it (reads the network input)
     classifier: bool = False  # its output reaches the network output through no other layer
@@ -237,9 +238,12 @@ def instrument(
         if len(users) == 1:
             kind_relu = _relu_kind(users[0], modules)
             if kind_relu is not None:
+                # the site applies the activation itself (after observing the pre-activation values)
                 info.activation = kind_relu
                 info.signed = False
-                tail = users[0]
+                relu_node = users[0]
+                relu_node.replace_all_uses_with(tail)
+                gm.graph.erase_node(relu_node)
         infos[name] = info
         tails[name] = tail
 

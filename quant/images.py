@@ -119,11 +119,19 @@ class Preprocessing:
 
 @functools.lru_cache(maxsize=1)
 def _photo_arrays() -> tuple[tuple[str, np.ndarray], ...]:
-    import skimage.data as skdata
-    from sklearn.datasets import load_sample_images
+    import importlib.util
 
-    sample = load_sample_images()
-    by_name = {Path(f).stem: img for f, img in zip(sample.filenames, sample.images)}
+    import skimage.data as skdata
+
+    # the files behind sklearn.datasets.load_sample_images(), read without importing scikit-learn (slow)
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise QuantError("scikit-learn is not installed; its sample photos are part of the built-in image set")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "images"
+    by_name = {}
+    for stem in ("china", "flower"):
+        with Image.open(folder / f"{stem}.jpg") as img:
+            by_name[stem] = np.asarray(img.convert("RGB"))
     photos = {
         "astronaut": skdata.astronaut(),
         "chelsea": skdata.chelsea(),

@@ -27,7 +27,6 @@ evaluated, an oracle, and is not provided.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -39,11 +38,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from quant.calibration import ModelStatistics, calibrate
-from quant.capture import ActivationSite, CodeRecorder, check_finite_logits
+from quant.capture import ACTIVATION_MAX, ActivationSite, CodeRecorder, check_finite_logits
 from quant.clipping import clip_range, parse_method
 from quant.errors import CalibrationError, QuantError
 from quant.graph import Instrumented, LayerInfo, instrument
-from quant.quantizer import QuantizedTensor, QuantParams, quant_params, quantize
+from quant.quantizer import QuantizedTensor, QuantParams, pack_codes, quant_params, quantize
 from quant.statistics import TensorStatistics
 
 __all__ = [
@@ -55,6 +54,7 @@ __all__ = [
     "DynamicActQuantizer",
     "prepare",
     "quantized_tensors",
+    "run_export",
     "ALLOC_TARGETS",
     "BIAS_CORRECTION_MODES",
 ]
@@ -110,7 +110,7 @@ class QuantConfig:
     first_layer_wbits: float | None = 8  # None: same as wbits
     first_layer_abits: float | None = None  # None: same as abits
     classifier_bits: float | None = 8  # weights and output of the classifier; None: same as wbits/abits
-    stats_mode: str = "offline"  # "offline" (calibration statistics) or "dynamic" (each batch)
+    stats_mode: str = "offline"  # "offline" (calibration statistics) or "dynamic" (each batch, reference default)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bit_alloc", _targets(self.bit_alloc, "bit_alloc"))
@@ -225,11 +225,8 @@ class ActQuantizer:
         return self._codes(x, inplace).mul_(self._scale)
 
     def quantize(self, x: torch.Tensor) -> QuantizedTensor:
-        from quant.quantizer import code_dtype
-
-        p = self.params
-        dt = code_dtype(int(p.qmin.min()), int(p.qmax.max()))
-        return QuantizedTensor(self._codes(x, False).to(dt), p)
+        """Integer codes stored exactly as :func:`quant.quantizer.quantize` stores them."""
+        return pack_codes(self._codes(x, False), self.params)
 
 
 @dataclass
@@ -242,6 +239,7 @@ class _ActSpec:
     signed: bool
     alloc: str | None  # None, "bits" or "bins"
     ndim: int
+    act_max: float | None = None  # upper bound of the fused activation (6 for ReLU6)
 
 
 def _alloc_stat(view: Any, clip: str) -> torch.Tensor:
@@ -251,7 +249,8 @@ def _alloc_stat(view: Any, clip: str) -> torch.Tensor:
 
 def _levels_for(spec_bits: float, alloc: str | None, stat: torch.Tensor | None, cfg: QuantConfig) -> Any:
     """Level count(s): 2**bits, or per-channel counts from bit/bin allocation on ``stat`` (shape (C,))."""
-    if alloc is None or stat is None:
+    if alloc is None or stat is None or (alloc == "bits" and float(spec_bits) >= cfg.alloc_max_bits):
+        # (a target at the cap leaves nothing to move: every channel gets the cap)
         return int(round(2.0 ** float(spec_bits)))
     from quant import allocation
 
@@ -277,6 +276,9 @@ def _act_params(source: Any, spec: _ActSpec, cfg: QuantConfig) -> QuantParams:
     levels = _levels_for(spec.bits, spec.alloc, stat, cfg)
     lo, hi = clip_range(stats, spec.clip, levels, signed=spec.signed, per_channel=spec.per_channel,
                         window=cfg.clip_window)
+    if spec.act_max is not None:  # ReLU6: nothing above 6 reaches the quantizer
+        hi = torch.clamp(hi, max=spec.act_max)
+        lo = torch.minimum(lo, hi)
     if spec.per_channel:
         return quant_params(lo, hi, levels, axis=1, n_channels=int(lo.shape[0]))
     return quant_params(lo, hi, levels, axis=None)
@@ -295,7 +297,8 @@ class DynamicActQuantizer:
         self.name = name
         self.last: ActQuantizer | None = None
 
-    def _fit(self, x: torch.Tensor) -> ActQuantizer:
+    def fit(self, x: torch.Tensor) -> ActQuantizer:
+        """Parameters from this batch's pre-activation values (the site calls it before the activation)."""
         try:
             params = _act_params(x.detach(), self.spec, self.cfg)
         except (QuantError, CalibrationError) as exc:
@@ -303,11 +306,14 @@ class DynamicActQuantizer:
         self.last = ActQuantizer(params, self.spec.ndim, x.device)
         return self.last
 
+    def _current(self, x: torch.Tensor) -> ActQuantizer:
+        return self.last if self.last is not None else self.fit(x)
+
     def __call__(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        return self._fit(x)(x, inplace)
+        return self._current(x)(x, inplace)
 
     def quantize(self, x: torch.Tensor) -> QuantizedTensor:
-        return self._fit(x).quantize(x)
+        return self._current(x).quantize(x)
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -333,16 +339,35 @@ class QuantizedModel:
     """The FP32 reference and the quantized copy of one model, with per-layer details."""
 
     config: QuantConfig
-    fp32: nn.Module  # the original model (eval mode, on ``device``): the FP32 reference
+    fp32: nn.Module  # the original model (eval mode, on ``device``), used to locate NaN/Inf
     quant: Instrumented
     layers: dict[str, LayerQuant]
     stats: ModelStatistics | None
     device: torch.device
     prepare_s: float = 0.0
 
+    fp32_weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # folded FP32 weights
+    quant_weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # weights in use
+
     def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """FP32 logits of the folded model."""
-        return self.fp32(x.to(self.device))
+        """FP32 logits of the BN-folded model (the quantized graph with FP32 weights and sites bypassed).
+
+        Folding is exact up to float rounding (about 1e-6 relative), and the folded graph is faster than the
+        original model, so the reference pass costs less than the original forward.
+        """
+        mods = self.quant.modules
+        sites = self.sites
+        try:
+            for name, w in self.fp32_weights.items():
+                mods[name].weight.data = w
+            for s in sites.values():
+                s.active = False
+            return self.quant(x.to(self.device))
+        finally:
+            for name, w in self.quant_weights.items():
+                mods[name].weight.data = w
+            for s in sites.values():
+                s.active = True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the quantized model."""
@@ -382,13 +407,13 @@ def _sqnr_db(ref: torch.Tensor, approx: torch.Tensor) -> float:
 
 def _quantize_weight(name: str, w: torch.Tensor, bits: float, alloc: str | None, cfg: QuantConfig) -> QuantizedTensor:
     per_channel = cfg.per_channel_weights and w.dim() > 1
-    if per_channel:
-        flat = w.detach().reshape(w.shape[0], -1).to(torch.float64)
-        std = flat.std(dim=1) if flat.shape[1] > 1 else flat.abs()[:, 0]
-        levels = _levels_for(bits, alloc, std, cfg)
-    else:
-        levels = _levels_for(bits, None, None, cfg)
     try:
+        if per_channel:
+            flat = w.detach().reshape(w.shape[0], -1).to(torch.float64)
+            std = flat.std(dim=1) if flat.shape[1] > 1 else flat.abs()[:, 0]
+            levels = _levels_for(bits, alloc, std, cfg)
+        else:
+            levels = _levels_for(bits, None, None, cfg)
         lo, hi = clip_range(w.detach(), cfg.weight_clip, levels, signed=True, per_channel=per_channel, axis=0,
                             window=cfg.clip_window)
         return quantize(w.detach(), lo, hi, levels, axis=0 if per_channel else None)
@@ -417,9 +442,7 @@ def prepare(
     dev = torch.device(device)
     cfg = config
     quant = instrument(model, ActivationSite).to(dev)  # a copy: ``model`` itself is not modified
-    fp32 = model.eval()
-    if any(t.device != dev for t in list(model.parameters()) + list(model.buffers())):
-        fp32 = copy.deepcopy(model).to(dev)
+    fp32 = model.eval()  # kept only to locate NaN/Inf layers of the original (QuantizedModel.check_reference)
     if cfg.abits is not None and cfg.stats_mode == "offline":
         if stats is None:
             if calibration is None:
@@ -430,6 +453,8 @@ def prepare(
                               histogram=_needs_hist(cfg.clip), tensor_stats=per_tensor, total=calibration_batches)
         stats.check_layers(quant.layers)
     layers: dict[str, LayerQuant] = {}
+    fp32_weights: dict[str, torch.Tensor] = {}
+    quant_weights: dict[str, torch.Tensor] = {}
     for name, info in quant.layers.items():
         mod = quant.modules[name]
         # weights
@@ -451,8 +476,10 @@ def prepare(
                 w_hat = correct_weights(w, w_hat, axis=0, mode=cfg.bias_correction,
                                         form=cfg.bias_correction_form).to(w.dtype)
             w_sqnr = _sqnr_db(w, w_hat)
+            fp32_weights[name] = w.clone()
             with torch.no_grad():
                 mod.weight.copy_(w_hat)
+            quant_weights[name] = mod.weight.data
             mean_wbits = float(wq.params.bits.mean())
         # activations
         a_bits = _layer_bits(info, cfg.abits, cfg.first_layer_abits, cfg.classifier_bits)
@@ -472,7 +499,7 @@ def prepare(
                     "bins" if "activations" in cfg.bin_alloc else None)
             st = stats[name] if stats is not None and cfg.stats_mode == "offline" else None
             spec = _ActSpec(bits=float(a_bits), clip=clip, per_channel=per_channel, signed=info.signed,
-                            alloc=alloc, ndim=ndim)
+                            alloc=alloc, ndim=ndim, act_max=ACTIVATION_MAX.get(info.activation or ""))
             if cfg.stats_mode == "offline":
                 try:
                     a_params = _act_params(st, spec, cfg)
@@ -486,7 +513,8 @@ def prepare(
         layers[name] = LayerQuant(info=info, weight=wq, weight_bits=mean_wbits, weight_sqnr_db=w_sqnr,
                                   act_bits=mean_abits, act_params=a_params, act_spec=spec)
     return QuantizedModel(config=cfg, fp32=fp32, quant=quant, layers=layers, stats=stats, device=dev,
-                          prepare_s=time.perf_counter() - t0)
+                          prepare_s=time.perf_counter() - t0, fp32_weights=fp32_weights,
+                          quant_weights=quant_weights)
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -545,3 +573,60 @@ def quantized_tensors(
         params = rec.params
         out[n].activation = QuantizedTensor(rec.result(), params.to("cpu"))
     return out
+
+
+def run_export(
+    model: Any,
+    config: QuantConfig,
+    *,
+    images: Any = None,
+    calibration_images: Any = None,
+    stats: ModelStatistics | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    layers: Sequence[str] | None = None,
+    activations: bool = True,
+    weights: bool = True,
+    progress: bool = True,
+    num_workers: int = 0,
+) -> tuple[QuantizedModel, dict[str, LayerTensors]]:
+    """Calibrate (unless ``stats``), prepare and collect integer tensors in one call.
+
+    ``model``: a :class:`quant.models.LoadedModel` (or an ``nn.Module`` with ``images`` and
+    ``calibration_images``/``stats`` given). Activations always use offline statistics here (a dynamic
+    config is switched to offline: exported codes need one set of parameters). Defaults: calibration on the
+    32 built-in calibration crops, activations over the built-in evaluation crops.
+    """
+    from quant.images import DEFAULT_CALIBRATION_IMAGES, builtin_images, iter_batches
+    from quant.models import LoadedModel
+
+    if not activations:
+        config = replace(config, abits=None)  # weights do not depend on activation statistics
+    elif config.abits is not None and config.stats_mode != "offline":
+        log.info("export uses offline activation statistics (stats_mode='offline')")
+        config = replace(config, stats_mode="offline")
+    if isinstance(model, LoadedModel):
+        name, module, prep = model.name, model.model, model.preprocessing
+    else:
+        name, module, prep = type(model).__name__, model, None
+    need_calib = config.abits is not None and stats is None
+    if prep is None and ((activations and images is None) or (need_calib and calibration_images is None)):
+        raise QuantError("pass images= and calibration_images= (or stats=) for a plain nn.Module")
+    if images is None and activations:
+        images = builtin_images(prep, None, split="evaluation")
+    calib = None
+    n_cal = None
+    if need_calib:
+        if calibration_images is None:
+            calibration_images = builtin_images(prep, DEFAULT_CALIBRATION_IMAGES, split="calibration")
+        calib = (b.images for b in iter_batches(calibration_images, batch_size, num_workers=num_workers)
+                 if b.images.numel())
+        n_cal = math.ceil(len(calibration_images) / batch_size)
+    qm = prepare(module, config, stats=stats, calibration=calib, calibration_batches=n_cal, device=device,
+                 model_name=name, progress=progress)
+    if not activations:
+        return qm, quantized_tensors(qm, [], num_images=0, layers=layers, activations=False, weights=weights)
+    batches = (b.images for b in iter_batches(images, batch_size, num_workers=num_workers) if b.images.numel())
+    tensors = quantized_tensors(qm, batches, num_images=len(images), layers=layers, activations=True,
+                                weights=weights, progress=progress)
+    return qm, tensors

@@ -141,3 +141,15 @@ def test_bad_input():
         coding.coding_choices(tc, channel_bits=[4, 4])
     with pytest.raises(AnalysisError, match="no coding choice"):
         coding.best_choice({})
+
+
+def test_channel_pruning_never_changes_the_pick():
+    rng = np.random.default_rng(5)
+    for shape in ((2, 6, 40, 40), (2, 30, 3, 3), (1, 4, 200, 200)):
+        x = _activations(rng, shape, rng.integers(1, 6, shape[1]))
+        tc = coding.tensor_counts(x, 1)
+        full = coding.coding_choices(tc, layer="l", clusters=(2,), prune_channel=False)
+        pruned = coding.coding_choices(tc, layer="l", clusters=(2,))
+        assert coding.best_choice(pruned).total_bits == coding.best_choice(full).total_bits
+        if "channel" not in pruned:  # pruned only when its exact size could not win
+            assert full["channel"].total_bits >= coding.best_choice(full).total_bits

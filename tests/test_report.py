@@ -101,9 +101,14 @@ def test_files_decode_to_the_reported_hashes(tiny_report):
             names = h.names
         layers = {r["layer"] for r in rep.layers if r["kind"] == kind}
         assert {n.split("#")[0] for n in names} == layers
-    total_coded = sum(r["coded_bits"] for r in rep.layers if r["kind"] == "activations")
-    s = rep.summary["activations"]
-    assert s["coded_bits_per_value"] == pytest.approx(total_coded / s["n_values"])
+    for kind in ("activations", "weights"):
+        total_coded = sum(r["coded_bits"] for r in rep.layers if r["kind"] == kind)
+        s = rep.summary[kind]
+        assert s["layers_coded_bits_per_value"] == pytest.approx(total_coded / s["n_values"])
+        # the whole file: every layer's entries plus the preamble and file-level strings
+        f = rep.files[kind]
+        expect = (8 * f["file_bytes"] - 8 * f["quant_metadata_bytes"]) / s["n_values"]
+        assert s["coded_bits_per_value"] == pytest.approx(expect) and expect > s["layers_coded_bits_per_value"]
 
 
 def test_summary_and_outputs(tiny_report):

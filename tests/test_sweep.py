@@ -54,7 +54,7 @@ def test_sweep_end_to_end(tmp_path):
     rows = rep.sweep
     assert len(rows) == len(S.sweep_grid((2, 4, 3.5), ("minmax", "aciq-laplace")))
     for r in rows:
-        assert r["images"] == 5
+        assert r["images"] == 5 and r["rate_images"] == 5
         assert 0.0 <= r["top1_agreement"] <= 1.0 and r["kl_divergence"] >= -1e-9
         n_a, n_w = r["act_coded_bits_per_value"], r["weight_coded_bits_per_value"]
         assert min(n_a, n_w) <= r["coded_bits_per_value"] <= max(n_a, n_w)

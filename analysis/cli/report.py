@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -22,12 +21,12 @@ DESCRIPTION = (
 )
 EPILOG = """examples:
   huffquant report                                   (EfficientNet-Lite0 on the built-in photos)
-  huffquant report --sweep                           (also the rate-fidelity sweep: regenerates reports/efficientnet-lite0)
+  huffquant report --sweep                           (+ the rate-fidelity sweep; regenerates reports/efficientnet-lite0)
   huffquant report --json > summary.json             (the summary document on stdout)
   huffquant report --wbits 4 --abits 8 --clip kl --no-bit-alloc
   huffquant report --model resnet18 --weights resnet18.pth --imagenet ~/data/imagenet/val --num-images 1000
   huffquant report --images ~/photos --out reports/mine --keep-files
-  huffquant report --sweep --sweep-bits 2,3,4,5.3 --sweep-clips minmax,aciq-laplace --sweep-images 16
+  huffquant report --sweep --sweep-bits 2,3,4,5.3 --sweep-clips minmax,aciq-laplace,kl --sweep-images 16
 """
 
 
@@ -65,6 +64,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--imagenet", metavar="DIR", help="ImageFolder-style labelled set (gives top-1/top-5)")
     m.add_argument("--num-images", type=int, metavar="N", help="images to evaluate (default: all)")
     m.add_argument("--num-calibration", type=int, default=32, metavar="N", help="calibration images (default 32)")
+    m.add_argument("--activation-images", type=int, default=32, metavar="N",
+                   help="export and code the activations of the first N evaluated images (0 = all; default 32)")
     q = parser.add_argument_group("quantization (the main setting; the naive baseline runs too)")
     q.add_argument("--wbits", type=float, default=4, metavar="B", help="weight bits (default 4)")
     q.add_argument("--abits", type=float, default=4, metavar="B", help="activation bits (default 4)")
@@ -88,17 +89,21 @@ def register(parser: argparse.ArgumentParser) -> None:
     c = parser.add_argument_group("coding")
     c.add_argument("--max-code-length", type=int, default=12, metavar="L", help="longest code in bits (default 12)")
     c.add_argument("--chunk-size", type=int, default=4096, metavar="N", help="values per chunk (default 4096)")
-    c.add_argument("--zstd-sample", type=int, default=128, metavar="KIB",
-                   help="zstd -19 on this many KiB of packed activations per layer (0 = all; default 128)")
+    c.add_argument("--zstd-sample", type=int, default=32, metavar="KIB",
+                   help="zstd -19 on this many KiB of packed activations per layer, 4x per weight tensor "
+                        "(0 = all; default 32)")
     c.add_argument("--verify-packing", action="store_true",
                    help="also encode and decode packings (iii) and (iv) of every layer")
     s = parser.add_argument_group("rate-fidelity sweep")
     s.add_argument("--sweep", action="store_true", help="run the sweep and write sweep.csv + its figure")
     s.add_argument("--sweep-bits", type=_floats, default=(2, 3, 4, 5, 6, 8, 5.3), metavar="LIST",
                    help="bit widths, W and A together (default 2,3,4,5,6,8,5.3; fractional = bin allocation)")
-    s.add_argument("--sweep-clips", type=_names, default=("minmax", "aciq-laplace", "kl", "2sigma"), metavar="LIST",
-                   help="clipping methods (default minmax,aciq-laplace,kl,2sigma)")
+    s.add_argument("--sweep-clips", type=_names, default=("minmax", "aciq-laplace", "aciq-gauss", "2sigma"),
+                   metavar="LIST", help="clipping methods (default minmax,aciq-laplace,aciq-gauss,2sigma; kl per "
+                                        "channel is slow: minutes per point)")
     s.add_argument("--sweep-images", type=int, default=32, metavar="N", help="images per sweep point (default 32)")
+    s.add_argument("--sweep-rate-images", type=int, default=16, metavar="N",
+                   help="images whose codes are sized per sweep point (default 16)")
     h = parser.add_argument_group("hardware")
     h.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     h.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
@@ -106,10 +111,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("num_images", "num_calibration", "batch_size", "sweep_images"):
+    for name in ("num_images", "num_calibration", "batch_size", "sweep_images", "sweep_rate_images"):
         v = getattr(args, name, None)
         if v is not None and v < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.activation_images < 0:
+        raise UsageError("--activation-images must be >= 0")
     if args.zstd_sample < 0:
         raise UsageError("--zstd-sample must be >= 0")
     if args.random_init and args.weights:
@@ -128,11 +135,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReportConfig(
         wbits=args.wbits, abits=args.abits, clip=args.clip, bit_alloc=args.bit_alloc, bin_alloc=args.bin_alloc,
         bias_correction=args.bias_correction, baseline=not args.no_baseline, num_calibration=args.num_calibration,
-        num_images=args.num_images, batch_size=args.batch_size, device=args.device,
+        num_images=args.num_images, activation_images=args.activation_images or None, batch_size=args.batch_size,
+        device=args.device,
         max_code_length=args.max_code_length, chunk_size=args.chunk_size,
         zstd_sample_bytes=args.zstd_sample * 1024 if args.zstd_sample else None,
         verify_huffman_packing=args.verify_packing, sweep=args.sweep, sweep_bits=args.sweep_bits,
-        sweep_clips=args.sweep_clips, sweep_images=args.sweep_images, hist_layer=args.hist_layer,
+        sweep_clips=args.sweep_clips, sweep_images=args.sweep_images, sweep_rate_images=args.sweep_rate_images,
+        hist_layer=args.hist_layer,
         files_dir=str(out / "files") if args.keep_files else None, progress=not args.quiet, seed=args.seed,
         command="huffquant " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
@@ -162,7 +171,7 @@ def _print_summary(rep, out: Path, written: list) -> None:
         lines.append(f"fidelity  {c['label']}: top-1 agreement {c['top1_agreement']:.3f}, KL {c['kl_divergence']:.4f}")
     t = rep.timing
     if t.get("ratio_to_fp32_and_calibration") is not None:
-        lines.append(f"time      {t['report_s']:.1f} s = {t['ratio_to_fp32_and_calibration']:.2f} x "
+        lines.append(f"time      {t.get('total_s', t['report_s']):.1f} s = {t['ratio_to_fp32_and_calibration']:.2f} x "
                      f"(FP32 forward + calibration)")
     lines.append(f"wrote     {out}/ ({len(written)} files)")
     print("\n".join(lines))
