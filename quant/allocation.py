@@ -104,10 +104,13 @@ def allocate_bits(stat: Any, target_bits: float, *, min_bits: int = 0, max_bits:
     quota = int(round(C * t))
     if p.max() == 0:
         p = torch.ones_like(p)  # all channels constant: spread evenly
-    logp = torch.log2(p)  # -inf for zero channels -> clamped to min_bits
+    logp = torch.log2(p)
     finite = logp[torch.isfinite(logp)]
-    span_lo = float(min_bits - finite.max()) - 1.0
-    span_hi = float(max_bits - finite.min()) + 1.0
+    # A constant (zero-statistic) channel ranks below every other channel: it stays at min_bits until all others
+    # are at max_bits, and only then takes bits, so a quota near C·max_bits is still met exactly.
+    logp = torch.where(torch.isfinite(logp), logp, finite.min() - float(max_bits - min_bits) - 1.0)
+    span_lo = float(min_bits - logp.max()) - 1.0
+    span_hi = float(max_bits - logp.min()) + 1.0
 
     def real(lam: float) -> torch.Tensor:
         return torch.clamp(logp + lam, min_bits, max_bits)

@@ -32,6 +32,7 @@ import torch
 
 from quant.errors import CalibrationError, QuantError
 from quant.quantizer import as_tensor
+from quant.stat_kernels import channel_moments
 
 __all__ = ["TensorStatistics", "StatView"]
 
@@ -147,22 +148,29 @@ class TensorStatistics:
         else:
             x2 = x3.transpose(0, 1).reshape(C, -1)  # one copy; reductions over a contiguous last dim are fastest
         n_b = x2.shape[1]
-        mx = x2.amax(dim=1)
-        mn = x2.amin(dim=1)
-        s_b = x2.sum(dim=1)
-        # centre of the second pass: the running mean after this batch, in the data's dtype on its device
-        if self._n is None:
-            centre = s_b / n_b
+        if x2.device.type == "cpu" and x2.dtype == torch.float32 and C > 1:
+            # compiled two-pass kernel: one thread per row, pass 2 reads the row from cache
+            arr = np.ascontiguousarray(x2.numpy())
+            prev = None if self._n is None else self._mean.numpy()
+            n_prev = 0.0 if self._n is None else float(self._n[0])
+            r = torch.from_numpy(channel_moments(arr, prev, n_prev))
         else:
-            n_prev = float(self._n[0])
-            prev = self._mean.to(device=x2.device, dtype=x2.dtype)
-            centre = prev * (n_prev / (n_prev + n_b)) + s_b / (n_prev + n_b)
-        d = x2 - centre[:, None]
-        sq = torch.linalg.vector_norm(d, 2, dim=1)
-        d.abs_()
-        ab = d.sum(dim=1)
-        # one transfer of the per-channel results; the merge runs on (C,) float64 CPU tensors
-        r = torch.stack([mx, mn, s_b, centre, sq, ab]).to(device="cpu", dtype=torch.float64)
+            mx = x2.amax(dim=1)
+            mn = x2.amin(dim=1)
+            s_b = x2.sum(dim=1)
+            # centre of the second pass: the running mean after this batch, in the data's dtype on its device
+            if self._n is None:
+                centre = s_b / n_b
+            else:
+                n_prev = float(self._n[0])
+                prev = self._mean.to(device=x2.device, dtype=x2.dtype)
+                centre = prev * (n_prev / (n_prev + n_b)) + s_b / (n_prev + n_b)
+            d = x2 - centre[:, None]
+            sq = torch.linalg.vector_norm(d, 2, dim=1)
+            d.abs_()
+            ab = d.sum(dim=1)
+            # one transfer of the per-channel results; the merge runs on (C,) float64 CPU tensors
+            r = torch.stack([mx, mn, s_b, centre, sq, ab]).to(device="cpu", dtype=torch.float64)
         mx64, mn64, s64, c64, sq64, ab64 = r.unbind(0)
         if not bool(torch.isfinite(r).all()):
             raise CalibrationError(f"{where}: batch contains NaN or Inf")

@@ -49,6 +49,18 @@ def test_bits_bounds_and_zero_channels():
         allocate_bits(torch.empty(0), 2)
 
 
+@pytest.mark.parametrize("target", [7, 7.5, 8])
+def test_bits_zero_channels_near_max_target(target):
+    # constant channels rank last, but the quota is still met when every other channel is already at max_bits
+    s = torch.tensor([0.0, 2.0, 1.0, 0.0, 3.0])
+    b = allocate_bits(s, target, max_bits=8)
+    assert int(b.sum()) == round(5 * target)
+    assert int(b.max()) <= 8
+    nonzero = b[torch.tensor([1, 2, 4])]
+    if int(b[0]) > 0 or int(b[3]) > 0:
+        assert torch.all(nonzero == 8)
+
+
 def test_reference_mode_is_approximate():
     g = torch.Generator().manual_seed(3)
     s = torch.rand(100, generator=g) * 4

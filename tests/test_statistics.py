@@ -160,3 +160,19 @@ def test_per_tensor_b_not_collected():
     with pytest.raises(CalibrationError, match="tensor_stats"):
         clip_range(st, "aciq-laplace", 16)
     assert torch.isfinite(clip_range(st, "aciq-gauss", 16)[1])
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 7, 9), (3, 4, 5000), (2, 3, 17)])
+def test_compiled_kernel_matches_float64_torch_path(shape):
+    # float32 CPU input takes the numba kernel, float64 input the torch reductions: same statistics
+    g = torch.Generator().manual_seed(7)
+    batches = [torch.randn(shape, generator=g) * 2.5 + 0.75 for _ in range(3)]
+    fast = TensorStatistics(axis=1, histogram=False)
+    ref = TensorStatistics(axis=1, histogram=False)
+    for b in batches:
+        fast.update(b)
+        ref.update(b.to(torch.float64))
+    f, r = fast.channel_view(), ref.channel_view()
+    for field in ("min", "max", "mean", "b", "std"):
+        assert torch.allclose(getattr(f, field), getattr(r, field), rtol=1e-5, atol=1e-6), field
+    assert torch.equal(f.count, r.count)
