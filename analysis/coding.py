@@ -40,7 +40,7 @@ import numpy as np
 
 from analysis.errors import AnalysisError
 from entropy.codebook import Codebook
-from entropy.lengths import code_lengths
+from entropy.lengths import code_lengths_rows
 from entropy.measures import shannon_entropy
 
 __all__ = [
@@ -484,10 +484,9 @@ def _cluster_labels(tc: TensorCounts, k: int, max_code_length: int, ent: np.ndar
         onehot = np.zeros((k, C), dtype=np.int64)
         onehot[labels, np.arange(C)] = 1
         sums = onehot @ counts
-        cost_len = np.full((R, k), 1 << 24, dtype=np.int64)  # empty cluster: never chosen, no overflow
-        for j in np.flatnonzero(sums.sum(axis=1)):
-            lens = code_lengths(sums[j], max_code_length).astype(np.int64)
-            cost_len[:, j] = np.where(lens > 0, lens, penalty)
+        lens = code_lengths_rows(sums, max_code_length).astype(np.int64).T  # [R, k]
+        cost_len = np.where(lens > 0, lens, penalty)
+        cost_len[:, sums.sum(axis=1) == 0] = 1 << 24  # empty cluster: never chosen, no overflow
         new = np.argmin(counts @ cost_len, axis=1)
         if np.array_equal(new, labels):
             break
@@ -577,10 +576,8 @@ def channel_payload_bits(tc: TensorCounts, max_code_length: int = 12) -> np.ndar
     key = ("channel_payload_bits", max_code_length)
     out = tc._cache.get(key)
     if out is None:
-        out = np.zeros(tc.n_channels, dtype=np.int64)
-        for c in range(tc.n_channels):
-            row = tc.counts[c]
-            out[c] = int(np.dot(row, code_lengths(row, max_code_length).astype(np.int64)))
+        lens = code_lengths_rows(tc.counts, max_code_length)
+        out = np.einsum("ij,ij->i", tc.counts.astype(np.int64), lens.astype(np.int64))
         out.setflags(write=False)
         tc._cache[key] = out
     return out

@@ -722,3 +722,65 @@ def decode_symbols(
         raise DecodeFailure(
             c, "end", f"chunk {c}: decoded symbols do not end at the chunk's recorded {hi - lo} bits"
         )
+
+
+@numba.njit(cache=True, nogil=True)
+def _huffman_rows(counts, out):  # pragma: no cover - compiled
+    # Same construction as entropy.lengths.huffman_lengths (stable sort, ties to the leaf), one row at a time.
+    R, K = counts.shape
+    idx = np.empty(K, np.int64)
+    keys = np.empty(K, np.int64)
+    node_w = np.empty(K, np.int64)
+    node_parent = np.empty(K, np.int64)
+    leaf_parent = np.empty(K, np.int64)
+    depth = np.empty(K, np.int64)
+    longest = np.zeros(R, np.int64)
+    for r in range(R):
+        n = 0
+        for s in range(K):
+            out[r, s] = 0
+            if counts[r, s] > 0:
+                idx[n] = s
+                n += 1
+        if n == 0:
+            continue
+        if n == 1:
+            out[r, idx[0]] = 1
+            longest[r] = 1
+            continue
+        for t in range(n):
+            keys[t] = counts[r, idx[t]]
+        order = np.argsort(keys[:n], kind="mergesort")
+        i = 0
+        j = 0
+        for k in range(n - 1):
+            s = 0
+            for _ in range(2):
+                if i < n and (j >= k or keys[order[i]] <= node_w[j]):
+                    leaf_parent[i] = k
+                    s += keys[order[i]]
+                    i += 1
+                else:
+                    node_parent[j] = k
+                    s += node_w[j]
+                    j += 1
+            node_w[k] = s
+        depth[n - 2] = 0
+        for k in range(n - 3, -1, -1):
+            depth[k] = depth[node_parent[k]] + 1
+        m = 0
+        for t in range(n):
+            ln = depth[leaf_parent[t]] + 1
+            m = max(m, ln)
+            out[r, idx[order[t]]] = min(ln, 255)
+        longest[r] = m
+    return longest
+
+
+def huffman_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal Huffman code lengths of every row of a 2-D int64 count array: ``(lengths uint8 [R, K],
+    longest code per row int64 [R])``. Row by row identical to :func:`entropy.lengths.huffman_lengths`."""
+    c = np.ascontiguousarray(counts, dtype=np.int64)
+    out = np.empty(c.shape, np.uint8)
+    longest = _huffman_rows(c, out)
+    return out, longest

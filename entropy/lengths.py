@@ -20,7 +20,9 @@ import numpy as np
 
 from entropy.errors import CodebookError
 
-__all__ = ["huffman_lengths", "limited_lengths", "code_lengths", "MAX_SUPPORTED_LENGTH", "MAX_ALPHABET"]
+__all__ = [
+    "huffman_lengths", "limited_lengths", "code_lengths", "code_lengths_rows", "MAX_SUPPORTED_LENGTH", "MAX_ALPHABET",
+]
 
 #: Longest code length the codec's kernels support (bits).
 MAX_SUPPORTED_LENGTH = 24
@@ -159,3 +161,33 @@ def code_lengths(counts: np.ndarray, max_length: int | None) -> np.ndarray:
     if lens.size == 0 or int(lens.max()) <= int(max_length):
         return lens
     return limited_lengths(c, int(max_length))
+
+
+def code_lengths_rows(counts: np.ndarray, max_length: int | None) -> np.ndarray:
+    """:func:`code_lengths` of every row of a 2-D count array ``[R, K]`` (uint8 bits ``[R, K]``), in one compiled
+    pass for the many small alphabets of per-channel codes; rows whose optimal code is too long for
+    ``max_length`` go through package-merge."""
+    c = np.asarray(counts)
+    if c.ndim != 2:
+        raise CodebookError(f"counts must be 2-D (one row of counts per code), got shape {c.shape}")
+    if c.shape[1] > MAX_ALPHABET:
+        raise CodebookError(f"alphabet of {c.shape[1]} symbols exceeds the supported {MAX_ALPHABET}")
+    if c.size and not np.issubdtype(c.dtype, np.integer):
+        raise CodebookError(f"counts must be integers, got dtype {c.dtype}")
+    if c.size and int(c.min()) < 0:
+        raise CodebookError("counts must be non-negative")
+    if max_length is not None and (
+        not isinstance(max_length, (int, np.integer)) or not 1 <= int(max_length) <= MAX_SUPPORTED_LENGTH
+    ):
+        raise CodebookError(f"max_length must be an integer in 1..{MAX_SUPPORTED_LENGTH}, got {max_length!r}")
+    if c.size == 0:
+        return np.zeros(c.shape, dtype=np.uint8)
+    from entropy.kernels import huffman_rows  # numba: imported on first use only
+
+    lens, longest = huffman_rows(c)
+    if max_length is not None:
+        for r in np.flatnonzero(longest > int(max_length)):
+            lens[r] = code_lengths(c[r], int(max_length))
+    elif int(longest.max()) > 255:
+        raise CodebookError("optimal Huffman code longer than 255 bits")
+    return lens

@@ -115,6 +115,10 @@ class QuantizedTensor:
         """Float32 values ``(codes - zero_point) * scale`` broadcast along the channel axis."""
         p = self.params
         shape = p.shape_for(self.codes.dim())
+        if self.codes.element_size() <= 2 and int(p.zero_point.abs().max()) < (1 << 23):
+            # codes and zero points below 2**17 are exact in float32, so this equals the int64 path bit for bit
+            q = self.codes.to(torch.float32) - p.zero_point.reshape(shape).to(torch.float32)
+            return q.mul_(p.scale.reshape(shape))
         q = self.codes.to(torch.int64) - p.zero_point.reshape(shape)
         return q.to(torch.float32) * p.scale.reshape(shape)
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropy.errors import CodebookError
-from entropy.lengths import code_lengths, huffman_lengths, limited_lengths
+from entropy.lengths import code_lengths, code_lengths_rows, huffman_lengths, limited_lengths
 from entropy.measures import shannon_entropy
 
 
@@ -149,3 +149,30 @@ def test_bad_counts(bad):
 def test_bad_limit(L):
     with pytest.raises(CodebookError):
         limited_lengths(np.array([1, 2, 3]), L)
+
+
+@pytest.mark.parametrize("max_length", [None, 12, 5])
+def test_code_lengths_rows_equal_row_by_row(max_length):
+    # the compiled batch version must give exactly the per-row lengths (same tie-breaking, same limit fallback)
+    rng = np.random.default_rng(3)
+    K = 24
+    c = (rng.pareto(0.7, size=(300, K)) * 5).astype(np.int64)
+    c[rng.random((300, K)) < 0.4] = 0
+    c[0] = 0  # empty row
+    c[1] = 0
+    c[1, 7] = 9  # one symbol
+    c[2] = 2 ** np.arange(K)  # skewed: the unlimited code is deeper than 12 bits
+    got = code_lengths_rows(c, max_length)
+    want = np.stack([code_lengths(row, max_length) for row in c])
+    assert got.dtype == np.uint8 and np.array_equal(got, want)
+    if max_length is not None:
+        assert int(got.max()) <= max_length
+
+
+def test_code_lengths_rows_bad_input():
+    with pytest.raises(CodebookError):
+        code_lengths_rows(np.ones(4, dtype=np.int64), 12)
+    with pytest.raises(CodebookError):
+        code_lengths_rows(-np.ones((2, 4), dtype=np.int64), 12)
+    with pytest.raises(CodebookError):
+        code_lengths_rows(np.ones((2, 40), dtype=np.int64), 5)  # 40 symbols cannot fit in 5-bit codes
