@@ -137,7 +137,7 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
             "images": sum(int(x.shape[0]) for x, _ in batches),
             "rate_images": rate_images,
         })
-        log.info("sweep %s: %.3f bpv, top-1 agreement %.3f", p.label(), rows[-1]["coded_bits_per_value"],
+        log.debug("sweep %s: %.3f bpv, top-1 agreement %.3f", p.label(), rows[-1]["coded_bits_per_value"],
                  fid["top1_agreement"])
     labelled = bool(rows) and all(r.get("top1") is not None for r in rows)
     return mark_pareto(rows, y="top1" if labelled else "top1_agreement")

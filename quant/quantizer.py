@@ -104,6 +104,26 @@ class QuantParams:
                            self.qmax.to(device), self.axis)
 
 
+def _collapse(a: np.ndarray) -> np.ndarray:
+    """One value (shape (1,)) when every entry of a per-channel array agrees, else the array."""
+    a = np.asarray(a).reshape(-1) if np.ndim(a) else np.asarray(a)
+    if a.ndim == 1 and a.size > 1 and np.all(a == a[0]):
+        return a[:1].copy()
+    return a
+
+
+def _compact(t: torch.Tensor) -> np.ndarray:
+    """An integer per-channel parameter in the smallest fitting numpy dtype, collapsed when constant."""
+    a = t.detach().cpu().numpy().astype(np.int64)
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    for dt in (np.uint8, np.int8, np.uint16, np.int16, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            a = a.astype(dt)
+            break
+    return _collapse(a)
+
+
 @dataclass(frozen=True)
 class QuantizedTensor:
     """Integer codes (smallest fitting dtype) plus the :class:`QuantParams` that dequantize them."""
@@ -123,18 +143,27 @@ class QuantizedTensor:
         return q.to(torch.float32) * p.scale.reshape(shape)
 
     def metadata(self) -> dict[str, np.ndarray | int]:
-        """Arrays a file needs to dequantize: scale (float32), zero_point/levels (int64), qmin, qmax, bits, axis.
+        """Arrays a file needs to dequantize: ``scale`` (float32 per channel), ``zero_point``, ``qmin``, ``qmax``
+        (integers), ``bits`` (log2 of the level count; integers when every channel has a power-of-two count),
+        and ``axis`` (-1 for per-tensor parameters).
 
-        ``axis`` is -1 for per-tensor parameters (so every value is a plain int or an array).
+        Stored compactly, since a file carries them for every channel: integer arrays take the smallest
+        fitting dtype, and an integer or bits array whose channels all agree is stored as one value
+        (shape (1,); :meth:`from_metadata` and the file reader broadcast it). Level counts are
+        ``qmax - qmin + 1``.
         """
         p = self.params
+        bits = p.bits.detach().cpu().numpy().astype(np.float64).reshape(-1)
+        if np.all(bits == np.round(bits)) and bits.size and 0 <= bits.min() and bits.max() <= 255:
+            bits = bits.astype(np.uint8)
+        else:
+            bits = bits.astype(np.float32)
         return {
             "scale": p.scale.detach().cpu().numpy().astype(np.float32),
-            "zero_point": p.zero_point.detach().cpu().numpy().astype(np.int64),
-            "qmin": p.qmin.detach().cpu().numpy().astype(np.int64),
-            "qmax": p.qmax.detach().cpu().numpy().astype(np.int64),
-            "levels": p.levels.detach().cpu().numpy().astype(np.int64),
-            "bits": p.bits.detach().cpu().numpy().astype(np.float64),
+            "zero_point": _compact(p.zero_point),
+            "qmin": _compact(p.qmin),
+            "qmax": _compact(p.qmax),
+            "bits": _collapse(bits),
             "axis": -1 if p.axis is None else int(p.axis),
         }
 
@@ -142,14 +171,20 @@ class QuantizedTensor:
     def from_metadata(codes: Any, meta: dict[str, Any]) -> "QuantizedTensor":
         """Rebuild from codes and :meth:`metadata` (e.g. after reading a file)."""
         codes_t = as_tensor(codes)
-        axis = int(meta["axis"])
-        p = QuantParams(
-            scale=as_tensor(np.asarray(meta["scale"], dtype=np.float32)),
-            zero_point=as_tensor(np.asarray(meta["zero_point"], dtype=np.int64)),
-            qmin=as_tensor(np.asarray(meta["qmin"], dtype=np.int64)),
-            qmax=as_tensor(np.asarray(meta["qmax"], dtype=np.int64)),
-            axis=None if axis < 0 else axis,
-        )
+        axis = int(meta["axis"]) if meta.get("axis") is not None else -1
+        scale = as_tensor(np.asarray(meta["scale"], dtype=np.float32))
+        n = int(scale.numel()) if scale.dim() else None
+
+        def ints(key: str) -> torch.Tensor:
+            t = as_tensor(np.asarray(meta[key], dtype=np.int64))
+            if axis >= 0 and n is not None and t.dim() == 1 and t.numel() == 1 and n != 1:
+                t = t.expand(n).clone()  # one value stored for all channels
+            elif axis < 0 and t.dim() == 1 and t.numel() == 1:
+                t = t.reshape(())
+            return t
+
+        p = QuantParams(scale=scale, zero_point=ints("zero_point"), qmin=ints("qmin"), qmax=ints("qmax"),
+                        axis=None if axis < 0 else axis)
         return QuantizedTensor(codes_t, p)
 
     @property

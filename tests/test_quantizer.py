@@ -147,10 +147,24 @@ def test_metadata_round_trip():
     x = torch.randn(4, 6)
     q = quantize(x, x.amin(1), x.amax(1), torch.tensor([3, 4, 16, 39]), axis=0)
     meta = q.metadata()
-    assert set(meta) >= {"scale", "zero_point", "bits", "levels", "axis"}
+    assert set(meta) >= {"scale", "zero_point", "qmin", "qmax", "bits", "axis"}
     assert meta["axis"] == 0 and meta["scale"].dtype == np.float32
+    assert np.allclose(np.asarray(meta["bits"], np.float64), np.log2([3, 4, 16, 39]))
     back = QuantizedTensor.from_metadata(q.codes.numpy(), meta)
     assert torch.equal(back.dequantize(), q.dequantize())
+    assert torch.equal(back.params.levels, q.params.levels)
+
+
+def test_metadata_is_compact():
+    # equal per-channel integers collapse to one value in the smallest dtype; the round trip is unchanged
+    x = torch.randn(64, 9)
+    q = quantize(x, -x.abs().amax(1), x.abs().amax(1), 16, axis=0)
+    meta = q.metadata()
+    for key in ("zero_point", "qmin", "qmax", "bits"):
+        assert meta[key].shape == (1,) and meta[key].itemsize == 1, key
+    back = QuantizedTensor.from_metadata(q.codes.numpy(), meta)
+    assert torch.equal(back.dequantize(), q.dequantize())
+    assert torch.equal(back.params.qmin, q.params.qmin) and back.params.qmin.shape == (64,)
     per_tensor = quantize(x, -1.0, 1.0, 4).metadata()
     assert per_tensor["axis"] == -1 and per_tensor["scale"].shape == ()
 
