@@ -15,7 +15,7 @@ setup: $(STAMP)
 
 # The main job: the bits-per-value report for the built-in default model.
 report: $(STAMP)
-	$(BIN)/huffquant report
+	$(BIN)/huffquant report --sweep
 
 # The whole test suite.
 test: $(STAMP)

@@ -2,7 +2,8 @@
 
 Tensor names: ``"<layer>/weight"`` (codes of shape (C_out, ...)) and ``"<layer>/activation"`` (codes of
 shape (N, C, ...) over the exported images). Each carries its quantization metadata (``scale``,
-``zero_point``, ``qmin``, ``qmax``, ``levels``, ``bits``, ``axis``; axis absent = per tensor), so
+``zero_point``, ``qmin``, ``qmax``, ``bits``, ``axis``; axis absent = per tensor; see
+:meth:`quant.quantizer.QuantizedTensor.metadata`), so
 ``huffquant decode --dequantize`` gives back the float values the simulation used: ``(code - zero_point) *
 scale``. With bias correction the stored weight codes are those before the correction (the corrected weights
 are off the integer grid); the file metadata says so.

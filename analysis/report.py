@@ -268,18 +268,18 @@ def analyze_tensors(
         t0 = tick("write_s", t0)
         tinfo = {ti.name: ti for ti in info.tensors}
 
-        def verify(lc: coding.LayerCoding) -> tuple[str, bool]:
+        def verify(f: HQTFile, lc: coding.LayerCoding) -> tuple[str, bool]:
             src_t = originals[(kind, lc.name)]
-            with HQTFile(path) as f:
-                rows = coding.load_choice(f, lc.name, lc.choice, lc.rows.shape[0], lc.rows.shape[1],
-                                          src_t.codes.dtype)
+            rows = coding.load_choice(f, lc.name, lc.choice, lc.rows.shape[0], lc.rows.shape[1],
+                                      src_t.codes.dtype)
             back = coding.from_rows(rows, src_t.codes.shape, src_t.axis)
             same = back.shape == src_t.codes.shape and back.dtype == src_t.codes.dtype and \
                 np.array_equal(back, src_t.codes)
             return (by_key[(kind, lc.name)].row["sha256"] if same else _sha256_rows(back)), same
 
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            checks = list(pool.map(verify, [lc for lc, _ in items]))
+        # one reader (its header is parsed and checked once); reads are independent, so two threads share it
+        with HQTFile(path) as hqt, ThreadPoolExecutor(max_workers=2) as pool:
+            checks = list(pool.map(lambda lc: verify(hqt, lc), [lc for lc, _ in items]))
         quant_bytes_total = 0
         for (lc, _), (digest, same) in zip(items, checks):
             r = by_key[(kind, lc.name)]

@@ -245,10 +245,13 @@ class _Header:
     entries: list[_Entry]
 
     def entry(self, name: str, path: str) -> _Entry:
-        for e in self.entries:
-            if e.name == name:
-                return e
-        raise MissingTensorError(f"{path}: no tensor named {name!r} (has {len(self.entries)} tensors)")
+        by_name = self.__dict__.get("_by_name")
+        if by_name is None:  # built on first lookup; names are unique (checked when parsed)
+            by_name = self.__dict__["_by_name"] = {e.name: e for e in self.entries}
+        e = by_name.get(name)
+        if e is None:
+            raise MissingTensorError(f"{path}: no tensor named {name!r} (has {len(self.entries)} tensors)")
+        return e
 
 
 # --------------------------------------------------------------------------- serialization

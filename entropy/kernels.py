@@ -155,6 +155,19 @@ def count_symbols(flat: np.ndarray, value_min: int, value_range: int, group: int
 # ---- encoder ------------------------------------------------------------------------
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(acc, nacc, w, code, ln, code2, ln2, out32):
+    """Append code (ln bits) then code2 (ln2 bits, may be 0) MSB-first; flush 32 bits when full."""
+    acc = (acc << np.uint64(ln)) | np.uint64(code)
+    acc = (acc << np.uint64(ln2)) | np.uint64(code2)  # a shift by 0 keeps acc: no branch needed
+    nacc += np.uint64(ln) + np.uint64(ln2)
+    if nacc >= _U32:
+        nacc -= _U32
+        out32[w] = np.uint32((acc >> nacc) & _M32)
+        w += 1
+    return acc, nacc, w
+
+
 @numba.njit(cache=True, nogil=True)
 def _encode(values, vmin, mask, R, k, codes, lens, spc, n_chunks, out32, chunk_bits):
     n = values.size
@@ -172,22 +185,11 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, n_chunks, out32, chunk_b
             while i + 1 < i1:
                 s = _sym(values[i], vmin, mask)
                 t = _sym(values[i + 1], vmin, mask)
-                acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
-                acc = (acc << np.uint64(lens[t])) | np.uint64(codes[t])
-                nacc += np.uint64(lens[s]) + np.uint64(lens[t])
-                if nacc >= _U32:
-                    nacc -= _U32
-                    out32[w] = np.uint32((acc >> nacc) & _M32)
-                    w += 1
+                acc, nacc, w = _put(acc, nacc, w, codes[s], lens[s], codes[t], lens[t], out32)
                 i += 2
             if i < i1:
                 s = _sym(values[i], vmin, mask)
-                acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
-                nacc += np.uint64(lens[s])
-                if nacc >= _U32:
-                    nacc -= _U32
-                    out32[w] = np.uint32((acc >> nacc) & _M32)
-                    w += 1
+                acc, nacc, w = _put(acc, nacc, w, codes[s], lens[s], 0, 0, out32)
         else:
             for i in range(i0, i1):
                 a = _sym(values[2 * i], vmin, mask)
@@ -196,12 +198,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, n_chunks, out32, chunk_b
                 else:
                     b = 0
                 s = a * R + b
-                acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
-                nacc += np.uint64(lens[s])
-                if nacc >= _U32:
-                    nacc -= _U32
-                    out32[w] = np.uint32((acc >> nacc) & _M32)
-                    w += 1
+                acc, nacc, w = _put(acc, nacc, w, codes[s], lens[s], 0, 0, out32)
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
         prev_bits = bits
@@ -230,31 +227,15 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, n_chunks
             while i + 3 < i1:
                 s = (_sym(values[i], vmin, mask)) * R + (_sym(values[i + 1], vmin, mask))
                 t = (_sym(values[i + 2], vmin, mask)) * R + (_sym(values[i + 3], vmin, mask))
-                acc = (acc << np.uint64(len2[s])) | np.uint64(code2[s])
-                acc = (acc << np.uint64(len2[t])) | np.uint64(code2[t])
-                nacc += np.uint64(len2[s]) + np.uint64(len2[t])
-                if nacc >= _U32:
-                    nacc -= _U32
-                    out32[w] = np.uint32((acc >> nacc) & _M32)
-                    w += 1
+                acc, nacc, w = _put(acc, nacc, w, code2[s], len2[s], code2[t], len2[t], out32)
                 i += 4
         while i + 1 < i1:
             s = (_sym(values[i], vmin, mask)) * R + (_sym(values[i + 1], vmin, mask))
-            acc = (acc << np.uint64(len2[s])) | np.uint64(code2[s])
-            nacc += np.uint64(len2[s])
-            if nacc >= _U32:
-                nacc -= _U32
-                out32[w] = np.uint32((acc >> nacc) & _M32)
-                w += 1
+            acc, nacc, w = _put(acc, nacc, w, code2[s], len2[s], 0, 0, out32)
             i += 2
         if i < i1:
             s = _sym(values[i], vmin, mask)
-            acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
-            nacc += np.uint64(lens[s])
-            if nacc >= _U32:
-                nacc -= _U32
-                out32[w] = np.uint32((acc >> nacc) & _M32)
-                w += 1
+            acc, nacc, w = _put(acc, nacc, w, codes[s], lens[s], 0, 0, out32)
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
         prev_bits = bits
@@ -344,16 +325,26 @@ def _refill(W, pos):
     return (W[wi] << r) | ((W[wi + _U1] >> _U1) >> (_U63 - r))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _chunk_fault(flag, pos, end):
+    """0 if a chunk decoded cleanly, 1 if it hit a bit pattern that is no code, 2 if it did not end at ``end``."""
+    if flag & _INVALID:
+        return 1
+    if pos != end:
+        return 2
+    return 0
+
+
 @numba.njit(cache=True, nogil=True)
 def _decode_one(W, pos, nsym, table, L, B, out, o, v0, v1, k):
     """Decode ``nsym`` symbols of one chunk from bit ``pos``; returns (end pos, OR of entries)."""
     shift = np.uint64(64 - L)
     flag = np.uint32(0)
-    nb = nsym // B
-    rem = nsym - nb * B
-    for _ in range(nb):
+    done = 0
+    while done < nsym:
+        m = min(B, nsym - done)  # B lookups per refill; the last block may be short
         win = _refill(W, pos)
-        for _j in range(B):
+        for _j in range(m):
             e = table[win >> shift]
             ln = np.uint64(e & np.uint32(31))
             win <<= ln
@@ -364,19 +355,7 @@ def _decode_one(W, pos, nsym, table, L, B, out, o, v0, v1, k):
             if k == 2:
                 out[o + 1] = v1[s]
             o += k
-    if rem:
-        win = _refill(W, pos)
-        for _j in range(rem):
-            e = table[win >> shift]
-            ln = np.uint64(e & np.uint32(31))
-            win <<= ln
-            pos += ln
-            flag |= e
-            s = e >> np.uint32(8)
-            out[o] = v0[s]
-            if k == 2:
-                out[o + 1] = v1[s]
-            o += k
+        done += m
     return pos, flag
 
 
@@ -457,35 +436,20 @@ def _decode_chunks(W, offs, c0, c1, spc, nsym_total, table, L, B, out, v0, v1, k
             f1 |= g1
             f2 |= g2
             f3 |= g3
-        bad = -1
-        kind = 0
-        if (f0 & _INVALID) or p0 != offs[c + 1]:
-            bad = c
-            kind = 1 if f0 & _INVALID else 2
-        elif (f1 & _INVALID) or p1 != offs[c + 2]:
-            bad = c + 1
-            kind = 1 if f1 & _INVALID else 2
-        elif (f2 & _INVALID) or p2 != offs[c + 3]:
-            bad = c + 2
-            kind = 1 if f2 & _INVALID else 2
-        elif (f3 & _INVALID) or p3 != offs[c + 4]:
-            bad = c + 3
-            kind = 1 if f3 & _INVALID else 2
-        if bad >= 0:
-            status[0] = bad
-            status[1] = kind
-            return
+        for j, fj, pj in ((0, f0, p0), (1, f1, p1), (2, f2, p2), (3, f3, p3)):
+            kind = _chunk_fault(fj, pj, offs[c + j + 1])
+            if kind:
+                status[0] = c + j
+                status[1] = kind
+                return
         c += 4
     while c < c1:
         ns = min(spc, nsym_total - c * spc)
         p, f = _decode_one(W, offs[c], ns, table, L, B, out, (c - c0) * vpc, v0, v1, k)
-        if f & _INVALID:
+        kind = _chunk_fault(f, p, offs[c + 1])
+        if kind:
             status[0] = c
-            status[1] = 1
-            return
-        if p != offs[c + 1]:
-            status[0] = c
-            status[1] = 2
+            status[1] = kind
             return
         c += 1
     status[0] = -1
@@ -631,29 +595,20 @@ def _decode_chunks_x2(W, offs, c0, c1, spc, nsym_total, table, T, out, v0, v1, k
         p1, g1 = _one_x2(W, p1, r1, table, T, out, o1, v0, v1, k)
         f0 |= g0
         f1 |= g1
-        bad = -1
-        kind = 0
-        if (f0 & _INVALID) or p0 != offs[c + 1]:
-            bad = c
-            kind = 1 if f0 & _INVALID else 2
-        elif (f1 & _INVALID) or p1 != offs[c + 2]:
-            bad = c + 1
-            kind = 1 if f1 & _INVALID else 2
-        if bad >= 0:
-            status[0] = bad
-            status[1] = kind
-            return
+        for j, fj, pj in ((0, f0, p0), (1, f1, p1)):
+            kind = _chunk_fault(fj, pj, offs[c + j + 1])
+            if kind:
+                status[0] = c + j
+                status[1] = kind
+                return
         c += 2
     while c < c1:
         ns = min(spc, nsym_total - c * spc)
         p, f = _one_x2(W, offs[c], ns, table, T, out, (c - c0) * vpc, v0, v1, k)
-        if f & _INVALID:
+        kind = _chunk_fault(f, p, offs[c + 1])
+        if kind:
             status[0] = c
-            status[1] = 1
-            return
-        if p != offs[c + 1]:
-            status[0] = c
-            status[1] = 2
+            status[1] = kind
             return
         c += 1
     status[0] = -1
@@ -726,7 +681,7 @@ def decode_symbols(
 
 @numba.njit(cache=True, nogil=True)
 def _huffman_rows(counts, out):  # pragma: no cover - compiled
-    # Same construction as entropy.lengths.huffman_lengths (stable sort, ties to the leaf), one row at a time.
+    # Two-queue Huffman on the stably sorted counts of each row; ties go to the leaf (a shallower tree).
     R, K = counts.shape
     idx = np.empty(K, np.int64)
     keys = np.empty(K, np.int64)
@@ -779,8 +734,62 @@ def _huffman_rows(counts, out):  # pragma: no cover - compiled
 
 def huffman_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Optimal Huffman code lengths of every row of a 2-D int64 count array: ``(lengths uint8 [R, K],
-    longest code per row int64 [R])``. Row by row identical to :func:`entropy.lengths.huffman_lengths`."""
+    longest code per row int64 [R])``; absent symbols get 0, a lone symbol 1 bit."""
     c = np.ascontiguousarray(counts, dtype=np.int64)
     out = np.empty(c.shape, np.uint8)
     longest = _huffman_rows(c, out)
     return out, longest
+
+
+@numba.njit(cache=True, nogil=True)
+def _package_merge(leaves, L):  # pragma: no cover - compiled
+    # leaves: ascending counts of the n >= 2 present symbols; returns each one's code length (<= L bits).
+    # Level 1 holds the leaves (denomination 2**-L); each higher level merges the leaves with the pair
+    # sums (packages) of the level below, a package after leaves of equal weight. leaf_prefix[level, j]
+    # = leaves among the first j items of that level.
+    n = leaves.size
+    cap = 2 * n
+    leaf_prefix = np.zeros((L, cap + 1), np.int64)
+    cur = np.empty(cap, np.int64)
+    nxt = np.empty(cap, np.int64)
+    for j in range(n):
+        cur[j] = leaves[j]
+        leaf_prefix[0, j + 1] = j + 1
+    size = n
+    for level in range(1, L):
+        m = size // 2
+        i = 0
+        j = 0
+        t = 0
+        while i < n or j < m:
+            if j >= m or (i < n and leaves[i] <= cur[2 * j] + cur[2 * j + 1]):
+                nxt[t] = leaves[i]
+                leaf_prefix[level, t + 1] = leaf_prefix[level, t] + 1
+                i += 1
+            else:
+                nxt[t] = cur[2 * j] + cur[2 * j + 1]
+                leaf_prefix[level, t + 1] = leaf_prefix[level, t]
+                j += 1
+            t += 1
+        size = t
+        cur, nxt = nxt, cur
+    # take the first 2n - 2 items of the top level and walk down
+    lens = np.zeros(n + 1, np.int64)
+    take = 2 * n - 2
+    for level in range(L - 1, -1, -1):
+        nleaf = leaf_prefix[level, take]
+        lens[0] += 1
+        lens[nleaf] -= 1  # leaves of rank < nleaf get one more bit
+        take = 2 * (take - nleaf)
+    out = np.empty(n, np.uint8)
+    acc = 0
+    for r in range(n):
+        acc += lens[r]
+        out[r] = acc
+    return out
+
+
+def package_merge(sorted_counts: np.ndarray, max_length: int) -> np.ndarray:
+    """Optimal length-limited code lengths (uint8, <= ``max_length`` bits) of ``sorted_counts`` (ascending,
+    all > 0, at least 2 and at most 2**max_length of them), in the same order."""
+    return _package_merge(np.ascontiguousarray(sorted_counts, dtype=np.int64), int(max_length))

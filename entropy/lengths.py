@@ -9,9 +9,9 @@ length 0 (absent from the code). Edge cases, the same for every function here:
 * otherwise the lengths form a complete prefix code (Kraft sum exactly 1).
 
 Unlimited lengths use the two-queue Huffman construction on sorted counts (linear after
-the sort). Length-limited lengths use package-merge (Larmore and Hirschberg, 1990),
-vectorised with numpy: one merge of sorted arrays per bit of the limit, then the code
-length of each symbol is the number of levels whose selected prefix holds that symbol.
+the sort), compiled with numba (:mod:`entropy.kernels`, imported on first use). Length-limited lengths use package-merge (Larmore and Hirschberg, 1990), compiled: one
+merge of sorted arrays per bit of the limit, then the code length of each symbol is the
+number of levels whose selected prefix holds that symbol.
 """
 
 from __future__ import annotations
@@ -47,45 +47,20 @@ def _check_counts(counts: np.ndarray) -> np.ndarray:
 def huffman_lengths(counts: np.ndarray) -> np.ndarray:
     """Optimal (unlimited) Huffman code lengths in bits, uint8 per symbol, 0 for absent symbols.
 
-    Raises CodebookError if the optimal code would need codes longer than 255 bits
-    (impossible for counts below 2**64) or the counts are malformed.
+    Two-queue construction on the stably sorted counts (ties go to the leaf, which keeps the tree
+    shallow); compiled in :func:`entropy.kernels.huffman_rows`. Raises CodebookError if the optimal
+    code would need codes longer than 255 bits (impossible for counts below 2**64) or the counts are
+    malformed.
     """
     c = _check_counts(counts)
-    out = np.zeros(c.size, dtype=np.uint8)
-    present = np.flatnonzero(c)
-    n = present.size
-    if n == 0:
-        return out
-    if n == 1:
-        out[present[0]] = 1
-        return out
-    order = present[np.argsort(c[present], kind="stable")]
-    w = c[order].tolist()
-    node_w = [0] * (n - 1)
-    node_parent = [0] * (n - 1)
-    leaf_parent = [0] * n
-    i = j = 0
-    for k in range(n - 1):
-        s = 0
-        for _ in range(2):
-            # ties go to the leaf: keeps the tree shallow (smaller maximum length)
-            if i < n and (j >= k or w[i] <= node_w[j]):
-                leaf_parent[i] = k
-                s += w[i]
-                i += 1
-            else:
-                node_parent[j] = k
-                s += node_w[j]
-                j += 1
-        node_w[k] = s
-    depth = [0] * (n - 1)
-    for k in range(n - 3, -1, -1):  # parents always have a larger index
-        depth[k] = depth[node_parent[k]] + 1
-    lens = np.asarray(depth, dtype=np.int64)[np.asarray(leaf_parent)] + 1
-    if int(lens.max()) > 255:
+    if c.size == 0 or not c.any():
+        return np.zeros(c.size, dtype=np.uint8)
+    from entropy.kernels import huffman_rows  # numba: imported on first use only
+
+    lens, longest = huffman_rows(c[None, :])
+    if int(longest[0]) > 255:
         raise CodebookError("optimal Huffman code longer than 255 bits")
-    out[order] = lens.astype(np.uint8)
-    return out
+    return lens[0]
 
 
 def limited_lengths(counts: np.ndarray, max_length: int) -> np.ndarray:
@@ -108,37 +83,10 @@ def limited_lengths(counts: np.ndarray, max_length: int) -> np.ndarray:
         return out
     if n > (1 << L):
         raise CodebookError(f"{n} symbols present cannot be coded with codes of at most {L} bits (max {1 << L})")
+    from entropy.kernels import package_merge  # numba: imported on first use only
+
     order = present[np.argsort(c[present], kind="stable")]
-    leaves = c[order]  # ascending
-    # Level 1 = denomination 2**-L (only leaves); each higher level merges the leaves
-    # with packages (pair sums) of the level below. Keep, per level, the cumulative
-    # number of leaves in each prefix of the merged list.
-    leaf_prefix: list[np.ndarray] = []
-    cur = leaves
-    cur_leaf = np.ones(n, dtype=np.int32)
-    leaf_prefix.append(np.concatenate(([0], np.cumsum(cur_leaf))))
-    for _ in range(L - 1):
-        m = cur.size // 2
-        pk = cur[0 : 2 * m : 2] + cur[1 : 2 * m : 2]
-        # packages go after leaves of equal weight (stable merge)
-        pos = np.searchsorted(leaves, pk, side="right") + np.arange(m)
-        merged = np.empty(n + m, dtype=np.int64)
-        is_leaf = np.ones(n + m, dtype=np.int32)
-        is_leaf[pos] = 0
-        merged[pos] = pk
-        merged[is_leaf.astype(bool)] = leaves
-        cur = merged
-        leaf_prefix.append(np.concatenate(([0], np.cumsum(is_leaf))))
-    # Select the first 2n-2 items of the top level, then walk down.
-    lens = np.zeros(n + 1, dtype=np.int64)
-    take = 2 * n - 2
-    for level in range(L - 1, -1, -1):
-        lp = leaf_prefix[level]
-        nleaf = int(lp[take])
-        lens[0] += 1
-        lens[nleaf] -= 1  # leaves of rank < nleaf get one more bit
-        take = 2 * (take - nleaf)
-    out[order] = np.cumsum(lens[:n]).astype(np.uint8)
+    out[order] = package_merge(c[order], L)
     return out
 
 

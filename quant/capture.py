@@ -138,9 +138,12 @@ class ActivationSite(nn.Module):
                 self.recorder.add(x)
             return x
         if self.recorder is not None:
-            qt = q.quantize(x)
+            if hasattr(q, "quantize_with_values"):
+                qt, xq = q.quantize_with_values(x)
+            else:
+                qt = q.quantize(x)
+                xq = qt.dequantize()
             self.recorder.add(qt.codes, qt.params)
-            xq = qt.dequantize()
         elif self.measure or torch.is_grad_enabled():
             xq = q(x)
         else:

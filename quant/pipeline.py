@@ -228,6 +228,12 @@ class ActQuantizer:
         """Integer codes stored exactly as :func:`quant.quantizer.quantize` stores them."""
         return pack_codes(self._codes(x, False), self.params)
 
+    def quantize_with_values(self, x: torch.Tensor) -> tuple[QuantizedTensor, torch.Tensor]:
+        """:meth:`quantize` and the fake-quantized values (equal to its ``dequantize()``) from one rounding pass."""
+        q = self._codes(x, False)
+        qt = pack_codes(q, self.params)  # a new tensor: q stays the float codes
+        return qt, q.mul_(self._scale)
+
 
 @dataclass
 class _ActSpec:
