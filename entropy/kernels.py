@@ -155,19 +155,6 @@ def count_symbols(flat: np.ndarray, value_min: int, value_range: int, group: int
 # ---- encoder ------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _put(acc, nacc, w, code, ln, code2, ln2, out32):
-    """Append code (ln bits) then code2 (ln2 bits, may be 0) MSB-first; flush 32 bits when full."""
-    acc = (acc << np.uint64(ln)) | np.uint64(code)
-    acc = (acc << np.uint64(ln2)) | np.uint64(code2)  # a shift by 0 keeps acc: no branch needed
-    nacc += np.uint64(ln) + np.uint64(ln2)
-    if nacc >= _U32:
-        nacc -= _U32
-        out32[w] = np.uint32((acc >> nacc) & _M32)
-        w += 1
-    return acc, nacc, w
-
-
 @numba.njit(cache=True, nogil=True)
 def _encode(values, vmin, mask, R, k, codes, lens, spc, n_chunks, out32, chunk_bits):
     n = values.size
@@ -185,11 +172,22 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, n_chunks, out32, chunk_b
             while i + 1 < i1:
                 s = _sym(values[i], vmin, mask)
                 t = _sym(values[i + 1], vmin, mask)
-                acc, nacc, w = _put(acc, nacc, w, codes[s], lens[s], codes[t], lens[t], out32)
+                acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
+                acc = (acc << np.uint64(lens[t])) | np.uint64(codes[t])
+                nacc += np.uint64(lens[s]) + np.uint64(lens[t])
+                if nacc >= _U32:
+                    nacc -= _U32
+                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    w += 1
                 i += 2
             if i < i1:
                 s = _sym(values[i], vmin, mask)
-                acc, nacc, w = _put(acc, nacc, w, codes[s], lens[s], 0, 0, out32)
+                acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
+                nacc += np.uint64(lens[s])
+                if nacc >= _U32:
+                    nacc -= _U32
+                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    w += 1
         else:
             for i in range(i0, i1):
                 a = _sym(values[2 * i], vmin, mask)
@@ -198,7 +196,12 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, n_chunks, out32, chunk_b
                 else:
                     b = 0
                 s = a * R + b
-                acc, nacc, w = _put(acc, nacc, w, codes[s], lens[s], 0, 0, out32)
+                acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
+                nacc += np.uint64(lens[s])
+                if nacc >= _U32:
+                    nacc -= _U32
+                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    w += 1
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
         prev_bits = bits
@@ -227,15 +230,31 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, n_chunks
             while i + 3 < i1:
                 s = (_sym(values[i], vmin, mask)) * R + (_sym(values[i + 1], vmin, mask))
                 t = (_sym(values[i + 2], vmin, mask)) * R + (_sym(values[i + 3], vmin, mask))
-                acc, nacc, w = _put(acc, nacc, w, code2[s], len2[s], code2[t], len2[t], out32)
+                acc = (acc << np.uint64(len2[s])) | np.uint64(code2[s])
+                acc = (acc << np.uint64(len2[t])) | np.uint64(code2[t])
+                nacc += np.uint64(len2[s]) + np.uint64(len2[t])
+                if nacc >= _U32:
+                    nacc -= _U32
+                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    w += 1
                 i += 4
         while i + 1 < i1:
             s = (_sym(values[i], vmin, mask)) * R + (_sym(values[i + 1], vmin, mask))
-            acc, nacc, w = _put(acc, nacc, w, code2[s], len2[s], 0, 0, out32)
+            acc = (acc << np.uint64(len2[s])) | np.uint64(code2[s])
+            nacc += np.uint64(len2[s])
+            if nacc >= _U32:
+                nacc -= _U32
+                out32[w] = np.uint32((acc >> nacc) & _M32)
+                w += 1
             i += 2
         if i < i1:
             s = _sym(values[i], vmin, mask)
-            acc, nacc, w = _put(acc, nacc, w, codes[s], lens[s], 0, 0, out32)
+            acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
+            nacc += np.uint64(lens[s])
+            if nacc >= _U32:
+                nacc -= _U32
+                out32[w] = np.uint32((acc >> nacc) & _M32)
+                w += 1
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
         prev_bits = bits
