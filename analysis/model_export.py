@@ -76,7 +76,7 @@ def export_model(
     layers: Sequence[str] | None = None,
     batch_size: int = 32,
     device: str = "cpu",
-    progress: bool = True,
+    progress: bool = False,
     metadata: dict[str, str] | None = None,
     **save_options: Any,
 ) -> Any:

@@ -679,7 +679,7 @@ class ReportConfig:
     sweep_rate_images: int | None = 16  # coded sizes of each sweep point on the first N images
     hist_layer: str | None = None
     files_dir: str | None = None  # keep the written .hqt files here (None: a temporary directory)
-    progress: bool = True
+    progress: bool = False
     seed: int = 0
     command: str = ""
 

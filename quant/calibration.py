@@ -130,7 +130,7 @@ def calibrate(
     histogram: bool = True,
     tensor_stats: bool | Callable[[LayerInfo], bool] = True,
     device: str | torch.device = "cpu",
-    progress: bool = True,
+    progress: bool = False,
     total: int | None = None,
 ) -> ModelStatistics:
     """Accumulate FP32 statistics of every layer's output over ``batches`` (tensors (N, C, H, W)).

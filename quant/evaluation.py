@@ -168,7 +168,7 @@ def evaluate(
     images: str = "",
     total: int | None = None,
     layer_sqnr: bool = True,
-    progress: bool = True,
+    progress: bool = False,
 ) -> EvaluationResult:
     """Run the FP32 reference and the quantized model on every batch and compare them.
 
@@ -246,7 +246,7 @@ def evaluate_model(
     device: str | torch.device = "cpu",
     seed: int = 0,
     layer_sqnr: bool = True,
-    progress: bool = True,
+    progress: bool = False,
     num_workers: int = 0,
 ) -> EvaluationResult:
     """Prepare and evaluate in one call.

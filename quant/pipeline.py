@@ -436,7 +436,7 @@ def prepare(
     calibration_batches: int | None = None,
     device: str | torch.device = "cpu",
     model_name: str = "",
-    progress: bool = True,
+    progress: bool = False,
 ) -> QuantizedModel:
     """Fold BN, quantize weights and install activation quantizers; returns a :class:`QuantizedModel`.
 
@@ -542,7 +542,7 @@ def quantized_tensors(
     layers: Sequence[str] | None = None,
     activations: bool = True,
     weights: bool = True,
-    progress: bool = True,
+    progress: bool = False,
 ) -> dict[str, LayerTensors]:
     """Per layer, the weight codes and the activation codes of the quantized run over ``batches``.
 
@@ -593,7 +593,7 @@ def run_export(
     layers: Sequence[str] | None = None,
     activations: bool = True,
     weights: bool = True,
-    progress: bool = True,
+    progress: bool = False,
     num_workers: int = 0,
 ) -> tuple[QuantizedModel, dict[str, LayerTensors]]:
     """Calibrate (unless ``stats``), prepare and collect integer tensors in one call.

@@ -47,7 +47,7 @@ def _sync(device: torch.device) -> None:
 def pipeline_rows(
     repeats: int = 1,
     *,
-    progress: bool = True,
+    progress: bool = False,
     device: str | None = None,
     batch_size: int = 32,
     modes: tuple[str, ...] = ("offline", "dynamic"),
