@@ -20,6 +20,7 @@ naming the chunk.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,8 @@ from entropy.measures import average_code_length, payload_bits, shannon_entropy
 
 __all__ = [
     "CodecParams",
+    "PreparedEncode",
+    "prepare_encode",
     "Accounting",
     "EncodedTensor",
     "encode",
@@ -192,7 +195,7 @@ def _int_arg(name: str, x: object, lo: int, hi: int) -> int:
     return int(x)
 
 
-def encode(
+def prepare_encode(
     values: np.ndarray,
     *,
     max_code_length: int = 12,
@@ -201,21 +204,11 @@ def encode(
     codebook: Codebook | None = None,
     value_min: int | None = None,
     value_range: int | None = None,
-) -> EncodedTensor:
-    """Encode an integer array into a chunked canonical-Huffman stream.
+) -> PreparedEncode:
+    """Everything :func:`encode` decides before it writes a bit: alphabet, grouping, codebook and exact sizes.
 
-    values: any shape, dtype in SUPPORTED_DTYPES; every value in
-        [value_min, value_min + value_range).
-    max_code_length: code-length limit L in bits (1..24; 12 keeps the decode table 16 KiB).
-    chunk_size: values per chunk (a multiple of the group).
-    group: 1, 2 or "auto" (the one giving the smaller total bits; 2 is considered only
-        when value_range**2 <= 65536 and chunk_size is even).
-    codebook: a shared code to use instead of building one; value_min then defaults to 0
-        and value_range to its alphabet size (group 1) or its square root (group 2).
-    value_min, value_range: the alphabet; default: the data's minimum and max - min + 1.
-
-    Raises SymbolError for a value outside the alphabet or without a code, CodebookError
-    when no code within ``max_code_length`` exists, EntropyError for bad arguments.
+    Takes the arguments of :func:`encode` and raises its errors; :meth:`PreparedEncode.run` then writes the
+    payload, or streams it to a file while coding (:func:`entropy.container.save`).
     """
     arr = np.asarray(values)
     dt = _check_dtype(arr.dtype, EntropyError)
@@ -315,9 +308,6 @@ def encode(
         raise errors[0]
     total, k, params, cb, pbits, ibits = best
 
-    payload, chunk_bits = kernels.encode_symbols(
-        flat, vmin, R, k, cb.codes, cb.lengths, params.chunk_symbols, pbits
-    )
     acct = Accounting(
         n_values=n,
         payload_bits=pbits,
@@ -328,15 +318,78 @@ def encode(
         entropy_bits=shannon_entropy(counts1),
         avg_code_length=average_code_length(counts_by_k[k], cb.lengths) / k,
     )
-    return EncodedTensor(
-        shape=tuple(int(s) for s in arr.shape),
-        dtype=dt.name,
-        params=params,
-        codebook=cb,
-        chunk_bits=chunk_bits,
-        payload=payload,
-        accounting=acct,
+    return PreparedEncode(
+        shape=tuple(int(s) for s in arr.shape), dtype=dt.name, params=params, codebook=cb, accounting=acct,
+        _flat=flat,
     )
+
+
+@dataclass(frozen=True)
+class PreparedEncode:
+    """An encode whose sizes are known and whose payload is not written yet (see :func:`prepare_encode`)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    params: CodecParams
+    codebook: Codebook
+    accounting: Accounting
+    _flat: np.ndarray
+
+    @property
+    def payload_length(self) -> int:
+        """Payload size in bytes (``ceil(payload_bits / 8)``)."""
+        return -(-self.accounting.payload_bits // 8)
+
+    @property
+    def index_length(self) -> int:
+        """Chunk index size in bytes."""
+        return self.accounting.index_bits // 8
+
+    def run(self, sink: Callable[[memoryview, int], None] | None = None) -> EncodedTensor:
+        """Write the payload. Without ``sink`` the result holds it; with ``sink`` it is streamed piece by piece
+        as ``sink(bytes, byte offset)`` while later chunks are coded, and the result's payload is empty."""
+        from entropy import kernels  # numba: imported on first use only
+
+        cb, p = self.codebook, self.params
+        payload, chunk_bits = kernels.encode_symbols(
+            self._flat, p.value_min, p.value_range, p.group, cb.codes, cb.lengths, p.chunk_symbols,
+            self.accounting.payload_bits, sink=sink,
+        )
+        return EncodedTensor(
+            shape=self.shape, dtype=self.dtype, params=p, codebook=cb, chunk_bits=chunk_bits,
+            payload=b"" if payload is None else payload, accounting=self.accounting,
+        )
+
+
+def encode(
+    values: np.ndarray,
+    *,
+    max_code_length: int = 12,
+    chunk_size: int = 4096,
+    group: int | str = "auto",
+    codebook: Codebook | None = None,
+    value_min: int | None = None,
+    value_range: int | None = None,
+) -> EncodedTensor:
+    """Encode an integer array into a chunked canonical-Huffman stream.
+
+    values: any shape, dtype in SUPPORTED_DTYPES; every value in
+        [value_min, value_min + value_range).
+    max_code_length: code-length limit L in bits (1..24; 12 keeps the decode table 16 KiB).
+    chunk_size: values per chunk (a multiple of the group).
+    group: 1, 2 or "auto" (the one giving the smaller total bits; 2 is considered only
+        when value_range**2 <= 65536 and chunk_size is even).
+    codebook: a shared code to use instead of building one; value_min then defaults to 0
+        and value_range to its alphabet size (group 1) or its square root (group 2).
+    value_min, value_range: the alphabet; default: the data's minimum and max - min + 1.
+
+    Raises SymbolError for a value outside the alphabet or without a code, CodebookError
+    when no code within ``max_code_length`` exists, EntropyError for bad arguments.
+    """
+    return prepare_encode(
+        values, max_code_length=max_code_length, chunk_size=chunk_size, group=group, codebook=codebook,
+        value_min=value_min, value_range=value_range,
+    ).run()
 
 
 def _prepare(shape, dtype, params, codebook, chunk_bits, payload):

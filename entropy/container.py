@@ -11,6 +11,11 @@ file size before anything is allocated, the layout must be exactly the canonical
 (so every byte of the file is covered by a checksum), and every failure is an
 :class:`~entropy.errors.EntropyError` naming the tensor. No pickle is used anywhere.
 
+Writing fixes the layout from the codec's exact sizes before any payload bit exists, then streams each
+large payload into the file while the codec produces it (a second thread writes, checksums and starts the
+disk writeback of each finished piece), so the container adds no copy of the payload; the write is atomic
+(temporary file, fsync, rename).
+
 Public API::
 
     save(path, tensors, metadata=None, *, quant=None, max_code_length=12,
@@ -41,7 +46,7 @@ import numpy as np
 
 from entropy.atomic import atomic_write
 from entropy.codebook import Codebook
-from entropy.codec import SUPPORTED_DTYPES, CodecParams, EncodedTensor, decode_parts, encode
+from entropy.codec import SUPPORTED_DTYPES, CodecParams, EncodedTensor, PreparedEncode, decode_parts, prepare_encode
 from entropy.errors import EntropyError, FormatError, IntegrityError, MissingTensorError
 from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 
@@ -543,7 +548,7 @@ def _build_info(path: str, h: _Header) -> FileInfo:
     )
 
 
-_PARALLEL_CRC_BYTES = 1 << 20  # payloads at least this large are checked on a second thread
+_PARALLEL_CRC_BYTES = 1 << 20  # payloads at least this large are streamed (write) or checked (read) on a second thread
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -803,8 +808,8 @@ def _as_arrays(name: str, meta: Mapping[str, Any] | None) -> dict[str, np.ndarra
 
 def _encode_all(
     tensors: Mapping[str, Any], *, max_code_length: int, chunk_size: int, group: int | str, share_codebooks: bool
-) -> dict[str, EncodedTensor]:
-    encoded: dict[str, EncodedTensor] = {}
+) -> dict[str, EncodedTensor | PreparedEncode]:
+    encoded: dict[str, EncodedTensor | PreparedEncode] = {}
     arrays: dict[str, np.ndarray] = {}
     for name, t in tensors.items():
         if not isinstance(name, str):
@@ -829,13 +834,16 @@ def _encode_all(
     return {name: encoded[name] for name in tensors}  # keep the caller's order
 
 
-def _encode_one(name: str, a: np.ndarray, *, max_code_length: int, chunk_size: int, group: int | str) -> EncodedTensor:
-    """Codec encode of one tensor; an explicit group 2 falls back to 1 where it cannot apply."""
+def _encode_one(
+    name: str, a: np.ndarray, *, max_code_length: int, chunk_size: int, group: int | str
+) -> PreparedEncode:
+    """Codec plan of one tensor (sizes and code; the payload is written later); an explicit group 2 falls back
+    to 1 where it cannot apply."""
     if group == 2 and a.size and ((int(a.max()) - int(a.min()) + 1) ** 2 > MAX_ALPHABET or chunk_size % 2):
         logger.info("tensor %r: group 2 impossible (alphabet or odd chunk size), using 1", name)
         group = 1
     try:
-        return encode(a, max_code_length=max_code_length, chunk_size=chunk_size, group=group)
+        return prepare_encode(a, max_code_length=max_code_length, chunk_size=chunk_size, group=group)
     except EntropyError as exc:
         raise type(exc)(f"tensor {name!r}: {exc}") from exc
 
@@ -847,7 +855,7 @@ def _padded_crc(blob: bytes) -> int:
 
 def _encode_shared(
     arrays: Mapping[str, np.ndarray], *, max_code_length: int, chunk_size: int, group: int | str
-) -> dict[str, EncodedTensor]:
+) -> dict[str, PreparedEncode]:
     """Code tensors of equal dtype and equal bit width (ceil(log2(range))) with one pooled codebook.
 
     The pool's alphabet is the union of the members' value ranges; its code is built from
@@ -859,7 +867,7 @@ def _encode_shared(
     from entropy.measures import payload_bits
 
     pools: dict[tuple[str, int], list[str]] = {}
-    out: dict[str, EncodedTensor] = {}
+    out: dict[str, PreparedEncode] = {}
     spans: dict[str, tuple[int, int]] = {}
     for name, a in arrays.items():
         if a.size == 0:
@@ -889,13 +897,81 @@ def _encode_shared(
         _, k, cb = best
         for n in names:
             try:
-                out[n] = encode(
+                out[n] = prepare_encode(
                     arrays[n], max_code_length=max_code_length, chunk_size=chunk_size, group=k,
                     codebook=cb, value_min=lo, value_range=R,
                 )
             except EntropyError as exc:
                 raise type(exc)(f"tensor {n!r}: {exc}") from exc
     return out
+
+
+def _pwrite_all(fd: int, data: Any, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # Linux: start writeback of the range, do not wait
+_writeback: Any = None
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range to disk now (Linux ``sync_file_range``), so the final fsync has
+    less left to wait for. A no-op where the call does not exist."""
+    global _writeback
+    if _writeback is None:
+        _writeback = False
+        try:
+            import ctypes
+
+            f = ctypes.CDLL(None, use_errno=True).sync_file_range
+            f.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            _writeback = f
+        except (OSError, AttributeError):
+            pass
+    if _writeback:
+        _writeback(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+class _PayloadWriter:
+    """Writes one tensor's payload pieces at their offsets and checksums them in order.
+
+    Pieces of 64 KiB or more go to the single I/O thread (pwrite and zlib release the GIL); smaller ones are
+    written inline once the thread has caught up, so the CRC always runs over the bytes in file order.
+    """
+
+    def __init__(self, fd: int, durable: bool) -> None:
+        self.fd = fd
+        self.durable = durable
+        self.crc = 0
+        self.pending: list[concurrent.futures.Future] = []
+
+    def _write(self, data: Any, offset: int) -> None:
+        _pwrite_all(self.fd, data, offset)
+        self.crc = zlib.crc32(data, self.crc)
+        if self.durable and len(data) >= 1 << 16:
+            _start_writeback(self.fd, offset, len(data))
+
+    def put(self, data: Any, offset: int) -> None:
+        if len(data) >= 1 << 16:
+            self.pending.append(_crc_pool().submit(self._write, data, offset))
+        else:
+            self._drain()
+            self._write(data, offset)
+
+    def _drain(self) -> None:
+        pending, self.pending = self.pending, []
+        concurrent.futures.wait(pending)  # all of them, even when one failed, before the file is closed
+        for f in pending:
+            f.result()  # re-raises a write error here
+
+    def finish(self) -> int:
+        """The CRC32 of everything put since the last call (after all of it is written)."""
+        self._drain()
+        crc, self.crc = self.crc, 0
+        return crc
 
 
 def save(
@@ -935,23 +1011,22 @@ def save(
     codebooks: list[bytes] = []
     cb_ids: dict[bytes, int] = {}
     entries: list[_Entry] = []
-    blobs: list[tuple[bytes, Any]] = []
     for name, enc in encoded.items():
         cb = enc.codebook.to_bytes()
         cb_id = cb_ids.setdefault(cb, len(codebooks))
         if cb_id == len(codebooks):
             codebooks.append(cb)
-        index = enc.index_bytes()
-        payload = enc.payload
         p = enc.params
         code = _dtype_code(np.dtype(enc.dtype))
         if code not in _TENSOR_DTYPE_CODES:
             raise FormatError(f"tensor {name!r}: dtype {enc.dtype} cannot be stored")
+        pending = isinstance(enc, PreparedEncode)
         e = _Entry(
             name=name, dtype_code=code, shape=tuple(int(d) for d in enc.shape), group=p.group,
             max_code_length=p.max_code_length, chunk_size=p.chunk_size, value_min=int(p.value_min),
             value_range=int(p.value_range), codebook_id=cb_id, payload_bits=int(enc.accounting.payload_bits),
-            index_length=len(index), payload_length=len(payload),
+            index_length=enc.index_length if pending else len(enc.index_bytes()),
+            payload_length=enc.payload_length if pending else len(enc.payload),
             entropy_bits=float(enc.accounting.entropy_bits), avg_code_length=float(enc.accounting.avg_code_length),
             arrays=_as_arrays(name, quant.get(name)),
         )
@@ -962,13 +1037,8 @@ def save(
         except FormatError as exc:
             raise FormatError(f"cannot store: {exc}") from exc
         entries.append(e)
-        blobs.append((index, payload))
-    # Large payloads' CRCs run on a second thread while the data is written (both release
-    # the GIL); the header, whose size depends on neither offsets nor CRCs, goes in last.
-    crcs = [
-        _crc_pool().submit(_padded_crc, payload) if len(payload) >= _PARALLEL_CRC_BYTES else _padded_crc(payload)
-        for _, payload in blobs
-    ]
+    # Every size is known before a payload bit is written, so the layout is fixed first; the header (whose
+    # size depends on neither offsets nor CRCs) goes in last.
     header_length = len(_serialize_header(meta, codebooks, entries))
     pos = PREAMBLE_SIZE + header_length
     for e in entries:
@@ -977,22 +1047,28 @@ def save(
         e.payload_offset = pos
         pos = _align(pos + e.payload_length)
     with atomic_write(path, size=pos, durable=durable) as fh:
-        fh.seek(PREAMBLE_SIZE + header_length)
-        for index, payload in blobs:
-            fh.write(index)
-            fh.write(_pad(len(index)))
-            fh.write(payload)  # straight from the codec's buffer
-            fh.write(_pad(len(payload)))
-        for e, (index, _), crc in zip(entries, blobs, crcs):
+        out = _PayloadWriter(fh.fileno(), durable)
+        for e, enc in zip(entries, encoded.values()):
+            if isinstance(enc, PreparedEncode):
+                if e.payload_length >= _PARALLEL_CRC_BYTES:
+                    # large payloads are written and checksummed on a second thread, piece by piece, while the
+                    # codec produces the next piece: no copy of the payload, and its disk writeback starts early
+                    base = e.payload_offset
+                    enc = enc.run(sink=lambda view, off, base=base: out.put(view, base + off))
+                else:
+                    enc = enc.run()
+            if enc.payload:
+                out.put(enc.payload, e.payload_offset)
+            out.put(_pad(e.payload_length), e.payload_offset + e.payload_length)
+            index = enc.index_bytes()
+            _pwrite_all(fh.fileno(), index + _pad(len(index)), e.index_offset)
             e.index_crc32 = _padded_crc(index)
-            e.payload_crc32 = crc if isinstance(crc, int) else crc.result()
+            e.payload_crc32 = out.finish()
         header = _serialize_header(meta, codebooks, entries)
         assert len(header) == header_length
         pre = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, header_length, pos, 0, 0)
         pre = pre[:28] + _U32.pack(zlib.crc32(header, zlib.crc32(pre[:28])))
-        fh.seek(0)
-        fh.write(pre)
-        fh.write(header)
+        _pwrite_all(fh.fileno(), pre + header, 0)
         fh.seek(pos)  # so that the final size check sees the whole file
     path_s = os.fspath(path)
     return _build_info(path_s, _parse_header(memoryview(pre + header), pos, path_s))

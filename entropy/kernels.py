@@ -31,6 +31,8 @@ are cached on disk (``cache=True``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
@@ -156,14 +158,11 @@ def count_symbols(flat: np.ndarray, value_min: int, value_range: int, group: int
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode(values, vmin, mask, R, k, codes, lens, spc, n_chunks, out32, chunk_bits):
+def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, chunk_bits, acc, nacc, w, prev_bits):
+    # chunks [c_begin, c_end); (acc, nacc, w, prev_bits) carry the bit writer from the previous call
     n = values.size
     nsym = (n + k - 1) // k
-    acc = np.uint64(0)
-    nacc = np.uint64(0)
-    w = 0
-    prev_bits = 0
-    for c in range(n_chunks):
+    for c in range(c_begin, c_end):
         i0 = c * spc
         i1 = min(i0 + spc, nsym)
         if k == 1:
@@ -205,24 +204,20 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, n_chunks, out32, chunk_b
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
         prev_bits = bits
-    if nacc > 0:
-        out32[w] = np.uint32((acc << (_U32 - nacc)) & _M32)
-    return prev_bits
+    return acc, nacc, w, prev_bits
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, n_chunks, out32, chunk_bits, twice):
+def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, c_begin, c_end, out32, chunk_bits, twice,
+                  acc, nacc, w, prev_bits):
     """Group-1 encoder that looks up two values at once in a fused (pair) code table.
 
     ``code2[a * R + b]`` is code(a) followed by code(b), ``len2`` its length (<= 24 bits);
-    with ``twice`` (pair codes <= 16 bits) two pairs go in per flush check.
+    with ``twice`` (pair codes <= 16 bits) two pairs go in per flush check. Chunks and carried state as
+    in ``_encode``.
     """
     n = values.size
-    acc = np.uint64(0)
-    nacc = np.uint64(0)
-    w = 0
-    prev_bits = 0
-    for c in range(n_chunks):
+    for c in range(c_begin, c_end):
         i0 = c * spc
         i1 = min(i0 + spc, n)
         i = i0
@@ -258,9 +253,7 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, n_chunks
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
         prev_bits = bits
-    if nacc > 0:
-        out32[w] = np.uint32((acc << (_U32 - nacc)) & _M32)
-    return prev_bits
+    return acc, nacc, w, prev_bits
 
 
 def encode_symbols(
@@ -272,19 +265,28 @@ def encode_symbols(
     lengths: np.ndarray,
     chunk_symbols: int,
     total_bits: int,
-) -> tuple[bytes, np.ndarray]:
+    *,
+    sink: Callable[[memoryview, int], None] | None = None,
+    piece_chunks: int = 256,
+) -> tuple[bytes | None, np.ndarray]:
     """Encode ``flat`` values (all inside the alphabet, every symbol with a code).
 
     Returns the MSB-first payload (``ceil(total_bits / 8)`` bytes) and the payload bits of
     each chunk (uint32). ``total_bits`` must be the exact payload size (sum count * len).
+
+    With ``sink``, the payload is streamed instead of returned (None): after every
+    ``piece_chunks`` chunks, ``sink(view, offset)`` receives the finished bytes and their byte
+    offset in the payload, so a writer can store and checksum them while the rest is coded.
+    The views stay valid and unchanged after the call; the last one ends the payload.
     """
     n = flat.size
     nsym = -(-n // group)
     n_chunks = -(-nsym // chunk_symbols)
     out32 = np.zeros(total_bits // 32 + 2, dtype=np.uint32)
     chunk_bits = np.zeros(n_chunks, dtype=np.uint32)
+    nbytes = (total_bits + 7) // 8
     if n == 0:
-        return b"", chunk_bits
+        return (b"", chunk_bits) if sink is None else (None, chunk_bits)
     u, vmin_u, mask = _unsigned(flat, value_min)
     lens8 = lengths.astype(np.uint8, copy=False)
     codes32 = codes.astype(np.uint32, copy=False)
@@ -294,28 +296,43 @@ def encode_symbols(
         l64 = lens8.astype(np.uint32)
         len2 = (l64[:, None] + l64[None, :]).astype(np.uint8).ravel()
         code2 = ((codes32[:, None] << l64[None, :]) | codes32[None, :]).astype(np.uint32).ravel()
-        written = _encode_fused(
-            u, np.int64(vmin_u), mask, np.int64(value_range), codes32, lens8, code2, len2,
-            np.int64(chunk_symbols), np.int64(n_chunks), out32, chunk_bits, max_len <= 8,
-        )
+
+        def run(c0, c1, state):
+            return _encode_fused(
+                u, np.int64(vmin_u), mask, np.int64(value_range), codes32, lens8, code2, len2,
+                np.int64(chunk_symbols), np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 8, *state,
+            )
     else:
-        written = _encode(
-            u,
-            np.int64(vmin_u),
-            mask,
-            np.int64(value_range),
-            np.int64(group),
-            codes32,
-            lens8,
-            np.int64(chunk_symbols),
-            np.int64(n_chunks),
-            out32,
-            chunk_bits,
-        )
-    if written != total_bits:  # pragma: no cover - internal consistency
-        raise AssertionError(f"encoder wrote {written} bits, expected {total_bits}")
-    out32.byteswap(inplace=True)
-    return out32.view(np.uint8)[: (total_bits + 7) // 8].tobytes(), chunk_bits
+
+        def run(c0, c1, state):
+            return _encode(
+                u, np.int64(vmin_u), mask, np.int64(value_range), np.int64(group), codes32, lens8,
+                np.int64(chunk_symbols), np.int64(c0), np.int64(c1), out32, chunk_bits, *state,
+            )
+
+    state = (np.uint64(0), np.uint64(0), np.int64(0), np.int64(0))  # bit buffer, its fill, words out, bits out
+    bytes_out = out32.view(np.uint8)
+    done_words = 0
+    step = n_chunks if sink is None else max(1, int(piece_chunks))
+    for c0 in range(0, n_chunks, step):
+        c1 = min(n_chunks, c0 + step)
+        acc, nacc, w, written = run(c0, c1, state)
+        # numba hands back Python ints; keep the argument types fixed (unsigned bit buffer, one compilation)
+        state = (np.uint64(acc), np.uint64(nacc), np.int64(w), np.int64(written))
+        if c1 == n_chunks:
+            if written != total_bits:  # pragma: no cover - internal consistency
+                raise AssertionError(f"encoder wrote {written} bits, expected {total_bits}")
+            if nacc > 0:  # the last partial word, zero bits up to the byte boundary
+                out32[w] = np.uint32((int(acc) << (32 - int(nacc))) & 0xFFFFFFFF)
+                w += 1
+        out32[done_words:w].byteswap(inplace=True)
+        if sink is not None:
+            stop = min(4 * int(w), nbytes)
+            sink(memoryview(bytes_out[4 * done_words : stop]), 4 * done_words)
+        done_words = int(w)
+    if sink is not None:
+        return None, chunk_bits
+    return bytes_out[:nbytes].tobytes(), chunk_bits
 
 
 # ---- decoder ------------------------------------------------------------------------

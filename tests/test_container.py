@@ -454,3 +454,29 @@ def test_reader_works_in_a_forked_child(tmp_path):
         p.kill()
         pytest.fail("reader hung in a forked child")
     assert q.get(timeout=5) == int(x.sum())
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_streamed_payloads_match_buffered_write(tmp_path, monkeypatch, durable):
+    # payloads of 1 MiB or more are written piece by piece while they are coded; the file must be byte for byte
+    # the one a plain buffered write gives, and decode exactly
+    rng = np.random.default_rng(5)
+    big = np.clip(np.round(rng.laplace(0, 2.0, size=(3, 1_100_000))), -8, 7).astype(np.int8)  # ~3 pieces
+    small = rng.integers(0, 16, size=(64, 64)).astype(np.uint8)
+    tensors = {"big": big, "small": small, "big2": big[::-1].copy()}
+    streamed = tmp_path / "streamed.hqt"
+    info = C.save(streamed, tensors, quant={"big": {"scale": np.float32(0.5)}}, durable=durable)
+    assert min(t.payload_bytes for t in info.tensors if t.name.startswith("big")) >= C._PARALLEL_CRC_BYTES
+    monkeypatch.setattr(C, "_PARALLEL_CRC_BYTES", 1 << 40)  # nothing streamed
+    plain = tmp_path / "plain.hqt"
+    C.save(plain, tensors, quant={"big": {"scale": np.float32(0.5)}}, durable=durable)
+    assert streamed.read_bytes() == plain.read_bytes()
+    back = C.load(streamed)
+    for k, v in tensors.items():
+        assert back[k].dtype == v.dtype and np.array_equal(back[k], v)
+    enc = encode(big)
+    with C.HQTFile(streamed) as f:
+        e = f._header.entry("big", str(streamed))
+        region = f._region(e.payload_offset, e.payload_length)
+        assert bytes(region) == enc.payload
+        region.release()
