@@ -31,6 +31,7 @@ Public API::
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import math
 import mmap
@@ -763,6 +764,17 @@ def _dequantize(q: np.ndarray, meta: Mapping[str, Any], what: str) -> np.ndarray
 # --------------------------------------------------------------------------- writer
 
 
+@functools.lru_cache(maxsize=1)
+def _tool_name() -> str:
+    """``huffquant <version>`` (read once: the package metadata lookup parses files)."""
+    try:
+        from importlib.metadata import version
+
+        return f"huffquant {version('huffquant')}"
+    except Exception:  # not installed as a distribution
+        return "huffquant"
+
+
 def _as_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in (metadata or {}).items():
@@ -770,12 +782,7 @@ def _as_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
             raise FormatError(f"file metadata must map str to str; got {k!r}: {type(v).__name__}")
         out[k] = v
     if "tool" not in out:
-        try:
-            from importlib.metadata import version
-
-            out["tool"] = f"huffquant {version('huffquant')}"
-        except Exception:  # not installed as a distribution
-            out["tool"] = "huffquant"
+        out["tool"] = _tool_name()
     return out
 
 

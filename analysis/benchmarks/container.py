@@ -4,7 +4,9 @@ Rows follow the codec rows' schema (``dataset, method, bits_per_value, entropy,
 encode_MBps, decode_MBps, lossless``) with method ``"huffquant-file"``:
 
 * encode: ``entropy.container.save`` of the tensor (codec encode, CRCs, atomic write with
-  fsync) into a temporary folder;
+  fsync) as a new file in a temporary folder (each timed run writes its own file: replacing an
+  existing one would add the file system's cost of freeing the old file's blocks, which is not
+  the writer's work);
 * decode: ``entropy.container.load`` (mmap, CRC checks, codec decode);
 * bits_per_value: the whole file's bytes * 8 / values; entropy: the codec's order-0 entropy.
 
@@ -18,6 +20,7 @@ Speeds are million values per second (= MB/s for 1-byte values), best of ``repea
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -52,7 +55,11 @@ def file_rows(datasets: Mapping[str, np.ndarray], repeats: int = 3) -> list[dict
             save(path, {name: values})  # warm-up (numba compile, page cache)
             load(path)
             for method, durable in ((METHOD, True), (METHOD_NOSYNC, False)):
-                t_enc, fi = _best(lambda: save(path, {name: values}, durable=durable), repeats)
+                runs = itertools.count()
+                t_enc, fi = _best(
+                    lambda: save(os.path.join(d, f"{name}-{method}-{next(runs)}.hqt"), {name: values}, durable=durable),
+                    repeats,
+                )
                 t_dec, back = _best(lambda: load(path), repeats)
                 rows.append(
                     {
