@@ -20,6 +20,7 @@ naming the chunk.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -81,6 +82,27 @@ class CodecParams:
     def index_entry_bytes(self) -> int:
         """Bytes per chunk-index entry (2 or 4)."""
         return 2 if self.chunk_symbols * self.max_code_length <= 0xFFFF else 4
+
+    #: Layout of :meth:`to_bytes` (little-endian): group u8, max_code_length u8, 2 zero bytes, chunk_size u32,
+    #: value_min i64, value_range u64. The codec owns this block; the container stores it opaquely.
+    _BLOCK = struct.Struct("<BBxxIqQ")
+
+    def to_bytes(self) -> bytes:
+        """The stream-parameter block that a file stores for this stream (bytes; see ``_BLOCK``)."""
+        self.validate()
+        return self._BLOCK.pack(self.group, self.max_code_length, self.chunk_size, self.value_min, self.value_range)
+
+    @classmethod
+    def from_bytes(cls, buf: bytes | memoryview) -> CodecParams:
+        """Parse and validate a stream-parameter block written by :meth:`to_bytes`. Raises StreamError."""
+        if len(buf) != cls._BLOCK.size:
+            raise StreamError(f"stream parameter block is {len(buf)} bytes, expected {cls._BLOCK.size}")
+        group, max_len, chunk, vmin, vrange = cls._BLOCK.unpack(bytes(buf))
+        if bytes(buf)[2:4] != b"\0\0":
+            raise StreamError("stream parameter block has non-zero reserved bytes")
+        params = cls(group=group, max_code_length=max_len, chunk_size=chunk, value_min=vmin, value_range=vrange)
+        params.validate()
+        return params
 
     def validate(self) -> None:
         """Raise StreamError if the parameters are inconsistent."""

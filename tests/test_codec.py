@@ -292,3 +292,19 @@ def test_import_is_light():
     code = "import sys, entropy; print('numba' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_stream_parameter_block_round_trips_and_rejects_damage():
+    from entropy.codec import CodecParams
+    from entropy.errors import StreamError
+
+    p = CodecParams(group=2, max_code_length=12, chunk_size=4096, value_min=-3, value_range=16)
+    block = p.to_bytes()
+    assert CodecParams.from_bytes(block) == p
+    with pytest.raises(StreamError, match="reserved"):
+        CodecParams.from_bytes(block[:2] + b"\x01" + block[3:])
+    with pytest.raises(StreamError, match="bytes"):
+        CodecParams.from_bytes(block[:-1])
+    bad_group = bytes([3]) + block[1:]
+    with pytest.raises(StreamError, match="group"):
+        CodecParams.from_bytes(bad_group)
