@@ -10,6 +10,7 @@ from entropy.codebook import Codebook
 from entropy.codec import Accounting, CodecParams, EncodedTensor, decode, decode_chunks, decode_parts, encode
 from entropy.lengths import code_lengths
 from entropy.measures import shannon_entropy
+from entropy.plan import StreamPlan, plan_from_counts, symbol_histograms
 from entropy.container import FileInfo, HQTFile, TensorInfo, dequantize, info, load, load_quant, load_tensor, save
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "decode_parts",
     "shannon_entropy",
     "code_lengths",
+    "symbol_histograms",
+    "plan_from_counts",
+    "StreamPlan",
     "save",
     "load",
     "load_tensor",

@@ -317,32 +317,9 @@ def _read_varint(b: bytes, pos: int, what: str) -> tuple[int, int]:
 
 
 def _encode_rle(lengths: np.ndarray) -> bytes:
-    n = lengths.size
-    out = bytearray([_MODE_RLE << 4])
-    out += _varint(n)
-    # runs of equal lengths
-    change = np.flatnonzero(np.diff(lengths.astype(np.int16))) + 1
-    starts = np.concatenate(([0], change)).tolist()
-    ends = np.concatenate((change, [n])).tolist()
-    vals = lengths[starts].tolist() if n else []
-    for s, e, v in zip(starts, ends, vals):
-        run = e - s
-        if v == 0:
-            if run >= 2:
-                out.append(0x40)
-                out += _varint(run - 2)
-            else:
-                out.append(0)
-            continue
-        out.append(v)
-        run -= 1
-        while run >= 2:
-            r = min(run, 129)
-            out.append(0x80 | (r - 2))
-            run -= r
-        if run == 1:
-            out.append(v)
-    return bytes(out)
+    from entropy.kernels import rle_tokens  # numba: loaded by the encoder already
+
+    return bytes([_MODE_RLE << 4]) + _varint(lengths.size) + rle_tokens(lengths)
 
 
 def _decode_rle(b: bytes) -> np.ndarray:

@@ -1,27 +1,31 @@
 """The array codec: integer numpy arrays <-> chunked canonical-Huffman bitstreams.
 
-Values ``v`` of any shape are flattened in C order and mapped to base symbols
-``v - value_min`` in ``[0, value_range)``. With ``group = 2`` two consecutive values form
-one symbol ``a * value_range + b``; an odd count is completed with the value
-``value_min`` (base symbol 0), which the decoder checks and drops. Symbols are cut into
-chunks of ``chunk_size / group`` symbols; each chunk's payload bits are recorded, so any
-range of chunks decodes on its own.
+Values of any shape and byte order are flattened in C order and coded as symbols (FORMAT.md §7):
 
-Chunk index (``EncodedTensor.index_bytes``): one unsigned big-endian integer per chunk,
-the chunk's payload bits; 2 bytes per entry when ``(chunk_size / group) * max_code_length
-<= 65535``, else 4 bytes. A chunk can never need more bits than that bound, so the width
-follows from :class:`CodecParams` alone.
+* plain: one value per symbol, base symbol ``v - value_min`` of a window of ``value_range`` values;
+* pairs: two consecutive values per symbol ``a * value_range + b`` (an odd count is completed with the
+  value ``value_min``, which the decoder checks and drops);
+* runs: symbol ``r * V + b`` stands for ``r`` copies of the run value (the most frequent one) and then the
+  value of base symbol ``b`` - runs of a sparse map's zeros cost little inside a canonical Huffman code;
 
-The payload is MSB-first, chunks concatenated without padding, zero bits up to the next
-byte. Nothing here trusts a stream: every inconsistency raises :class:`StreamError`
-naming the chunk.
+and, with escapes, base symbol ``value_range`` is an escape: the value follows raw, so arrays whose values
+do not fit a window of 65536 values or a code of ``2**L`` symbols still code compactly. :func:`prepare_encode`
+chooses mode, window, escapes and code-length limit by exact total size (:mod:`entropy.plan`).
+
+Symbols are cut into chunks of ``chunk_size`` values; each chunk's payload bits are recorded, so any range of
+chunks decodes on its own. Chunk index (``EncodedTensor.index_bytes``): one unsigned big-endian integer per
+chunk, its payload bits; 2 bytes per entry when a full chunk can never need more than 65535 bits
+(:attr:`CodecParams.index_entry_bytes`), else 4 bytes.
+
+The payload is MSB-first, chunks concatenated without padding, zero bits up to the next byte. Nothing here
+trusts a stream: every inconsistency raises :class:`StreamError` naming the chunk. Every new stream's first
+and last chunk are decoded and compared before it is handed out (:func:`check_tail`).
 """
 
 from __future__ import annotations
 
 import math
-import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +33,9 @@ import numpy as np
 from entropy.codebook import Codebook
 from entropy.errors import CodebookError, EntropyError, StreamError, SymbolError
 from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
-from entropy.measures import average_code_length, payload_bits, shannon_entropy
+from entropy.measures import shannon_entropy
+from entropy.params import MAX_CHUNK_SIZE, MODES, CodecParams
+from entropy.plan import StreamPlan, choose_plan, plan_from_counts, symbol_histograms
 
 __all__ = [
     "CodecParams",
@@ -44,84 +50,13 @@ __all__ = [
     "check_tail",
     "SUPPORTED_DTYPES",
     "PAD_BASE_SYMBOL",
+    "MODES",
 ]
 
 #: dtypes the codec accepts and restores.
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64")
 #: base symbol used to complete the last pair when ``group = 2`` and the value count is odd.
 PAD_BASE_SYMBOL = 0
-
-
-@dataclass(frozen=True)
-class CodecParams:
-    """Stream parameters.
-
-    group: k consecutive values coded as one symbol (1 or 2).
-    max_code_length: L, the code-length limit used to build the code (bits).
-    chunk_size: values per chunk (multiple of group).
-    value_min: smallest value of the alphabet; value v -> base symbol v - value_min.
-    value_range: number of base symbols R (alphabet = R**group symbols).
-    """
-
-    group: int
-    max_code_length: int
-    chunk_size: int
-    value_min: int
-    value_range: int
-
-    @property
-    def alphabet_size(self) -> int:
-        """Number of symbols after grouping (R**group)."""
-        return self.value_range**self.group
-
-    @property
-    def chunk_symbols(self) -> int:
-        """Symbols per chunk."""
-        return self.chunk_size // self.group
-
-    @property
-    def index_entry_bytes(self) -> int:
-        """Bytes per chunk-index entry (2 or 4)."""
-        return 2 if self.chunk_symbols * self.max_code_length <= 0xFFFF else 4
-
-    #: Layout of :meth:`to_bytes` (little-endian): group u8, max_code_length u8, 2 zero bytes, chunk_size u32,
-    #: value_min i64, value_range u64. The codec owns this block; the container stores it opaquely.
-    _BLOCK = struct.Struct("<BBxxIqQ")
-
-    def to_bytes(self) -> bytes:
-        """The stream-parameter block that a file stores for this stream (bytes; see ``_BLOCK``)."""
-        self.validate()
-        return self._BLOCK.pack(self.group, self.max_code_length, self.chunk_size, self.value_min, self.value_range)
-
-    @classmethod
-    def from_bytes(cls, buf: bytes | memoryview) -> CodecParams:
-        """Parse and validate a stream-parameter block written by :meth:`to_bytes`. Raises StreamError."""
-        if len(buf) != cls._BLOCK.size:
-            raise StreamError(f"stream parameter block is {len(buf)} bytes, expected {cls._BLOCK.size}")
-        group, max_len, chunk, vmin, vrange = cls._BLOCK.unpack(bytes(buf))
-        if bytes(buf)[2:4] != b"\0\0":
-            raise StreamError("stream parameter block has non-zero reserved bytes")
-        params = cls(group=group, max_code_length=max_len, chunk_size=chunk, value_min=vmin, value_range=vrange)
-        params.validate()
-        return params
-
-    def validate(self) -> None:
-        """Raise StreamError if the parameters are inconsistent."""
-        for name in ("group", "max_code_length", "chunk_size", "value_min", "value_range"):
-            if not isinstance(getattr(self, name), (int, np.integer)) or isinstance(getattr(self, name), bool):
-                raise StreamError(f"codec parameter {name} must be an integer, got {getattr(self, name)!r}")
-        if self.group not in (1, 2):
-            raise StreamError(f"codec parameter group must be 1 or 2, got {self.group}")
-        if not 1 <= self.max_code_length <= MAX_SUPPORTED_LENGTH:
-            raise StreamError(f"max_code_length {self.max_code_length} outside 1..{MAX_SUPPORTED_LENGTH}")
-        if self.chunk_size < 1 or self.chunk_size % self.group:
-            raise StreamError(f"chunk_size {self.chunk_size} must be a positive multiple of group {self.group}")
-        if self.chunk_size > 1 << 24:
-            raise StreamError(f"chunk_size {self.chunk_size} exceeds 2**24 values")
-        if not 1 <= self.value_range <= MAX_ALPHABET:
-            raise StreamError(f"value_range {self.value_range} outside 1..{MAX_ALPHABET}")
-        if self.alphabet_size > MAX_ALPHABET:
-            raise StreamError(f"alphabet of {self.alphabet_size} symbols exceeds {MAX_ALPHABET}")
 
 
 @dataclass(frozen=True)
@@ -135,7 +70,8 @@ class Accounting:
     total_bits: int  # payload + codebook + index
     bits_per_value: float  # total_bits / n_values (0.0 for n_values == 0)
     entropy_bits: float  # order-0 Shannon entropy per (ungrouped) value
-    avg_code_length: float  # sum p*len per value (per-symbol average / group)
+    avg_code_length: float  # payload bits per coded value (values + pair padding)
+    escape_bits: int = 0  # raw bits of escaped values, part of payload_bits
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,7 +125,7 @@ def _index_bytes(chunk_bits: np.ndarray, params: CodecParams) -> bytes:
 
 
 def _check_chunk_bits(arr: np.ndarray, params: CodecParams) -> None:
-    bound = params.chunk_symbols * params.max_code_length
+    bound = params.chunk_symbols * params.max_symbol_bits
     if arr.size and int(arr.max()) > bound:
         c = int(np.argmax(arr))
         raise StreamError(f"chunk {c}: index says {int(arr[c])} bits, more than the possible {bound}")
@@ -219,6 +155,29 @@ def _int_arg(name: str, x: object, lo: int, hi: int) -> int:
     return int(x)
 
 
+def _modes(group: int | str, mode: str | Iterable[str]) -> tuple[str, ...]:
+    """The modes allowed by ``group`` (1: no pairs, 2: pairs only) and ``mode`` (one, several or "auto")."""
+    if group not in (1, 2, "auto"):
+        raise EntropyError(f"group must be 1, 2 or 'auto', got {group!r}")
+    wanted = (mode,) if isinstance(mode, str) else tuple(mode)
+    if "auto" in wanted:
+        wanted = MODES
+    bad = [m for m in wanted if m not in MODES]
+    if bad or not wanted:
+        raise EntropyError(f"mode must be 'auto' or among {', '.join(MODES)}, got {mode!r}")
+    by_group = {1: ("plain", "runs"), 2: ("pairs",), "auto": MODES}[group]
+    allowed = tuple(m for m in MODES if m in wanted and m in by_group)
+    if not allowed:
+        raise EntropyError(f"group {group!r} and mode {mode!r} leave no symbol mode")
+    return allowed
+
+
+def _native_flat(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+    arr = np.asarray(values)
+    dt = _check_dtype(arr.dtype, EntropyError)
+    return arr, np.ascontiguousarray(arr, dtype=dt).reshape(-1), dt  # native byte order, C order
+
+
 def prepare_encode(
     values: np.ndarray,
     *,
@@ -228,123 +187,122 @@ def prepare_encode(
     codebook: Codebook | None = None,
     value_min: int | None = None,
     value_range: int | None = None,
+    mode: str | Iterable[str] = "auto",
+    escape: bool = True,
+    params: CodecParams | None = None,
 ) -> PreparedEncode:
-    """Everything :func:`encode` decides before it writes a bit: alphabet, grouping, codebook and exact sizes.
+    """Everything :func:`encode` decides before it writes a bit: mode, alphabet, codebook and exact sizes.
 
     Takes the arguments of :func:`encode` and raises its errors; :meth:`PreparedEncode.run` then writes the
     payload, or streams it to a file while coding (:func:`entropy.container.save`).
     """
-    arr = np.asarray(values)
-    dt = _check_dtype(arr.dtype, EntropyError)
-    flat = np.ascontiguousarray(arr, dtype=dt).reshape(-1)  # native byte order, C order
+    arr, flat, dt = _native_flat(values)
     n = flat.size
     L = _int_arg("max_code_length", max_code_length, 1, MAX_SUPPORTED_LENGTH)
-    C = _int_arg("chunk_size", chunk_size, 1, 1 << 24)
-    if group not in (1, 2, "auto"):
-        raise EntropyError(f"group must be 1, 2 or 'auto', got {group!r}")
+    C = _int_arg("chunk_size", chunk_size, 1, MAX_CHUNK_SIZE)
+    modes = _modes(group, mode)
     dlo, dhi = _dtype_bounds(dt)
-
-    if codebook is not None:
-        if not isinstance(codebook, Codebook):
-            raise EntropyError(f"codebook must be a Codebook, got {type(codebook).__name__}")
-        A = codebook.alphabet_size
-        vmin = 0 if value_min is None else int(value_min)
-        if value_range is not None:
-            R = _int_arg("value_range", value_range, 1, MAX_ALPHABET)
-            if R == A and group in (1, "auto"):
-                ks = [1]
-            elif R * R == A and group in (2, "auto"):
-                ks = [2]
-            else:
-                raise EntropyError(f"value_range {R} with group {group!r} does not match the codebook's {A} symbols")
-        elif group == 2:
-            R = math.isqrt(A)
-            if R * R != A:
-                raise EntropyError(f"group 2 needs a codebook of R**2 symbols, got {A}")
-            ks = [2]
-        else:
-            R, ks = A, [1]
-        if codebook.max_length > L:
-            raise CodebookError(f"shared codebook has {codebook.max_length}-bit codes, above max_code_length {L}")
+    if params is not None or codebook is not None:
+        p = _shared_params(codebook, params, L, C, group, value_min, value_range)
+        try:
+            p.check_dtype(dlo, dhi, f"dtype {dt.name}")
+        except StreamError as exc:
+            raise EntropyError(str(exc)) from None
+        counts = symbol_histograms(flat, p)[0]
+        try:
+            plan = plan_from_counts(counts, p, p.n_chunks(n), codebook=codebook)
+        except SymbolError as exc:
+            raise SymbolError(f"{exc} in the {'shared codebook' if codebook is not None else 'code'}") from None
+        H = _value_entropy(flat, p, counts)
     else:
         lo = int(flat.min()) if n else 0
         hi = int(flat.max()) if n else 0
-        vmin = lo if value_min is None else int(value_min)
-        if value_range is None:
-            R = max(1, hi - vmin + 1)
+        if value_min is not None or value_range is not None:
+            vmin = lo if value_min is None else int(value_min)
+            R = max(1, hi - vmin + 1) if value_range is None else _int_arg("value_range", value_range, 1, MAX_ALPHABET)
+            if R > MAX_ALPHABET:
+                raise SymbolError(f"values span {R} symbols [{vmin}, {vmin + R - 1}], above the supported {MAX_ALPHABET}")
+            if vmin < dlo or vmin + R - 1 > dhi:
+                raise EntropyError(f"alphabet [{vmin}, {vmin + R - 1}] does not fit dtype {dt.name}")
+            window = {"value_min": vmin, "value_range": R}
         else:
-            R = _int_arg("value_range", value_range, 1, MAX_ALPHABET)
-        if R > MAX_ALPHABET:
-            raise SymbolError(f"values span {R} symbols [{vmin}, {vmin + R - 1}], above the supported {MAX_ALPHABET}")
-        if group == "auto":
-            ks = [1]
-            if R * R <= MAX_ALPHABET and C % 2 == 0 and n >= 2:
-                ks.append(2)
-        else:
-            ks = [int(group)]
-    if 2 in ks and (C % 2 or R * R > MAX_ALPHABET):
-        raise EntropyError(f"group 2 needs an even chunk_size and value_range**2 <= {MAX_ALPHABET}")
-    if vmin < dlo or vmin + R - 1 > dhi:
-        raise EntropyError(f"alphabet [{vmin}, {vmin + R - 1}] does not fit dtype {dt.name}")
+            window = {}
+        if "pairs" in modes and len(modes) == 1 and (C % 2 or (value_range or hi - lo + 1) ** 2 > MAX_ALPHABET):
+            raise EntropyError(f"group 2 needs an even chunk_size and value_range**2 <= {MAX_ALPHABET}")
+        plan, H = choose_plan(flat, max_code_length=L, chunk_size=C, modes=modes, escape=bool(escape), lo=lo, hi=hi,
+                              **window)
+    return PreparedEncode(shape=tuple(int(s) for s in arr.shape), dtype=dt.name, params=plan.params,
+                          codebook=plan.codebook, accounting=_accounting(plan, n, H), _flat=flat)
 
-    from entropy import kernels  # numba: imported on first use only
 
-    # histograms: pair counts give the single counts too
-    counts_by_k: dict[int, np.ndarray] = {}
-    k_hist = max(ks)
-    counts, bad = kernels.count_symbols(flat, vmin, R, k_hist)
-    if bad >= 0:
-        raise SymbolError(
-            f"value {int(flat[bad])} at flat index {bad} is outside the alphabet [{vmin}, {vmin + R - 1}]"
-        )
-    counts_by_k[k_hist] = counts
-    if k_hist == 2:
-        sq = counts.reshape(R, R)
-        c1 = sq.sum(axis=1) + sq.sum(axis=0)
-        if n % 2:
-            c1[PAD_BASE_SYMBOL] -= 1
-        counts_by_k[1] = c1
-    counts1 = counts_by_k[1]  # ungrouped counts: the entropy is always per value
-
-    best = None
-    errors = []
-    for k in ks:
-        ck = counts_by_k[k]
-        params = CodecParams(group=k, max_code_length=L, chunk_size=C, value_min=vmin, value_range=R)
-        if codebook is not None:
-            cb = codebook
-        else:
-            try:
-                cb = Codebook.from_counts(ck, max_length=L)
-            except CodebookError as exc:
-                errors.append(exc)
-                continue
+def _shared_params(codebook, params, L, C, group, value_min, value_range) -> CodecParams:
+    """The stream parameters of an encode with a given codebook and/or parameters."""
+    if codebook is not None and not isinstance(codebook, Codebook):
+        raise EntropyError(f"codebook must be a Codebook, got {type(codebook).__name__}")
+    if params is not None:
+        if not isinstance(params, CodecParams):
+            raise EntropyError(f"params must be CodecParams, got {type(params).__name__}")
         try:
-            pbits = payload_bits(ck, cb.lengths)
-        except EntropyError as exc:
-            raise SymbolError(f"group {k}: {exc} in the shared codebook") from exc
-        n_chunks = -(-n // C)
-        ibits = 8 * n_chunks * params.index_entry_bytes
-        total = pbits + cb.serialized_bits + ibits
-        if best is None or total < best[0]:
-            best = (total, k, params, cb, pbits, ibits)
-    if best is None:
-        raise errors[0]
-    total, k, params, cb, pbits, ibits = best
+            params.validate()
+        except StreamError as exc:
+            raise EntropyError(f"invalid params: {exc}") from None
+        if codebook is not None and codebook.alphabet_size != params.alphabet_size:
+            raise EntropyError(f"codebook has {codebook.alphabet_size} symbols, the params need {params.alphabet_size}")
+        return params
+    A = codebook.alphabet_size
+    vmin = 0 if value_min is None else int(value_min)
+    if value_range is not None:
+        R = _int_arg("value_range", value_range, 1, MAX_ALPHABET)
+        if R == A and group in (1, "auto"):
+            k = 1
+        elif R * R == A and group in (2, "auto"):
+            k = 2
+        else:
+            raise EntropyError(f"value_range {R} with group {group!r} does not match the codebook's {A} symbols")
+    elif group == 2:
+        R = math.isqrt(A)
+        if R * R != A:
+            raise EntropyError(f"group 2 needs a codebook of R**2 symbols, got {A}")
+        k = 2
+    else:
+        R, k = A, 1
+    if k == 2 and C % 2:
+        raise EntropyError("group 2 needs an even chunk_size")
+    if codebook.max_length > L:
+        raise CodebookError(f"shared codebook has {codebook.max_length}-bit codes, above max_code_length {L}")
+    return CodecParams(group=k, max_code_length=L, chunk_size=C, value_min=vmin, value_range=R)
 
-    acct = Accounting(
+
+def _value_entropy(flat: np.ndarray, p: CodecParams, counts: np.ndarray) -> float:
+    """Order-0 entropy of the values (bits/value) for an encode with given parameters."""
+    if p.mode == "plain" and not p.escape_range:
+        return shannon_entropy(counts)
+    if p.mode == "pairs":
+        sq = counts.reshape(p.value_range, p.value_range)
+        c1 = sq.sum(axis=1) + sq.sum(axis=0)
+        if flat.size % 2:
+            c1[PAD_BASE_SYMBOL] -= 1
+        return shannon_entropy(c1)
+    if not p.escape_range:
+        return shannon_entropy(symbol_histograms(flat, CodecParams(
+            group=1, max_code_length=p.max_code_length, chunk_size=p.chunk_size, value_min=p.value_min,
+            value_range=p.value_range))[0])
+    return shannon_entropy(np.unique(flat, return_counts=True)[1])
+
+
+def _accounting(plan: StreamPlan, n: int, H: float) -> Accounting:
+    p = plan.params
+    coded = n if p.runs else -(-n // p.group) * p.group  # values incl. the pad value of an odd pair
+    return Accounting(
         n_values=n,
-        payload_bits=pbits,
-        codebook_bits=cb.serialized_bits,
-        index_bits=ibits,
-        total_bits=total,
-        bits_per_value=total / n if n else 0.0,
-        entropy_bits=shannon_entropy(counts1),
-        avg_code_length=average_code_length(counts_by_k[k], cb.lengths) / k,
-    )
-    return PreparedEncode(
-        shape=tuple(int(s) for s in arr.shape), dtype=dt.name, params=params, codebook=cb, accounting=acct,
-        _flat=flat,
+        payload_bits=plan.payload_bits,
+        codebook_bits=plan.codebook_bits,
+        index_bits=plan.index_bits,
+        total_bits=plan.total_bits,
+        bits_per_value=plan.total_bits / n if n else 0.0,
+        entropy_bits=H,
+        avg_code_length=plan.payload_bits / coded if coded else 0.0,
+        escape_bits=plan.escape_bits,
     )
 
 
@@ -381,8 +339,7 @@ class PreparedEncode:
 
         cb, p = self.codebook, self.params
         buf, chunk_bits = kernels.encode_symbols(
-            self._flat, p.value_min, p.value_range, p.group, cb.codes, cb.lengths, p.chunk_symbols,
-            self.accounting.payload_bits, sink=sink,
+            self._flat, p, cb.codes, cb.lengths, self.accounting.payload_bits, sink=sink,
         )
         _self_check(self._flat, np.dtype(self.dtype), p, cb, chunk_bits, buf)
         return EncodedTensor(
@@ -421,9 +378,7 @@ def check_tail(enc: EncodedTensor, values: np.ndarray) -> None:
     ``2 * chunk_size`` values); raises StreamError on a mismatch or a stream that does not decode. ``enc`` must
     hold its payload (not a streamed one).
     """
-    arr = np.asarray(values)
-    dt = _check_dtype(arr.dtype, EntropyError)
-    flat = np.ascontiguousarray(arr, dtype=dt).reshape(-1)
+    _, flat, _ = _native_flat(values)
     if flat.size != enc.n_values:
         raise EntropyError(f"{flat.size} values given for a stream of {enc.n_values}")
     n, dt, offsets, buf = _prepare(enc.shape, enc.dtype, enc.params, enc.codebook, enc.chunk_bits, enc.payload)
@@ -439,25 +394,39 @@ def encode(
     codebook: Codebook | None = None,
     value_min: int | None = None,
     value_range: int | None = None,
+    mode: str | Iterable[str] = "auto",
+    escape: bool = True,
+    params: CodecParams | None = None,
 ) -> EncodedTensor:
     """Encode an integer array into a chunked canonical-Huffman stream.
 
-    values: any shape, dtype in SUPPORTED_DTYPES; every value in
-        [value_min, value_min + value_range).
-    max_code_length: code-length limit L in bits (1..24; 12 keeps the decode table 16 KiB).
-    chunk_size: values per chunk (a multiple of the group).
-    group: 1, 2 or "auto" (the one giving the smaller total bits; 2 is considered only
-        when value_range**2 <= 65536 and chunk_size is even).
+    values: any shape, any byte order, dtype in SUPPORTED_DTYPES. Every array of up to 32-bit values codes
+        (int64 too when its values span at most 2**32).
+    max_code_length: code-length limit L in bits (1..24; 12 keeps the decode table 16 KiB). When more distinct
+        symbols occur than ``2**L`` codes exist, the codec either raises the limit just enough (at most to
+        16 bits) or escapes the rarest values, whichever is smaller; the stream's params carry the limit used.
+    chunk_size: values per chunk (even for pairs).
+    group: 1 (no pairs), 2 (pairs only) or "auto".
+    mode: "auto", or one or several of "plain", "pairs", "runs" to choose among (with ``group``).
+        "auto" picks the smallest total by exact size; pairs are considered when at most 256 values occur and
+        chunk_size is even, run symbols when the most frequent value is common and the plain code is
+        measurably above the entropy.
+    escape: allow escapes (values coded raw after an escape symbol) for values outside a 65536-value window
+        and for rare values when the code cannot hold them all; False raises SymbolError for values spanning
+        more than 65536 instead.
     codebook: a shared code to use instead of building one; value_min then defaults to 0
-        and value_range to its alphabet size (group 1) or its square root (group 2).
-    value_min, value_range: the alphabet; default: the data's minimum and max - min + 1.
+        and value_range to its alphabet size (group 1) or its square root (group 2), unless ``params``
+        (any mode) is given.
+    value_min, value_range: a fixed window (no escapes); default: chosen from the data.
+    params: full stream parameters to code with (with or without ``codebook``); the window, run value and
+        escape range are then fixed.
 
-    Raises SymbolError for a value outside the alphabet or without a code, CodebookError
-    when no code within ``max_code_length`` exists, EntropyError for bad arguments.
+    Raises SymbolError for a value the given window, params or codebook cannot code, CodebookError when a
+    given codebook's codes are longer than ``max_code_length``, EntropyError for bad arguments.
     """
     return prepare_encode(
         values, max_code_length=max_code_length, chunk_size=chunk_size, group=group, codebook=codebook,
-        value_min=value_min, value_range=value_range,
+        value_min=value_min, value_range=value_range, mode=mode, escape=escape, params=params,
     ).run()
 
 
@@ -478,34 +447,35 @@ def _prepare(shape, dtype, params, codebook, chunk_bits, payload):
     n = math.prod(shp)
     if codebook.alphabet_size != params.alphabet_size:
         raise StreamError(
-            f"codebook has {codebook.alphabet_size} symbols, the parameters need "
-            f"{params.value_range}**{params.group} = {params.alphabet_size}"
+            f"codebook has {codebook.alphabet_size} symbols, the {params.mode} stream needs {params.alphabet_size}"
         )
     if codebook.max_length > params.max_code_length:
         raise StreamError(f"codebook has {codebook.max_length}-bit codes, above the stream's limit {params.max_code_length}")
-    dlo, dhi = _dtype_bounds(dt)
-    if params.value_min < dlo or params.value_min + params.value_range - 1 > dhi:
-        raise StreamError(f"alphabet [{params.value_min}, {params.value_min + params.value_range - 1}] does not fit {dt.name}")
+    params.check_dtype(*_dtype_bounds(dt), dt.name)
     cb_arr = np.asarray(chunk_bits)
     if cb_arr.ndim != 1 or (cb_arr.size and not np.issubdtype(cb_arr.dtype, np.integer)):
         raise StreamError("chunk bit counts must be a 1-D integer array")
     if cb_arr.size and int(cb_arr.min()) < 0:
         raise StreamError("negative chunk bit count")
-    n_chunks = -(-n // params.chunk_size)
+    n_chunks = params.n_chunks(n)
     if cb_arr.size != n_chunks:
         raise StreamError(f"chunk index has {cb_arr.size} chunks, {n} values in chunks of {params.chunk_size} need {n_chunks}")
     cb_arr = cb_arr.astype(np.uint32)
     _check_chunk_bits(cb_arr, params)
     if n_chunks:
-        # every code has at least 1 bit: a chunk needs at least as many bits as symbols,
-        # so the payload size bounds how many values a stream can make us allocate
-        nsym = -(-n // params.group)
-        need_sym = np.full(n_chunks, params.chunk_symbols, dtype=np.int64)
-        need_sym[-1] = nsym - (n_chunks - 1) * params.chunk_symbols
-        short = np.flatnonzero(cb_arr < need_sym)
+        # every symbol takes 1 bit or more and stands for a bounded number of values: the payload size bounds
+        # how many values a stream can make us allocate
+        fewest, most = params.chunk_bit_bounds(n)
+        short = np.flatnonzero(cb_arr < fewest)
         if short.size:
             c = int(short[0])
-            raise StreamError(f"chunk {c}: index says {int(cb_arr[c])} bits, fewer than its {int(need_sym[c])} symbols need")
+            raise StreamError(
+                f"chunk {c}: index says {int(cb_arr[c])} bits, fewer than the {int(fewest[c])} its values need"
+            )
+        long = np.flatnonzero(cb_arr > most)
+        if long.size:
+            c = int(long[0])
+            raise StreamError(f"chunk {c}: index says {int(cb_arr[c])} bits, more than the possible {int(most[c])}")
     offsets = np.zeros(n_chunks + 1, dtype=np.uint64)
     np.cumsum(cb_arr, dtype=np.uint64, out=offsets[1:])
     total = int(offsets[-1])
@@ -534,6 +504,14 @@ def _decode_range(n, dt, params, codebook, offsets, payload, start, stop) -> np.
     v_lo, v_hi = start * C, min(stop * C, n)
     if v_hi <= v_lo:
         return np.empty(0, dtype=dt)
+    if params.runs or params.escape_range:
+        out = np.empty(v_hi - v_lo, dtype=dt)
+        try:
+            kernels.decode_runs(payload, offsets, start, stop, n, codebook.lengths, codebook.canonical_order(),
+                                codebook.max_length, params, out)
+        except kernels.DecodeFailure as exc:
+            raise StreamError(f"chunk {exc.chunk} of {n_chunks}: {exc}") from None
+        return out
     nsym = -(-n // k)
     spc = params.chunk_symbols
     sym_hi = min(stop * spc, nsym)

@@ -849,8 +849,9 @@ def _encode_one(
     if group == 2 and a.size and ((int(a.max()) - int(a.min()) + 1) ** 2 > MAX_ALPHABET or chunk_size % 2):
         logger.info("tensor %r: group 2 impossible (alphabet or odd chunk size), using 1", name)
         group = 1
-    try:
-        return prepare_encode(a, max_code_length=max_code_length, chunk_size=chunk_size, group=group)
+    try:  # format version 1 records hold plain and pair streams only (no run symbols, no escapes)
+        return prepare_encode(a, max_code_length=max_code_length, chunk_size=chunk_size, group=group,
+                              mode=("plain", "pairs"), escape=False)
     except EntropyError as exc:
         raise type(exc)(f"tensor {name!r}: {exc}") from exc
 

@@ -16,9 +16,13 @@ ROW_KEYS = {"dataset", "method", "bits_per_value", "entropy", "encode_MBps", "de
 
 def test_datasets_are_fixed_and_shaped():
     a, b = make_datasets(5000), make_datasets(5000)
-    assert set(a) == {"lap4", "relu4", "lap8", "relu4-sparse"}
+    assert set(a) == {"lap4", "relu4", "lap8", "relu4-sparse", "wide-int16", "wide-uint16"}
     for k in a:
-        assert np.array_equal(a[k], b[k]) and a[k].dtype == np.uint8 and a[k].size == 5000
+        want = {"wide-int16": np.int16, "wide-uint16": np.uint16}.get(k, np.uint8)
+        assert np.array_equal(a[k], b[k]) and a[k].dtype == want and a[k].size == 5000
+    wide = make_datasets(1_000_000)
+    assert np.unique(wide["wide-int16"]).size > 4096  # more values than a 12-bit code can hold
+    assert np.unique(wide["wide-uint16"]).size > 50_000
     assert int(a["lap4"].max()) <= 15 and int(a["lap8"].max()) > 15
     big = make_datasets(200_000)
     zeros = {k: float(np.mean(v == 0)) for k, v in big.items()}
@@ -28,7 +32,9 @@ def test_datasets_are_fixed_and_shaped():
 def test_codec_rows_and_targets():
     ds = make_datasets(3000)
     rows = codec_rows(ds, 1)
-    assert len(rows) == len(ds) * len(METHODS)
+    # bitarray codes bytes: it runs on the four 1-byte datasets only
+    assert len(rows) == len(ds) * len(METHODS) - 2
+    assert {r["dataset"] for r in rows if r["method"] == "bitarray"} == {"lap4", "relu4", "lap8", "relu4-sparse"}
     for r in rows:
         assert set(r) >= ROW_KEYS
         assert r["lossless"] is True

@@ -27,6 +27,14 @@ def _distinct_symbols(x, group):
     return np.unique(v[0::2] * R + v[1::2]).size
 
 
+def _pair_counts(x):
+    """Histogram of the pair symbols a * R + b of ``x`` (R = max + 1, pad with 0), counted independently."""
+    v = x.astype(np.int64).ravel()
+    R = int(v.max()) + 1
+    v = np.append(v, np.zeros(v.size % 2, dtype=np.int64))
+    return np.bincount(v[0::2] * R + v[1::2], minlength=R * R)
+
+
 def _roundtrip(x, **kw):
     enc = encode(x, **kw)
     y = decode(enc)
@@ -108,9 +116,12 @@ def test_edge_cases():
     # 0-d scalar
     enc = _roundtrip(np.array(7, dtype=np.int16))
     assert enc.shape == ()
-    # single distinct symbol: 1 bit per value
-    enc = _roundtrip(np.full(1000, 3, dtype=np.uint8), group=1)
+    # single distinct symbol: 1 bit per value as plain symbols
+    enc = _roundtrip(np.full(1000, 3, dtype=np.uint8), mode="plain")
     assert enc.accounting.payload_bits == 1000
+    # ... and 63 bits as run symbols: 62 x 16 values, then a run of 8 ends the chunk; two symbols, 1 bit each
+    enc = _roundtrip(np.full(1000, 3, dtype=np.uint8))
+    assert enc.params.mode == "runs" and enc.accounting.payload_bits == 63
     enc = _roundtrip(np.full(1001, -5, dtype=np.int8))
     # every symbol of a 16-bit alphabet present
     x = np.random.default_rng(0).permutation(np.arange(65536)).astype(np.uint16)
@@ -156,16 +167,20 @@ def test_auto_grouping_picks_smaller_total():
     rng = np.random.default_rng(5)
     sparse = (rng.random(50_000) < 0.1) * rng.integers(1, 16, 50_000)
     sparse = sparse.astype(np.uint8)
-    e1, e2, ea = (encode(sparse, group=g) for g in (1, 2, "auto"))
-    assert ea.params.group == 2 and ea.accounting.total_bits == min(e1.accounting.total_bits, e2.accounting.total_bits)
-    assert e2.accounting.total_bits < e1.accounting.total_bits
+    e1, e2, er, ea = (encode(sparse, mode=m) for m in ("plain", "pairs", "runs", "auto"))
+    assert [e.params.mode for e in (e1, e2, er)] == ["plain", "pairs", "runs"]
+    assert ea.accounting.total_bits == min(e.accounting.total_bits for e in (e1, e2, er))
+    assert er.accounting.total_bits < e2.accounting.total_bits < e1.accounting.total_bits
+    assert ea.params.mode == "runs"
+    assert encode(sparse, group=2).params.mode == "pairs"
     uniform = rng.integers(0, 256, 50_000).astype(np.uint8)  # pairs: 65536 symbols do not fit 12 bits
     ea = encode(uniform)
     assert ea.params.group == 1
     pairs = uniform[0::2].astype(np.int64) * 256 + uniform[1::2]
-    assert np.unique(pairs).size > 2**12  # more pair symbols occur than 12-bit codes exist
-    with pytest.raises(CodebookError, match=f"{np.unique(pairs).size} symbols"):
-        encode(uniform, group=2)
+    distinct = np.unique(pairs).size
+    assert distinct > 2**12  # more pair symbols occur than 12-bit codes exist: forced pairs raise the limit
+    e2 = _roundtrip(uniform, group=2)
+    assert e2.params.max_code_length >= math.ceil(math.log2(distinct)) and e2.codebook.n_present == distinct
     tiny = np.arange(16, dtype=np.uint8)  # pair codebook would cost more than it saves
     assert encode(tiny).params.group == 1
 
@@ -256,10 +271,12 @@ def test_bad_inputs():
         encode(x, chunk_size=0)
     with pytest.raises(EntropyError):
         encode(x, value_min=250, value_range=10)  # alphabet does not fit uint8
-    with pytest.raises(SymbolError):
-        encode(np.array([0, 100_000], dtype=np.int32))  # alphabet above 2**16
-    with pytest.raises(CodebookError, match="300 symbols"):  # 300 distinct values > 2**8 codes
-        encode(np.arange(300, dtype=np.int16), max_code_length=8, group=1)
+    with pytest.raises(SymbolError, match="escapes are off"):
+        encode(np.array([0, 100_000], dtype=np.int32), escape=False)  # span above 2**16
+    with pytest.raises(EntropyError, match="mode"):
+        encode(x, mode="triples")
+    with pytest.raises(EntropyError, match="no symbol mode"):
+        encode(x, group=2, mode="runs")
 
 
 def test_index_round_trip_and_parts():
@@ -286,15 +303,28 @@ def test_long_and_short_code_limits(L):
     counts = 2 ** np.arange(20)[::-1]
     x = np.repeat(np.arange(20, dtype=np.uint8), counts // 64 + 1)
     x = np.random.default_rng(L).permutation(x)
-    for g in (1, 2):
-        try:
-            enc = _roundtrip(x, max_code_length=L, group=g, chunk_size=1000)
-        except CodebookError:
-            assert _distinct_symbols(x, g) > 2**L
-            continue
-        assert enc.codebook.max_length <= L
+    for mode, g in (("plain", 1), ("pairs", 2)):
+        enc = _roundtrip(x, max_code_length=L, mode=mode, chunk_size=1000)
+        distinct = _distinct_symbols(x, g)
+        if distinct > 2**L:  # the code cannot hold every symbol within L bits: raise the limit, or escape
+            raised = _roundtrip(x, max_code_length=L, mode=mode, chunk_size=1000, escape=False)
+            # the raised limit: the optimal code of at most 16 bits, which must hold every symbol
+            assert math.ceil(math.log2(distinct)) <= raised.params.max_code_length == raised.codebook.max_length <= 16
+            assert not raised.params.escape_range
+            want = Codebook.from_counts(np.bincount(x) if g == 1 else _pair_counts(x), max_length=16)
+            assert raised.accounting.payload_bits == int(np.dot(want.lengths.astype(np.int64),
+                                                                np.bincount(x) if g == 1 else _pair_counts(x)))
+            if enc.params.escape_range:  # escapes chosen: at the asked limit, and not larger than raising it
+                assert enc.params.max_code_length == L and enc.accounting.escape_bits > 0
+                assert enc.accounting.total_bits <= raised.accounting.total_bits
+            else:
+                assert enc.accounting.total_bits == raised.accounting.total_bits
+        else:
+            assert enc.params.max_code_length == L
+        assert enc.codebook.max_length <= enc.params.max_code_length
         if g == 1:
-            assert enc.codebook.max_length == min(L, int(Codebook.from_counts(np.bincount(x), None).max_length))
+            want = min(enc.params.max_code_length, int(Codebook.from_counts(np.bincount(x), None).max_length))
+            assert enc.codebook.max_length == want
 
 
 def test_import_is_light():
@@ -311,13 +341,20 @@ def test_stream_parameter_block_round_trips_and_rejects_damage():
     from entropy.codec import CodecParams
     from entropy.errors import StreamError
 
-    p = CodecParams(group=2, max_code_length=12, chunk_size=4096, value_min=-3, value_range=16)
-    block = p.to_bytes()
-    assert CodecParams.from_bytes(block) == p
+    for p in (
+        CodecParams(group=2, max_code_length=12, chunk_size=4096, value_min=-3, value_range=16),
+        CodecParams(group=1, max_code_length=12, chunk_size=4096, value_min=0, value_range=16, runs=16, run_symbol=3),
+        CodecParams(group=1, max_code_length=16, chunk_size=64, value_min=-40, value_range=65535, escape_min=-2**31,
+                    escape_range=2**32),
+    ):
+        block = p.to_bytes()
+        assert len(block) == 48 and CodecParams.from_bytes(block) == p
+    # byte offsets of the block's fields: 2 runs, 24 run_symbol, 28 reserved (FORMAT.md section 7)
     with pytest.raises(StreamError, match="reserved"):
-        CodecParams.from_bytes(block[:2] + b"\x01" + block[3:])
+        CodecParams.from_bytes(block[:28] + b"\x01" + block[29:])
     with pytest.raises(StreamError, match="bytes"):
         CodecParams.from_bytes(block[:-1])
-    bad_group = bytes([3]) + block[1:]
     with pytest.raises(StreamError, match="group"):
-        CodecParams.from_bytes(bad_group)
+        CodecParams.from_bytes(bytes([3]) + block[1:])
+    with pytest.raises(StreamError, match="runs"):
+        CodecParams.from_bytes(block[:2] + b"\x01\x00" + block[4:])

@@ -12,10 +12,30 @@ from entropy.codec import CodecParams, EncodedTensor, decode_parts
 from entropy.errors import StreamError
 
 
-def _enc(n=20_000, chunk=512, group=1, seed=0, R=16):
+#: the streams the damage tests cover: symbol mode, and whether values are escaped
+MODES = ("plain", "pairs", "runs", "escape", "runs-escape")
+
+
+def _enc(n=20_000, chunk=512, group=1, seed=0, R=16, mode=None):
+    """A stream of ``mode`` (default: plain for group 1, pairs for group 2) and the values it codes."""
     rng = np.random.default_rng(seed)
-    x = np.minimum(rng.geometric(0.35, n) - 1, R - 1).astype(np.uint8)
-    return x, encode(x, chunk_size=chunk, group=group, value_min=0, value_range=R)
+    mode = mode or ("plain" if group == 1 else "pairs")
+    if mode in ("plain", "pairs"):
+        x = np.minimum(rng.geometric(0.35, n) - 1, R - 1).astype(np.uint8)
+        return x, encode(x, chunk_size=chunk, mode=mode, value_min=0, value_range=R)
+    if mode == "runs":  # a sparse map: runs of zeros between values
+        x = (np.minimum(rng.geometric(0.35, n), R - 1) * (rng.random(n) < 0.15)).astype(np.uint8)
+        return x, encode(x, chunk_size=chunk, mode="runs", value_min=0, value_range=R)
+    # wide values: a window of common values, the rest escaped raw
+    x = np.round(rng.laplace(0, 20, n)).astype(np.int32)
+    x[::97] = rng.integers(-(2**20), 2**20, x[::97].size)
+    runs = 16 if mode == "runs-escape" else 0
+    if runs:
+        x[rng.random(n) < 0.6] = 0
+    lo, hi = min(int(x.min()), -R // 2), max(int(x.max()), -R // 2 + R - 1)
+    p = CodecParams(group=1, max_code_length=12, chunk_size=chunk, value_min=-R // 2, value_range=R, runs=runs,
+                    run_symbol=R // 2 if runs else 0, escape_min=lo, escape_range=hi - lo + 1)
+    return x, encode(x, params=p)
 
 
 def _parts(enc, **over):
@@ -94,7 +114,7 @@ def test_inconsistent_parameters():
 
 def test_invalid_code_in_incomplete_single_symbol_table():
     x = np.zeros(100, dtype=np.uint8)
-    enc = encode(x, value_range=4, chunk_size=10, group=1)
+    enc = encode(x, value_range=4, chunk_size=10, mode="plain")
     assert enc.codebook.n_present == 1 and enc.payload == bytes(13)
     bad = bytearray(enc.payload)
     bad[5] = 0x10  # a '1' bit is no code of the single-symbol table
@@ -122,10 +142,10 @@ def test_group_padding_checked():
     assert np.array_equal(decode(enc), x)
 
 
-@pytest.mark.parametrize("group", [1, 2])
-def test_single_bit_flips(group):
-    x, enc = _enc(n=6000, chunk=256, group=group, seed=group)
-    rng = np.random.default_rng(group)
+@pytest.mark.parametrize("mode", MODES)
+def test_single_bit_flips(mode):
+    x, enc = _enc(n=6000, chunk=256, mode=mode, seed=len(mode))
+    rng = np.random.default_rng(len(mode))
     positions = rng.choice(len(enc.payload) * 8, size=300, replace=False)
     caught = 0
     for bit in positions:
@@ -147,8 +167,8 @@ def test_single_bit_flips(group):
 @given(st.data())
 @settings(max_examples=200, deadline=None)
 def test_random_damage_never_crashes(data):
-    group = data.draw(st.sampled_from([1, 2]))
-    x, enc = _enc(n=data.draw(st.integers(1, 3000)), chunk=data.draw(st.sampled_from([2, 64, 1000])), group=group,
+    mode = data.draw(st.sampled_from(MODES))
+    x, enc = _enc(n=data.draw(st.integers(1, 3000)), chunk=data.draw(st.sampled_from([2, 64, 1000])), mode=mode,
                   seed=data.draw(st.integers(0, 1000)), R=data.draw(st.sampled_from([2, 16, 200])))
     payload = bytearray(enc.payload)
     for _ in range(data.draw(st.integers(1, 8))):
@@ -158,7 +178,7 @@ def test_random_damage_never_crashes(data):
     cb = enc.chunk_bits.copy()
     if data.draw(st.booleans()) and cb.size:
         j = data.draw(st.integers(0, cb.size - 1))
-        cb[j] = data.draw(st.integers(0, int(enc.params.chunk_symbols * enc.params.max_code_length)))
+        cb[j] = data.draw(st.integers(0, int(enc.params.chunk_symbols * enc.params.max_symbol_bits)))
     try:
         y = decode_parts(**_parts(enc, payload=bytes(payload), chunk_bits=cb))
     except StreamError:
@@ -181,7 +201,7 @@ def test_chunk_with_fewer_bits_than_symbols():
     x, enc = _enc(n=5000, chunk=1000)
     cb = enc.chunk_bits.copy()
     cb[2] = 999  # 1000 symbols need at least 1000 bits
-    with pytest.raises(StreamError, match="chunk 2: .*fewer than its 1000 symbols"):
+    with pytest.raises(StreamError, match="chunk 2: .*fewer than the 1000 its values need"):
         decode_parts(**_parts(enc, chunk_bits=cb))
 
 
@@ -189,3 +209,77 @@ def test_zero_copy_payload_views():
     x, enc = _enc(n=5000, chunk=1000)
     for view in (memoryview(enc.payload), bytearray(enc.payload), np.frombuffer(enc.payload, dtype=np.uint8)):
         assert np.array_equal(decode_parts(**_parts(enc, payload=view)), x)
+
+
+def _hand_parts(params, lengths, chunk_bits, payload, n, dtype="uint8"):
+    return dict(shape=(n,), dtype=dtype, params=params, codebook=Codebook.from_lengths(np.array(lengths)),
+                chunk_bits=np.array(chunk_bits, dtype=np.uint32), payload=bytes(payload))
+
+
+def test_run_symbol_that_overruns_its_chunk():
+    # runs=16, values {0, 1}, run value 0: symbol r*2 + b. Code: symbol 1 = (0 runs, value 1) -> '0',
+    # symbol 30 = (15 runs, value 0) = 16 zeros -> '1'
+    p = CodecParams(group=1, max_code_length=12, chunk_size=4, value_min=0, value_range=2, runs=16, run_symbol=0)
+    lengths = np.zeros(32, dtype=np.uint8)
+    lengths[[1, 30]] = 1
+    # '0000': four times value 1
+    assert decode_parts(**_hand_parts(p, lengths, [4], [0x00], 4)).tolist() == [1, 1, 1, 1]
+    # '1': 16 values into a chunk of 4
+    with pytest.raises(StreamError, match="chunk 0 of 1: .*run past"):
+        decode_parts(**_hand_parts(p, lengths, [1], [0x80], 4))
+    # '0' '1': the second symbol passes the end of the last, shorter chunk (5 values: chunks of 4 and 1)
+    with pytest.raises(StreamError, match="chunk 1 of 2: .*run past"):
+        decode_parts(**_hand_parts(p, lengths, [4, 1], [0x08], 5))
+
+
+def test_escaped_raw_value_outside_its_range():
+    # window {0, 1} + escape symbol 2; escape range [0, 5) in 3 raw bits. Code: 0 -> '0', 1 -> '10', escape -> '11'
+    p = CodecParams(group=1, max_code_length=12, chunk_size=4, value_min=0, value_range=2, escape_min=0,
+                    escape_range=5)
+    lengths = [1, 2, 2]
+    assert decode_parts(**_hand_parts(p, lengths, [5], [0b11100000], 1)).tolist() == [4]  # escape, raw 4
+    assert decode_parts(**_hand_parts(p, lengths, [5], [0b11001000], 1)).tolist() == [1]  # an in-window value raw
+    with pytest.raises(StreamError, match="chunk 0 of 1: .*escape range"):
+        decode_parts(**_hand_parts(p, lengths, [5], [0b11111000], 1))  # raw 7 >= 5
+    with pytest.raises(StreamError, match="chunk 0"):  # the raw bits run past the chunk's recorded end
+        decode_parts(**_hand_parts(p, lengths, [4, 5], [0b11100111, 0b00000000], 5))
+
+
+def test_inconsistent_run_and_escape_parameters():
+    x, enc = _enc(mode="runs")
+    p = enc.params
+    assert p.mode == "runs"
+    bad = [
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=16, runs=16, run_symbol=16),
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=16, runs=1),
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=16, runs=257),
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=16, run_symbol=3),
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=16, runs=15),
+        CodecParams(group=2, max_code_length=12, chunk_size=512, value_min=0, value_range=4, runs=16),
+        # escape range not covering the window, not fitting uint8, too small, or set without a range
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=15, runs=16,
+                    escape_min=1, escape_range=100),
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=15, runs=16,
+                    escape_min=0, escape_range=300),
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=1, escape_min=0,
+                    escape_range=1),
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=16, escape_min=5),
+        CodecParams(group=1, max_code_length=12, chunk_size=512, value_min=0, value_range=16, escape_min=0,
+                    escape_range=2**32 + 1),
+    ]
+    for q in bad:
+        with pytest.raises(StreamError):
+            decode_parts(**_parts(enc, params=q))
+    assert np.array_equal(decode_parts(**_parts(enc)), x)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_round_trips_and_slices(mode):
+    x, enc = _enc(n=5000, chunk=300, mode=mode)
+    want_mode = {"escape": "plain", "runs-escape": "runs"}.get(mode, mode)
+    assert enc.params.mode == want_mode and bool(enc.params.escape_range) == ("escape" in mode)
+    if "escape" in mode:
+        assert enc.accounting.escape_bits > 0
+    assert np.array_equal(decode(enc), x)
+    for a, b in ((0, 1), (3, 9), (enc.n_chunks - 1, enc.n_chunks)):
+        assert np.array_equal(decode_chunks(enc, a, b), x[a * 300 : b * 300])

@@ -83,11 +83,15 @@ def test_every_code_length_round_trips(L):
         x = _fibonacci_values(L + extra, order, seed=L)
         if L + extra > 2**L:
             continue  # L = 1 only holds 2 symbols
-        for group, chunk in ((1, 4096), (1, 7), ("auto", 4096), (2, 64)):
-            enc = encode(x, max_code_length=L, group=group, chunk_size=chunk)
-            if enc.params.group == 1:
+        for mode, chunk in (("plain", 4096), ("plain", 7), ("auto", 4096), ("pairs", 64), ("runs", 4096),
+                            ("runs", 7)):
+            enc = encode(x, max_code_length=L, mode=mode, chunk_size=chunk)
+            if mode == "plain":
                 assert enc.codebook.max_length == L  # the stream really uses L-bit codes
-            assert enc.codebook.max_length <= L
+            if enc.params.max_code_length == L:
+                assert enc.codebook.max_length <= L
+            else:  # more symbols than 2**L (pairs, run symbols): the limit was raised just enough
+                assert enc.codebook.n_present > 2**L and enc.params.max_code_length == enc.codebook.max_length <= 16
             assert np.array_equal(decode(enc), x)
 
 
@@ -99,7 +103,7 @@ def test_every_code_length_with_large_alphabet(L):
         x = np.concatenate([np.repeat(_fibonacci_values(m, "sorted"), 2) + 400, np.arange(300, dtype=np.uint16)])
         if int(huffman_lengths(np.bincount(x)).max()) > L:
             break
-    enc = encode(x, max_code_length=L, group=1)
+    enc = encode(x, max_code_length=L, mode="plain")
     assert enc.codebook.max_length == L
     assert np.array_equal(decode(enc), x)
 
@@ -108,7 +112,7 @@ def test_uniform_16_bit_with_long_codes():
     # the report's reproduction: 300,000 uniform uint16 values with 17-bit codes wrote an unreadable stream
     x = np.random.default_rng(0).integers(0, 65536, 300_000).astype(np.uint16)
     for L in (16, 17, 18, 24):
-        enc = encode(x, max_code_length=L)
+        enc = encode(x, max_code_length=L, mode="plain")
         assert enc.codebook.max_length >= 16
         assert np.array_equal(decode(enc), x)
 

@@ -6,11 +6,14 @@ et al. 2019, as in ``shared/research/entropy-anchors.md``):
 * ``lap4``: Laplace(0, 1) clipped at +-5.03, quantized to 16 levels (uint8 0..15);
 * ``relu4``: ReLU of N(0, 1) clipped at 2.55, 16 levels (about 53% zeros);
 * ``lap8``: Laplace(0, 1) clipped at +-9.89, 256 levels (uint8 0..255);
-* ``relu4-sparse``: ReLU of N(-1.28, 1) clipped at 2.55, 16 levels (about 91% zeros).
+* ``relu4-sparse``: ReLU of N(-1.28, 1) clipped at 2.55, 16 levels (about 91% zeros);
+* ``wide-int16``: Laplace(0, 300) rounded to int16 (thousands of distinct values: more than a 12-bit code holds);
+* ``wide-uint16``: uniform uint16 (all 65536 values).
 
 Rows: ``dataset, method, bits_per_value, entropy, encode_MBps, decode_MBps, lossless``.
-Speeds are million values per second (= MB/s for the 1-byte values used here), wall
-clock, the minimum over ``repeats`` runs, single thread. Encode time includes the
+Speeds are million values per second (= MB/s for the 1-byte values, half the MB/s of the 2-byte
+``wide`` values), wall clock, the minimum over ``repeats`` runs, single thread. bitarray codes
+bytes, so it runs on the 1-byte datasets only. Encode time includes the
 histogram and code construction, decode time building the decoder and producing the
 numpy array. Bits per value include everything needed to decode: the codebook and chunk
 index for huffquant, the code table (8 bits per present symbol) for bitarray, the whole
@@ -33,6 +36,7 @@ __all__ = [
     "DATASETS",
     "METHODS",
     "make_datasets",
+    "methods_for",
     "codec_rows",
     "reference_bits",
     "time_min",
@@ -40,7 +44,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("lap4", "relu4", "lap8", "relu4-sparse")
+DATASETS = ("lap4", "relu4", "lap8", "relu4-sparse", "wide-int16", "wide-uint16")
 METHODS = ("huffquant", "bitarray", "zstd-huff0", "zstd-19-packed", "memcpy")
 
 # ACIQ clipping thresholds (Banner et al. 2019): Laplace b=1 at 4 and 8 bits, Gaussian at 4 bits.
@@ -58,7 +62,7 @@ def _quantize_relu(x: np.ndarray, alpha: float, levels: int) -> np.ndarray:
 
 
 def make_datasets(size: int) -> dict[str, np.ndarray]:
-    """The four benchmark datasets of ``size`` uint8 values each (fixed seeds)."""
+    """The benchmark datasets of ``size`` values each (fixed seeds): four of uint8, two ``wide`` of 16 bits."""
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     return {
@@ -66,7 +70,15 @@ def make_datasets(size: int) -> dict[str, np.ndarray]:
         "relu4": _quantize_relu(np.random.default_rng(0).normal(0.0, 1.0, size), _ALPHA_GAUSS4, 16),
         "lap8": _quantize_symmetric(np.random.default_rng(0).laplace(0.0, 1.0, size), _ALPHA_LAP8, 256),
         "relu4-sparse": _quantize_relu(np.random.default_rng(0).normal(-1.28, 1.0, size), _ALPHA_GAUSS4, 16),
+        "wide-int16": np.clip(np.round(np.random.default_rng(0).laplace(0.0, 300.0, size)), -32768, 32767)
+        .astype(np.int16),
+        "wide-uint16": np.random.default_rng(0).integers(0, 1 << 16, size).astype(np.uint16),
     }
+
+
+def methods_for(x: np.ndarray, methods: tuple[str, ...] = METHODS) -> tuple[str, ...]:
+    """The methods that run on ``x``: bitarray codes bytes, so only 1-byte data."""
+    return tuple(m for m in methods if m != "bitarray" or x.dtype.itemsize == 1)
 
 
 def time_min(fn: Callable[[], object], repeats: int, *, slow_s: float = 2.0) -> tuple[float, object]:
@@ -218,7 +230,7 @@ def codec_rows(
     progress: bool = False,
 ) -> list[dict]:
     """Benchmark every method on every dataset; one row per (dataset, method)."""
-    jobs = [(d, m) for d in datasets for m in methods]
+    jobs = [(d, m) for d in datasets for m in methods_for(datasets[d], methods)]
     bar = None
     if progress:
         from tqdm import tqdm

@@ -13,11 +13,12 @@ from analysis.cli import UsageError
 COMMAND = "bench"
 HELP = "benchmark the codec (and file format, quantizers) against bitarray, zstd and memcpy"
 DESCRIPTION = (
-    "Encode and decode four fixed-seed datasets (lap4, relu4, lap8, relu4-sparse) with huffquant,\n"
-    "bitarray, zstd (Huff0 literals; level 19 on packed nibbles) and a numpy copy, single thread, and\n"
-    "report bits per value and speed (million values per second, min of --repeats runs), the ratios\n"
-    "against bitarray and zstd-huff0, and whether issue 2's targets are met. Every row checks the round\n"
-    "trip. The Markdown table is written to --out; --json prints {\"rows\": [...]} on stdout."
+    "Encode and decode six fixed-seed datasets (lap4, relu4, lap8, relu4-sparse; wide-int16 and\n"
+    "wide-uint16 of 16-bit values) with huffquant, bitarray (1-byte data), zstd (Huff0 literals; level 19\n"
+    "on packed nibbles) and a numpy copy, single thread, and report bits per value and speed (million\n"
+    "values per second, min of --repeats runs), the ratios against bitarray and zstd-huff0, and whether\n"
+    "the codec's targets are met. Every row checks the round trip. The Markdown table is written to\n"
+    "--out; --json prints {\"rows\": [...]} on stdout."
 )
 EPILOG = """examples:
   huffquant bench                         (10 M values per dataset, about a minute)

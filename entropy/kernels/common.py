@@ -1,0 +1,166 @@
+"""Shared pieces of the kernels: symbol arithmetic, the bit reader, the decoder's failure report."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM cttz
+
+_INVALID = np.uint32(0x80)  # flag bit of a table entry for a bit pattern that is no code
+_U1 = np.uint64(1)
+_U6 = np.uint64(6)
+_U63 = np.uint64(63)
+_U32 = np.uint64(32)
+_M32 = np.uint64(0xFFFFFFFF)
+_ESCAPE = np.uint32(0x20)  # flag bit of a run/escape table entry: raw escape bits follow the code
+
+
+class DecodeFailure(Exception):
+    """Raised by the decoders; the codec turns it into a StreamError.
+
+    ``chunk`` is the absolute chunk number, ``kind`` one of "code" (bits that are no code),
+    "end" (the chunk did not end exactly on its recorded bit count), "overrun" (a symbol's values
+    pass the chunk's value count), "escape" (a raw escaped value outside the escape range).
+    """
+
+    def __init__(self, chunk: int, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.chunk = chunk
+        self.kind = kind
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sym(v, vmin, mask):
+    """Base symbol of value v: (v - vmin) modulo 2**bits of the input's unsigned view."""
+    return (np.int64(v) - vmin) & mask
+
+
+def _wrap(x: int, bits: int) -> int:
+    """``x`` as the kernels see it: modulo 2**bits (bits < 64), or signed for 64-bit data (int64 arithmetic wraps)."""
+    return int(x) if bits == 64 else int(x) % (1 << bits)
+
+
+def _unsigned(flat: np.ndarray, value_min: int) -> tuple[np.ndarray, int, np.int64]:
+    """Unsigned view of ``flat`` with value_min and the bit mask for modular symbol math.
+
+    Kernels are then compiled for 4 unsigned types instead of 7 signed and unsigned ones;
+    (v - value_min) mod 2**bits equals the true symbol for every in-alphabet value and stays
+    >= value_range for every other value, because the alphabet fits the dtype.
+    """
+    if not flat.dtype.isnative:  # '>i2' etc.: the modular symbol math needs native-order words
+        flat = flat.astype(flat.dtype.newbyteorder("="))
+    bits = 8 * flat.dtype.itemsize
+    u = flat.view(np.dtype(f"u{flat.dtype.itemsize}"))
+    mask = np.int64(-1) if bits == 64 else np.int64((1 << bits) - 1)
+    return u, _wrap(value_min, bits), mask
+
+
+#: names of :func:`spec`'s fields, the integer description of a stream that the run/escape kernels take
+SPEC_FIELDS = ("vmin", "mask", "R", "V", "esc", "emin", "erange", "E", "runs", "run_b", "C")
+
+
+def spec(itemsize: int, params) -> tuple:
+    """The run/escape kernels' description of a stream (int64 fields named by :data:`SPEC_FIELDS`).
+
+    ``params`` is an :class:`entropy.codec.CodecParams` (only its attributes are read): window ``R`` base symbols
+    from ``value_min``; ``V = R + esc`` symbols per run prefix (the escape symbol is ``R``); ``runs`` prefixes
+    (0 = no run symbols); escaped raw values ``v - escape_min`` in ``E`` bits below ``erange``.
+    """
+    bits = 8 * itemsize
+    mask = -1 if bits == 64 else (1 << bits) - 1
+    esc = 1 if params.escape_range else 0
+    return tuple(np.int64(x) for x in (
+        _wrap(params.value_min, bits), mask, params.value_range, params.value_range + esc, esc,
+        _wrap(params.escape_min, bits), params.escape_range, params.escape_bits, params.runs, params.run_symbol,
+        params.chunk_size,
+    ))
+
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _refill(W, pos):
+    wi = pos >> _U6
+    r = pos & _U63
+    return (W[wi] << r) | ((W[wi + _U1] >> _U1) >> (_U63 - r))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _chunk_fault(flag, pos, end):
+    """0 if a chunk decoded cleanly, 1 if it hit a bit pattern that is no code, 2 if it did not end at ``end``."""
+    if flag & _INVALID:
+        return 1
+    if pos != end:
+        return 2
+    return 0
+
+
+def run_raw(itemsize: int, params) -> int:
+    """The run value as the kernels store it (unsigned view of ``value_min + run_symbol``); 0 without runs."""
+    if not params.runs:
+        return 0
+    return (int(params.value_min) + int(params.run_symbol)) & ((1 << (8 * itemsize)) - 1)
+
+
+def load_words(payload, offsets: np.ndarray, start: int, stop: int, walk_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes of chunks [start, stop) as big-endian 64-bit words, and the chunks' offsets rebased to them.
+
+    The word array is zero-padded so that a walk of up to ``walk_bits`` bits past any chunk start stays inside it
+    (damaged streams included): decoders need no bounds checks in their hot loops.
+    """
+    buf = np.frombuffer(payload, dtype=np.uint8)
+    b0 = int(offsets[start]) >> 3
+    b1 = min(buf.size, (int(offsets[stop]) + 7) >> 3)
+    nbytes = b1 - b0
+    words = np.zeros(nbytes // 8 + 1 + walk_bits // 64 + 4, dtype=np.uint64)
+    words.view(np.uint8)[:nbytes] = buf[b0:b1]
+    words.byteswap(inplace=True)
+    local = offsets[start : stop + 1].astype(np.uint64) - np.uint64(8 * b0)
+    return words, local
+
+
+_FAULTS = {
+    1: ("code", "bits that are not a code of the codebook"),
+    3: ("overrun", "a symbol's values run past the chunk's value count"),
+    4: ("escape", "an escaped raw value outside the escape range"),
+}
+
+
+def raise_failure(status: np.ndarray, start: int, offsets: np.ndarray) -> None:
+    """Raise :class:`DecodeFailure` for a decoder's ``status`` = (chunk relative to ``start`` or -1, fault kind)."""
+    if status[0] < 0:
+        return
+    c = int(status[0]) + start
+    kind = int(status[1])
+    if kind in _FAULTS:
+        name, what = _FAULTS[kind]
+        raise DecodeFailure(c, name, f"chunk {c}: {what}")
+    lo, hi = int(offsets[c]), int(offsets[c + 1])
+    raise DecodeFailure(c, "end", f"chunk {c}: decoded symbols do not end at the chunk's recorded {hi - lo} bits")
+
+
+def run_marks(u: np.ndarray, rv) -> np.ndarray:
+    """Where the values are not the run value ``rv``: bit ``i & 63`` of word ``i >> 6`` is set when value ``i`` is
+    not ``rv`` (uint64 words, zero-padded by a word). One vectorised compare and pack; the run kernels then find
+    the next value that ends a run with a count-trailing-zeros, whatever the run length."""
+    n = u.size
+    padded = np.zeros(8 * (n // 64 + 2), dtype=np.uint8)
+    packed = np.packbits(u != rv, bitorder="little")
+    padded[: packed.size] = packed
+    words = padded.view(np.dtype("<u8"))
+    return words if words.dtype.isnative else words.astype(np.uint64)
+
+
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _next_mark(words, i, end):
+    """First index in [i, end) whose value is not the run value (its bit in :func:`run_marks` is set), else ``end``."""
+    wi = i >> 6
+    w = words[wi] & (_ALL << np.uint64(i & 63))
+    while w == 0:
+        wi += 1
+        if wi << 6 >= end:
+            return end
+        w = words[wi]
+    return min((wi << 6) + np.int64(trailing_zeros(w)), end)

@@ -1,0 +1,190 @@
+"""Histograms of symbols, with the alphabet check: plain values, pairs, and run/escape symbols.
+
+The run/escape histograms parse the values exactly as the encoder does (see :mod:`entropy.kernels`), chunk by
+chunk: a run never crosses a chunk boundary, so histograms of streams (or of rows that each start a new
+stream) add up.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from entropy.kernels.common import _next_mark, _sym, _unsigned, run_marks, run_raw, spec
+
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_k1(values, vmin, mask, R, counts):
+    n = values.size
+    c4 = np.zeros((4, R), dtype=np.int64)  # 4 sub-histograms avoid store-forwarding stalls on runs
+    n4 = n - n % 4
+    bad = -1
+    uR = np.uint64(R)
+    for i in range(0, n4, 4):
+        s0 = np.uint64(_sym(values[i], vmin, mask))
+        s1 = np.uint64(_sym(values[i + 1], vmin, mask))
+        s2 = np.uint64(_sym(values[i + 2], vmin, mask))
+        s3 = np.uint64(_sym(values[i + 3], vmin, mask))
+        if s0 >= uR or s1 >= uR or s2 >= uR or s3 >= uR:
+            bad = i
+            break
+        c4[0, s0] += 1
+        c4[1, s1] += 1
+        c4[2, s2] += 1
+        c4[3, s3] += 1
+    if bad >= 0:
+        for j in range(bad, bad + 4):
+            if np.uint64(_sym(values[j], vmin, mask)) >= uR:
+                return j
+    for i in range(n4, n):
+        s = np.uint64(_sym(values[i], vmin, mask))
+        if s >= uR:
+            return i
+        c4[0, s] += 1
+    for s in range(R):
+        counts[s] = c4[0, s] + c4[1, s] + c4[2, s] + c4[3, s]
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_k2(values, vmin, mask, R, counts):
+    n = values.size
+    npair = n // 2
+    A = R * R
+    c2 = np.zeros((2, A), dtype=np.int64)
+    uR = np.uint64(R)
+    for p in range(npair):
+        a = np.uint64(_sym(values[2 * p], vmin, mask))
+        b = np.uint64(_sym(values[2 * p + 1], vmin, mask))
+        if a >= uR:
+            return 2 * p
+        if b >= uR:
+            return 2 * p + 1
+        c2[p & 1, a * uR + b] += 1
+    if n % 2:
+        a = np.uint64(_sym(values[n - 1], vmin, mask))
+        if a >= uR:
+            return n - 1
+        c2[0, a * uR] += 1  # padded with base symbol 0
+    for s in range(A):
+        counts[s] = c2[0, s] + c2[1, s]
+    return -1
+
+
+
+def count_symbols(flat: np.ndarray, value_min: int, value_range: int, group: int) -> tuple[np.ndarray, int]:
+    """Histogram of symbols (int64[value_range**group]) and the index of the first value out of
+    ``[value_min, value_min + value_range)`` (-1 if none; the histogram is then incomplete)."""
+    counts = np.zeros(value_range**group, dtype=np.int64)
+    if flat.size == 0:
+        return counts, -1
+    u, vmin_u, mask = _unsigned(flat, value_min)
+    if group == 1:
+        bad = _count_k1(u, np.int64(vmin_u), mask, np.int64(value_range), counts)
+    else:
+        bad = _count_k2(u, np.int64(vmin_u), mask, np.int64(value_range), counts)
+    return counts, int(bad)
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_gen(values, start, stop, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, words, counts):
+    """Run/escape symbols of values[start:stop] coded as one stream (chunks of C values from ``start``).
+
+    ``words``: :func:`run_marks` of the values (unused without runs). Returns the index of the first
+    value that is neither in the window nor (with escapes) in the escape range, or -1.
+    """
+    uR = np.uint64(R)
+    uE = np.uint64(erange)
+    zrl = (runs - 1) * V + run_b
+    for c0 in range(start, stop, C):
+        c1 = min(c0 + C, stop)
+        i = c0
+        while i < c1:
+            z = 0
+            if runs > 0:
+                j = _next_mark(words, i, c1)
+                z = j - i
+                if z >= runs:
+                    counts[zrl] += z // runs
+                    z = z % runs
+                if j == c1:
+                    if z > 0:
+                        counts[(z - 1) * V + run_b] += 1
+                    break
+                i = j
+            b = np.uint64(_sym(values[i], vmin, mask))
+            if b < uR:
+                counts[z * V + np.int64(b)] += 1
+            elif esc != 0 and np.uint64(_sym(values[i], emin, mask)) < uE:
+                counts[z * V + R] += 1
+            else:
+                return i
+            i += 1
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_rows(rows, flat, k, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, words, generic, counts):
+    """Histogram of every row of ``rows`` (2-D, C order; ``flat`` is the same memory, 1-D), each row its own
+    stream. Row views keep the plain and pair counters on contiguous arrays (2x faster than slices)."""
+    n_rows, row_len = rows.shape
+    for r in range(n_rows):
+        a = r * row_len
+        if generic:
+            bad = _count_gen(flat, a, a + row_len, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, words,
+                             counts[r])
+            if bad >= 0:
+                return bad
+        elif k == 1:
+            bad = _count_k1(rows[r], vmin, mask, R, counts[r])
+            if bad >= 0:
+                return a + bad
+        else:
+            bad = _count_k2(rows[r], vmin, mask, R, counts[r])
+            if bad >= 0:
+                return a + bad
+    return -1
+
+
+def count_rows(values: np.ndarray, params) -> tuple[np.ndarray, int]:
+    """Symbol histogram of every row of the 2-D array ``values`` (int64 ``[rows, params.alphabet_size]``), each
+    row coded as its own stream with ``params`` (a :class:`entropy.codec.CodecParams`), and the flat index of the
+    first value the stream cannot code (-1 if none; the histograms are then incomplete).
+
+    In-window values are counted as their own symbols even when a codebook may later escape them; values
+    outside the window count as escape symbols.
+    """
+    v = np.asarray(values)
+    if v.ndim != 2:
+        raise ValueError(f"values must be 2-D (rows, row length), got shape {v.shape}")
+    n_rows, row_len = v.shape
+    counts = np.zeros((n_rows, params.alphabet_size), dtype=np.int64)
+    if v.size == 0:
+        return counts, -1
+    flat = np.ascontiguousarray(v).reshape(-1)
+    u, _, _ = _unsigned(flat, 0)
+    sp = spec(u.itemsize, params)
+    generic = bool(params.runs or params.escape_range)
+    if params.runs:
+        words = run_marks(u, u.dtype.type(run_raw(u.itemsize, params)))
+    else:
+        words = np.zeros(1, np.uint64)
+    bad = _count_rows(u.reshape(n_rows, row_len), u, np.int64(params.group), *sp, words, generic, counts)
+    return counts, int(bad)
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_buckets(values, a, last, bw, counts):
+    for i in range(values.size):
+        v = np.int64(values[i])
+        if a <= v <= last:
+            counts[(v - a) // bw] += 1
+
+
+def count_buckets(flat: np.ndarray, a: int, last: int, width: int, n_buckets: int) -> tuple[np.ndarray, int]:
+    """How many of the values (any codec dtype; int64 arithmetic) fall in each bucket ``[a + i*width, a +
+    (i+1)*width)`` of ``[a, last]``: int64[n_buckets], and the number of values in [a, last]."""
+    counts = np.zeros(n_buckets, dtype=np.int64)
+    _count_buckets(flat, np.int64(a), np.int64(last), np.int64(width), counts)
+    return counts, int(counts.sum())

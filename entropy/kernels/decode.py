@@ -1,0 +1,354 @@
+"""Table-driven decoders of a range of chunks (one-symbol and two-symbol tables)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from entropy.kernels.common import _INVALID, _chunk_fault, _refill, load_words, raise_failure
+
+# ---- decoder ------------------------------------------------------------------------
+
+
+def decode_table(lengths: np.ndarray, codes_order: np.ndarray, max_length: int) -> np.ndarray:
+    """Flat decode table (uint32[2**max_length]) indexed by the next ``max_length`` bits.
+
+    Entry = symbol << 8 | code length; bit patterns that start no code get the invalid flag
+    0x80 (length 0). ``codes_order`` = present symbols in canonical order.
+    """
+    L = max_length
+    ls = lengths[codes_order].astype(np.int64)
+    entries = (codes_order.astype(np.uint32) << 8) | ls.astype(np.uint32)
+    span = np.left_shift(np.int64(1), L - ls)
+    table = np.full(1 << L, _INVALID, dtype=np.uint32)
+    used = int(span.sum())
+    table[:used] = np.repeat(entries, span)  # canonical codes fill the table in order
+    return table
+
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_one(W, pos, nsym, table, L, B, out, o, v0, v1, k):
+    """Decode ``nsym`` symbols of one chunk from bit ``pos``; returns (end pos, OR of entries)."""
+    shift = np.uint64(64 - L)
+    flag = np.uint32(0)
+    done = 0
+    while done < nsym:
+        m = min(B, nsym - done)  # B lookups per refill; the last block may be short
+        win = _refill(W, pos)
+        for _j in range(m):
+            e = table[win >> shift]
+            ln = np.uint64(e & np.uint32(31))
+            win <<= ln
+            pos += ln
+            flag |= e
+            s = e >> np.uint32(8)
+            out[o] = v0[s]
+            if k == 2:
+                out[o + 1] = v1[s]
+            o += k
+        done += m
+    return pos, flag
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_chunks(W, offs, c0, c1, spc, nsym_total, table, L, B, out, v0, v1, k, status):
+    """Decode chunks [c0, c1) into ``out``; on failure status = (chunk, kind) and returns early."""
+    shift = np.uint64(64 - L)
+    vpc = spc * k  # values per chunk
+    # the last chunk of the tensor may be short; full chunks are decoded 4 at a time
+    last_full = c1
+    if c1 * spc > nsym_total:
+        last_full = c1 - 1
+    c = c0
+    while c + 4 <= last_full:
+        p0 = offs[c]
+        p1 = offs[c + 1]
+        p2 = offs[c + 2]
+        p3 = offs[c + 3]
+        o0 = (c - c0) * vpc
+        o1 = o0 + vpc
+        o2 = o1 + vpc
+        o3 = o2 + vpc
+        f0 = np.uint32(0)
+        f1 = np.uint32(0)
+        f2 = np.uint32(0)
+        f3 = np.uint32(0)
+        nb = spc // B
+        for _ in range(nb):
+            w0 = _refill(W, p0)
+            w1 = _refill(W, p1)
+            w2 = _refill(W, p2)
+            w3 = _refill(W, p3)
+            for _j in range(B):
+                e0 = table[w0 >> shift]
+                e1 = table[w1 >> shift]
+                e2 = table[w2 >> shift]
+                e3 = table[w3 >> shift]
+                l0 = np.uint64(e0 & np.uint32(31))
+                l1 = np.uint64(e1 & np.uint32(31))
+                l2 = np.uint64(e2 & np.uint32(31))
+                l3 = np.uint64(e3 & np.uint32(31))
+                w0 <<= l0
+                w1 <<= l1
+                w2 <<= l2
+                w3 <<= l3
+                p0 += l0
+                p1 += l1
+                p2 += l2
+                p3 += l3
+                f0 |= e0
+                f1 |= e1
+                f2 |= e2
+                f3 |= e3
+                s0 = e0 >> np.uint32(8)
+                s1 = e1 >> np.uint32(8)
+                s2 = e2 >> np.uint32(8)
+                s3 = e3 >> np.uint32(8)
+                out[o0] = v0[s0]
+                out[o1] = v0[s1]
+                out[o2] = v0[s2]
+                out[o3] = v0[s3]
+                if k == 2:
+                    out[o0 + 1] = v1[s0]
+                    out[o1 + 1] = v1[s1]
+                    out[o2 + 1] = v1[s2]
+                    out[o3 + 1] = v1[s3]
+                o0 += k
+                o1 += k
+                o2 += k
+                o3 += k
+        rem = spc - nb * B
+        if rem:
+            p0, g0 = _decode_one(W, p0, rem, table, L, B, out, o0, v0, v1, k)
+            p1, g1 = _decode_one(W, p1, rem, table, L, B, out, o1, v0, v1, k)
+            p2, g2 = _decode_one(W, p2, rem, table, L, B, out, o2, v0, v1, k)
+            p3, g3 = _decode_one(W, p3, rem, table, L, B, out, o3, v0, v1, k)
+            f0 |= g0
+            f1 |= g1
+            f2 |= g2
+            f3 |= g3
+        for j, fj, pj in ((0, f0, p0), (1, f1, p1), (2, f2, p2), (3, f3, p3)):
+            kind = _chunk_fault(fj, pj, offs[c + j + 1])
+            if kind:
+                status[0] = c + j
+                status[1] = kind
+                return
+        c += 4
+    while c < c1:
+        ns = min(spc, nsym_total - c * spc)
+        p, f = _decode_one(W, offs[c], ns, table, L, B, out, (c - c0) * vpc, v0, v1, k)
+        kind = _chunk_fault(f, p, offs[c + 1])
+        if kind:
+            status[0] = c
+            status[1] = kind
+            return
+        c += 1
+    status[0] = -1
+    status[1] = 0
+
+
+X2_MAX_ALPHABET = 256  # multi-symbol table: symbols fit 8 bits
+X2_MIN_TABLE_BITS = 11  # 2**11 uint32 entries = 8 KiB, stays in L1
+X2_MAX_TABLE_BITS = 12  # longer codes use the one-symbol table
+
+
+def decode_table_x2(lengths: np.ndarray, codes_order: np.ndarray, max_length: int, table_bits: int) -> np.ndarray:
+    """Two-symbol decode table (uint32[2**table_bits]), Huff0 X2-style, alphabets <= 256.
+
+    Entry bits: 0-4 bits consumed (both symbols), 5-6 symbols decoded (1 or 2), 7 invalid
+    flag (the first symbol's bits are no code), 8-15 first symbol, 16-23 second symbol,
+    24-28 first symbol's length (for single-symbol decoding at chunk ends).
+    """
+    T = table_bits
+    if T < max_length or lengths.size > X2_MAX_ALPHABET:
+        raise ValueError(f"two-symbol table needs table_bits >= {max_length} and <= 256 symbols")
+    single = decode_table(lengths, codes_order, T)
+    idx = np.arange(1 << T, dtype=np.uint32)
+    e1 = single
+    l1 = e1 & np.uint32(31)
+    inv1 = (e1 & _INVALID) != 0
+    rest = (idx << l1) & np.uint32((1 << T) - 1)
+    e2 = single[rest]
+    l2 = e2 & np.uint32(31)
+    two = (~inv1) & ((e2 & _INVALID) == 0) & (l1 + l2 <= T)
+    total = np.where(two, l1 + l2, l1)
+    nsym = np.where(two, 2, 1).astype(np.uint32)
+    s1 = (e1 >> np.uint32(8)) & np.uint32(255)
+    s2 = np.where(two, (e2 >> np.uint32(8)) & np.uint32(255), 0).astype(np.uint32)
+    out = (total | (nsym << np.uint32(5)) | (s1 << np.uint32(8)) | (s2 << np.uint32(16)) | (l1 << np.uint32(24)))
+    out = out.astype(np.uint32)
+    out[inv1] = _INVALID | np.uint32(1 << 5)  # 0 bits, "1 symbol" so loops always progress
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put_x2(out, o, e, v0, v1, k):
+    s1 = (e >> np.uint32(8)) & np.uint32(255)
+    s2 = (e >> np.uint32(16)) & np.uint32(255)
+    if k == 1:
+        out[o] = v0[s1]
+        out[o + 1] = v0[s2]
+    else:
+        out[o] = v0[s1]
+        out[o + 1] = v1[s1]
+        out[o + 2] = v0[s2]
+        out[o + 3] = v1[s2]
+
+
+@numba.njit(cache=True, nogil=True)
+def _tail_x2(W, pos, rem, table, T, out, o, v0, v1, k):
+    """Finish a chunk one symbol at a time (first-symbol fields of the X2 entries)."""
+    shift = np.uint64(64 - T)
+    flag = np.uint32(0)
+    B = 64 // T
+    while rem > 0:
+        win = _refill(W, pos)
+        m = min(B, rem)
+        for _j in range(m):
+            e = table[win >> shift]
+            ln = np.uint64((e >> np.uint32(24)) & np.uint32(31))
+            win <<= ln
+            pos += ln
+            flag |= e
+            s = (e >> np.uint32(8)) & np.uint32(255)
+            out[o] = v0[s]
+            if k == 2:
+                out[o + 1] = v1[s]
+            o += k
+        rem -= m
+    return pos, flag
+
+
+@numba.njit(cache=True, nogil=True)
+def _one_x2(W, pos, rem, table, T, out, o, v0, v1, k):
+    """Decode ``rem`` symbols of one chunk with the two-symbol table; (end pos, OR of entries)."""
+    shift = np.uint64(64 - T)
+    B = 64 // T
+    flag = np.uint32(0)
+    while rem >= 2 * B:
+        win = _refill(W, pos)
+        for _j in range(B):
+            e = table[win >> shift]
+            ln = np.uint64(e & np.uint32(31))
+            ns = np.int64((e >> np.uint32(5)) & np.uint32(3))
+            win <<= ln
+            pos += ln
+            flag |= e
+            _put_x2(out, o, e, v0, v1, k)
+            o += ns * k
+            rem -= ns
+    pos, f = _tail_x2(W, pos, rem, table, T, out, o, v0, v1, k)
+    return pos, flag | f
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_chunks_x2(W, offs, c0, c1, spc, nsym_total, table, T, out, v0, v1, k, status):
+    """Like _decode_chunks, with the two-symbol table; 2 chunks interleaved (4 would spill registers)."""
+    shift = np.uint64(64 - T)
+    B = 64 // T
+    vpc = spc * k
+    last_full = c1
+    if c1 * spc > nsym_total:
+        last_full = c1 - 1
+    c = c0
+    while c + 2 <= last_full:
+        p0 = offs[c]
+        p1 = offs[c + 1]
+        o0 = (c - c0) * vpc
+        o1 = o0 + vpc
+        r0 = spc
+        r1 = spc
+        f0 = np.uint32(0)
+        f1 = np.uint32(0)
+        while min(r0, r1) >= 2 * B:
+            w0 = _refill(W, p0)
+            w1 = _refill(W, p1)
+            for _j in range(B):
+                e0 = table[w0 >> shift]
+                e1 = table[w1 >> shift]
+                l0 = np.uint64(e0 & np.uint32(31))
+                l1 = np.uint64(e1 & np.uint32(31))
+                w0 <<= l0
+                w1 <<= l1
+                p0 += l0
+                p1 += l1
+                f0 |= e0
+                f1 |= e1
+                _put_x2(out, o0, e0, v0, v1, k)
+                _put_x2(out, o1, e1, v0, v1, k)
+                n0 = np.int64((e0 >> np.uint32(5)) & np.uint32(3))
+                n1 = np.int64((e1 >> np.uint32(5)) & np.uint32(3))
+                o0 += n0 * k
+                o1 += n1 * k
+                r0 -= n0
+                r1 -= n1
+        p0, g0 = _one_x2(W, p0, r0, table, T, out, o0, v0, v1, k)
+        p1, g1 = _one_x2(W, p1, r1, table, T, out, o1, v0, v1, k)
+        f0 |= g0
+        f1 |= g1
+        for j, fj, pj in ((0, f0, p0), (1, f1, p1)):
+            kind = _chunk_fault(fj, pj, offs[c + j + 1])
+            if kind:
+                status[0] = c + j
+                status[1] = kind
+                return
+        c += 2
+    while c < c1:
+        ns = min(spc, nsym_total - c * spc)
+        p, f = _one_x2(W, offs[c], ns, table, T, out, (c - c0) * vpc, v0, v1, k)
+        kind = _chunk_fault(f, p, offs[c + 1])
+        if kind:
+            status[0] = c
+            status[1] = kind
+            return
+        c += 1
+    status[0] = -1
+    status[1] = 0
+
+
+def decode_symbols(
+    payload: bytes | np.ndarray,
+    offsets: np.ndarray,
+    start: int,
+    stop: int,
+    chunk_symbols: int,
+    n_symbols: int,
+    lengths: np.ndarray,
+    codes_order: np.ndarray,
+    max_length: int,
+    value_of_symbol: tuple[np.ndarray, np.ndarray | None],
+    group: int,
+    out: np.ndarray,
+) -> None:
+    """Decode chunks ``[start, stop)`` into ``out`` (1-D, ``group`` values per symbol).
+
+    ``offsets`` (uint64[n_chunks + 1]) are validated chunk bit offsets with
+    ``offsets[-1] <= 8 * len(payload)``; ``lengths`` / ``codes_order`` / ``max_length`` describe
+    a valid canonical code with at least one symbol; ``value_of_symbol`` maps each symbol to
+    its first (and second) value in ``out``'s dtype. Alphabets of at most 256 symbols use a
+    two-symbol table. Raises :class:`DecodeFailure` naming the first bad chunk.
+    """
+    if stop <= start:
+        return
+    L = int(max_length)
+    # the two-symbol table is built with ~10 temporaries of 2**T entries: keep T small
+    x2 = lengths.size <= X2_MAX_ALPHABET and L <= X2_MAX_TABLE_BITS
+    T = max(L, X2_MIN_TABLE_BITS) if x2 else L
+    words, local = load_words(payload, offsets, start, stop, chunk_symbols * T)
+    udt = np.dtype(f"u{out.dtype.itemsize}")  # compile for unsigned types only
+    v0, v1 = value_of_symbol
+    if v1 is None:
+        v1 = v0
+    v0, v1, out = v0.view(udt), v1.view(udt), out.view(udt)
+    status = np.zeros(2, dtype=np.int64)
+    args_head = (words, local, np.int64(0), np.int64(stop - start), np.int64(chunk_symbols),
+                 np.int64(n_symbols - start * chunk_symbols))
+    if x2:
+        table = decode_table_x2(lengths, codes_order, L, T)
+        _decode_chunks_x2(*args_head, table, np.int64(T), out, v0, v1, np.int64(group), status)
+    else:
+        table = decode_table(lengths, codes_order, L)
+        _decode_chunks(*args_head, table, np.int64(L), np.int64(64 // L), out, v0, v1, np.int64(group), status)
+    raise_failure(status, start, offsets)
+

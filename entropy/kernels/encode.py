@@ -1,0 +1,274 @@
+"""Canonical-Huffman bit writers: chunked MSB-first payload and per-chunk bit counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+from entropy.kernels.common import _M32, _U32, _next_mark, _sym, _unsigned, run_marks, run_raw, spec
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, chunk_bits, twice, acc, nacc, w,
+            prev_bits):
+    # chunks [c_begin, c_end); (acc, nacc, w, prev_bits) carry the bit writer from the previous call.
+    # Bit writer invariant: after a flush check nacc <= 31, so at most 33 bits may enter before the next one:
+    # one code of <= 24 bits always, two codes only when ``twice`` (codes <= 16 bits: 31 + 32 = 63).
+    n = values.size
+    nsym = (n + k - 1) // k
+    for c in range(c_begin, c_end):
+        i0 = c * spc
+        i1 = min(i0 + spc, nsym)
+        if k == 1:
+            i = i0
+            while twice and i + 1 < i1:
+                s = _sym(values[i], vmin, mask)
+                t = _sym(values[i + 1], vmin, mask)
+                acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
+                acc = (acc << np.uint64(lens[t])) | np.uint64(codes[t])
+                nacc += np.uint64(lens[s]) + np.uint64(lens[t])
+                if nacc >= _U32:
+                    nacc -= _U32
+                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    w += 1
+                i += 2
+            while i < i1:
+                s = _sym(values[i], vmin, mask)
+                acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
+                nacc += np.uint64(lens[s])
+                if nacc >= _U32:
+                    nacc -= _U32
+                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    w += 1
+                i += 1
+        else:
+            for i in range(i0, i1):
+                a = _sym(values[2 * i], vmin, mask)
+                if 2 * i + 1 < n:
+                    b = _sym(values[2 * i + 1], vmin, mask)
+                else:
+                    b = 0
+                s = a * R + b
+                acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
+                nacc += np.uint64(lens[s])
+                if nacc >= _U32:
+                    nacc -= _U32
+                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    w += 1
+        bits = w * 32 + np.int64(nacc)
+        chunk_bits[c] = bits - prev_bits
+        prev_bits = bits
+    return acc, nacc, w, prev_bits
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, c_begin, c_end, out32, chunk_bits, twice,
+                  acc, nacc, w, prev_bits):
+    """Group-1 encoder that looks up two values at once in a fused (pair) code table.
+
+    ``code2[a * R + b]`` is code(a) followed by code(b), ``len2`` its length (<= 24 bits);
+    with ``twice`` (pair codes <= 16 bits) two pairs go in per flush check. Chunks and carried state as
+    in ``_encode``.
+    """
+    n = values.size
+    for c in range(c_begin, c_end):
+        i0 = c * spc
+        i1 = min(i0 + spc, n)
+        i = i0
+        if twice:
+            while i + 3 < i1:
+                s = (_sym(values[i], vmin, mask)) * R + (_sym(values[i + 1], vmin, mask))
+                t = (_sym(values[i + 2], vmin, mask)) * R + (_sym(values[i + 3], vmin, mask))
+                acc = (acc << np.uint64(len2[s])) | np.uint64(code2[s])
+                acc = (acc << np.uint64(len2[t])) | np.uint64(code2[t])
+                nacc += np.uint64(len2[s]) + np.uint64(len2[t])
+                if nacc >= _U32:
+                    nacc -= _U32
+                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    w += 1
+                i += 4
+        while i + 1 < i1:
+            s = (_sym(values[i], vmin, mask)) * R + (_sym(values[i + 1], vmin, mask))
+            acc = (acc << np.uint64(len2[s])) | np.uint64(code2[s])
+            nacc += np.uint64(len2[s])
+            if nacc >= _U32:
+                nacc -= _U32
+                out32[w] = np.uint32((acc >> nacc) & _M32)
+                w += 1
+            i += 2
+        if i < i1:
+            s = _sym(values[i], vmin, mask)
+            acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
+            nacc += np.uint64(lens[s])
+            if nacc >= _U32:
+                nacc -= _U32
+                out32[w] = np.uint32((acc >> nacc) & _M32)
+                w += 1
+        bits = w * 32 + np.int64(nacc)
+        chunk_bits[c] = bits - prev_bits
+        prev_bits = bits
+    return acc, nacc, w, prev_bits
+
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(acc, nacc, w, out32, code, ln):
+    """Append ``ln`` <= 32 bits to the bit writer (nacc <= 31 on entry and on exit)."""
+    acc = (acc << np.uint64(ln)) | np.uint64(code)
+    nacc += np.uint64(ln)
+    if nacc >= _U32:
+        nacc -= _U32
+        out32[w] = np.uint32((acc >> nacc) & _M32)
+        w += 1
+    return acc, nacc, w
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, rv, words, codes, lens,
+                c_begin, c_end, out32, chunk_bits, acc, nacc, w, prev_bits):
+    """Run/escape symbols (see :mod:`entropy.kernels`), chunks [c_begin, c_end); carried state as in ``_encode``.
+
+    Runs of the run value ``rv`` (as stored; ``words`` = :func:`run_marks`) are cut greedily: ``runs`` of them make the symbol
+    (runs - 1, run value); the rest joins the next value as (r, value), or ends the chunk as (r - 1, run value).
+    Values outside the window, and symbols without a code, are escaped (needs ``esc``; the codec guarantees it).
+    """
+    # (the emission is spelled out at each place: a helper returning the writer state from two branches made
+    # numba's code 3x slower)
+    n = values.size
+    uR = np.uint64(R)
+    zrl = (runs - 1) * V + run_b
+    rv_raw = np.uint64(_sym(rv, emin, mask)) if esc != 0 else np.uint64(0)
+    for c in range(c_begin, c_end):
+        i0 = c * C
+        i1 = min(i0 + C, n)
+        i = i0
+        while i < i1:
+            z = 0
+            if runs > 0:
+                j = _next_mark(words, i, i1)
+                z = j - i
+                while z >= runs:
+                    s = zrl
+                    if lens[s] == 0:  # no code: its escape symbol, then the run value raw
+                        s = (s // V) * V + R
+                        acc, nacc, w = _put(acc, nacc, w, out32, codes[s], lens[s])
+                        acc, nacc, w = _put(acc, nacc, w, out32, rv_raw, E)
+                    else:
+                        acc, nacc, w = _put(acc, nacc, w, out32, codes[s], lens[s])
+                    z -= runs
+                if j == i1:
+                    if z > 0:
+                        s = (z - 1) * V + run_b
+                        if lens[s] == 0:
+                            s = (s // V) * V + R
+                            acc, nacc, w = _put(acc, nacc, w, out32, codes[s], lens[s])
+                            acc, nacc, w = _put(acc, nacc, w, out32, rv_raw, E)
+                        else:
+                            acc, nacc, w = _put(acc, nacc, w, out32, codes[s], lens[s])
+                    break
+                i = j
+            b = np.uint64(_sym(values[i], vmin, mask))
+            s = z * V + R
+            escaped = True  # outside the window: always escaped
+            if b < uR:
+                s = z * V + np.int64(b)
+                escaped = lens[s] == 0
+                if escaped:
+                    s = z * V + R
+            acc, nacc, w = _put(acc, nacc, w, out32, codes[s], lens[s])
+            if escaped:
+                acc, nacc, w = _put(acc, nacc, w, out32, np.uint64(_sym(values[i], emin, mask)), E)
+            i += 1
+        bits = w * 32 + np.int64(nacc)
+        chunk_bits[c] = bits - prev_bits
+        prev_bits = bits
+    return acc, nacc, w, prev_bits
+
+
+def encode_symbols(
+    flat: np.ndarray,
+    params,
+    codes: np.ndarray,
+    lengths: np.ndarray,
+    total_bits: int,
+    *,
+    sink: Callable[[memoryview, int], None] | None = None,
+    piece_chunks: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encode ``flat`` values as the stream ``params`` (a :class:`entropy.codec.CodecParams`) describes.
+
+    Every value must be codable: inside the window or, with escapes, the escape range; every symbol without a
+    code must have an escape symbol with a code (the codec guarantees both).
+
+    Returns the MSB-first payload (uint8[``ceil(total_bits / 8)``]) and the payload bits of
+    each chunk (uint32). ``total_bits`` must be the exact payload size (sum count * len, escape bits included).
+
+    With ``sink``, the payload is also streamed while it is coded: after every
+    ``piece_chunks`` chunks, ``sink(view, offset)`` receives the finished bytes and their byte
+    offset in the payload, so a writer can store and checksum them while the rest is coded.
+    The views stay valid and unchanged after the call; the last one ends the payload.
+    """
+    n = flat.size
+    n_chunks = params.n_chunks(n)
+    out32 = np.zeros(total_bits // 32 + 2, dtype=np.uint32)
+    chunk_bits = np.zeros(n_chunks, dtype=np.uint32)
+    nbytes = (total_bits + 7) // 8
+    if n == 0:
+        return np.zeros(0, dtype=np.uint8), chunk_bits
+    u, vmin_u, mask = _unsigned(flat, params.value_min)
+    lens8 = lengths.astype(np.uint8, copy=False)
+    codes32 = codes.astype(np.uint32, copy=False)
+    max_len = int(lens8.max())
+    value_range, group, chunk_symbols = params.value_range, params.group, params.chunk_symbols
+    if params.runs or params.escape_range:
+        sp = spec(u.itemsize, params)
+        rv = u.dtype.type(run_raw(u.itemsize, params))
+        words = run_marks(u, rv) if params.runs else np.zeros(1, np.uint64)
+
+        def run(c0, c1, state):
+            return _encode_gen(u, *sp, rv, words, codes32, lens8, np.int64(c0), np.int64(c1), out32,
+                               chunk_bits, *state)
+    elif group == 1 and value_range * value_range <= 1 << 16 and max_len <= 12:
+        # fused pair table: one lookup and one shift per two values
+        l64 = lens8.astype(np.uint32)
+        len2 = (l64[:, None] + l64[None, :]).astype(np.uint8).ravel()
+        code2 = ((codes32[:, None] << l64[None, :]) | codes32[None, :]).astype(np.uint32).ravel()
+
+        def run(c0, c1, state):
+            return _encode_fused(
+                u, np.int64(vmin_u), mask, np.int64(value_range), codes32, lens8, code2, len2,
+                np.int64(chunk_symbols), np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 8, *state,
+            )
+    else:
+
+        def run(c0, c1, state):
+            return _encode(
+                u, np.int64(vmin_u), mask, np.int64(value_range), np.int64(group), codes32, lens8,
+                np.int64(chunk_symbols), np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 16, *state,
+            )
+
+    state = (np.uint64(0), np.uint64(0), np.int64(0), np.int64(0))  # bit buffer, its fill, words out, bits out
+    bytes_out = out32.view(np.uint8)
+    done_words = 0
+    step = n_chunks if sink is None else max(1, int(piece_chunks))
+    for c0 in range(0, n_chunks, step):
+        c1 = min(n_chunks, c0 + step)
+        acc, nacc, w, written = run(c0, c1, state)
+        # numba hands back Python ints; keep the argument types fixed (unsigned bit buffer, one compilation)
+        state = (np.uint64(acc), np.uint64(nacc), np.int64(w), np.int64(written))
+        if c1 == n_chunks:
+            if written != total_bits:  # pragma: no cover - internal consistency
+                raise AssertionError(f"encoder wrote {written} bits, expected {total_bits}")
+            if nacc > 0:  # the last partial word, zero bits up to the byte boundary
+                out32[w] = np.uint32((int(acc) << (32 - int(nacc))) & 0xFFFFFFFF)
+                w += 1
+        out32[done_words:w].byteswap(inplace=True)
+        if sink is not None:
+            stop = min(4 * int(w), nbytes)
+            sink(memoryview(bytes_out[4 * done_words : stop]), 4 * done_words)
+        done_words = int(w)
+    return bytes_out[:nbytes], chunk_bits
+
+

@@ -1,0 +1,207 @@
+"""Stream parameters: what a decoder must know besides the codebook, the chunk index and the payload.
+
+:class:`CodecParams` describes one coded stream: the symbol mode (plain values, pairs of values, or run
+symbols), the window of values that have symbols, the optional escape range of values coded raw, the code-length
+limit and the chunk size. ``to_bytes`` / ``from_bytes`` are the only serialization of these fields (a file
+stores the block opaquely); ``from_bytes`` and ``validate`` check every rule of FORMAT.md §7.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from entropy.errors import StreamError
+from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
+
+__all__ = ["CodecParams", "MAX_RUNS", "MAX_ESCAPE_RANGE", "MAX_CHUNK_SIZE", "MODES"]
+
+#: the symbol modes: one value per symbol, two values per symbol, a run of the run value and one value per symbol
+MODES = ("plain", "pairs", "runs")
+#: most run prefixes (a run symbol stands for at most this many values)
+MAX_RUNS = 256
+#: widest escape range: raw escaped values take at most 32 bits
+MAX_ESCAPE_RANGE = 1 << 32
+#: most values per chunk
+MAX_CHUNK_SIZE = 1 << 24
+
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+@dataclass(frozen=True)
+class CodecParams:
+    """Parameters of one coded stream (FORMAT.md §7).
+
+    group: k values per symbol for plain (1) and pairs (2); run symbols use 1.
+    max_code_length: L, the code-length limit of the stream's code (bits).
+    chunk_size: values per chunk (a multiple of group).
+    value_min: first value of the window; value v in the window is base symbol v - value_min.
+    value_range: R, base symbols in the window (values value_min .. value_min + R - 1).
+    runs: 0, or the number of run prefixes: symbol r * V + b stands for r copies of the run value followed
+        by the value of base symbol b (r < runs).
+    run_symbol: base symbol of the run value (value_min + run_symbol); 0 without runs.
+    escape_min, escape_range: 0 and 0 (no escapes), or the range of values that may be coded raw: base symbol
+        R is then the escape symbol, followed by v - escape_min in escape_bits bits.
+    """
+
+    group: int
+    max_code_length: int
+    chunk_size: int
+    value_min: int
+    value_range: int
+    runs: int = 0
+    run_symbol: int = 0
+    escape_min: int = 0
+    escape_range: int = 0
+
+    # -- derived sizes ---------------------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """"plain", "pairs" or "runs"."""
+        if self.group == 2:
+            return "pairs"
+        return "runs" if self.runs else "plain"
+
+    @property
+    def escape_bits(self) -> int:
+        """Raw bits after each escape symbol (0 without escapes)."""
+        return (self.escape_range - 1).bit_length() if self.escape_range else 0
+
+    @property
+    def base_symbols(self) -> int:
+        """V: the window's R base symbols plus the escape symbol (R) when escapes are on."""
+        return self.value_range + (1 if self.escape_range else 0)
+
+    @property
+    def alphabet_size(self) -> int:
+        """Number of symbols: V (plain), V**2 (pairs) or runs * V (run symbols)."""
+        if self.runs:
+            return self.runs * self.base_symbols
+        return self.base_symbols**self.group
+
+    @property
+    def chunk_symbols(self) -> int:
+        """Most symbols a full chunk holds (exactly this many for plain and pairs)."""
+        return self.chunk_size // self.group
+
+    @property
+    def max_values_per_symbol(self) -> int:
+        """Most values one symbol stands for: group, or runs for run symbols."""
+        return self.runs if self.runs else self.group
+
+    @property
+    def max_symbol_bits(self) -> int:
+        """Most bits one symbol takes: L plus the escape bits."""
+        return self.max_code_length + self.escape_bits
+
+    @property
+    def index_entry_bytes(self) -> int:
+        """Bytes per chunk-index entry (2 or 4): 2 when a full chunk can never need more than 65535 bits."""
+        return 2 if self.chunk_symbols * self.max_symbol_bits <= 0xFFFF else 4
+
+    def n_chunks(self, n_values: int) -> int:
+        """Chunks of a stream of ``n_values`` values."""
+        return -(-int(n_values) // self.chunk_size)
+
+    def index_bytes(self, n_chunks: int) -> int:
+        """Bytes of the chunk index of ``n_chunks`` chunks."""
+        return int(n_chunks) * self.index_entry_bytes
+
+    def chunk_bit_bounds(self, n_values: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fewest and most payload bits of each chunk of a stream of ``n_values`` values (int64 arrays): every
+        symbol takes 1 to ``max_symbol_bits`` bits and stands for 1 to ``max_values_per_symbol`` values."""
+        n = int(n_values)
+        nc = self.n_chunks(n)
+        vals = np.full(nc, self.chunk_size, dtype=np.int64)
+        if nc:
+            vals[-1] = n - (nc - 1) * self.chunk_size
+        most_syms = -(-vals // self.group)
+        fewest_syms = -(-vals // self.max_values_per_symbol)
+        return fewest_syms, most_syms * self.max_symbol_bits
+
+    def payload_bit_bounds(self, n_values: int) -> tuple[int, int]:
+        """Fewest and most payload bits of a stream of ``n_values`` values (a file's sanity bound: the payload
+        size bounds the value count a stream can claim)."""
+        lo, hi = self.chunk_bit_bounds(n_values)
+        return int(lo.sum()), int(hi.sum())
+
+    # -- serialization ---------------------------------------------------------------------------------------------
+    #: Layout of :meth:`to_bytes` (little-endian, 48 bytes): group u8, max_code_length u8, runs u16,
+    #: chunk_size u32, value_min i64, value_range u64, run_symbol u32, reserved u32 (0), escape_min i64,
+    #: escape_range u64. The codec owns this block; a file stores it opaquely.
+    _BLOCK = struct.Struct("<BBHIqQIIqQ")
+
+    def to_bytes(self) -> bytes:
+        """The stream-parameter block that a file stores for this stream (bytes; see ``_BLOCK``)."""
+        self.validate()
+        return self._BLOCK.pack(
+            self.group, self.max_code_length, self.runs, self.chunk_size, self.value_min, self.value_range,
+            self.run_symbol, 0, self.escape_min, self.escape_range,
+        )
+
+    @classmethod
+    def from_bytes(cls, buf: bytes | memoryview) -> CodecParams:
+        """Parse and validate a stream-parameter block written by :meth:`to_bytes`. Raises StreamError."""
+        if len(buf) != cls._BLOCK.size:
+            raise StreamError(f"stream parameter block is {len(buf)} bytes, expected {cls._BLOCK.size}")
+        group, max_len, runs, chunk, vmin, vrange, run_sym, reserved, emin, erange = cls._BLOCK.unpack(bytes(buf))
+        if reserved:
+            raise StreamError(f"stream parameter block has non-zero reserved bytes ({reserved:#x})")
+        params = cls(group=group, max_code_length=max_len, chunk_size=chunk, value_min=vmin, value_range=vrange,
+                     runs=runs, run_symbol=run_sym, escape_min=emin, escape_range=erange)
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        """Raise StreamError if the parameters are inconsistent (FORMAT.md §7)."""
+        for name in ("group", "max_code_length", "chunk_size", "value_min", "value_range", "runs", "run_symbol",
+                     "escape_min", "escape_range"):
+            x = getattr(self, name)
+            if not isinstance(x, (int, np.integer)) or isinstance(x, bool):
+                raise StreamError(f"codec parameter {name} must be an integer, got {x!r}")
+        if self.group not in (1, 2):
+            raise StreamError(f"codec parameter group must be 1 or 2, got {self.group}")
+        if not 1 <= self.max_code_length <= MAX_SUPPORTED_LENGTH:
+            raise StreamError(f"max_code_length {self.max_code_length} outside 1..{MAX_SUPPORTED_LENGTH}")
+        if self.chunk_size < 1 or self.chunk_size % self.group:
+            raise StreamError(f"chunk_size {self.chunk_size} must be a positive multiple of group {self.group}")
+        if self.chunk_size > MAX_CHUNK_SIZE:
+            raise StreamError(f"chunk_size {self.chunk_size} exceeds 2**24 values")
+        if not 1 <= self.value_range <= MAX_ALPHABET:
+            raise StreamError(f"value_range {self.value_range} outside 1..{MAX_ALPHABET}")
+        for name in ("value_min", "escape_min"):
+            if not _I64[0] <= int(getattr(self, name)) <= _I64[1]:
+                raise StreamError(f"{name} {getattr(self, name)} outside the int64 range")
+        if self.runs:
+            if not 2 <= self.runs <= MAX_RUNS:
+                raise StreamError(f"runs {self.runs} outside 2..{MAX_RUNS} (0 = no run symbols)")
+            if not 0 <= self.run_symbol < self.value_range:
+                raise StreamError(f"run_symbol {self.run_symbol} outside the window's 0..{self.value_range - 1}")
+        elif self.run_symbol:
+            raise StreamError(f"run_symbol {self.run_symbol} without run symbols (runs = 0)")
+        if self.escape_range:
+            if not 2 <= self.escape_range <= MAX_ESCAPE_RANGE:
+                raise StreamError(f"escape_range {self.escape_range} outside 2..2**32 (0 = no escapes)")
+            lo, hi = int(self.escape_min), int(self.escape_min) + int(self.escape_range)
+            if not lo <= int(self.value_min) <= int(self.value_min) + int(self.value_range) <= hi:
+                raise StreamError(
+                    f"window [{self.value_min}, {self.value_min + self.value_range - 1}] is not inside the escape "
+                    f"range [{lo}, {hi - 1}]"
+                )
+        elif self.escape_min:
+            raise StreamError(f"escape_min {self.escape_min} without escapes (escape_range = 0)")
+        if self.group == 2 and (self.runs or self.escape_range):
+            raise StreamError("pairs (group 2) take neither run symbols nor escapes")
+        if self.alphabet_size > MAX_ALPHABET:
+            raise StreamError(f"alphabet of {self.alphabet_size} symbols exceeds {MAX_ALPHABET}")
+
+    def check_dtype(self, lo: int, hi: int, what: str = "values") -> None:
+        """Raise StreamError unless the window and the escape range fit the integer bounds [lo, hi] of a dtype."""
+        if self.value_min < lo or self.value_min + self.value_range - 1 > hi:
+            raise StreamError(f"alphabet [{self.value_min}, {self.value_min + self.value_range - 1}] does not fit {what}")
+        if self.escape_range and (self.escape_min < lo or self.escape_min + self.escape_range - 1 > hi):
+            raise StreamError(
+                f"escape range [{self.escape_min}, {self.escape_min + self.escape_range - 1}] does not fit {what}"
+            )

@@ -1,0 +1,407 @@
+"""How to code a stream, decided by exact sizes: symbol histograms, codes, escapes, code-length limits.
+
+The public part is what a layout search needs to compare ways of coding a tensor without encoding it:
+
+* :func:`symbol_histograms` - per-row symbol histograms of a 2-D array for given :class:`CodecParams`
+  (compiled); each row is coded as its own stream, so the histogram of a set of rows is the sum of theirs;
+* :func:`plan_from_counts` - the best code for a histogram and the exact payload, codebook and index sizes.
+
+:func:`choose_plan` (used by :func:`entropy.codec.prepare_encode`) picks the mode, window and escapes of one array.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from entropy.codebook import Codebook
+from entropy.errors import CodebookError, EntropyError, SymbolError
+from entropy.lengths import MAX_ALPHABET, code_lengths
+from entropy.measures import shannon_entropy
+from entropy.params import MAX_ESCAPE_RANGE, MODES, CodecParams
+
+__all__ = ["StreamPlan", "symbol_histograms", "plan_from_counts", "choose_plan", "DEFAULT_RUNS", "MAX_RAISED_LENGTH"]
+
+#: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value)
+DEFAULT_RUNS = 16
+#: longest code length the codec raises a limit to when a code cannot hold the alphabet (a 256 KiB decode table)
+MAX_RAISED_LENGTH = 16
+#: run symbols are considered when the most frequent value has at least this share ...
+_RUNS_MIN_SHARE = 0.3
+#: ... and the plain code spends at least this fraction more than the entropy bound it could approach
+_RUNS_MIN_GAIN = 0.01
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """One way of coding a stream, with its exact sizes (bits).
+
+    params: the stream's parameters (their ``max_code_length`` may be above the one asked for: raised so that
+        the code holds the alphabet). codebook: its code (escaped symbols have length 0).
+    payload_bits: sum over symbols of their code lengths, plus ``escape_bits``.
+    escape_bits: raw bits of escaped values inside the payload. codebook_bits: 8 * len(codebook.to_bytes()).
+    index_bits: 8 * chunk index bytes.
+    """
+
+    params: CodecParams
+    codebook: Codebook
+    payload_bits: int
+    escape_bits: int
+    codebook_bits: int
+    index_bits: int
+
+    @property
+    def total_bits(self) -> int:
+        """payload + codebook + index bits."""
+        return self.payload_bits + self.codebook_bits + self.index_bits
+
+
+# ---- histograms ----------------------------------------------------------------------------------------------------
+
+
+def symbol_histograms(values: np.ndarray, params: CodecParams) -> np.ndarray:
+    """Symbol histogram of every row of ``values`` coded with ``params``: int64 ``[rows, params.alphabet_size]``.
+
+    ``values``: a 2-D integer array ``[rows, row_length]`` (any byte order and memory order), or 1-D for one row.
+    Each row is parsed as its own stream (its chunks start at the row's first value and never cross into the
+    next row), exactly as the encoder parses it, so the histogram of a set of rows coded as one stream per row
+    is the sum of their rows. Escapes are not decided here: a value inside the window counts as its own symbol,
+    one outside the window as the escape symbol of its run prefix; :func:`plan_from_counts` decides which
+    in-window symbols the code escapes. Compiled; one pass over the values.
+
+    Raises SymbolError naming the first value the stream cannot code (outside the window and the escape range).
+    """
+    from entropy import kernels  # numba: imported on first use only
+
+    params.validate()
+    v = np.asarray(values)
+    if v.ndim == 1:
+        v = v.reshape(1, -1)
+    if v.ndim != 2 or v.dtype.kind not in "iu":
+        raise EntropyError(f"values must be a 1-D or 2-D integer array, got {v.ndim}-D {v.dtype}")
+    info = np.iinfo(v.dtype)
+    params.check_dtype(int(info.min), int(info.max), str(v.dtype))
+    counts, bad = kernels.count_rows(v, params)
+    if bad >= 0:
+        row, col = divmod(bad, v.shape[1])
+        raise SymbolError(f"value {int(v[row, col])} at row {row}, column {col} is outside {_alphabet_text(params)}")
+    return counts
+
+
+def _alphabet_text(p: CodecParams) -> str:
+    text = f"the window [{p.value_min}, {p.value_min + p.value_range - 1}]"
+    if p.escape_range:
+        text += f" and the escape range [{p.escape_min}, {p.escape_min + p.escape_range - 1}]"
+    return text
+
+
+# ---- codes and sizes from histograms -------------------------------------------------------------------------------
+
+
+def _escape_symbols(params: CodecParams) -> np.ndarray:
+    """Indices of the escape symbols (one per run prefix)."""
+    V = params.base_symbols
+    return np.arange(max(params.runs, 1), dtype=np.int64) * V + params.value_range
+
+
+def _sizes(counts: np.ndarray, lengths: np.ndarray, params: CodecParams, n_chunks: int,
+           codebook: Codebook) -> StreamPlan:
+    """Exact sizes of coding ``counts`` with ``codebook`` (symbols without a code escaped); raises SymbolError
+    when a symbol occurs that has neither a code nor an escape symbol with a code."""
+    c = counts
+    lens = lengths.astype(np.int64)
+    payload = int(np.dot(c, lens))
+    n_esc = int(c[_escape_symbols(params)].sum()) if params.escape_range else 0
+    missing = np.flatnonzero((c > 0) & (lens == 0))
+    if missing.size:
+        V, R = params.base_symbols, params.value_range
+        esc = (missing // V) * V + R
+        bad = (missing % V == R) | (lens[esc] == 0) if params.escape_range else np.ones(missing.size, dtype=bool)
+        if bad.any():
+            raise SymbolError(f"symbol {int(missing[bad][0])} occurs but has no code (and no escape with a code)")
+        payload += int(np.dot(c[missing], lens[esc]))
+        n_esc += int(c[missing].sum())
+    esc_bits = n_esc * params.escape_bits
+    return StreamPlan(
+        params=params, codebook=codebook, payload_bits=payload + esc_bits, escape_bits=esc_bits,
+        codebook_bits=codebook.serialized_bits, index_bits=8 * params.index_bytes(n_chunks),
+    )
+
+
+def _fold_escapes(counts: np.ndarray, params: CodecParams, escaped: np.ndarray) -> np.ndarray:
+    """Counts after moving the ``escaped`` in-window symbols to the escape symbol of their run prefix."""
+    out = counts.copy()
+    if escaped.size:
+        V, R = params.base_symbols, params.value_range
+        np.add.at(out, (escaped // V) * V + R, counts[escaped])
+        out[escaped] = 0
+    return out
+
+
+def _limit_for(n_present: int) -> int:
+    """Shortest code-length limit whose codes can hold ``n_present`` symbols."""
+    return max(1, (max(n_present, 1) - 1).bit_length())
+
+
+def plan_from_counts(counts: np.ndarray, params: CodecParams, n_chunks: int, *,
+                     codebook: Codebook | None = None) -> StreamPlan:
+    """The smallest way to code a stream whose symbol histogram is ``counts`` (int64 ``[params.alphabet_size]``,
+    e.g. a sum of rows of :func:`symbol_histograms`) in ``n_chunks`` chunks, with exact sizes.
+
+    With ``codebook`` the sizes of that code (symbols without a code go through their escape symbol when
+    ``params`` has escapes; else SymbolError). Without, the optimal code within ``params.max_code_length``
+    bits, choosing by exact total size among:
+
+    * all present symbols coded; when more symbols occur than ``2**max_code_length`` codes exist, with the
+      optimal code of at most 16 bits instead (the plan's params carry the limit that code reaches);
+    * with escapes in ``params``: the rarest in-window symbols escaped (given no code; each occurrence then costs
+      its escape symbol's code and ``escape_bits`` raw bits), for several cut-offs, at the asked limit.
+
+    Deterministic: the same counts and params give the same plan. Sizes: ``payload_bits`` =
+    sum(count x length) + escaped occurrences x ``escape_bits``; ``codebook_bits`` = 8 x len(codebook.to_bytes());
+    ``index_bits`` = 8 x n_chunks x ``params.index_entry_bytes``.
+    """
+    params.validate()
+    c = np.asarray(counts)
+    if c.shape != (params.alphabet_size,) or not np.issubdtype(c.dtype, np.integer):
+        raise EntropyError(f"counts must be an integer array of {params.alphabet_size} symbols, got {c.dtype} {c.shape}")
+    c = c.astype(np.int64, copy=False)
+    if c.size and int(c.min()) < 0:
+        raise EntropyError("counts must be non-negative")
+    if codebook is not None:
+        if codebook.alphabet_size != params.alphabet_size:
+            raise EntropyError(f"codebook has {codebook.alphabet_size} symbols, the stream needs {params.alphabet_size}")
+        if codebook.max_length > params.max_code_length:
+            raise CodebookError(
+                f"codebook has {codebook.max_length}-bit codes, above max_code_length {params.max_code_length}"
+            )
+        return _sizes(c, codebook.lengths, params, n_chunks, codebook)
+    cands = []
+    L = params.max_code_length
+    n_present = int(np.count_nonzero(c))
+    if n_present <= 1 << L:
+        cands.append(_plan_lengths(c, params, n_chunks))
+    elif _limit_for(n_present) <= max(L, MAX_RAISED_LENGTH):
+        # raised limit: the optimal code within 16 bits (the minimal limit that holds the symbols would force a
+        # nearly flat code, far from the entropy on peaked data); the params carry the limit the code reaches
+        cb = Codebook(code_lengths(c, MAX_RAISED_LENGTH), max_length=MAX_RAISED_LENGTH)
+        cands.append(_sizes(c, cb.lengths, replace(params, max_code_length=cb.max_length), n_chunks, cb))
+    if params.escape_range:
+        cands += _escape_candidates(c, params, n_chunks, skip_none=n_present <= 1 << L)
+    if not cands:
+        raise CodebookError(
+            f"{n_present} symbols present cannot be coded with codes of at most {max(L, MAX_RAISED_LENGTH)} bits "
+            f"(max {1 << max(L, MAX_RAISED_LENGTH)}) and the stream has no escapes"
+        )
+    return min(cands, key=lambda p: p.total_bits)
+
+
+def _plan_lengths(c: np.ndarray, params: CodecParams, n_chunks: int) -> StreamPlan:
+    cb = Codebook(code_lengths(c, params.max_code_length), max_length=params.max_code_length)
+    return _sizes(c, cb.lengths, params, n_chunks, cb)
+
+
+def _escape_candidates(c: np.ndarray, params: CodecParams, n_chunks: int, skip_none: bool) -> list[StreamPlan]:
+    """Plans that escape the rarest in-window symbols, for growing count cut-offs, while the total shrinks
+    (``skip_none``: the plan escaping nothing is made elsewhere)."""
+    L = params.max_code_length
+    esc_idx = _escape_symbols(params)
+    inwin = np.ones(c.size, dtype=bool)
+    inwin[esc_idx] = False
+    present = np.flatnonzero(inwin & (c > 0))
+    order = present[np.argsort(c[present], kind="stable")]  # rarest first, ties by symbol
+    sorted_counts = c[order]
+    # the fewest to escape so that what stays (plus the escape symbols then used) fits 2**L codes
+    n_esc_syms = int(np.count_nonzero(c[esc_idx]))
+    t_min = max(0, order.size + max(n_esc_syms, 1) - (1 << L))
+    if t_min > order.size:
+        return []
+    out: list[StreamPlan] = []
+    tried: set[int] = {0} if skip_none else set()
+    cutoffs = [t_min] + [max(t_min, int(np.searchsorted(sorted_counts, k, side="right"))) for k in (1, 2, 4, 8, 16, 32)]
+    best = None
+    worse = 0
+    for t in cutoffs:
+        if t in tried:
+            continue
+        tried.add(t)
+        folded = _fold_escapes(c, params, order[:t])
+        if int(np.count_nonzero(folded)) > 1 << L:  # escape symbols of other run prefixes appeared
+            continue
+        plan = _plan_lengths(folded, params, n_chunks)
+        out.append(plan)
+        if best is not None and plan.total_bits >= best:
+            worse += 1
+            if worse >= 2:
+                break
+        else:
+            best, worse = plan.total_bits, 0
+    return out
+
+
+# ---- choosing how to code one array --------------------------------------------------------------------------------
+
+
+def _entropy_of_values(flat: np.ndarray, counts1: np.ndarray | None) -> float:
+    if counts1 is not None:
+        return shannon_entropy(counts1)
+    _, cnt = np.unique(flat, return_counts=True)
+    return shannon_entropy(cnt)
+
+
+def _window(flat: np.ndarray, lo: int, hi: int, width: int) -> int:
+    """Start of a window of ``width`` values inside [lo, hi] holding about the most values: coarse histograms,
+    narrowed to the densest bucket until a window spans several buckets, then the densest run of buckets."""
+    from entropy import kernels
+
+    a, last = lo, hi  # search range [a, last]
+    while last - a + 1 > width:
+        nb = 4096
+        bw = -(-(last - a + 1) // nb)  # bucket width (values)
+        counts, _ = kernels.count_buckets(flat, a, last, bw, nb)
+        per = width // bw  # whole buckets a window spans
+        if per >= 2:
+            sums = np.convolve(counts, np.ones(per, dtype=np.int64), mode="valid")
+            a = a + int(np.argmax(sums)) * bw
+            break
+        k = int(np.argmax(counts))
+        a, last = a + k * bw, min(last, a + (k + 1) * bw - 1)
+    return max(lo, min(a, hi + 1 - width))
+
+
+def _counts(flat: np.ndarray, params: CodecParams) -> np.ndarray:
+    from entropy import kernels
+
+    counts, bad = kernels.count_rows(flat.reshape(1, -1), params)
+    if bad >= 0:
+        raise SymbolError(f"value {int(flat[bad])} at flat index {bad} is outside {_alphabet_text(params)}")
+    return counts[0]
+
+
+def choose_plan(
+    flat: np.ndarray,
+    *,
+    max_code_length: int,
+    chunk_size: int,
+    modes: Iterable[str],
+    escape: bool,
+    lo: int,
+    hi: int,
+    value_min: int | None = None,
+    value_range: int | None = None,
+) -> tuple[StreamPlan, float]:
+    """The smallest plan for the native-order 1-D array ``flat`` (values in [lo, hi]) over the allowed
+    ``modes``, and the order-0 entropy of its values (bits/value).
+
+    With ``value_min``/``value_range`` the window is fixed and nothing is escaped. Otherwise the window is the
+    values' span when it holds at most 65536 values, else (with ``escape``) a 65535-wide window of the densest
+    values with the whole span as escape range. Pairs are considered when the window has at most 256 values,
+    the chunk size is even and there are 2 values or more; run symbols when the most frequent value is common
+    and the plain code is measurably above the entropy it could approach (or when they are the only mode).
+    """
+    n = flat.size
+    modes = tuple(m for m in MODES if m in set(modes))
+    L, C = max_code_length, chunk_size
+    n_chunks = -(-n // C)
+    fixed = value_min is not None
+    if fixed:
+        vmin, R = int(value_min), int(value_range)
+        esc_min = esc_range = 0
+    else:
+        span = hi - lo + 1
+        if span <= MAX_ALPHABET or not escape:
+            if span > MAX_ALPHABET:
+                raise SymbolError(f"values span {span} symbols [{lo}, {hi}], above the supported {MAX_ALPHABET} "
+                                  "(and escapes are off)")
+            vmin, R, esc_min, esc_range = lo, span, 0, 0
+        else:
+            if span > MAX_ESCAPE_RANGE:
+                raise SymbolError(f"values span {span} values [{lo}, {hi}], above the 2**32 an escaped value can take")
+            R = MAX_ALPHABET - 1
+            vmin, esc_min, esc_range = _window(flat, lo, hi, R), lo, span
+    base = CodecParams(group=1, max_code_length=L, chunk_size=C, value_min=vmin, value_range=R,
+                       escape_min=esc_min, escape_range=esc_range)
+    pairs_ok = ("pairs" in modes and not esc_range and R * R <= MAX_ALPHABET and C % 2 == 0
+                and (n >= 2 or modes == ("pairs",)))
+    cands: list[StreamPlan] = []
+    counts2 = None
+    if pairs_ok:
+        counts2 = _counts(flat, replace(base, group=2))
+        sq = counts2.reshape(R, R)
+        counts1 = sq.sum(axis=1) + sq.sum(axis=0)
+        if n % 2:
+            counts1[0] -= 1  # the pad symbol of an odd count
+    else:
+        counts1 = _counts(flat, base)
+    plain_plan = None
+    if "plain" in modes or "runs" in modes:  # runs are judged against the plain code
+        plain_plan = _plain_plans(counts1, base, n_chunks, escape and not fixed)
+        if "plain" in modes:
+            cands.append(plain_plan)
+    # pairs that need a raised limit are tried only when asked for alone (a 65536-symbol code costs time, and
+    # plain symbols of such data are as good)
+    if pairs_ok and (modes == ("pairs",) or int(np.count_nonzero(counts2)) <= 1 << L):
+        cands.append(plan_from_counts(counts2, replace(base, group=2), n_chunks))
+    if "runs" in modes and n:
+        runs_plan = _runs_plan(flat, counts1, counts2, base, n_chunks, plain_plan, forced=modes == ("runs",))
+        if runs_plan is not None:
+            cands.append(runs_plan)
+    if not cands:
+        raise EntropyError(f"none of the modes {', '.join(modes)} can code these values")
+    best = min(cands, key=lambda p: p.total_bits)
+    # entropy of the values: from the window histogram unless values lie outside it
+    inside = counts1 if not esc_range else None
+    return best, _entropy_of_values(flat, inside)
+
+
+def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: bool) -> StreamPlan:
+    """Plain symbols: the code at the limit, a raised limit, or (with escapes allowed) rare values escaped."""
+    plans = []
+    n_present = int(np.count_nonzero(counts1))
+    fits = n_present <= 1 << base.max_code_length
+    if base.escape_range or fits or not escape:
+        plans.append(plan_from_counts(counts1, base, n_chunks))
+    else:
+        # too many values for 2**L codes: also try escaping the rare ones within the span
+        plans.append(plan_from_counts(counts1, base, n_chunks))
+        R = base.value_range
+        span_lo, span = base.value_min, R
+        if R + 1 > MAX_ALPHABET:  # the escape symbol needs a slot: leave the rarer end value to the escapes
+            R -= 1
+            drop_first = counts1[0] < counts1[-1]
+            wmin = span_lo + 1 if drop_first else span_lo
+            win_counts = counts1[1:] if drop_first else counts1[:-1]
+            outside = int(counts1[0] if drop_first else counts1[-1])
+        else:
+            wmin, win_counts, outside = span_lo, counts1, 0
+        if span >= 2:
+            p = replace(base, value_min=wmin, value_range=R, escape_min=span_lo, escape_range=span)
+            c = np.concatenate((win_counts, [outside])).astype(np.int64)
+            plans.append(plan_from_counts(c, p, n_chunks))
+    return min(plans, key=lambda p: p.total_bits)
+
+
+def _runs_plan(flat, counts1, counts2, base: CodecParams, n_chunks: int, plain_plan: StreamPlan | None,
+               forced: bool) -> StreamPlan | None:
+    """Run symbols of the most frequent value, if they can pay (or are forced); None when not tried."""
+    n = flat.size
+    V = base.base_symbols
+    runs = min(DEFAULT_RUNS, MAX_ALPHABET // V)
+    if runs < 2:
+        if forced:
+            raise EntropyError(f"run symbols need a window of at most {MAX_ALPHABET // 2 - 1} values, got {base.value_range}")
+        return None
+    run_b = int(np.argmax(counts1))
+    if not forced:
+        share = int(counts1[run_b]) / n
+        if share < _RUNS_MIN_SHARE or plain_plan is None:
+            return None
+        # the entropy bound the plain code could approach: of pairs when known (captures some clustering)
+        H = shannon_entropy(counts2) / 2 if counts2 is not None else shannon_entropy(counts1)
+        if plain_plan.payload_bits - n * H <= _RUNS_MIN_GAIN * plain_plan.payload_bits:
+            return None
+    p = replace(base, runs=runs, run_symbol=run_b)
+    return plan_from_counts(_counts(flat, p), p, n_chunks)
