@@ -33,6 +33,10 @@ MAX_RAISED_LENGTH = 16
 _RUNS_MIN_SHARE = 0.3
 #: ... and the plain code spends at least this fraction more than the entropy bound it could approach
 _RUNS_MIN_GAIN = 0.01
+#: ... and at least this many bits (what a small run-symbol codebook costs): tiny arrays keep plain symbols
+_RUNS_MIN_GAIN_BITS = 64
+#: escapes of rare values within a span of at most 65536 are tried when some value occurs fewer times than this
+_ESCAPE_MAX_RARE = 32
 
 
 @dataclass(frozen=True)
@@ -346,7 +350,8 @@ def choose_plan(
     if pairs_ok and (modes == ("pairs",) or int(np.count_nonzero(counts2)) <= 1 << L):
         cands.append(plan_from_counts(counts2, replace(base, group=2), n_chunks))
     if "runs" in modes and n:
-        runs_plan = _runs_plan(flat, counts1, counts2, base, n_chunks, plain_plan, forced=modes == ("runs",))
+        runs_plan = _runs_plan(flat, counts1, counts2, base, n_chunks, plain_plan, forced=modes == ("runs",),
+                               escape=escape and not fixed, lo=lo, hi=hi)
         if runs_plan is not None:
             cands.append(runs_plan)
     if not cands:
@@ -358,50 +363,54 @@ def choose_plan(
 
 
 def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: bool) -> StreamPlan:
-    """Plain symbols: the code at the limit, a raised limit, or (with escapes allowed) rare values escaped."""
-    plans = []
-    n_present = int(np.count_nonzero(counts1))
-    fits = n_present <= 1 << base.max_code_length
-    if base.escape_range or fits or not escape:
-        plans.append(plan_from_counts(counts1, base, n_chunks))
-    else:
-        # too many values for 2**L codes: also try escaping the rare ones within the span
-        plans.append(plan_from_counts(counts1, base, n_chunks))
-        R = base.value_range
-        span_lo, span = base.value_min, R
-        if R + 1 > MAX_ALPHABET:  # the escape symbol needs a slot: leave the rarer end value to the escapes
-            R -= 1
-            drop_first = counts1[0] < counts1[-1]
-            wmin = span_lo + 1 if drop_first else span_lo
-            win_counts = counts1[1:] if drop_first else counts1[:-1]
-            outside = int(counts1[0] if drop_first else counts1[-1])
-        else:
-            wmin, win_counts, outside = span_lo, counts1, 0
-        if span >= 2:
-            p = replace(base, value_min=wmin, value_range=R, escape_min=span_lo, escape_range=span)
-            c = np.concatenate((win_counts, [outside])).astype(np.int64)
-            plans.append(plan_from_counts(c, p, n_chunks))
+    """Plain symbols: the code at the limit or a raised limit, and (with escapes allowed, when the values do not
+    fit ``2**L`` codes) the rare values escaped, whichever is smaller."""
+    plans = [plan_from_counts(counts1, base, n_chunks)]
+    R = base.value_range
+    present = counts1[counts1 > 0]
+    # (a speed heuristic: when every value occurs often, escaping one costs more raw bits than its code and its
+    # codebook entry save, so the escape plans are not built)
+    if (escape and not base.escape_range and R >= 2 and present.size > 1 << base.max_code_length
+            and int(present.min()) < _ESCAPE_MAX_RARE):
+        # the escape symbol needs a slot: a full 65536-value span leaves its rarer end value to the escapes
+        lo, W, win = base.value_min, R, counts1
+        if R + 1 > MAX_ALPHABET:
+            W = R - 1
+            lo, win = (lo + 1, counts1[1:]) if counts1[0] < counts1[-1] else (lo, counts1[:-1])
+        p = replace(base, value_min=lo, value_range=W, escape_min=base.value_min, escape_range=R)
+        plans.append(plan_from_counts(np.append(win, int(counts1.sum() - win.sum())), p, n_chunks))
     return min(plans, key=lambda p: p.total_bits)
 
 
 def _runs_plan(flat, counts1, counts2, base: CodecParams, n_chunks: int, plain_plan: StreamPlan | None,
-               forced: bool) -> StreamPlan | None:
-    """Run symbols of the most frequent value, if they can pay (or are forced); None when not tried."""
+               forced: bool, escape: bool, lo: int, hi: int) -> StreamPlan | None:
+    """Run symbols of the most frequent value, if they can pay (or are forced); None when not tried.
+
+    ``DEFAULT_RUNS`` prefixes need a window of at most 4095 values (with its escape symbol: ``16 * 4096`` symbols);
+    a wider one is narrowed around the run value with escapes for the rest (when allowed), else the prefixes
+    are fewer."""
     n = flat.size
-    V = base.base_symbols
-    runs = min(DEFAULT_RUNS, MAX_ALPHABET // V)
-    if runs < 2:
-        if forced:
-            raise EntropyError(f"run symbols need a window of at most {MAX_ALPHABET // 2 - 1} values, got {base.value_range}")
-        return None
-    run_b = int(np.argmax(counts1))
+    window = counts1[: base.value_range]  # (without the escape symbol's count)
+    run_value = base.value_min + int(np.argmax(window))
     if not forced:
-        share = int(counts1[run_b]) / n
+        share = int(window.max()) / n
         if share < _RUNS_MIN_SHARE or plain_plan is None:
             return None
         # the entropy bound the plain code could approach: of pairs when known (captures some clustering)
         H = shannon_entropy(counts2) / 2 if counts2 is not None else shannon_entropy(counts1)
-        if plain_plan.payload_bits - n * H <= _RUNS_MIN_GAIN * plain_plan.payload_bits:
+        if plain_plan.payload_bits - n * H <= max(_RUNS_MIN_GAIN * plain_plan.payload_bits, _RUNS_MIN_GAIN_BITS):
             return None
-    p = replace(base, runs=runs, run_symbol=run_b)
+    p = base
+    if DEFAULT_RUNS * base.base_symbols > MAX_ALPHABET and escape and hi > lo:
+        W = min(MAX_ALPHABET // DEFAULT_RUNS - 1, hi - lo + 1)
+        start = max(lo, min(run_value - W // 2, hi + 1 - W))
+        p = replace(base, value_min=start, value_range=W, escape_min=lo, escape_range=hi - lo + 1)
+    runs = min(DEFAULT_RUNS, MAX_ALPHABET // p.base_symbols)
+    if runs < 2:
+        if forced:
+            raise EntropyError(
+                f"run symbols need a window of at most {MAX_ALPHABET // 2 - 1} values, got {base.value_range}"
+            )
+        return None
+    p = replace(p, runs=runs, run_symbol=run_value - p.value_min)
     return plan_from_counts(_counts(flat, p), p, n_chunks)

@@ -125,8 +125,14 @@ def test_dense_data_keeps_plain_or_pairs():
 
 def test_forced_modes_and_errors():
     x = np.random.default_rng(5).integers(0, 40_000, 1000).astype(np.uint16)
-    with pytest.raises(EntropyError, match="run symbols need"):
-        encode(x, mode="runs")
+    x[::3] = 777
+    with pytest.raises(EntropyError, match="run symbols need"):  # 16 prefixes x 40,000 values: too many symbols
+        encode(x, mode="runs", escape=False)
+    # with escapes the run symbols get a window of 4095 values around the run value, the rest is escaped
+    enc = encode(x, mode="runs")
+    p = enc.params
+    assert p.mode == "runs" and p.value_range == 4095 and p.value_min + p.run_symbol == 777
+    assert p.escape_range == int(x.max()) - int(x.min()) + 1 and np.array_equal(decode(enc), x)
     assert encode(x, mode=("plain", "runs")).params.mode == "plain"
     y = np.array([3, 3, 3, 1], np.uint8)
     for m in ("plain", "pairs", "runs"):
@@ -166,7 +172,8 @@ def test_huge_spans(dtype):
         assert p.escape_range == int(x.max()) - int(x.min()) + 1 and p.escape_bits == math.ceil(math.log2(p.escape_range))
         a = enc.accounting
         assert a.escape_bits % p.escape_bits == 0 and a.escape_bits <= a.payload_bits
-        assert x.size <= a.payload_bits <= x.size * p.max_symbol_bits  # each value: 1 .. L + E bits
+        fewest, most = p.payload_bit_bounds(x.size)  # each symbol: 1 .. L + E bits, 1 .. runs values
+        assert fewest <= a.payload_bits <= most == x.size * p.max_symbol_bits
     assert encode(uniform).accounting.bits_per_value < 33.1  # escape code (~1 bit) + 32 raw bits
     assert encode(peaked).accounting.bits_per_value < 0.85 * 32
 
@@ -320,3 +327,11 @@ def test_histogram_api_rejects_bad_input():
         plan_from_counts(np.zeros(3, np.int64), p, 1)
     with pytest.raises(EntropyError):
         plan_from_counts(-np.ones(16, np.int64), p, 1)
+
+
+def test_run_value_is_a_window_value_when_most_values_escape():
+    # found by the property test: the escape symbol's count must not be taken for the most frequent value
+    x = np.array([131047, 21, 18, 16, 131046, 131055, 131070], dtype=np.uint32)
+    for mode in ("auto", "runs"):
+        enc = encode(x, max_code_length=1, chunk_size=3, mode=mode)
+        assert np.array_equal(decode(enc), x)

@@ -17,10 +17,17 @@ from entropy.kernels.common import _next_mark, _sym, _unsigned, run_marks, run_r
 @numba.njit(cache=True, nogil=True)
 def _count_k1(values, vmin, mask, R, counts):
     n = values.size
+    uR = np.uint64(R)
+    if R > 4096:  # a wide alphabet: 4 sub-histograms would not stay in cache, and runs of one value are rare
+        for i in range(n):
+            s = np.uint64(_sym(values[i], vmin, mask))
+            if s >= uR:
+                return i
+            counts[s] += 1
+        return -1
     c4 = np.zeros((4, R), dtype=np.int64)  # 4 sub-histograms avoid store-forwarding stalls on runs
     n4 = n - n % 4
     bad = -1
-    uR = np.uint64(R)
     for i in range(0, n4, 4):
         s0 = np.uint64(_sym(values[i], vmin, mask))
         s1 = np.uint64(_sym(values[i + 1], vmin, mask))

@@ -151,6 +151,7 @@ def _decode_chunks(W, offs, c0, c1, spc, nsym_total, table, L, B, out, v0, v1, k
 X2_MAX_ALPHABET = 256  # multi-symbol table: symbols fit 8 bits
 X2_MIN_TABLE_BITS = 11  # 2**11 uint32 entries = 8 KiB, stays in L1
 X2_MAX_TABLE_BITS = 12  # longer codes use the one-symbol table
+X2_MIN_SYMBOLS = 8192  # fewer symbols to decode: the one-symbol table (cheaper to build)
 
 
 def decode_table_x2(lengths: np.ndarray, codes_order: np.ndarray, max_length: int, table_bits: int) -> np.ndarray:
@@ -332,8 +333,10 @@ def decode_symbols(
     if stop <= start:
         return
     L = int(max_length)
-    # the two-symbol table is built with ~10 temporaries of 2**T entries: keep T small
-    x2 = lengths.size <= X2_MAX_ALPHABET and L <= X2_MAX_TABLE_BITS
+    # the two-symbol table is built with ~10 temporaries of 2**T entries: keep T small, and build it only when
+    # there are enough symbols to pay for it (a chunk or two of a small tensor decodes faster without)
+    x2 = (lengths.size <= X2_MAX_ALPHABET and L <= X2_MAX_TABLE_BITS
+          and min(n_symbols - start * chunk_symbols, (stop - start) * chunk_symbols) >= X2_MIN_SYMBOLS)
     T = max(L, X2_MIN_TABLE_BITS) if x2 else L
     words, local = load_words(payload, offsets, start, stop, chunk_symbols * T)
     udt = np.dtype(f"u{out.dtype.itemsize}")  # compile for unsigned types only
