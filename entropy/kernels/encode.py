@@ -177,7 +177,13 @@ def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, 
                 escaped = lens[s] == 0
                 if escaped:
                     s = z * V + R
-            acc, nacc, w = _put(acc, nacc, w, out32, codes[s], lens[s])
+            # (spelled out: through _put this hot path ran 1.4x slower)
+            acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
+            nacc += np.uint64(lens[s])
+            if nacc >= _U32:
+                nacc -= _U32
+                out32[w] = np.uint32((acc >> nacc) & _M32)
+                w += 1
             if escaped:
                 acc, nacc, w = _put(acc, nacc, w, out32, np.uint64(_sym(values[i], emin, mask)), E)
             i += 1
