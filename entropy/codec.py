@@ -34,7 +34,7 @@ from entropy.codebook import Codebook
 from entropy.errors import CodebookError, EntropyError, StreamError, SymbolError
 from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 from entropy.measures import shannon_entropy
-from entropy.params import MAX_CHUNK_SIZE, MODES, CodecParams
+from entropy.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
 from entropy.plan import StreamPlan, choose_plan, plan_from_counts, symbol_histograms
 
 __all__ = [
@@ -64,7 +64,7 @@ class Accounting:
     """Exact size of an encoded tensor, in bits, and its reference measures."""
 
     n_values: int
-    payload_bits: int  # sum of code lengths of all symbols (no padding)
+    payload_bits: int  # sum of code lengths of all symbols, escape bits included (no padding)
     codebook_bits: int  # 8 * len(codebook.to_bytes())
     index_bits: int  # bits of the serialized chunk index
     total_bits: int  # payload + codebook + index
@@ -190,6 +190,7 @@ def prepare_encode(
     mode: str | Iterable[str] = "auto",
     escape: bool = True,
     params: CodecParams | None = None,
+    row_length: int = 0,
 ) -> PreparedEncode:
     """Everything :func:`encode` decides before it writes a bit: mode, alphabet, codebook and exact sizes.
 
@@ -200,15 +201,19 @@ def prepare_encode(
     n = flat.size
     L = _int_arg("max_code_length", max_code_length, 1, MAX_SUPPORTED_LENGTH)
     C = _int_arg("chunk_size", chunk_size, 1, MAX_CHUNK_SIZE)
+    M = _int_arg("row_length", row_length, 0, MAX_ROW_LENGTH)
+    if M and n % M:
+        raise EntropyError(f"{n} values are not whole rows of row_length {M}")
     modes = _modes(group, mode)
     dlo, dhi = _dtype_bounds(dt)
     if params is not None or codebook is not None:
-        p = _shared_params(codebook, params, L, C, group, value_min, value_range)
+        p = _shared_params(codebook, params, L, C, group, value_min, value_range, M)
         try:
             p.check_dtype(dlo, dhi, f"dtype {dt.name}")
+            p.rows(n)
         except StreamError as exc:
             raise EntropyError(str(exc)) from None
-        counts = symbol_histograms(flat, p)[0]
+        counts = symbol_histograms(flat, p).sum(axis=0)  # (one row per row of a row-structured stream)
         try:
             plan = plan_from_counts(counts, p, p.n_chunks(n), codebook=codebook)
         except SymbolError as exc:
@@ -230,12 +235,12 @@ def prepare_encode(
         if "pairs" in modes and len(modes) == 1 and (C % 2 or (value_range or hi - lo + 1) ** 2 > MAX_ALPHABET):
             raise EntropyError(f"group 2 needs an even chunk_size and value_range**2 <= {MAX_ALPHABET}")
         plan, H = choose_plan(flat, max_code_length=L, chunk_size=C, modes=modes, escape=bool(escape), lo=lo, hi=hi,
-                              **window)
+                              row_length=M, **window)
     return PreparedEncode(shape=tuple(int(s) for s in arr.shape), dtype=dt.name, params=plan.params,
                           codebook=plan.codebook, accounting=_accounting(plan, n, H), _flat=flat)
 
 
-def _shared_params(codebook, params, L, C, group, value_min, value_range) -> CodecParams:
+def _shared_params(codebook, params, L, C, group, value_min, value_range, M) -> CodecParams:
     """The stream parameters of an encode with a given codebook and/or parameters."""
     if codebook is not None and not isinstance(codebook, Codebook):
         raise EntropyError(f"codebook must be a Codebook, got {type(codebook).__name__}")
@@ -246,6 +251,8 @@ def _shared_params(codebook, params, L, C, group, value_min, value_range) -> Cod
             params.validate()
         except StreamError as exc:
             raise EntropyError(f"invalid params: {exc}") from None
+        if M and M != params.row_length:
+            raise EntropyError(f"row_length {M} differs from the params' {params.row_length}")
         if codebook is not None and codebook.alphabet_size != params.alphabet_size:
             raise EntropyError(f"codebook has {codebook.alphabet_size} symbols, the params need {params.alphabet_size}")
         return params
@@ -270,7 +277,7 @@ def _shared_params(codebook, params, L, C, group, value_min, value_range) -> Cod
         raise EntropyError("group 2 needs an even chunk_size")
     if codebook.max_length > L:
         raise CodebookError(f"shared codebook has {codebook.max_length}-bit codes, above max_code_length {L}")
-    return CodecParams(group=k, max_code_length=L, chunk_size=C, value_min=vmin, value_range=R)
+    return CodecParams(group=k, max_code_length=L, chunk_size=C, value_min=vmin, value_range=R, row_length=M)
 
 
 def _value_entropy(flat: np.ndarray, p: CodecParams, counts: np.ndarray) -> float:
@@ -280,8 +287,7 @@ def _value_entropy(flat: np.ndarray, p: CodecParams, counts: np.ndarray) -> floa
     if p.mode == "pairs":
         sq = counts.reshape(p.value_range, p.value_range)
         c1 = sq.sum(axis=1) + sq.sum(axis=0)
-        if flat.size % 2:
-            c1[PAD_BASE_SYMBOL] -= 1
+        c1[PAD_BASE_SYMBOL] -= int(np.count_nonzero(p.chunk_values(flat.size) % 2))  # pads of odd chunks
         return shannon_entropy(c1)
     if not p.escape_range:
         return shannon_entropy(symbol_histograms(flat, CodecParams(
@@ -357,13 +363,13 @@ def _self_check(flat: np.ndarray, dt: np.dtype, params: CodecParams, codebook: C
     n = flat.size
     offsets = np.zeros(n_chunks + 1, dtype=np.uint64)
     np.cumsum(chunk_bits, dtype=np.uint64, out=offsets[1:])
-    C = params.chunk_size
+    starts = params.chunk_starts(n)
     for c in sorted({0, n_chunks - 1}):
         try:
             got = _decode_range(n, dt, params, codebook, offsets, payload, c, c + 1)
         except StreamError as exc:
             raise StreamError(f"self-check of the new stream failed (an encoder fault; nothing valid was written): {exc}") from None
-        want = flat[c * C : min((c + 1) * C, n)]
+        want = flat[starts[c] : starts[c + 1]]
         if got.shape != want.shape or not np.array_equal(got, want):
             raise StreamError(
                 f"self-check of the new stream failed (an encoder fault; nothing valid was written): chunk {c} of "
@@ -397,6 +403,7 @@ def encode(
     mode: str | Iterable[str] = "auto",
     escape: bool = True,
     params: CodecParams | None = None,
+    row_length: int = 0,
 ) -> EncodedTensor:
     """Encode an integer array into a chunked canonical-Huffman stream.
 
@@ -420,13 +427,16 @@ def encode(
     value_min, value_range: a fixed window (no escapes); default: chosen from the data.
     params: full stream parameters to code with (with or without ``codebook``); the window, run value and
         escape range are then fixed.
+    row_length: 0, or M: the values are rows of M values (C order: ``values.reshape(-1, M)``), each row cut into
+        its own chunks - no chunk, pair or run crosses from one row into the next, so a range of rows decodes as a
+        range of chunks (:meth:`CodecParams.chunk_starts`) and a set of rows' histogram is the sum of theirs.
 
     Raises SymbolError for a value the given window, params or codebook cannot code, CodebookError when a
     given codebook's codes are longer than ``max_code_length``, EntropyError for bad arguments.
     """
     return prepare_encode(
         values, max_code_length=max_code_length, chunk_size=chunk_size, group=group, codebook=codebook,
-        value_min=value_min, value_range=value_range, mode=mode, escape=escape, params=params,
+        value_min=value_min, value_range=value_range, mode=mode, escape=escape, params=params, row_length=row_length,
     ).run()
 
 
@@ -496,26 +506,25 @@ def _prepare(shape, dtype, params, codebook, chunk_bits, payload):
 
 
 def _decode_range(n, dt, params, codebook, offsets, payload, start, stop) -> np.ndarray:
-    """Values of chunks [start, stop) (flat), padding checked and dropped."""
+    """Values of chunks [start, stop) (flat), pair padding checked and dropped."""
     from entropy import kernels
 
-    C, k, R = params.chunk_size, params.group, params.value_range
+    k, R = params.group, params.value_range
     n_chunks = offsets.size - 1
-    v_lo, v_hi = start * C, min(stop * C, n)
-    if v_hi <= v_lo:
+    starts = params.chunk_starts(n)[start : stop + 1]
+    cvals = np.diff(starts)
+    if starts[-1] <= starts[0]:
         return np.empty(0, dtype=dt)
     if params.runs or params.escape_range:
-        out = np.empty(v_hi - v_lo, dtype=dt)
+        out = np.empty(int(starts[-1] - starts[0]), dtype=dt)
         try:
-            kernels.decode_runs(payload, offsets, start, stop, n, codebook.lengths, codebook.canonical_order(),
+            kernels.decode_runs(payload, offsets, start, stop, cvals, codebook.lengths, codebook.canonical_order(),
                                 codebook.max_length, params, out)
         except kernels.DecodeFailure as exc:
             raise StreamError(f"chunk {exc.chunk} of {n_chunks}: {exc}") from None
         return out
-    nsym = -(-n // k)
-    spc = params.chunk_symbols
-    sym_hi = min(stop * spc, nsym)
-    out = np.empty((sym_hi - start * spc) * k, dtype=dt)
+    nsyms = -(-cvals // k)
+    out = np.empty(int(nsyms.sum()) * k, dtype=dt)
     syms = np.arange(params.alphabet_size, dtype=np.int64)
     if k == 1:
         maps = ((syms + params.value_min).astype(dt), None)
@@ -523,17 +532,19 @@ def _decode_range(n, dt, params, codebook, offsets, payload, start, stop) -> np.
         maps = ((syms // R + params.value_min).astype(dt), (syms % R + params.value_min).astype(dt))
     try:
         kernels.decode_symbols(
-            payload, offsets, start, stop, spc, nsym, codebook.lengths, codebook.canonical_order(),
+            payload, offsets, start, stop, nsyms, codebook.lengths, codebook.canonical_order(),
             codebook.max_length, maps, k, out,
         )
     except kernels.DecodeFailure as exc:
         raise StreamError(f"chunk {exc.chunk} of {n_chunks}: {exc}") from None
-    if out.size > v_hi - v_lo:  # group padding of an odd count
-        if int(out[-1]) != params.value_min + PAD_BASE_SYMBOL:
-            raise StreamError(
-                f"chunk {n_chunks - 1}: group padding value is {int(out[-1])}, expected {params.value_min}"
-            )
-        out = out[: v_hi - v_lo]
+    odd = np.flatnonzero(cvals % k)
+    if odd.size:  # a chunk of an odd count of values ends with a padded pair: check and drop the pad values
+        pads = np.cumsum(nsyms * k)[odd] - 1
+        bad = np.flatnonzero(out[pads] != params.value_min + PAD_BASE_SYMBOL)
+        if bad.size:
+            c = start + int(odd[bad[0]])
+            raise StreamError(f"chunk {c}: group padding value is {int(out[pads[bad[0]]])}, expected {params.value_min}")
+        out = out[:-1] if odd.size == 1 and odd[0] == cvals.size - 1 else np.delete(out, pads)
     return out
 
 
@@ -557,7 +568,8 @@ def decode(enc: EncodedTensor) -> np.ndarray:
 
 
 def decode_chunks(enc: EncodedTensor, start: int, stop: int) -> np.ndarray:
-    """Flat values of chunks [start, stop) only (values start*chunk_size .. min(stop*chunk_size, n)).
+    """Flat values of chunks [start, stop) only (values ``params.chunk_starts(n)[start]`` up to
+    ``params.chunk_starts(n)[stop]``; without rows, start*chunk_size .. min(stop*chunk_size, n)).
 
     Only those chunks are read and checked. Raises StreamError on damage, EntropyError for a
     bad range.

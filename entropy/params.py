@@ -26,6 +26,8 @@ MAX_RUNS = 256
 MAX_ESCAPE_RANGE = 1 << 32
 #: most values per chunk
 MAX_CHUNK_SIZE = 1 << 24
+#: most values per row
+MAX_ROW_LENGTH = 1 << 48
 
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -44,6 +46,9 @@ class CodecParams:
     run_symbol: base symbol of the run value (value_min + run_symbol); 0 without runs.
     escape_min, escape_range: 0 and 0 (no escapes), or the range of values that may be coded raw: base symbol
         R is then the escape symbol, followed by v - escape_min in escape_bits bits.
+    row_length: 0 (the values are one row), or M: the values are rows of M values (their count a multiple of M),
+        each row cut into its own chunks, so no chunk, pair or run crosses from one row into the next (a set of
+        channels coded as one stream: its histogram is the sum of the rows', and channel ranges are chunk ranges).
     """
 
     group: int
@@ -55,6 +60,7 @@ class CodecParams:
     run_symbol: int = 0
     escape_min: int = 0
     escape_range: int = 0
+    row_length: int = 0
 
     # -- derived sizes ---------------------------------------------------------------------------------------------
     @property
@@ -101,9 +107,32 @@ class CodecParams:
         """Bytes per chunk-index entry (2 or 4): 2 when a full chunk can never need more than 65535 bits."""
         return 2 if self.chunk_symbols * self.max_symbol_bits <= 0xFFFF else 4
 
+    def rows(self, n_values: int) -> tuple[int, int]:
+        """(rows, values per row) of a stream of ``n_values`` values; raises StreamError when ``row_length`` does
+        not divide the count."""
+        n = int(n_values)
+        M = self.row_length
+        if not M:
+            return (1, n) if n else (0, 0)
+        if n % M:
+            raise StreamError(f"{n} values are not whole rows of {M}")
+        return n // M, M
+
     def n_chunks(self, n_values: int) -> int:
-        """Chunks of a stream of ``n_values`` values."""
-        return -(-int(n_values) // self.chunk_size)
+        """Chunks of a stream of ``n_values`` values (``ceil(M / C)`` per row of M values)."""
+        rows, M = self.rows(n_values)
+        return rows * -(-M // self.chunk_size)
+
+    def chunk_starts(self, n_values: int) -> np.ndarray:
+        """Index of the first value of each chunk, and the value count at the end: int64[n_chunks + 1]."""
+        rows, M = self.rows(n_values)
+        per_row = np.arange(0, M, self.chunk_size, dtype=np.int64)
+        starts = (np.arange(rows, dtype=np.int64)[:, None] * M + per_row[None, :]).reshape(-1)
+        return np.append(starts, np.int64(int(n_values)))
+
+    def chunk_values(self, n_values: int) -> np.ndarray:
+        """Values in each chunk: int64[n_chunks]."""
+        return np.diff(self.chunk_starts(n_values))
 
     def index_bytes(self, n_chunks: int) -> int:
         """Bytes of the chunk index of ``n_chunks`` chunks."""
@@ -112,11 +141,7 @@ class CodecParams:
     def chunk_bit_bounds(self, n_values: int) -> tuple[np.ndarray, np.ndarray]:
         """Fewest and most payload bits of each chunk of a stream of ``n_values`` values (int64 arrays): every
         symbol takes 1 to ``max_symbol_bits`` bits and stands for 1 to ``max_values_per_symbol`` values."""
-        n = int(n_values)
-        nc = self.n_chunks(n)
-        vals = np.full(nc, self.chunk_size, dtype=np.int64)
-        if nc:
-            vals[-1] = n - (nc - 1) * self.chunk_size
+        vals = self.chunk_values(n_values)
         most_syms = -(-vals // self.group)
         fewest_syms = -(-vals // self.max_values_per_symbol)
         return fewest_syms, most_syms * self.max_symbol_bits
@@ -128,17 +153,17 @@ class CodecParams:
         return int(lo.sum()), int(hi.sum())
 
     # -- serialization ---------------------------------------------------------------------------------------------
-    #: Layout of :meth:`to_bytes` (little-endian, 48 bytes): group u8, max_code_length u8, runs u16,
+    #: Layout of :meth:`to_bytes` (little-endian, 56 bytes): group u8, max_code_length u8, runs u16,
     #: chunk_size u32, value_min i64, value_range u64, run_symbol u32, reserved u32 (0), escape_min i64,
-    #: escape_range u64. The codec owns this block; a file stores it opaquely.
-    _BLOCK = struct.Struct("<BBHIqQIIqQ")
+    #: escape_range u64, row_length u64. The codec owns this block; a file stores it opaquely.
+    _BLOCK = struct.Struct("<BBHIqQIIqQQ")
 
     def to_bytes(self) -> bytes:
         """The stream-parameter block that a file stores for this stream (bytes; see ``_BLOCK``)."""
         self.validate()
         return self._BLOCK.pack(
             self.group, self.max_code_length, self.runs, self.chunk_size, self.value_min, self.value_range,
-            self.run_symbol, 0, self.escape_min, self.escape_range,
+            self.run_symbol, 0, self.escape_min, self.escape_range, self.row_length,
         )
 
     @classmethod
@@ -146,18 +171,18 @@ class CodecParams:
         """Parse and validate a stream-parameter block written by :meth:`to_bytes`. Raises StreamError."""
         if len(buf) != cls._BLOCK.size:
             raise StreamError(f"stream parameter block is {len(buf)} bytes, expected {cls._BLOCK.size}")
-        group, max_len, runs, chunk, vmin, vrange, run_sym, reserved, emin, erange = cls._BLOCK.unpack(bytes(buf))
+        group, max_len, runs, chunk, vmin, vrange, run_sym, reserved, emin, erange, rlen = cls._BLOCK.unpack(bytes(buf))
         if reserved:
             raise StreamError(f"stream parameter block has non-zero reserved bytes ({reserved:#x})")
         params = cls(group=group, max_code_length=max_len, chunk_size=chunk, value_min=vmin, value_range=vrange,
-                     runs=runs, run_symbol=run_sym, escape_min=emin, escape_range=erange)
+                     runs=runs, run_symbol=run_sym, escape_min=emin, escape_range=erange, row_length=rlen)
         params.validate()
         return params
 
     def validate(self) -> None:
         """Raise StreamError if the parameters are inconsistent (FORMAT.md §7)."""
         for name in ("group", "max_code_length", "chunk_size", "value_min", "value_range", "runs", "run_symbol",
-                     "escape_min", "escape_range"):
+                     "escape_min", "escape_range", "row_length"):
             x = getattr(self, name)
             if not isinstance(x, (int, np.integer)) or isinstance(x, bool):
                 raise StreamError(f"codec parameter {name} must be an integer, got {x!r}")
@@ -192,6 +217,8 @@ class CodecParams:
                 )
         elif self.escape_min:
             raise StreamError(f"escape_min {self.escape_min} without escapes (escape_range = 0)")
+        if not 0 <= self.row_length <= MAX_ROW_LENGTH:
+            raise StreamError(f"row_length {self.row_length} outside 0..2**48")
         if self.group == 2 and (self.runs or self.escape_range):
             raise StreamError("pairs (group 2) take neither run symbols nor escapes")
         if self.alphabet_size > MAX_ALPHABET:

@@ -69,10 +69,11 @@ class StreamPlan:
 def symbol_histograms(values: np.ndarray, params: CodecParams) -> np.ndarray:
     """Symbol histogram of every row of ``values`` coded with ``params``: int64 ``[rows, params.alphabet_size]``.
 
-    ``values``: a 2-D integer array ``[rows, row_length]`` (any byte order and memory order), or 1-D for one row.
-    Each row is parsed as its own stream (its chunks start at the row's first value and never cross into the
-    next row), exactly as the encoder parses it, so the histogram of a set of rows coded as one stream per row
-    is the sum of their rows. Escapes are not decided here: a value inside the window counts as its own symbol,
+    ``values``: a 2-D integer array ``[rows, row_length]`` (any byte order and memory order), or 1-D (one row, or
+    rows of ``params.row_length``). Each row is parsed as its own stream (its chunks start at the row's first
+    value and never cross into the next row), exactly as the encoder parses it, so the histogram of a set of rows
+    is the sum of their rows - for a set coded as one stream with ``row_length`` (rows concatenated, each
+    starting a new chunk), as for one stream per row. Escapes are not decided here: a value inside the window counts as its own symbol,
     one outside the window as the escape symbol of its run prefix; :func:`plan_from_counts` decides which
     in-window symbols the code escapes. Compiled; one pass over the values.
 
@@ -83,9 +84,12 @@ def symbol_histograms(values: np.ndarray, params: CodecParams) -> np.ndarray:
     params.validate()
     v = np.asarray(values)
     if v.ndim == 1:
-        v = v.reshape(1, -1)
+        rows, M = params.rows(v.size) if params.row_length else (1, v.size)
+        v = v.reshape(rows, M)
     if v.ndim != 2 or v.dtype.kind not in "iu":
         raise EntropyError(f"values must be a 1-D or 2-D integer array, got {v.ndim}-D {v.dtype}")
+    if params.row_length and v.shape[1] != params.row_length:
+        raise EntropyError(f"rows of {v.shape[1]} values, the params say row_length {params.row_length}")
     info = np.iinfo(v.dtype)
     params.check_dtype(int(info.min), int(info.max), str(v.dtype))
     counts, bad = kernels.count_rows(v, params)
@@ -277,12 +281,13 @@ def _window(flat: np.ndarray, lo: int, hi: int, width: int) -> int:
 
 
 def _counts(flat: np.ndarray, params: CodecParams) -> np.ndarray:
+    """Symbol histogram of the stream ``params`` makes of ``flat`` (its rows summed)."""
     from entropy import kernels
 
-    counts, bad = kernels.count_rows(flat.reshape(1, -1), params)
+    counts, bad = kernels.count_rows(flat.reshape(params.rows(flat.size)), params)
     if bad >= 0:
         raise SymbolError(f"value {int(flat[bad])} at flat index {bad} is outside {_alphabet_text(params)}")
-    return counts[0]
+    return counts[0] if counts.shape[0] == 1 else counts.sum(axis=0)
 
 
 def choose_plan(
@@ -296,11 +301,13 @@ def choose_plan(
     hi: int,
     value_min: int | None = None,
     value_range: int | None = None,
+    row_length: int = 0,
 ) -> tuple[StreamPlan, float]:
     """The smallest plan for the native-order 1-D array ``flat`` (values in [lo, hi]) over the allowed
     ``modes``, and the order-0 entropy of its values (bits/value).
 
-    With ``value_min``/``value_range`` the window is fixed and nothing is escaped. Otherwise the window is the
+    With ``value_min``/``value_range`` the window is fixed and nothing is escaped. ``row_length``: see
+    :class:`CodecParams`. Otherwise the window is the
     values' span when it holds at most 65536 values, else (with ``escape``) a 65535-wide window of the densest
     values with the whole span as escape range. Pairs are considered when the window has at most 256 values,
     the chunk size is even and there are 2 values or more; run symbols when the most frequent value is common
@@ -309,7 +316,6 @@ def choose_plan(
     n = flat.size
     modes = tuple(m for m in MODES if m in set(modes))
     L, C = max_code_length, chunk_size
-    n_chunks = -(-n // C)
     fixed = value_min is not None
     if fixed:
         vmin, R = int(value_min), int(value_range)
@@ -327,7 +333,8 @@ def choose_plan(
             R = MAX_ALPHABET - 1
             vmin, esc_min, esc_range = _window(flat, lo, hi, R), lo, span
     base = CodecParams(group=1, max_code_length=L, chunk_size=C, value_min=vmin, value_range=R,
-                       escape_min=esc_min, escape_range=esc_range)
+                       escape_min=esc_min, escape_range=esc_range, row_length=row_length)
+    n_chunks = base.n_chunks(n)
     pairs_ok = ("pairs" in modes and not esc_range and R * R <= MAX_ALPHABET and C % 2 == 0
                 and (n >= 2 or modes == ("pairs",)))
     cands: list[StreamPlan] = []
@@ -336,8 +343,7 @@ def choose_plan(
         counts2 = _counts(flat, replace(base, group=2))
         sq = counts2.reshape(R, R)
         counts1 = sq.sum(axis=1) + sq.sum(axis=0)
-        if n % 2:
-            counts1[0] -= 1  # the pad symbol of an odd count
+        counts1[0] -= int(np.count_nonzero(base.chunk_values(n) % 2))  # the pad of each chunk of an odd count
     else:
         counts1 = _counts(flat, base)
     plain_plan = None

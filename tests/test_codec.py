@@ -346,9 +346,10 @@ def test_stream_parameter_block_round_trips_and_rejects_damage():
         CodecParams(group=1, max_code_length=12, chunk_size=4096, value_min=0, value_range=16, runs=16, run_symbol=3),
         CodecParams(group=1, max_code_length=16, chunk_size=64, value_min=-40, value_range=65535, escape_min=-2**31,
                     escape_range=2**32),
+        CodecParams(group=2, max_code_length=9, chunk_size=64, value_min=0, value_range=16, row_length=1001),
     ):
         block = p.to_bytes()
-        assert len(block) == 48 and CodecParams.from_bytes(block) == p
+        assert len(block) == 56 and CodecParams.from_bytes(block) == p
     # byte offsets of the block's fields: 2 runs, 24 run_symbol, 28 reserved (FORMAT.md section 7)
     with pytest.raises(StreamError, match="reserved"):
         CodecParams.from_bytes(block[:28] + b"\x01" + block[29:])
@@ -358,3 +359,5 @@ def test_stream_parameter_block_round_trips_and_rejects_damage():
         CodecParams.from_bytes(bytes([3]) + block[1:])
     with pytest.raises(StreamError, match="runs"):
         CodecParams.from_bytes(block[:2] + b"\x01\x00" + block[4:])
+    with pytest.raises(StreamError, match="row_length"):  # bytes 48..55: row_length, at most 2**48
+        CodecParams.from_bytes(block[:48] + (2**49).to_bytes(8, "little"))

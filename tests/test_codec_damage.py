@@ -283,3 +283,18 @@ def test_every_mode_round_trips_and_slices(mode):
     assert np.array_equal(decode(enc), x)
     for a, b in ((0, 1), (3, 9), (enc.n_chunks - 1, enc.n_chunks)):
         assert np.array_equal(decode_chunks(enc, a, b), x[a * 300 : b * 300])
+
+
+def test_pair_padding_checked_in_every_row():
+    # rows of 3 values coded as pairs: each row ends with a pad (value_min). A stream of rows of 4 values whose
+    # 4th value is not value_min, read as rows of 3, has a wrong pad in every row
+    forged = encode(np.array([1, 2, 3, 1, 1, 2, 3, 1], np.uint8), mode="pairs", value_min=0, value_range=4,
+                    chunk_size=4, row_length=4)
+    p3 = CodecParams(group=2, max_code_length=12, chunk_size=4, value_min=0, value_range=4, row_length=3)
+    with pytest.raises(StreamError, match="chunk 0: group padding"):
+        decode_parts(**_parts(forged, shape=(6,), params=p3))
+    good = encode(np.array([1, 2, 3, 1, 2, 3], np.uint8), mode="pairs", value_min=0, value_range=4, chunk_size=4,
+                  row_length=3)
+    assert decode(good).tolist() == [1, 2, 3, 1, 2, 3]
+    with pytest.raises(StreamError, match="whole rows"):  # a value count that is not whole rows
+        decode_parts(**_parts(good, shape=(5,)))

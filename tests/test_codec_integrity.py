@@ -169,3 +169,22 @@ def test_self_check_refuses_a_wrong_stream(monkeypatch, tmp_path, which):
     check_tail(good, x)  # the public check passes on a good stream ...
     with pytest.raises(StreamError, match="self-check"):
         check_tail(good, np.concatenate([x[:-1], x[-1:] ^ 1]))  # ... and fails when the values differ
+
+
+def test_encoder_never_writes_past_its_buffer():
+    # sizes that do not describe the values (an internal fault) end in an error, never in a write past the buffer
+    from entropy import kernels
+
+    rng = np.random.default_rng(2)
+    cases = {
+        "fused": rng.integers(0, 16, 50_000).astype(np.uint8),
+        "long codes": rng.integers(0, 5000, 50_000).astype(np.uint16),
+        "pairs": rng.integers(0, 4, 50_000).astype(np.uint8),
+        "runs": (rng.integers(1, 16, 50_000) * (rng.random(50_000) < 0.1)).astype(np.uint8),
+    }
+    modes = {"pairs": "pairs", "runs": "runs"}
+    for name, x in cases.items():
+        enc = encode(x, mode=modes.get(name, "plain"), max_code_length=16)
+        for wrong in (0, 10, enc.accounting.payload_bits // 3):
+            with pytest.raises(StreamError, match="plan said"):
+                kernels.encode_symbols(x, enc.params, enc.codebook.codes, enc.codebook.lengths, wrong)

@@ -243,13 +243,13 @@ def _layout_params():
     }
 
 
-def _channels(rng, n_rows=12, row_len=1000):
+def _channels(rng, n_rows=12, row_length=1000):
     """Rows of different sparsity, a few values outside the window (for the escape modes)."""
     rows = []
     for r in range(n_rows):
         dens = [0.05, 0.3, 0.9][r % 3]
-        row = np.where(rng.random(row_len) < dens, rng.integers(-8, 8, row_len), 0)
-        row[rng.random(row_len) < 0.003] = rng.integers(-300, 301)
+        row = np.where(rng.random(row_length) < dens, rng.integers(-8, 8, row_length), 0)
+        row[rng.random(row_length) < 0.003] = rng.integers(-300, 301)
         rows.append(row)
     return np.array(rows, dtype=np.int16)
 
@@ -335,3 +335,49 @@ def test_run_value_is_a_window_value_when_most_values_escape():
     for mode in ("auto", "runs"):
         enc = encode(x, max_code_length=1, chunk_size=3, mode=mode)
         assert np.array_equal(decode(enc), x)
+
+
+# ---- rows: a set of channels coded as one stream, each row starting a new chunk ---------------------------------------
+
+
+@pytest.mark.parametrize("M", [1, 7, 100, 256, 1000])
+@pytest.mark.parametrize("mode", ["plain", "pairs", "runs"])
+def test_rows_round_trip_and_row_ranges(mode, M):
+    rng = np.random.default_rng(M)
+    rows = 13
+    x = np.where(rng.random(rows * M) < 0.2, rng.integers(-8, 8, rows * M), 0).astype(np.int8)
+    enc = encode(x, row_length=M, chunk_size=256, mode=mode)
+    p = enc.params
+    assert p.mode == mode and p.row_length == M
+    assert enc.n_chunks == rows * -(-M // 256)
+    assert np.array_equal(decode(enc), x)
+    starts = p.chunk_starts(x.size)
+    assert set(range(0, x.size, M)) <= set(starts.tolist())  # every row starts a chunk
+    per_row = -(-M // 256)
+    for r0, r1 in ((0, 1), (3, 7), (rows - 1, rows)):  # a range of rows is a range of chunks
+        assert np.array_equal(decode_chunks(enc, r0 * per_row, r1 * per_row), x[r0 * M : r1 * M])
+    with pytest.raises(EntropyError, match="whole rows"):
+        encode(x[:-1], row_length=M) if M > 1 else encode(x, row_length=x.size + 1)
+
+
+@pytest.mark.parametrize("mode", list(_layout_params()))
+def test_row_histograms_add_up_to_the_stream_of_a_set_of_rows(mode):
+    """What a layout search relies on: the histogram of any set of rows coded as ONE stream with row_length is
+    the sum of the rows' histograms, so its exact sizes come from plan_from_counts without encoding."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(10)
+    v = _channels(rng, n_rows=9, row_length=301)  # odd rows: pairs pad each row
+    p = _layout_params()[mode]
+    if not p.escape_range:
+        v = np.clip(v, -8, 7).astype(np.int16)
+    rows = symbol_histograms(v, replace(p, row_length=v.shape[1]))
+    for subset in ([0, 4, 8], [2, 3, 5, 6, 7]):
+        ps = replace(p, row_length=v.shape[1])
+        stream = v[subset].reshape(-1)
+        plan = plan_from_counts(rows[subset].sum(axis=0), ps, ps.n_chunks(stream.size))
+        enc = encode(stream, params=plan.params, codebook=plan.codebook)
+        assert enc.accounting.payload_bits == plan.payload_bits == int(enc.chunk_bits.sum())
+        assert enc.accounting.index_bits == plan.index_bits and enc.accounting.escape_bits == plan.escape_bits
+        assert np.array_equal(decode(enc), stream)
+        assert np.array_equal(symbol_histograms(stream, ps), rows[subset])  # 1-D: rows of row_length

@@ -52,29 +52,25 @@ def _decode_one(W, pos, nsym, table, L, B, out, o, v0, v1, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_chunks(W, offs, c0, c1, spc, nsym_total, table, L, B, out, v0, v1, k, status):
-    """Decode chunks [c0, c1) into ``out``; on failure status = (chunk, kind) and returns early."""
+def _decode_chunks(W, offs, ostart, nsyms, c0, c1, table, L, B, out, v0, v1, k, status):
+    """Decode chunks [c0, c1) (chunk c: ``nsyms[c]`` symbols into ``out[ostart[c]:]``); on failure
+    status = (chunk, kind) and returns early. Chunks go 4 at a time, in lock-step for their common length."""
     shift = np.uint64(64 - L)
-    vpc = spc * k  # values per chunk
-    # the last chunk of the tensor may be short; full chunks are decoded 4 at a time
-    last_full = c1
-    if c1 * spc > nsym_total:
-        last_full = c1 - 1
     c = c0
-    while c + 4 <= last_full:
+    while c + 4 <= c1:
         p0 = offs[c]
         p1 = offs[c + 1]
         p2 = offs[c + 2]
         p3 = offs[c + 3]
-        o0 = (c - c0) * vpc
-        o1 = o0 + vpc
-        o2 = o1 + vpc
-        o3 = o2 + vpc
+        o0 = ostart[c]
+        o1 = ostart[c + 1]
+        o2 = ostart[c + 2]
+        o3 = ostart[c + 3]
         f0 = np.uint32(0)
         f1 = np.uint32(0)
         f2 = np.uint32(0)
         f3 = np.uint32(0)
-        nb = spc // B
+        nb = min(min(nsyms[c], nsyms[c + 1]), min(nsyms[c + 2], nsyms[c + 3])) // B
         for _ in range(nb):
             w0 = _refill(W, p0)
             w1 = _refill(W, p1)
@@ -118,16 +114,15 @@ def _decode_chunks(W, offs, c0, c1, spc, nsym_total, table, L, B, out, v0, v1, k
                 o1 += k
                 o2 += k
                 o3 += k
-        rem = spc - nb * B
-        if rem:
-            p0, g0 = _decode_one(W, p0, rem, table, L, B, out, o0, v0, v1, k)
-            p1, g1 = _decode_one(W, p1, rem, table, L, B, out, o1, v0, v1, k)
-            p2, g2 = _decode_one(W, p2, rem, table, L, B, out, o2, v0, v1, k)
-            p3, g3 = _decode_one(W, p3, rem, table, L, B, out, o3, v0, v1, k)
-            f0 |= g0
-            f1 |= g1
-            f2 |= g2
-            f3 |= g3
+        done = nb * B
+        p0, g0 = _decode_one(W, p0, nsyms[c] - done, table, L, B, out, o0, v0, v1, k)
+        p1, g1 = _decode_one(W, p1, nsyms[c + 1] - done, table, L, B, out, o1, v0, v1, k)
+        p2, g2 = _decode_one(W, p2, nsyms[c + 2] - done, table, L, B, out, o2, v0, v1, k)
+        p3, g3 = _decode_one(W, p3, nsyms[c + 3] - done, table, L, B, out, o3, v0, v1, k)
+        f0 |= g0
+        f1 |= g1
+        f2 |= g2
+        f3 |= g3
         for j, fj, pj in ((0, f0, p0), (1, f1, p1), (2, f2, p2), (3, f3, p3)):
             kind = _chunk_fault(fj, pj, offs[c + j + 1])
             if kind:
@@ -136,8 +131,7 @@ def _decode_chunks(W, offs, c0, c1, spc, nsym_total, table, L, B, out, v0, v1, k
                 return
         c += 4
     while c < c1:
-        ns = min(spc, nsym_total - c * spc)
-        p, f = _decode_one(W, offs[c], ns, table, L, B, out, (c - c0) * vpc, v0, v1, k)
+        p, f = _decode_one(W, offs[c], nsyms[c], table, L, B, out, ostart[c], v0, v1, k)
         kind = _chunk_fault(f, p, offs[c + 1])
         if kind:
             status[0] = c
@@ -244,22 +238,18 @@ def _one_x2(W, pos, rem, table, T, out, o, v0, v1, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_chunks_x2(W, offs, c0, c1, spc, nsym_total, table, T, out, v0, v1, k, status):
+def _decode_chunks_x2(W, offs, ostart, nsyms, c0, c1, table, T, out, v0, v1, k, status):
     """Like _decode_chunks, with the two-symbol table; 2 chunks interleaved (4 would spill registers)."""
     shift = np.uint64(64 - T)
     B = 64 // T
-    vpc = spc * k
-    last_full = c1
-    if c1 * spc > nsym_total:
-        last_full = c1 - 1
     c = c0
-    while c + 2 <= last_full:
+    while c + 2 <= c1:
         p0 = offs[c]
         p1 = offs[c + 1]
-        o0 = (c - c0) * vpc
-        o1 = o0 + vpc
-        r0 = spc
-        r1 = spc
+        o0 = ostart[c]
+        o1 = ostart[c + 1]
+        r0 = nsyms[c]
+        r1 = nsyms[c + 1]
         f0 = np.uint32(0)
         f1 = np.uint32(0)
         while min(r0, r1) >= 2 * B:
@@ -296,8 +286,7 @@ def _decode_chunks_x2(W, offs, c0, c1, spc, nsym_total, table, T, out, v0, v1, k
                 return
         c += 2
     while c < c1:
-        ns = min(spc, nsym_total - c * spc)
-        p, f = _one_x2(W, offs[c], ns, table, T, out, (c - c0) * vpc, v0, v1, k)
+        p, f = _one_x2(W, offs[c], nsyms[c], table, T, out, ostart[c], v0, v1, k)
         kind = _chunk_fault(f, p, offs[c + 1])
         if kind:
             status[0] = c
@@ -313,8 +302,7 @@ def decode_symbols(
     offsets: np.ndarray,
     start: int,
     stop: int,
-    chunk_symbols: int,
-    n_symbols: int,
+    nsyms: np.ndarray,
     lengths: np.ndarray,
     codes_order: np.ndarray,
     max_length: int,
@@ -322,10 +310,11 @@ def decode_symbols(
     group: int,
     out: np.ndarray,
 ) -> None:
-    """Decode chunks ``[start, stop)`` into ``out`` (1-D, ``group`` values per symbol).
+    """Decode chunks ``[start, stop)`` into ``out`` (1-D, ``group`` values per symbol, chunk after chunk).
 
     ``offsets`` (uint64[n_chunks + 1]) are validated chunk bit offsets with
-    ``offsets[-1] <= 8 * len(payload)``; ``lengths`` / ``codes_order`` / ``max_length`` describe
+    ``offsets[-1] <= 8 * len(payload)``; ``nsyms`` (int64[stop - start]) the symbols of each chunk of the range,
+    ``out`` holds ``group * nsyms.sum()`` values; ``lengths`` / ``codes_order`` / ``max_length`` describe
     a valid canonical code with at least one symbol; ``value_of_symbol`` maps each symbol to
     its first (and second) value in ``out``'s dtype. Alphabets of at most 256 symbols use a
     two-symbol table. Raises :class:`DecodeFailure` naming the first bad chunk.
@@ -333,25 +322,26 @@ def decode_symbols(
     if stop <= start:
         return
     L = int(max_length)
+    nsyms = np.ascontiguousarray(nsyms, dtype=np.int64)
     # the two-symbol table is built with ~10 temporaries of 2**T entries: keep T small, and build it only when
     # there are enough symbols to pay for it (a chunk or two of a small tensor decodes faster without)
-    x2 = (lengths.size <= X2_MAX_ALPHABET and L <= X2_MAX_TABLE_BITS
-          and min(n_symbols - start * chunk_symbols, (stop - start) * chunk_symbols) >= X2_MIN_SYMBOLS)
+    x2 = lengths.size <= X2_MAX_ALPHABET and L <= X2_MAX_TABLE_BITS and int(nsyms.sum()) >= X2_MIN_SYMBOLS
     T = max(L, X2_MIN_TABLE_BITS) if x2 else L
-    words, local = load_words(payload, offsets, start, stop, chunk_symbols * T)
+    words, local = load_words(payload, offsets, start, stop, int(nsyms.max()) * T)
+    ostart = np.zeros(nsyms.size, dtype=np.int64)
+    np.cumsum(nsyms[:-1] * group, out=ostart[1:])
     udt = np.dtype(f"u{out.dtype.itemsize}")  # compile for unsigned types only
     v0, v1 = value_of_symbol
     if v1 is None:
         v1 = v0
     v0, v1, out = v0.view(udt), v1.view(udt), out.view(udt)
     status = np.zeros(2, dtype=np.int64)
-    args_head = (words, local, np.int64(0), np.int64(stop - start), np.int64(chunk_symbols),
-                 np.int64(n_symbols - start * chunk_symbols))
+    head = (words, local, ostart, nsyms, np.int64(0), np.int64(stop - start))
     if x2:
         table = decode_table_x2(lengths, codes_order, L, T)
-        _decode_chunks_x2(*args_head, table, np.int64(T), out, v0, v1, np.int64(group), status)
+        _decode_chunks_x2(*head, table, np.int64(T), out, v0, v1, np.int64(group), status)
     else:
         table = decode_table(lengths, codes_order, L)
-        _decode_chunks(*args_head, table, np.int64(L), np.int64(64 // L), out, v0, v1, np.int64(group), status)
+        _decode_chunks(*head, table, np.int64(L), np.int64(64 // L), out, v0, v1, np.int64(group), status)
     raise_failure(status, start, offsets)
 

@@ -39,16 +39,16 @@ def decode_table_runs(lengths: np.ndarray, codes_order: np.ndarray, max_length: 
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_runs(W, offs, c0, c1, C, n_left, table, L, vals, run_val, runs, emin, erange, E, mask, out, status):
-    """Decode chunks [c0, c1) (``n_left`` values from chunk c0 on) into ``out``; on failure
+def _decode_runs(W, offs, vstart, c0, c1, table, L, vals, run_val, runs, emin, erange, E, mask, out, status):
+    """Decode chunks [c0, c1) (chunk c: values ``out[vstart[c]:vstart[c + 1]]``); on failure
     status = (chunk - c0, kind) and returns early."""
     shift = np.uint64(64 - L)
     B = 64 // L
     uE = np.uint64(erange)
     eshift = np.uint64(64 - E)
     for c in range(c0, c1):
-        o = (c - c0) * C
-        end = o + min(C, n_left - (c - c0) * C)
+        o = vstart[c]
+        end = vstart[c + 1]
         if runs > 0:
             out[o:end] = run_val
         pos = offs[c]
@@ -95,21 +95,24 @@ def _decode_runs(W, offs, c0, c1, C, n_left, table, L, vals, run_val, runs, emin
     status[1] = 0
 
 
-def decode_runs(payload, offsets: np.ndarray, start: int, stop: int, n_values: int, lengths: np.ndarray,
+def decode_runs(payload, offsets: np.ndarray, start: int, stop: int, cvals: np.ndarray, lengths: np.ndarray,
                 codes_order: np.ndarray, max_length: int, params, out: np.ndarray) -> None:
-    """Decode chunks ``[start, stop)`` of a run/escape stream into ``out`` (1-D, their values).
+    """Decode chunks ``[start, stop)`` of a run/escape stream into ``out`` (1-D, their values, chunk after chunk).
 
-    ``offsets`` (uint64[n_chunks + 1]) are validated chunk bit offsets inside the payload; ``lengths`` /
+    ``offsets`` (uint64[n_chunks + 1]) are validated chunk bit offsets inside the payload; ``cvals``
+    (int64[stop - start]) the values of each chunk of the range (``out`` holds their sum); ``lengths`` /
     ``codes_order`` / ``max_length`` a valid canonical code with at least one symbol; ``params`` the stream's
-    :class:`entropy.codec.CodecParams` (window and escape range checked against ``out``'s dtype); ``n_values``
-    the whole stream's value count. Raises :class:`DecodeFailure` naming the first bad chunk.
+    :class:`entropy.codec.CodecParams` (window and escape range checked against ``out``'s dtype). Raises
+    :class:`DecodeFailure` naming the first bad chunk.
     """
     if stop <= start:
         return
     L = int(max_length)
-    C = params.chunk_size
     E = params.escape_bits
-    words, local = load_words(payload, offsets, start, stop, C * (L + E))
+    cvals = np.ascontiguousarray(cvals, dtype=np.int64)
+    words, local = load_words(payload, offsets, start, stop, int(cvals.max()) * (L + E))
+    vstart = np.zeros(cvals.size + 1, dtype=np.int64)
+    np.cumsum(cvals, out=vstart[1:])
     udt = np.dtype(f"u{out.dtype.itemsize}")  # compile for unsigned types only
     uout = out.view(udt)
     sp = dict(zip(SPEC_FIELDS, spec(udt.itemsize, params)))
@@ -117,7 +120,7 @@ def decode_runs(payload, offsets: np.ndarray, start: int, stop: int, n_values: i
     vals = ((np.arange(R, dtype=np.int64) + int(sp["vmin"])) & int(sp["mask"])).astype(udt)
     table = decode_table_runs(lengths, codes_order, L, V, R, bool(params.escape_range))
     status = np.zeros(2, dtype=np.int64)
-    _decode_runs(words, local, np.int64(0), np.int64(stop - start), np.int64(C), np.int64(n_values - start * C),
-                 table, np.int64(L), vals, udt.type(run_raw(udt.itemsize, params)), sp["runs"], sp["emin"],
-                 sp["erange"], sp["E"], sp["mask"], uout, status)
+    _decode_runs(words, local, vstart, np.int64(0), np.int64(stop - start), table, np.int64(L), vals,
+                 udt.type(run_raw(udt.itemsize, params)), sp["runs"], sp["emin"], sp["erange"], sp["E"], sp["mask"],
+                 uout, status)
     raise_failure(status, start, offsets)

@@ -7,20 +7,21 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
+from entropy.errors import StreamError
 from entropy.kernels.common import _M32, _U32, _next_mark, _sym, _unsigned, run_marks, run_raw, spec
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, chunk_bits, twice, acc, nacc, w,
+def _encode(values, vmin, mask, R, k, codes, lens, vstart, c_begin, c_end, out32, chunk_bits, twice, acc, nacc, w,
             prev_bits):
-    # chunks [c_begin, c_end); (acc, nacc, w, prev_bits) carry the bit writer from the previous call.
+    # chunks [c_begin, c_end), chunk c = values [vstart[c], vstart[c+1]); (acc, nacc, w, prev_bits) carry the
+    # bit writer from the previous call. Pairs of a chunk with an odd count end with base symbol 0 (the pad).
     # Bit writer invariant: after a flush check nacc <= 31, so at most 33 bits may enter before the next one:
     # one code of <= 24 bits always, two codes only when ``twice`` (codes <= 16 bits: 31 + 32 = 63).
-    n = values.size
-    nsym = (n + k - 1) // k
+    wlast = out32.size - 1  # a spare last word: an encoder fault cannot write past the buffer
     for c in range(c_begin, c_end):
-        i0 = c * spc
-        i1 = min(i0 + spc, nsym)
+        i0 = vstart[c]
+        i1 = vstart[c + 1]
         if k == 1:
             i = i0
             while twice and i + 1 < i1:
@@ -31,7 +32,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, c
                 nacc += np.uint64(lens[s]) + np.uint64(lens[t])
                 if nacc >= _U32:
                     nacc -= _U32
-                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
                     w += 1
                 i += 2
             while i < i1:
@@ -40,14 +41,14 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, c
                 nacc += np.uint64(lens[s])
                 if nacc >= _U32:
                     nacc -= _U32
-                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
                     w += 1
                 i += 1
         else:
-            for i in range(i0, i1):
-                a = _sym(values[2 * i], vmin, mask)
-                if 2 * i + 1 < n:
-                    b = _sym(values[2 * i + 1], vmin, mask)
+            for i in range(i0, i1, 2):
+                a = _sym(values[i], vmin, mask)
+                if i + 1 < i1:
+                    b = _sym(values[i + 1], vmin, mask)
                 else:
                     b = 0
                 s = a * R + b
@@ -55,7 +56,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, c
                 nacc += np.uint64(lens[s])
                 if nacc >= _U32:
                     nacc -= _U32
-                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
                     w += 1
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
@@ -64,7 +65,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, c
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, c_begin, c_end, out32, chunk_bits, twice,
+def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, vstart, c_begin, c_end, out32, chunk_bits, twice,
                   acc, nacc, w, prev_bits):
     """Group-1 encoder that looks up two values at once in a fused (pair) code table.
 
@@ -72,10 +73,10 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, c_begin,
     with ``twice`` (pair codes <= 16 bits) two pairs go in per flush check. Chunks and carried state as
     in ``_encode``.
     """
-    n = values.size
+    wlast = out32.size - 1  # a spare last word: an encoder fault cannot write past the buffer
     for c in range(c_begin, c_end):
-        i0 = c * spc
-        i1 = min(i0 + spc, n)
+        i0 = vstart[c]
+        i1 = vstart[c + 1]
         i = i0
         if twice:
             while i + 3 < i1:
@@ -86,7 +87,7 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, c_begin,
                 nacc += np.uint64(len2[s]) + np.uint64(len2[t])
                 if nacc >= _U32:
                     nacc -= _U32
-                    out32[w] = np.uint32((acc >> nacc) & _M32)
+                    out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
                     w += 1
                 i += 4
         while i + 1 < i1:
@@ -95,7 +96,7 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, c_begin,
             nacc += np.uint64(len2[s])
             if nacc >= _U32:
                 nacc -= _U32
-                out32[w] = np.uint32((acc >> nacc) & _M32)
+                out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
                 w += 1
             i += 2
         if i < i1:
@@ -104,7 +105,7 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, c_begin,
             nacc += np.uint64(lens[s])
             if nacc >= _U32:
                 nacc -= _U32
-                out32[w] = np.uint32((acc >> nacc) & _M32)
+                out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
                 w += 1
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
@@ -116,17 +117,18 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, spc, c_begin,
 @numba.njit(cache=True, nogil=True, inline="always")
 def _put(acc, nacc, w, out32, code, ln):
     """Append ``ln`` <= 32 bits to the bit writer (nacc <= 31 on entry and on exit)."""
+    wlast = out32.size - 1
     acc = (acc << np.uint64(ln)) | np.uint64(code)
     nacc += np.uint64(ln)
     if nacc >= _U32:
         nacc -= _U32
-        out32[w] = np.uint32((acc >> nacc) & _M32)
+        out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
         w += 1
     return acc, nacc, w
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, rv, words, codes, lens,
+def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, rv, words, codes, lens, vstart,
                 c_begin, c_end, out32, chunk_bits, acc, nacc, w, prev_bits):
     """Run/escape symbols (see :mod:`entropy.kernels`), chunks [c_begin, c_end); carried state as in ``_encode``.
 
@@ -136,13 +138,13 @@ def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, 
     """
     # (the emission is spelled out at each place: a helper returning the writer state from two branches made
     # numba's code 3x slower)
-    n = values.size
+    wlast = out32.size - 1  # a spare last word: an encoder fault cannot write past the buffer
     uR = np.uint64(R)
     zrl = (runs - 1) * V + run_b
     rv_raw = np.uint64(_sym(rv, emin, mask)) if esc != 0 else np.uint64(0)
     for c in range(c_begin, c_end):
-        i0 = c * C
-        i1 = min(i0 + C, n)
+        i0 = vstart[c]
+        i1 = vstart[c + 1]
         i = i0
         while i < i1:
             z = 0
@@ -182,7 +184,7 @@ def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, 
             nacc += np.uint64(lens[s])
             if nacc >= _U32:
                 nacc -= _U32
-                out32[w] = np.uint32((acc >> nacc) & _M32)
+                out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
                 w += 1
             if escaped:
                 acc, nacc, w = _put(acc, nacc, w, out32, np.uint64(_sym(values[i], emin, mask)), E)
@@ -217,8 +219,9 @@ def encode_symbols(
     The views stay valid and unchanged after the call; the last one ends the payload.
     """
     n = flat.size
-    n_chunks = params.n_chunks(n)
-    out32 = np.zeros(total_bits // 32 + 2, dtype=np.uint32)
+    vstart = params.chunk_starts(n)
+    n_chunks = vstart.size - 1
+    out32 = np.zeros(total_bits // 32 + 2, dtype=np.uint32)  # + the last partial word + a spare
     chunk_bits = np.zeros(n_chunks, dtype=np.uint32)
     nbytes = (total_bits + 7) // 8
     if n == 0:
@@ -227,14 +230,14 @@ def encode_symbols(
     lens8 = lengths.astype(np.uint8, copy=False)
     codes32 = codes.astype(np.uint32, copy=False)
     max_len = int(lens8.max())
-    value_range, group, chunk_symbols = params.value_range, params.group, params.chunk_symbols
+    value_range, group = params.value_range, params.group
     if params.runs or params.escape_range:
         sp = spec(u.itemsize, params)
         rv = u.dtype.type(run_raw(u.itemsize, params))
         words = run_marks(u, rv) if params.runs else np.zeros(1, np.uint64)
 
         def run(c0, c1, state):
-            return _encode_gen(u, *sp, rv, words, codes32, lens8, np.int64(c0), np.int64(c1), out32,
+            return _encode_gen(u, *sp, rv, words, codes32, lens8, vstart, np.int64(c0), np.int64(c1), out32,
                                chunk_bits, *state)
     elif group == 1 and value_range * value_range <= 1 << 16 and max_len <= 12:
         # fused pair table: one lookup and one shift per two values
@@ -245,14 +248,14 @@ def encode_symbols(
         def run(c0, c1, state):
             return _encode_fused(
                 u, np.int64(vmin_u), mask, np.int64(value_range), codes32, lens8, code2, len2,
-                np.int64(chunk_symbols), np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 8, *state,
+                vstart, np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 8, *state,
             )
     else:
 
         def run(c0, c1, state):
             return _encode(
                 u, np.int64(vmin_u), mask, np.int64(value_range), np.int64(group), codes32, lens8,
-                np.int64(chunk_symbols), np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 16, *state,
+                vstart, np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 16, *state,
             )
 
     state = (np.uint64(0), np.uint64(0), np.int64(0), np.int64(0))  # bit buffer, its fill, words out, bits out
@@ -265,8 +268,8 @@ def encode_symbols(
         # numba hands back Python ints; keep the argument types fixed (unsigned bit buffer, one compilation)
         state = (np.uint64(acc), np.uint64(nacc), np.int64(w), np.int64(written))
         if c1 == n_chunks:
-            if written != total_bits:  # pragma: no cover - internal consistency
-                raise AssertionError(f"encoder wrote {written} bits, expected {total_bits}")
+            if written != total_bits:  # an encoder fault (the sizes did not describe these values)
+                raise StreamError(f"encoder wrote {written} bits where the plan said {total_bits}; nothing valid was written")
             if nacc > 0:  # the last partial word, zero bits up to the byte boundary
                 out32[w] = np.uint32((int(acc) << (32 - int(nacc))) & 0xFFFFFFFF)
                 w += 1
