@@ -25,7 +25,8 @@ from entropy.params import MAX_ESCAPE_RANGE, MODES, CodecParams
 
 __all__ = ["StreamPlan", "symbol_histograms", "plan_from_counts", "choose_plan", "DEFAULT_RUNS", "MAX_RAISED_LENGTH"]
 
-#: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value)
+#: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value); 64 and
+#: 256 prefixes are tried too on data whose mean run reaches a quarter of that
 DEFAULT_RUNS = 16
 #: longest code length the codec raises a limit to when a code cannot hold the alphabet (a 256 KiB decode table)
 MAX_RAISED_LENGTH = 16
@@ -411,12 +412,19 @@ def _runs_plan(flat, counts1, counts2, base: CodecParams, n_chunks: int, plain_p
         W = min(MAX_ALPHABET // DEFAULT_RUNS - 1, hi - lo + 1)
         start = max(lo, min(run_value - W // 2, hi + 1 - W))
         p = replace(base, value_min=start, value_range=W, escape_min=lo, escape_range=hi - lo + 1)
-    runs = min(DEFAULT_RUNS, MAX_ALPHABET // p.base_symbols)
-    if runs < 2:
+    most = MAX_ALPHABET // p.base_symbols
+    if most < 2:
         if forced:
             raise EntropyError(
                 f"run symbols need a window of at most {MAX_ALPHABET // 2 - 1} values, got {base.value_range}"
             )
         return None
-    p = replace(p, runs=runs, run_symbol=run_value - p.value_min)
-    return plan_from_counts(_counts(flat, p), p, n_chunks)
+    # longer run prefixes pay on very sparse data (a run of the mean length in few symbols): tried, by exact size,
+    # when the mean run between other values reaches them
+    mean_run = int(window.max()) / max(1, n - int(window.max()))
+    cands = [r for r in (DEFAULT_RUNS, 64, 256) if r == DEFAULT_RUNS or mean_run >= r / 4]
+    plans = []
+    for runs in sorted({min(r, most) for r in cands}):
+        q = replace(p, runs=runs, run_symbol=run_value - p.value_min)
+        plans.append(plan_from_counts(_counts(flat, q), q, n_chunks))
+    return min(plans, key=lambda q: q.total_bits)
