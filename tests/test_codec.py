@@ -119,9 +119,15 @@ def test_edge_cases():
     # single distinct symbol: 1 bit per value as plain symbols
     enc = _roundtrip(np.full(1000, 3, dtype=np.uint8), mode="plain")
     assert enc.accounting.payload_bits == 1000
-    # ... and 63 bits as run symbols: 62 x 16 values, then a run of 8 ends the chunk; two symbols, 1 bit each
-    enc = _roundtrip(np.full(1000, 3, dtype=np.uint8))
-    assert enc.params.mode == "runs" and enc.accounting.payload_bits == 63
+    # ... and 63 bits as run symbols of 16 prefixes: 62 x 16 values, then a run of 8 ends the chunk; two
+    # symbols, 1 bit each; 16 bits with 64 prefixes (15 x 64 + a run of 40)
+    p16 = CodecParams(group=1, max_code_length=12, chunk_size=4096, value_min=3, value_range=1, runs=16)
+    enc16 = _roundtrip(np.full(1000, 3, dtype=np.uint8), params=p16)
+    assert enc16.accounting.payload_bits == 63
+    enc64 = _roundtrip(np.full(1000, 3, dtype=np.uint8), params=CodecParams(**{**p16.__dict__, "runs": 64}))
+    assert enc64.accounting.payload_bits == 16
+    enc = _roundtrip(np.full(1000, 3, dtype=np.uint8))  # the smallest total of those the codec weighs
+    assert enc.params.mode == "runs" and enc.accounting.total_bits <= enc64.accounting.total_bits
     enc = _roundtrip(np.full(1001, -5, dtype=np.int8))
     # every symbol of a 16-bit alphabet present
     x = np.random.default_rng(0).permutation(np.arange(65536)).astype(np.uint16)
