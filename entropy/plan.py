@@ -11,7 +11,6 @@ The public part is what a layout search needs to compare ways of coding a tensor
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 

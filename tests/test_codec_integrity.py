@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analysis.cli import main
-from entropy import Codebook, decode, encode
+from entropy import Codebook, decode, decode_chunks, encode
 from entropy import container as C
 from entropy.codec import check_tail, decode_parts, prepare_encode
 from entropy.errors import StreamError
@@ -188,3 +188,29 @@ def test_encoder_never_writes_past_its_buffer():
         for wrong in (0, 10, enc.accounting.payload_bits // 3):
             with pytest.raises(StreamError, match="plan said"):
                 kernels.encode_symbols(x, enc.params, enc.codebook.codes, enc.codebook.lengths, wrong)
+
+
+def test_longest_codes_with_32_bit_escapes():
+    # the run/escape writer and reader at their widest: codes of up to 24 bits followed by 32 raw bits
+    from entropy import CodecParams
+
+    rng = np.random.default_rng(3)
+    n = 60_000
+    x = np.where(rng.random(n) < 0.7, 5, 6).astype(np.uint32)  # run value 5, window {5, 6}
+    far = rng.random(n) < 0.1
+    x[far] = rng.integers(0, 2**32, int(far.sum()), dtype=np.uint64).astype(np.uint32)
+    x[:2] = [0, 2**32 - 1]
+    p = CodecParams(group=1, max_code_length=24, chunk_size=999, value_min=5, value_range=2, runs=16, run_symbol=0,
+                    escape_min=0, escape_range=2**32)
+    assert p.escape_bits == 32 and p.base_symbols == 3
+    # a complete code of lengths 1, 2, ..., 24, 24 over the 16 escape symbols (r, ESC) and 9 symbols (r, 6);
+    # every other symbol that occurs goes through its escape symbol
+    coded = [r * 3 + 2 for r in range(16)] + [r * 3 + 1 for r in range(9)]
+    lengths = np.zeros(p.alphabet_size, dtype=np.uint8)
+    lengths[coded] = list(range(1, 25)) + [24]
+    cb = Codebook.from_lengths(lengths)
+    assert cb.max_length == 24
+    enc = encode(x, params=p, codebook=cb)
+    assert enc.accounting.escape_bits > 0 and np.array_equal(decode(enc), x)
+    nc = enc.n_chunks
+    assert np.array_equal(decode_chunks(enc, nc // 2, nc), x[(nc // 2) * 999 :])
