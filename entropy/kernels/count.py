@@ -173,6 +173,9 @@ def count_rows(values: np.ndarray, params) -> tuple[np.ndarray, int]:
     u, _, _ = _unsigned(flat, 0)
     sp = spec(u.itemsize, params)
     generic = bool(params.runs or params.escape_range)
+    if n_rows == 1 and not generic:  # one stream of plain values or pairs: the 1-D kernels (row views run slower)
+        count = _count_k1 if params.group == 1 else _count_k2
+        return counts, int(count(u, sp[0], sp[1], sp[2], counts[0]))
     if params.runs:
         words = run_marks(u, u.dtype.type(run_raw(u.itemsize, params)))
     else:

@@ -11,6 +11,19 @@ from entropy.errors import StreamError
 from entropy.kernels.common import _M32, _U32, _next_mark, _sym, _unsigned, run_marks, run_raw, spec
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(acc, nacc, w, out32, code, ln):
+    """Append ``ln`` <= 32 bits to the bit writer (nacc <= 31 on entry and on exit)."""
+    wlast = out32.size - 1
+    acc = (acc << np.uint64(ln)) | np.uint64(code)
+    nacc += np.uint64(ln)
+    if nacc >= _U32:
+        nacc -= _U32
+        out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
+        w += 1
+    return acc, nacc, w
+
+
 @numba.njit(cache=True, nogil=True)
 def _encode(values, vmin, mask, R, k, codes, lens, vstart, c_begin, c_end, out32, chunk_bits, twice, acc, nacc, w,
             prev_bits):
@@ -45,19 +58,17 @@ def _encode(values, vmin, mask, R, k, codes, lens, vstart, c_begin, c_end, out32
                     w += 1
                 i += 1
         else:
-            for i in range(i0, i1, 2):
-                a = _sym(values[i], vmin, mask)
-                if i + 1 < i1:
-                    b = _sym(values[i + 1], vmin, mask)
-                else:
-                    b = 0
-                s = a * R + b
+            for i in range(i0, i1 - 1, 2):
+                s = _sym(values[i], vmin, mask) * R + _sym(values[i + 1], vmin, mask)
                 acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
                 nacc += np.uint64(lens[s])
                 if nacc >= _U32:
                     nacc -= _U32
                     out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
                     w += 1
+            if (i1 - i0) % 2:  # an odd count: the last value pairs with the pad, base symbol 0
+                s = _sym(values[i1 - 1], vmin, mask) * R
+                acc, nacc, w = _put(acc, nacc, w, out32, codes[s], lens[s])
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
         prev_bits = bits
@@ -112,19 +123,6 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, vstart, c_beg
         prev_bits = bits
     return acc, nacc, w, prev_bits
 
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _put(acc, nacc, w, out32, code, ln):
-    """Append ``ln`` <= 32 bits to the bit writer (nacc <= 31 on entry and on exit)."""
-    wlast = out32.size - 1
-    acc = (acc << np.uint64(ln)) | np.uint64(code)
-    nacc += np.uint64(ln)
-    if nacc >= _U32:
-        nacc -= _U32
-        out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
-        w += 1
-    return acc, nacc, w
 
 
 @numba.njit(cache=True, nogil=True)
