@@ -32,6 +32,8 @@ SUFFIXES = (".npy", ".npz", ".pt", ".safetensors")
 
 def suffix_of(path: str | os.PathLike[str]) -> str:
     """The tensor-file kind of ``path`` by extension (``.pth`` counts as ``.pt``)."""
+    if os.path.isdir(path):
+        raise InputFormatError(f"{os.fspath(path)}: is a directory; give a tensor file ({', '.join(SUFFIXES)})")
     suffix = Path(path).suffix.lower()
     if suffix == ".pth":
         suffix = ".pt"
@@ -88,7 +90,10 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     except InputFormatError:
         raise
     except Exception as exc:  # each library has its own error types for a bad file
-        raise InputFormatError(f"{p}: cannot read as {suffix}: {type(exc).__name__}: {exc}") from exc
+        from quant.torch_files import first_line, load_error_line
+
+        why = load_error_line(exc) if suffix == ".pt" else first_line(exc)
+        raise InputFormatError(f"{p}: cannot read as {suffix}: {why}") from exc
     out: dict[str, np.ndarray] = {}
     if isinstance(obj, torch.Tensor):
         out[Path(p).stem] = _torch_to_numpy(Path(p).stem, obj)
