@@ -9,7 +9,13 @@ HELP = "decode an .hqt file into .npz/.npy/.pt/.safetensors (optionally dequanti
 DESCRIPTION = (
     "Decode the tensors of an .hqt file, verifying every checksum, and write them by OUTPUT's extension:\n"
     ".npz, .pt or .safetensors (all tensors) or .npy (one tensor). --dequantize writes float32\n"
-    "(q - zero_point) * scale from the stored quantization parameters (tensors without them are written as stored)."
+    "(q - zero_point) * scale from the stored quantization parameters (tensors without them are written as stored).\n"
+    "\n"
+    "Tensor names become member names (.npz) or keys (.safetensors, .pt), so only plain names are written:\n"
+    "not empty, no NUL or control character, no backslash, not absolute ('/x', 'C:x'), and no empty, '.' or\n"
+    "'..' component between slashes ('layer1/weight' is fine, '../../x' is not). A file holding any other\n"
+    "name is refused (exit 1, naming the tensor) before anything is written; names are never rewritten.\n"
+    "A .npy file stores no name, so '-o OUT.npy --tensor NAME' takes such a tensor out."
 )
 EPILOG = """examples:
   huffquant decode codes.hqt -o codes.npz
