@@ -206,14 +206,8 @@ def quantize_tensors(
         raise InputFormatError(
             f"{len(floats)} float tensor(s) (e.g. {floats[0]!r}) need quantization: give --bits N --clip METHOD"
         )
-    quantize_array = None
     if floats:
-        try:
-            from quant.arrays import quantize_array
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("quant.arrays", "quant"):
-                raise
-            raise InputFormatError("float input needs quant.arrays.quantize_array, which is not available") from exc
+        from quant.arrays import quantize_array  # imports torch: only for float input
     for name, v in tensors.items():
         if v.dtype.kind == "f":
             axis = 0 if per_channel and v.ndim >= 2 else None

@@ -1,21 +1,18 @@
 """Benchmarks behind ``huffquant bench``: one module per area, collected here.
 
 * :mod:`analysis.benchmarks.codec` - the codec against bitarray, zstd and memcpy;
-* ``analysis.benchmarks.container`` (if present) - ``file_rows``: write + read a .hqt file;
-* ``analysis.benchmarks.quant`` (if present) - ``quant_rows``: fast vs reference quantizers;
-* ``analysis.benchmarks.pipeline`` (if present) - ``pipeline_rows``: only with ``--pipeline``.
+* :mod:`analysis.benchmarks.container` - ``file_rows``: write + read a .hqt file;
+* :mod:`analysis.benchmarks.quant` - ``quant_rows``: fast vs reference quantizers (``--quant``; torch);
+* :mod:`analysis.benchmarks.pipeline` - ``pipeline_rows``: the model pipeline (``--pipeline``; torch).
 
-:func:`run_benchmarks` runs whichever exist and evaluates the codec targets of issue 2;
+:func:`run_benchmarks` runs the codec and file benchmarks (and the others when asked) and evaluates the
+codec targets of issue 2;
 :func:`bench_markdown` renders the result as the ``reports/bench.md`` table.
 """
 
 from __future__ import annotations
 
 import datetime
-import importlib
-import importlib.util
-import inspect
-import logging
 import math
 import os
 import platform
@@ -23,27 +20,11 @@ from typing import Any
 
 __all__ = ["run_benchmarks", "bench_markdown", "evaluate_targets", "TARGET_DATASETS"]
 
-log = logging.getLogger(__name__)
-
 #: datasets with the speed and Huffman-overhead targets (issue 2)
 TARGET_DATASETS = ("lap4", "relu4", "lap8")
 SPEEDUP_TARGET = 5.0  # x bitarray, encode and decode, single thread
 HUFFMAN_OVERHEAD_TARGET = 1.01  # bits/value <= optimal unlimited Huffman + 1 %
 SPARSE_ENTROPY_TARGET = 1.35  # relu4-sparse bits/value <= 1.35 x entropy
-
-
-def _optional(module: str):
-    name = f"{__name__}.{module}"
-    if importlib.util.find_spec(name) is None:
-        return None
-    return importlib.import_module(name)
-
-
-def _call_with_known(fn, **kwargs):
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return fn(**kwargs)
-    return fn(**{k: v for k, v in kwargs.items() if k in params})
 
 
 def _find(rows: list[dict], dataset: str, method: str) -> dict | None:
@@ -114,20 +95,19 @@ def run_benchmarks(
     datasets = make_datasets(size)
     references = {name: reference_bits(x) for name, x in datasets.items()}
     rows = codec_rows(datasets, repeats, progress=progress)
-    container = _optional("container")
-    if container is not None and hasattr(container, "file_rows"):
-        rows += container.file_rows(datasets, repeats)
+    from analysis.benchmarks.container import file_rows
+
+    rows += file_rows(datasets, repeats)
     quant_rows: list[dict] = []
-    quant_bench = _optional("quant") if (quant or pipeline) else None
-    if quant_bench is not None and hasattr(quant_bench, "quant_rows"):
-        quant_rows = list(quant_bench.quant_rows(repeats))
+    if quant or pipeline:
+        from analysis.benchmarks.quant import quant_rows as quantizer_rows  # imports torch
+
+        quant_rows = quantizer_rows(repeats)
     pipeline_rows: list[dict] = []
     if pipeline:
-        pipe = _optional("pipeline")
-        if pipe is None or not hasattr(pipe, "pipeline_rows"):
-            log.warning("analysis.benchmarks.pipeline is not available; --pipeline skipped")
-        else:
-            pipeline_rows = list(_call_with_known(pipe.pipeline_rows, repeats=repeats, progress=progress))
+        from analysis.benchmarks.pipeline import pipeline_rows as model_rows  # imports torch
+
+        pipeline_rows = model_rows(repeats=repeats, progress=progress)
     import numpy as np
 
     setup = {

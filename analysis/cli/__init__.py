@@ -46,15 +46,7 @@ class UsageError(Exception):
 
 
 def _load_commands() -> list[ModuleType]:
-    mods = []
-    for name in _COMMAND_MODULES:
-        full = f"{__name__}.{name}"
-        try:
-            mods.append(importlib.import_module(full))
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name != full:
-                raise
-    return mods
+    return [importlib.import_module(f"{__name__}.{name}") for name in _COMMAND_MODULES]
 
 
 def _add_global_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, default: object) -> None:

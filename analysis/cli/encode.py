@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 
-from analysis.cli import UsageError
-
-try:  # the model pipeline adds `--model`; absent until it is built
-    encode_model = importlib.import_module("analysis.cli.encode_model")
-except ModuleNotFoundError as _exc:
-    if _exc.name != "analysis.cli.encode_model":
-        raise
-    encode_model = None
+from analysis.cli import UsageError, encode_model
 
 COMMAND = "encode"
 HELP = "code integer tensors (or quantize float ones) into one .hqt file"
@@ -29,7 +21,7 @@ EPILOG = """examples:
   huffquant encode acts.safetensors -o acts.hqt --group 2 --chunk-size 16384
   huffquant encode weights.pt -o w4.hqt --bits 4 --clip aciq-laplace --per-channel
   huffquant encode layers.npz -o shared.hqt --share-codebooks --meta model=resnet18 --meta method=minmax
-  huffquant encode --model resnet18 -o resnet18.hqt        (when the model pipeline is installed)
+  huffquant encode --model resnet18 -o resnet18.hqt
 """
 
 
@@ -54,15 +46,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-channel", action="store_true", help="quantize float tensors of 2+ dims per channel (axis 0)")
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="file metadata string (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the written file's summary as JSON")
-    if encode_model is not None:
-        encode_model.add_arguments(parser)
+    encode_model.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    if encode_model is not None and getattr(args, "model", None):
+    if getattr(args, "model", None):
         return int(encode_model.run(args) or 0)
     if not args.input:
-        raise UsageError("INPUT is required (or --model NAME when the model pipeline is available)")
+        raise UsageError("INPUT is required (or --model NAME)")
     if (args.bits is None) != (args.clip is None):
         raise UsageError("--bits and --clip go together")
     if args.bits is not None and args.bits < 1:
