@@ -16,50 +16,18 @@ Modules, one seam each:
 * :mod:`~analysis.report.markdown` - report.md;
 * :mod:`~analysis.report.document` - :class:`Report`, summary.json and the CSV tables, ``write``;
 * :mod:`~analysis.report.run` - the driver, :func:`report`.
-
-The names below are imported on first use (PEP 562), so that importing one module of the package
-does not import the others.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from analysis.report.config import ReportConfig
+from analysis.report.document import LAYER_COLUMNS, SWEEP_COLUMNS, Report
+from analysis.report.figures import mse_alpha_curves
+from analysis.report.run import report
+from analysis.report.summary import summarize
+from analysis.report.tensors import TensorInput, TensorResult, analyze_tensors, closed_form_rates
 
-# public name -> the module that defines it
-_EXPORTS = {
-    "ReportConfig": "config",
-    "TensorInput": "tensors",
-    "TensorResult": "tensors",
-    "analyze_tensors": "tensors",
-    "closed_form_rates": "tensors",
-    "summarize": "summary",
-    "mse_alpha_curves": "figures",
-    "Report": "document",
-    "LAYER_COLUMNS": "document",
-    "SWEEP_COLUMNS": "document",
-    "report": "run",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from analysis.report.config import ReportConfig
-    from analysis.report.document import LAYER_COLUMNS, SWEEP_COLUMNS, Report
-    from analysis.report.figures import mse_alpha_curves
-    from analysis.report.run import report
-    from analysis.report.summary import summarize
-    from analysis.report.tensors import TensorInput, TensorResult, analyze_tensors, closed_form_rates
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analysis.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__ = [
+    "ReportConfig", "TensorInput", "TensorResult", "analyze_tensors", "closed_form_rates", "summarize",
+    "mse_alpha_curves", "Report", "LAYER_COLUMNS", "SWEEP_COLUMNS", "report",
+]

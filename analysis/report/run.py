@@ -21,7 +21,6 @@ from analysis.report.model_pass import layout_meta, resolve_inputs, run_quantize
 from analysis.report.summary import summarize
 from analysis.report.targets import report_targets
 from analysis.report.tensors import TensorInput, analyze_tensors, closed_form_rates
-from analysis.sweep import run_sweep
 
 __all__ = ["report"]
 
@@ -159,6 +158,8 @@ def report(
 
     sweep_rows = None
     if cfg.sweep:
+        from analysis.sweep import run_sweep  # not at the top: the sweep imports this package's model pass
+
         t = time.perf_counter()
         sweep_rows = run_sweep(src, stats, refs, cfg)
         timing["sweep_s"] = time.perf_counter() - t
