@@ -7,6 +7,10 @@ written atomically (temporary file + rename).
 A .npy file holds one array; read, it is named after the file's stem. A .pt file may
 hold a state dict or any (nested) dict of tensors; nested keys are joined with ".";
 non-tensor entries are skipped with a log message.
+
+Names become member names (.npz) or keys (.safetensors, .pt) that other tools may turn
+into paths, so only plain names are written there (see :func:`name_problem`); anything
+else raises :class:`TensorNameError` before a byte is written. A .npy file stores no name.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from analysis.errors import InputFormatError
+from analysis.errors import InputFormatError, TensorNameError
 from entropy.atomic import atomic_write
 
-__all__ = ["SUFFIXES", "read_tensors", "write_tensors", "suffix_of", "quantize_tensors", "encode_file", "decode_file"]
+__all__ = [
+    "SUFFIXES", "read_tensors", "write_tensors", "suffix_of", "name_problem", "check_names", "quantize_tensors",
+    "encode_file", "decode_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +39,46 @@ SUFFIXES = (".npy", ".npz", ".pt", ".safetensors")
 
 def suffix_of(path: str | os.PathLike[str]) -> str:
     """The tensor-file kind of ``path`` by extension (``.pth`` counts as ``.pt``)."""
+    if os.path.isdir(path):
+        raise InputFormatError(f"{os.fspath(path)}: is a directory; give a tensor file ({', '.join(SUFFIXES)})")
     suffix = Path(path).suffix.lower()
     if suffix == ".pth":
         suffix = ".pt"
     if suffix not in SUFFIXES:
         raise InputFormatError(f"{path}: unsupported extension {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}")
     return suffix
+
+
+def name_problem(name: str) -> str | None:
+    """Why tensor ``name`` is not plain enough to be written into a .npz/.safetensors/.pt file, or None.
+
+    Plain: non-empty, no NUL or other control character, no backslash, not absolute (no leading
+    "/", no drive letter such as "C:"), and no empty, "." or ".." component between slashes.
+    "layer1/weight" is plain (inside a .npz it is a member in a sub-folder); "../../x" is not.
+    """
+    if not name:
+        return "it is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it holds a NUL or control character"
+    if "\\" in name:
+        return "it holds a backslash (a path separator on Windows)"
+    if name.startswith("/") or (len(name) >= 2 and name[1] == ":" and name[0].isalpha()):
+        return "it is an absolute path"
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            return f"it has {'an empty' if not part else repr(part)} path component"
+    return None
+
+
+def check_names(names: list[str] | Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Raise :class:`TensorNameError` for the first name that :func:`name_problem` refuses, for output ``path``."""
+    for name in names:
+        why = name_problem(name)
+        if why is not None:
+            raise TensorNameError(
+                f"tensor {name!r} cannot be written into {os.fspath(path)}: {why}; write it alone to a .npy file "
+                f"(huffquant decode FILE -o OUT.npy --tensor NAME), which stores no name"
+            )
 
 
 def _torch_to_numpy(name: str, t: Any) -> np.ndarray:
@@ -88,7 +129,10 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     except InputFormatError:
         raise
     except Exception as exc:  # each library has its own error types for a bad file
-        raise InputFormatError(f"{p}: cannot read as {suffix}: {type(exc).__name__}: {exc}") from exc
+        from quant.torch_files import first_line, load_error_line
+
+        why = load_error_line(exc) if suffix == ".pt" else first_line(exc)
+        raise InputFormatError(f"{p}: cannot read as {suffix}: {why}") from exc
     out: dict[str, np.ndarray] = {}
     if isinstance(obj, torch.Tensor):
         out[Path(p).stem] = _torch_to_numpy(Path(p).stem, obj)
@@ -102,9 +146,15 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
 
 def write_tensors(path: str | os.PathLike[str], tensors: Mapping[str, np.ndarray]) -> None:
-    """Write ``tensors`` by extension; .npy needs exactly one array. Atomic."""
+    """Write ``tensors`` by extension; .npy needs exactly one array. Atomic.
+
+    Names must be plain for .npz, .safetensors and .pt (:func:`name_problem`), else
+    :class:`TensorNameError` and nothing is written.
+    """
     p = os.fspath(path)
     suffix = suffix_of(p)
+    if suffix != ".npy":
+        check_names(tensors, p)
     arrays = {k: np.asarray(v, order="C") for k, v in tensors.items()}  # keeps 0-d arrays 0-d
     if suffix == ".npy":
         if len(arrays) != 1:
@@ -225,10 +275,12 @@ def decode_file(
     """
     from entropy.container import HQTFile
 
-    suffix_of(output_path)  # fail before decoding on a bad extension
+    suffix = suffix_of(output_path)  # fail before decoding on a bad extension or name
     out: dict[str, np.ndarray] = {}
     with HQTFile(input_path, max_decoded_bytes=max_decoded_bytes) as f:
         selected = names or f.names
+        if suffix != ".npy":
+            check_names(selected, output_path)
         f.check_decoded_bytes(selected, dequantize=dequantize)  # all of them are held at once
         for name in selected:
             if dequantize and "scale" in f.quant(name):

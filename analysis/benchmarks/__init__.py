@@ -99,11 +99,16 @@ def run_benchmarks(
     size: int = 10_000_000,
     repeats: int = 3,
     *,
+    quant: bool = False,
     pipeline: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run every available benchmark; returns {"rows", "references", "targets", "quant_rows",
-    "pipeline_rows", "setup"} (rows: codec and file rows of the common schema)."""
+    "pipeline_rows", "setup"} (rows: codec and file rows of the common schema).
+
+    The codec and file benchmarks need only numpy and numba. ``quant`` adds the quantizer-speed
+    rows and ``pipeline`` (which implies ``quant``) the model-pipeline rows; both import torch.
+    """
     from analysis.benchmarks.codec import codec_rows, make_datasets, reference_bits
 
     datasets = make_datasets(size)
@@ -113,9 +118,9 @@ def run_benchmarks(
     if container is not None and hasattr(container, "file_rows"):
         rows += container.file_rows(datasets, repeats)
     quant_rows: list[dict] = []
-    quant = _optional("quant")
-    if quant is not None and hasattr(quant, "quant_rows"):
-        quant_rows = list(quant.quant_rows(repeats))
+    quant_bench = _optional("quant") if (quant or pipeline) else None
+    if quant_bench is not None and hasattr(quant_bench, "quant_rows"):
+        quant_rows = list(quant_bench.quant_rows(repeats))
     pipeline_rows: list[dict] = []
     if pipeline:
         pipe = _optional("pipeline")

@@ -12,7 +12,13 @@ DESCRIPTION = (
     ".npz, .pt or .safetensors (all tensors) or .npy (one tensor). --dequantize writes float32\n"
     "(q - zero_point) * scale from the stored quantization parameters (tensors without them are written as stored).\n"
     "A file whose tensors would decode to more than --max-decoded-bytes (default 4 GiB) is refused before\n"
-    "anything is decoded: a small hostile file can legally describe a huge tensor."
+    "anything is decoded: a small hostile file can legally describe a huge tensor.\n"
+    "\n"
+    "Tensor names become member names (.npz) or keys (.safetensors, .pt), so only plain names are written:\n"
+    "not empty, no NUL or control character, no backslash, not absolute ('/x', 'C:x'), and no empty, '.' or\n"
+    "'..' component between slashes ('layer1/weight' is fine, '../../x' is not). A file holding any other\n"
+    "name is refused (exit 1, naming the tensor) before anything is written; names are never rewritten.\n"
+    "A .npy file stores no name, so '-o OUT.npy --tensor NAME' takes such a tensor out."
 )
 
 #: The decoded-size limit when --max-decoded-bytes is not given (bytes).
