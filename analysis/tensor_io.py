@@ -258,21 +258,25 @@ def decode_file(
     *,
     names: list[str] | None = None,
     dequantize: bool = False,
+    max_decoded_bytes: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode an .hqt file (all tensors or ``names``) into a tensor file, by extension.
 
     ``dequantize``: tensors with a stored ``scale`` are written as float32
-    ``(q - zero_point) * scale``; tensors without one are written as stored. Returns
-    what was written.
+    ``(q - zero_point) * scale``; tensors without one are written as stored.
+    ``max_decoded_bytes``: refuse (before decoding) when the selected tensors would decode to more bytes.
+    Returns what was written.
     """
     from entropy.container import HQTFile
 
     suffix = suffix_of(output_path)  # fail before decoding on a bad extension or name
     out: dict[str, np.ndarray] = {}
-    with HQTFile(input_path) as f:
+    with HQTFile(input_path, max_decoded_bytes=max_decoded_bytes) as f:
+        selected = names or f.names
         if suffix != ".npy":
-            check_names(names or f.names, output_path)
-        for name in names or f.names:
+            check_names(selected, output_path)
+        f.check_decoded_bytes(selected, dequantize=dequantize)  # all of them are held at once
+        for name in selected:
             if dequantize and "scale" in f.quant(name):
                 out[name] = f.dequantize(name)
             else:

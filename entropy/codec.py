@@ -41,6 +41,7 @@ __all__ = [
     "decode",
     "decode_chunks",
     "decode_parts",
+    "check_tail",
     "SUPPORTED_DTYPES",
     "PAD_BASE_SYMBOL",
 ]
@@ -206,7 +207,8 @@ def _check_dtype(dtype: object, err: type[EntropyError]) -> np.dtype:
         raise err(f"unknown dtype {dtype!r}") from exc
     if dt.name not in SUPPORTED_DTYPES:
         raise err(f"dtype {dt.name} not supported; use one of {', '.join(SUPPORTED_DTYPES)}")
-    return dt
+    # the kernels work on native-order memory: '>i2' and '<i2' are both int16 here, converted once at the entry
+    return dt.newbyteorder("=")
 
 
 def _int_arg(name: str, x: object, lo: int, hi: int) -> int:
@@ -234,7 +236,7 @@ def prepare_encode(
     """
     arr = np.asarray(values)
     dt = _check_dtype(arr.dtype, EntropyError)
-    flat = np.ascontiguousarray(arr).reshape(-1)
+    flat = np.ascontiguousarray(arr, dtype=dt).reshape(-1)  # native byte order, C order
     n = flat.size
     L = _int_arg("max_code_length", max_code_length, 1, MAX_SUPPORTED_LENGTH)
     C = _int_arg("chunk_size", chunk_size, 1, 1 << 24)
@@ -369,18 +371,63 @@ class PreparedEncode:
 
     def run(self, sink: Callable[[memoryview, int], None] | None = None) -> EncodedTensor:
         """Write the payload. Without ``sink`` the result holds it; with ``sink`` it is streamed piece by piece
-        as ``sink(bytes, byte offset)`` while later chunks are coded, and the result's payload is empty."""
+        as ``sink(bytes, byte offset)`` while later chunks are coded, and the result's payload is empty.
+
+        Before returning, the first and the last chunk of the new stream are decoded and compared with the
+        values (:func:`check_tail`); a mismatch raises StreamError, so a writer that calls this never stores a
+        stream that does not decode to its input.
+        """
         from entropy import kernels  # numba: imported on first use only
 
         cb, p = self.codebook, self.params
-        payload, chunk_bits = kernels.encode_symbols(
+        buf, chunk_bits = kernels.encode_symbols(
             self._flat, p.value_min, p.value_range, p.group, cb.codes, cb.lengths, p.chunk_symbols,
             self.accounting.payload_bits, sink=sink,
         )
+        _self_check(self._flat, np.dtype(self.dtype), p, cb, chunk_bits, buf)
         return EncodedTensor(
             shape=self.shape, dtype=self.dtype, params=p, codebook=cb, chunk_bits=chunk_bits,
-            payload=b"" if payload is None else payload, accounting=self.accounting,
+            payload=b"" if sink is not None else buf.tobytes(), accounting=self.accounting,
         )
+
+
+def _self_check(flat: np.ndarray, dt: np.dtype, params: CodecParams, codebook: Codebook, chunk_bits: np.ndarray,
+                payload: np.ndarray) -> None:
+    """Decode the first and the last chunk of a freshly written stream and compare them with ``flat``."""
+    n_chunks = int(chunk_bits.size)
+    if n_chunks == 0:
+        return
+    n = flat.size
+    offsets = np.zeros(n_chunks + 1, dtype=np.uint64)
+    np.cumsum(chunk_bits, dtype=np.uint64, out=offsets[1:])
+    C = params.chunk_size
+    for c in sorted({0, n_chunks - 1}):
+        try:
+            got = _decode_range(n, dt, params, codebook, offsets, payload, c, c + 1)
+        except StreamError as exc:
+            raise StreamError(f"self-check of the new stream failed (an encoder fault; nothing valid was written): {exc}") from None
+        want = flat[c * C : min((c + 1) * C, n)]
+        if got.shape != want.shape or not np.array_equal(got, want):
+            raise StreamError(
+                f"self-check of the new stream failed (an encoder fault; nothing valid was written): chunk {c} of "
+                f"{n_chunks} decodes to other values than were encoded"
+            )
+
+
+def check_tail(enc: EncodedTensor, values: np.ndarray) -> None:
+    """Decode the first and the last chunk of ``enc`` and compare them with ``values`` (what was encoded).
+
+    The cheap check every :meth:`PreparedEncode.run` does (cost: two chunks' decoding, at most
+    ``2 * chunk_size`` values); raises StreamError on a mismatch or a stream that does not decode. ``enc`` must
+    hold its payload (not a streamed one).
+    """
+    arr = np.asarray(values)
+    dt = _check_dtype(arr.dtype, EntropyError)
+    flat = np.ascontiguousarray(arr, dtype=dt).reshape(-1)
+    if flat.size != enc.n_values:
+        raise EntropyError(f"{flat.size} values given for a stream of {enc.n_values}")
+    n, dt, offsets, buf = _prepare(enc.shape, enc.dtype, enc.params, enc.codebook, enc.chunk_bits, enc.payload)
+    _self_check(flat, dt, enc.params, enc.codebook, enc.chunk_bits, buf)
 
 
 def encode(

@@ -48,7 +48,7 @@ import numpy as np
 from entropy.atomic import atomic_write
 from entropy.codebook import Codebook
 from entropy.codec import SUPPORTED_DTYPES, CodecParams, EncodedTensor, PreparedEncode, decode_parts, prepare_encode
-from entropy.errors import EntropyError, FormatError, IntegrityError, MissingTensorError
+from entropy.errors import CodebookError, EntropyError, FormatError, IntegrityError, MissingTensorError
 from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 
 logger = logging.getLogger(__name__)
@@ -249,6 +249,7 @@ class _Header:
     metadata_bytes: int
     codebooks: list[bytes]
     entries: list[_Entry]
+    books: list[Codebook]  # the parsed (validated) codebooks, by id
 
     def entry(self, name: str, path: str) -> _Entry:
         by_name = self.__dict__.get("_by_name")
@@ -475,6 +476,15 @@ def _parse_header(buf: memoryview, file_size: int, path: str) -> _Header:
     used = {e.codebook_id for e in entries}
     if len(used) != n_cb:
         raise FormatError(f"{path}: codebooks {sorted(set(range(n_cb)) - used)} are used by no tensor")
+    # Every codebook is validated when the header is read, so that what `info` reports is what decode accepts.
+    books = []
+    for i, raw in enumerate(codebooks):
+        try:
+            books.append(Codebook.from_bytes(raw))
+        except CodebookError as exc:
+            raise CodebookError(f"{path}: codebook {i}: {exc}") from exc
+    for e in entries:
+        _check_codebook(e, books[e.codebook_id], f"{path}: tensor {e.name!r}")
     # Canonical layout: blocks follow the header in table order with nothing in between,
     # so every byte of the file lies under exactly one checksum.
     pos = end
@@ -489,7 +499,20 @@ def _parse_header(buf: memoryview, file_size: int, path: str) -> _Header:
             raise FormatError(f"{path}: tensor {e.name!r}: data ends at byte {pos}, beyond the file ({file_size})")
     if pos != file_size:
         raise FormatError(f"{path}: {file_size - pos} unexplained bytes after the last tensor")
-    return _Header(version, flen, hlen, hcrc, metadata, meta_bytes, codebooks, entries)
+    return _Header(version, flen, hlen, hcrc, metadata, meta_bytes, codebooks, entries, books)
+
+
+def _check_codebook(e: _Entry, codebook: Codebook, what: str) -> None:
+    """A tensor's codebook must cover exactly its alphabet and respect its code-length limit."""
+    if codebook.alphabet_size != e.value_range**e.group:
+        raise CodebookError(
+            f"{what}: codebook {e.codebook_id} has {codebook.alphabet_size} symbols, "
+            f"expected value_range**group = {e.value_range**e.group}"
+        )
+    if codebook.max_length > e.max_code_length:
+        raise CodebookError(
+            f"{what}: codebook {e.codebook_id} has {codebook.max_length}-bit codes, limit {e.max_code_length}"
+        )
 
 
 # --------------------------------------------------------------------------- reader
@@ -507,15 +530,18 @@ def _nominal_bits(e: _Entry) -> float:
 
 
 def _build_info(path: str, h: _Header) -> FileInfo:
-    users: dict[int, list[_Entry]] = {}
+    # one pass for the users of each codebook (linear in the number of tensors)
+    n_users = [0] * len(h.codebooks)
+    users_values = [0] * len(h.codebooks)
     for e in h.entries:
-        users.setdefault(e.codebook_id, []).append(e)
+        n_users[e.codebook_id] += 1
+        users_values[e.codebook_id] += e.n_values
     cb_record = [_U32.size + len(cb) for cb in h.codebooks]
     tensors = []
     for e in h.entries:
-        group_users = users[e.codebook_id]
-        total_n = sum(u.n_values for u in group_users)
-        share = (cb_record[e.codebook_id] * (e.n_values / total_n if total_n else 1.0 / len(group_users)))
+        i = e.codebook_id
+        total_n = users_values[i]
+        share = cb_record[i] * (e.n_values / total_n if total_n else 1.0 / n_users[i])
         padding = (_align(e.index_length) - e.index_length) + (_align(e.payload_length) - e.payload_length)
         total = e.entry_bytes + share + e.index_length + e.payload_length + padding
         n = e.n_values
@@ -526,7 +552,7 @@ def _build_info(path: str, h: _Header) -> FileInfo:
                 name=e.name, shape=e.shape, dtype=e.dtype.name, n_values=n, group=e.group,
                 max_code_length=e.max_code_length, chunk_size=e.chunk_size,
                 n_chunks=-(-n // e.chunk_size), value_min=e.value_min, value_range=e.value_range,
-                codebook_id=e.codebook_id, codebook_shared=len(group_users) > 1, nominal_bits=nominal,
+                codebook_id=e.codebook_id, codebook_shared=n_users[i] > 1, nominal_bits=nominal,
                 entropy_bits=e.entropy_bits, avg_code_length=e.avg_code_length,
                 payload_bits=e.payload_bits, payload_bytes=e.payload_length, index_bytes=e.index_length,
                 codebook_bytes=share, entry_bytes=e.entry_bytes, metadata_bytes=e.arrays_bytes,
@@ -575,12 +601,16 @@ if hasattr(os, "register_at_fork"):
 class HQTFile:
     """Random-access reader of one .hqt file (memory-mapped; use as a context manager).
 
-    Opening checks the preamble, the header checksum and the whole layout; reading a
-    tensor touches only that tensor's index and payload, and verifies their checksums.
+    Opening checks the preamble, the header checksum, the whole layout and every codebook;
+    reading a tensor touches only that tensor's index and payload, and verifies their
+    checksums. ``max_decoded_bytes`` (optional) bounds what one call may return: a read
+    whose values would take more bytes (values x item size; the sum over tensors for
+    :meth:`read_all`) raises :class:`FormatError` before anything is decoded.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_decoded_bytes: int | None = None) -> None:
         self.path = os.fspath(path)
+        self.max_decoded_bytes = _check_limit(max_decoded_bytes)
         self._mm: mmap.mmap | None = None
         with open(self.path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -638,10 +668,31 @@ class HQTFile:
             raise FormatError(f"{self.path}: file is closed")
         return memoryview(self._mm)[offset : offset + length]
 
+    def decoded_bytes(self, name: str, *, dequantize: bool = False) -> int:
+        """Bytes that reading ``name`` returns: values x item size (float32 when ``dequantize`` and the tensor
+        has a stored scale)."""
+        e = self._header.entry(name, self.path)
+        itemsize = e.dtype.itemsize
+        if dequantize and "scale" in e.arrays:
+            itemsize = 4
+        return e.n_values * itemsize
+
+    def check_decoded_bytes(self, names: list[str], *, dequantize: bool = False) -> None:
+        """Raise FormatError if ``names`` together would decode to more than ``max_decoded_bytes`` bytes."""
+        if self.max_decoded_bytes is None:
+            return
+        need = sum(self.decoded_bytes(n, dequantize=dequantize) for n in names)
+        if need > self.max_decoded_bytes:
+            what = f"tensor {names[0]!r}" if len(names) == 1 else f"{len(names)} tensors"
+            raise FormatError(
+                f"{self.path}: {what} would decode to {need} bytes, above the limit of "
+                f"{self.max_decoded_bytes} bytes (max_decoded_bytes)"
+            )
+
     def read(self, name: str) -> np.ndarray:
         """Decode tensor ``name`` (same shape and dtype as written); verifies its checksums."""
-        e = self._header.entry(name, self.path)
-        return self._decode(e)
+        self.check_decoded_bytes([name])
+        return self._decode(self._header.entry(name, self.path))
 
     def _crc(self, offset: int, length: int) -> int:
         region = self._region(offset, length)
@@ -651,10 +702,19 @@ class HQTFile:
             region.release()
 
     def _decode(self, e: _Entry) -> np.ndarray:
+        """Decode one tensor; every error names the file and the tensor (once)."""
         what = f"{self.path}: tensor {e.name!r}"
+        try:
+            return self._decode_checked(e)
+        except EntropyError as exc:
+            raise type(exc)(f"{what}: {exc}") from exc
+        except (ValueError, IndexError, OverflowError, TypeError) as exc:  # codec given hostile data
+            raise FormatError(f"{what}: cannot decode ({type(exc).__name__}: {exc})") from exc
+
+    def _decode_checked(self, e: _Entry) -> np.ndarray:
         crc = self._crc(e.index_offset, e.payload_offset - e.index_offset)
         if crc != e.index_crc32:
-            raise IntegrityError(f"{what}: chunk index checksum mismatch (stored {e.index_crc32:08x}, computed {crc:08x})")
+            raise IntegrityError(f"chunk index checksum mismatch (stored {e.index_crc32:08x}, computed {crc:08x})")
         plen_padded = _align(e.payload_length)
         # A large payload's CRC runs on a second thread while the codec decodes (both
         # release the GIL); the result is returned only once the CRC matches. The codec
@@ -663,71 +723,66 @@ class HQTFile:
         if plen_padded >= _PARALLEL_CRC_BYTES:
             pending = _crc_pool().submit(self._crc, e.payload_offset, plen_padded)
         else:
-            self._check_payload_crc(e, self._crc(e.payload_offset, plen_padded), what)
+            _check_payload_crc(e, self._crc(e.payload_offset, plen_padded))
         try:
-            out = self._decode_verified_header(e, what)
+            out = self._decode_stream(e)
         except BaseException as exc:
             if pending is not None:
-                self._check_payload_crc(e, pending.result(), what, cause=exc)
+                _check_payload_crc(e, pending.result(), cause=exc)
             raise
         if pending is not None:
-            self._check_payload_crc(e, pending.result(), what)
+            _check_payload_crc(e, pending.result())
         return out
 
-    @staticmethod
-    def _check_payload_crc(e: _Entry, crc: int, what: str, cause: BaseException | None = None) -> None:
-        if crc != e.payload_crc32:
-            raise IntegrityError(
-                f"{what}: payload checksum mismatch (stored {e.payload_crc32:08x}, computed {crc:08x})"
-            ) from cause
-
-    def _decode_verified_header(self, e: _Entry, what: str) -> np.ndarray:
+    def _decode_stream(self, e: _Entry) -> np.ndarray:
         assert self._mm is not None
+        codebook = self._header.books[e.codebook_id]  # validated against the tensor when the header was read
+        params = CodecParams(
+            group=e.group, max_code_length=e.max_code_length, chunk_size=e.chunk_size,
+            value_min=e.value_min, value_range=e.value_range,
+        )
+        n_chunks = -(-e.n_values // e.chunk_size)
+        index = self._region(e.index_offset, e.index_length)
         try:
-            codebook = Codebook.from_bytes(self._header.codebooks[e.codebook_id])
-            if codebook.alphabet_size != e.value_range**e.group:
-                raise FormatError(
-                    f"{what}: codebook {e.codebook_id} has {codebook.alphabet_size} symbols, "
-                    f"expected value_range**group = {e.value_range**e.group}"
-                )
-            if codebook.max_length > e.max_code_length:
-                raise FormatError(f"{what}: codebook has {codebook.max_length}-bit codes, limit {e.max_code_length}")
-            params = CodecParams(
-                group=e.group, max_code_length=e.max_code_length, chunk_size=e.chunk_size,
-                value_min=e.value_min, value_range=e.value_range,
+            chunk_bits = EncodedTensor.parse_index(index, n_chunks, params)
+        finally:
+            index.release()
+        if int(np.sum(chunk_bits, dtype=np.uint64)) != e.payload_bits:
+            raise FormatError(f"chunk index adds up to {int(np.sum(chunk_bits))} bits, header says {e.payload_bits}")
+        payload = self._region(e.payload_offset, e.payload_length)  # zero-copy view of the map
+        try:
+            return decode_parts(
+                shape=e.shape, dtype=e.dtype.name, params=params, codebook=codebook,
+                chunk_bits=chunk_bits, payload=payload,
             )
-            n_chunks = -(-e.n_values // e.chunk_size)
-            index = self._region(e.index_offset, e.index_length)
-            try:
-                chunk_bits = EncodedTensor.parse_index(index, n_chunks, params)
-            finally:
-                index.release()
-            if int(np.sum(chunk_bits, dtype=np.uint64)) != e.payload_bits:
-                raise FormatError(f"{what}: chunk index adds up to {int(np.sum(chunk_bits))} bits, header says {e.payload_bits}")
-            payload = self._region(e.payload_offset, e.payload_length)  # zero-copy view of the map
-            try:
-                out = decode_parts(
-                    shape=e.shape, dtype=e.dtype.name, params=params, codebook=codebook,
-                    chunk_bits=chunk_bits, payload=payload,
-                )
-            finally:
-                payload.release()
-        except EntropyError as exc:
-            if e.name in str(exc):
-                raise
-            raise type(exc)(f"{what}: {exc}") from exc
-        except (ValueError, IndexError, OverflowError, TypeError) as exc:  # codec given hostile data
-            raise FormatError(f"{what}: cannot decode ({type(exc).__name__}: {exc})") from exc
-        return out
+        finally:
+            payload.release()
 
     def read_all(self) -> dict[str, np.ndarray]:
+        """Decode every tensor (file order); ``max_decoded_bytes`` bounds their sum."""
+        self.check_decoded_bytes(self.names)
         return {e.name: self._decode(e) for e in self._header.entries}
 
     def dequantize(self, name: str) -> np.ndarray:
         """(q - zero_point) * scale as float32, broadcast along the stored ``axis``."""
-        e = self._header.entry(name, self.path)
-        q = self._decode(e)
+        self.check_decoded_bytes([name], dequantize=True)
+        q = self._decode(self._header.entry(name, self.path))
         return _dequantize(q, self.quant(name), f"{self.path}: tensor {name!r}")
+
+
+def _check_limit(limit: int | None) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+        raise FormatError(f"max_decoded_bytes must be a non-negative integer or None, got {limit!r}")
+    return int(limit)
+
+
+def _check_payload_crc(e: _Entry, crc: int, cause: BaseException | None = None) -> None:
+    if crc != e.payload_crc32:
+        raise IntegrityError(
+            f"payload checksum mismatch (stored {e.payload_crc32:08x}, computed {crc:08x})"
+        ) from cause
 
 
 def _dequantize(q: np.ndarray, meta: Mapping[str, Any], what: str) -> np.ndarray:
@@ -736,6 +791,8 @@ def _dequantize(q: np.ndarray, meta: Mapping[str, Any], what: str) -> np.ndarray
     scale = np.asarray(meta["scale"], dtype=np.float32)
     zp = np.asarray(meta.get("zero_point", 0), dtype=np.int64)
     axis = meta.get("axis")
+    if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
+        raise FormatError(f"{what}: stored channel axis {axis!r} is not an integer")
     if scale.ndim > 1 or zp.ndim > 1:
         raise FormatError(f"{what}: scale/zero_point must be scalars or 1-D per-channel arrays")
     if scale.ndim == 1 or zp.ndim == 1:
@@ -1084,15 +1141,18 @@ def save(
 # --------------------------------------------------------------------------- convenience
 
 
-def load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Decode every tensor of an .hqt file (in file order), verifying all checksums."""
-    with HQTFile(path) as f:
+def load(path: str | os.PathLike[str], *, max_decoded_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Decode every tensor of an .hqt file (in file order), verifying all checksums.
+
+    ``max_decoded_bytes``: refuse (FormatError) a file whose tensors would decode to more bytes than this.
+    """
+    with HQTFile(path, max_decoded_bytes=max_decoded_bytes) as f:
         return f.read_all()
 
 
-def load_tensor(path: str | os.PathLike[str], name: str) -> np.ndarray:
-    """Decode one tensor by name; the other tensors' data is never read."""
-    with HQTFile(path) as f:
+def load_tensor(path: str | os.PathLike[str], name: str, *, max_decoded_bytes: int | None = None) -> np.ndarray:
+    """Decode one tensor by name; the other tensors' data is never read. ``max_decoded_bytes`` as in :func:`load`."""
+    with HQTFile(path, max_decoded_bytes=max_decoded_bytes) as f:
         return f.read(name)
 
 
@@ -1102,9 +1162,11 @@ def load_quant(path: str | os.PathLike[str], name: str) -> dict[str, Any]:
         return f.quant(name)
 
 
-def dequantize(path: str | os.PathLike[str], name: str) -> np.ndarray:
-    """Tensor ``name`` as float32: ``(q - zero_point) * scale`` broadcast along ``axis``."""
-    with HQTFile(path) as f:
+def dequantize(path: str | os.PathLike[str], name: str, *, max_decoded_bytes: int | None = None) -> np.ndarray:
+    """Tensor ``name`` as float32: ``(q - zero_point) * scale`` broadcast along ``axis``.
+
+    ``max_decoded_bytes`` bounds the float32 result's bytes."""
+    with HQTFile(path, max_decoded_bytes=max_decoded_bytes) as f:
         return f.dequantize(name)
 
 

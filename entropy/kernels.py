@@ -133,6 +133,8 @@ def _unsigned(flat: np.ndarray, value_min: int) -> tuple[np.ndarray, int, np.int
     (v - value_min) mod 2**bits equals the true symbol for every in-alphabet value and stays
     >= value_range for every other value, because the alphabet fits the dtype.
     """
+    if not flat.dtype.isnative:  # '>i2' etc.: the modular symbol math needs native-order words
+        flat = flat.astype(flat.dtype.newbyteorder("="))
     bits = 8 * flat.dtype.itemsize
     u = flat.view(np.dtype(f"u{flat.dtype.itemsize}"))
     mask = np.int64(-1) if bits == 64 else np.int64((1 << bits) - 1)
@@ -158,8 +160,11 @@ def count_symbols(flat: np.ndarray, value_min: int, value_range: int, group: int
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, chunk_bits, acc, nacc, w, prev_bits):
-    # chunks [c_begin, c_end); (acc, nacc, w, prev_bits) carry the bit writer from the previous call
+def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, chunk_bits, twice, acc, nacc, w,
+            prev_bits):
+    # chunks [c_begin, c_end); (acc, nacc, w, prev_bits) carry the bit writer from the previous call.
+    # Bit writer invariant: after a flush check nacc <= 31, so at most 33 bits may enter before the next one:
+    # one code of <= 24 bits always, two codes only when ``twice`` (codes <= 16 bits: 31 + 32 = 63).
     n = values.size
     nsym = (n + k - 1) // k
     for c in range(c_begin, c_end):
@@ -167,8 +172,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, c
         i1 = min(i0 + spc, nsym)
         if k == 1:
             i = i0
-            # two symbols per flush check: 2 * 24 + 31 < 64 bits
-            while i + 1 < i1:
+            while twice and i + 1 < i1:
                 s = _sym(values[i], vmin, mask)
                 t = _sym(values[i + 1], vmin, mask)
                 acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
@@ -179,7 +183,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, c
                     out32[w] = np.uint32((acc >> nacc) & _M32)
                     w += 1
                 i += 2
-            if i < i1:
+            while i < i1:
                 s = _sym(values[i], vmin, mask)
                 acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
                 nacc += np.uint64(lens[s])
@@ -187,6 +191,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, spc, c_begin, c_end, out32, c
                     nacc -= _U32
                     out32[w] = np.uint32((acc >> nacc) & _M32)
                     w += 1
+                i += 1
         else:
             for i in range(i0, i1):
                 a = _sym(values[2 * i], vmin, mask)
@@ -268,13 +273,13 @@ def encode_symbols(
     *,
     sink: Callable[[memoryview, int], None] | None = None,
     piece_chunks: int = 256,
-) -> tuple[bytes | None, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode ``flat`` values (all inside the alphabet, every symbol with a code).
 
-    Returns the MSB-first payload (``ceil(total_bits / 8)`` bytes) and the payload bits of
+    Returns the MSB-first payload (uint8[``ceil(total_bits / 8)``]) and the payload bits of
     each chunk (uint32). ``total_bits`` must be the exact payload size (sum count * len).
 
-    With ``sink``, the payload is streamed instead of returned (None): after every
+    With ``sink``, the payload is also streamed while it is coded: after every
     ``piece_chunks`` chunks, ``sink(view, offset)`` receives the finished bytes and their byte
     offset in the payload, so a writer can store and checksum them while the rest is coded.
     The views stay valid and unchanged after the call; the last one ends the payload.
@@ -286,7 +291,7 @@ def encode_symbols(
     chunk_bits = np.zeros(n_chunks, dtype=np.uint32)
     nbytes = (total_bits + 7) // 8
     if n == 0:
-        return (b"", chunk_bits) if sink is None else (None, chunk_bits)
+        return np.zeros(0, dtype=np.uint8), chunk_bits
     u, vmin_u, mask = _unsigned(flat, value_min)
     lens8 = lengths.astype(np.uint8, copy=False)
     codes32 = codes.astype(np.uint32, copy=False)
@@ -307,7 +312,7 @@ def encode_symbols(
         def run(c0, c1, state):
             return _encode(
                 u, np.int64(vmin_u), mask, np.int64(value_range), np.int64(group), codes32, lens8,
-                np.int64(chunk_symbols), np.int64(c0), np.int64(c1), out32, chunk_bits, *state,
+                np.int64(chunk_symbols), np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 16, *state,
             )
 
     state = (np.uint64(0), np.uint64(0), np.int64(0), np.int64(0))  # bit buffer, its fill, words out, bits out
@@ -330,9 +335,7 @@ def encode_symbols(
             stop = min(4 * int(w), nbytes)
             sink(memoryview(bytes_out[4 * done_words : stop]), 4 * done_words)
         done_words = int(w)
-    if sink is not None:
-        return None, chunk_bits
-    return bytes_out[:nbytes].tobytes(), chunk_bits
+    return bytes_out[:nbytes], chunk_bits
 
 
 # ---- decoder ------------------------------------------------------------------------

@@ -175,3 +175,49 @@ def test_immutable():
         cb.lengths[0] = 2
     with pytest.raises(ValueError):
         cb.codes[0] = 1
+
+
+def _rle_tokens_for_run(length: int, m: int) -> list[int]:
+    """Mode-5 tokens of a run of ``m`` equal non-zero lengths, by hand: one literal, then repeats of at most
+    129 (token 0x80 | (r - 2) for r in 2..129), and a last single literal if exactly one is left."""
+    out, left = [length], m - 1
+    while left >= 2:
+        r = min(left, 129)
+        out.append(0x80 | (r - 2))
+        left -= r
+    if left == 1:
+        out.append(length)
+    return out
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 129, 130, 131, 132, 258, 259, 260, 261, 1000])
+def test_rle_repeat_token_cap(m):
+    from entropy.codebook import _decode_rle, _encode_rle, _varint
+
+    lengths = np.array([5] * m + [3], dtype=np.uint8)
+    want = bytes([0x50]) + _varint(m + 1) + bytes(_rle_tokens_for_run(5, m) + [3])
+    got = _encode_rle(lengths)
+    assert got == want
+    assert max(got[1 + len(_varint(m + 1)):]) <= 0xFF  # no repeat token above 0x80 | 127
+    assert np.array_equal(_decode_rle(got), lengths)
+
+
+def test_rle_repeat_token_limits_on_decode():
+    from entropy.codebook import _decode_rle
+
+    # 0xFF = the longest repeat, 129 more copies: 1 + 129 = 130 lengths exactly
+    assert np.array_equal(_decode_rle(bytes([0x50, 0x82, 0x01, 0x07, 0xFF])), np.full(130, 7, np.uint8))
+    with pytest.raises(CodebookError, match="passes"):  # one length short of the run
+        _decode_rle(bytes([0x50, 0x81, 0x01, 0x07, 0xFF]))
+    # zero runs: 0x40 + varint r means r + 2 zeros (a LEB128 varint, here 128 -> 130 zeros)
+    assert np.array_equal(_decode_rle(bytes([0x50, 0x83, 0x01, 0x40, 0x80, 0x01, 0x01])),
+                          np.array([0] * 130 + [1], np.uint8))
+    with pytest.raises(CodebookError, match="without a previous"):  # a repeat right after a zero run
+        _decode_rle(bytes([0x50, 0x05, 0x40, 0x00, 0x80]))
+
+
+def test_rle_round_trips_through_whole_codebooks():
+    # 256 symbols of 8 bits: dense nibbles need 128 bytes, run-length bytes 6: 0x50, varint 256, 8, 129 + 126 repeats
+    cb = Codebook.from_lengths(np.full(256, 8))
+    assert cb.to_bytes() == bytes([0x50, 0x80, 0x02, 0x08, 0xFF, 0x80 | 124])
+    assert Codebook.from_bytes(cb.to_bytes()) == cb

@@ -480,3 +480,44 @@ def test_streamed_payloads_match_buffered_write(tmp_path, monkeypatch, durable):
         region = f._region(e.payload_offset, e.payload_length)
         assert bytes(region) == enc.payload
         region.release()
+
+
+def test_independent_decoder_reads_4_byte_index_entries(tmp_path):
+    # (chunk_size / group) * L = 8192 * 12 > 65535: every chunk-index entry is 4 bytes (FORMAT.md §6)
+    rng = np.random.default_rng(12)
+    x = np.clip(np.round(rng.laplace(0, 3, 20000)), -20, 20).astype(np.int8)
+    path = tmp_path / "wide_index.hqt"
+    fi = C.save(path, {"x": x}, chunk_size=8192, group=1)
+    t = fi.tensor("x")
+    assert t.n_chunks == 3 and t.index_bytes == 4 * t.n_chunks
+    got = _spec_decode(path.read_bytes())
+    assert np.array_equal(got["x"], x)
+
+
+def test_index_byte_order_is_pinned_by_the_spec_decoder(tmp_path, monkeypatch):
+    """A writer and reader that agreed on the wrong byte order for the chunk index would still round-trip;
+    the spec decoder (and only it) must catch that."""
+    import entropy.codec as codec
+
+    def le_index(chunk_bits, params):
+        return np.asarray(chunk_bits).astype("<u2" if params.index_entry_bytes == 2 else "<u4").tobytes()
+
+    def le_parse(buf, n_chunks, params):
+        w = params.index_entry_bytes
+        arr = np.frombuffer(bytes(buf), dtype="<u2" if w == 2 else "<u4").astype(np.uint32)
+        assert arr.size == n_chunks
+        return arr
+
+    monkeypatch.setattr(codec, "_index_bytes", le_index)
+    monkeypatch.setattr(codec.EncodedTensor, "parse_index", staticmethod(le_parse))
+    rng = np.random.default_rng(13)
+    x = np.clip(np.round(rng.laplace(0, 3, 20000)), -20, 20).astype(np.int8)
+    for chunk_size in (8192, 1024):  # 4-byte and 2-byte entries
+        path = tmp_path / f"swapped{chunk_size}.hqt"
+        C.save(path, {"x": x}, chunk_size=chunk_size, group=1)
+        assert np.array_equal(C.load_tensor(path, "x"), x)  # the swapped pair agrees with itself
+        try:
+            caught = not np.array_equal(_spec_decode(path.read_bytes())["x"], x)
+        except (AssertionError, IndexError, KeyError, ValueError):
+            caught = True
+        assert caught, f"chunk_size {chunk_size}: a little-endian chunk index went unnoticed"
