@@ -10,7 +10,9 @@ from entropy.codebook import Codebook
 from entropy.codec import Accounting, CodecParams, EncodedTensor, decode, decode_chunks, decode_parts, encode
 from entropy.lengths import code_lengths
 from entropy.measures import shannon_entropy
-from entropy.container import FileInfo, HQTFile, TensorInfo, dequantize, info, load, load_quant, load_tensor, save
+from entropy.fileinfo import FileInfo, TensorInfo
+from entropy.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
+from entropy.writer import save
 
 __all__ = [
     "Codebook",

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from entropy import container as C
+from entropy import iothread
 from entropy.atomic import atomic_write
 from entropy.codec import decode, encode
 from entropy.errors import EntropyError, FormatError, IntegrityError, MissingTensorError
@@ -466,8 +467,8 @@ def test_streamed_payloads_match_buffered_write(tmp_path, monkeypatch, durable):
     tensors = {"big": big, "small": small, "big2": big[::-1].copy()}
     streamed = tmp_path / "streamed.hqt"
     info = C.save(streamed, tensors, quant={"big": {"scale": np.float32(0.5)}}, durable=durable)
-    assert min(t.payload_bytes for t in info.tensors if t.name.startswith("big")) >= C._PARALLEL_CRC_BYTES
-    monkeypatch.setattr(C, "_PARALLEL_CRC_BYTES", 1 << 40)  # nothing streamed
+    assert min(t.payload_bytes for t in info.tensors if t.name.startswith("big")) >= iothread.PARALLEL_CRC_BYTES
+    monkeypatch.setattr(iothread, "PARALLEL_CRC_BYTES", 1 << 40)  # nothing streamed
     plain = tmp_path / "plain.hqt"
     C.save(plain, tensors, quant={"big": {"scale": np.float32(0.5)}}, durable=durable)
     assert streamed.read_bytes() == plain.read_bytes()

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entropy import container as C
+from entropy.fileformat import align
 from entropy.errors import EntropyError
 
 # values (<= 8 bytes each) the payload can hold, plus codec temporaries and fixed costs
@@ -78,7 +79,7 @@ def _crc_positions(raw: bytes) -> list[tuple[int, int, int]]:
     for e in entries:
         for crc, start, stop in (
             (e.index_crc32, e.index_offset, e.payload_offset),
-            (e.payload_crc32, e.payload_offset, C._align(e.payload_offset + e.payload_length)),
+            (e.payload_crc32, e.payload_offset, align(e.payload_offset + e.payload_length)),
         ):
             at = raw.find(struct.pack("<I", crc), 32, 32 + hlen)
             if at >= 0:
