@@ -2,24 +2,28 @@
 
 Public API::
 
-    save(path, tensors, metadata=None, *, quant=None, max_code_length=12,
-         chunk_size=4096, group="auto", share_codebooks=False, durable=True) -> FileInfo
+    save(path, tensors, metadata=None, *, quant=None, max_code_length=12, chunk_size=4096,
+         group="auto", share_codebooks=False, channel_axis=None, layout="auto", durable=True,
+         verify=False) -> FileInfo
+    plan_file(tensors, metadata=None, **same options) -> FilePlan   # exact size, nothing written
     load(path, *, max_decoded_bytes=None) -> dict[str, np.ndarray]
-    load_tensor(path, name, *, max_decoded_bytes=None) -> np.ndarray
+    load_tensor(path, name, *, channels=None, max_decoded_bytes=None) -> np.ndarray
     load_quant(path, name) -> dict
     dequantize(path, name, *, max_decoded_bytes=None) -> np.ndarray   # float32
     info(path) -> FileInfo                        # header only, no decoding
     HQTFile(path, *, max_decoded_bytes=None)      # random-access reader (context manager)
 
-The implementation is split by job: :mod:`entropy.fileformat` (byte layout, records, parsing),
-:mod:`entropy.fileinfo` (what the header says, byte accounting), :mod:`entropy.reader` and
-:mod:`entropy.writer`.
+The implementation is split by job: :mod:`entropy.fileformat` (byte layout, records, size arithmetic,
+parsing; version 1 in :mod:`entropy.fileformat_v1`), :mod:`entropy.fileinfo` (what the header says, byte
+accounting), :mod:`entropy.layouts` (the layout choice), :mod:`entropy.planner` (a whole file's plan),
+:mod:`entropy.reader` and :mod:`entropy.writer`.
 """
 
 from __future__ import annotations
 
 from entropy.fileformat import ALIGNMENT, FORMAT_VERSION, MAGIC, PREAMBLE_SIZE
-from entropy.fileinfo import FileInfo, TensorInfo
+from entropy.fileinfo import FileInfo, StreamInfo, TensorInfo
+from entropy.planner import FilePlan, plan_file
 from entropy.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
 from entropy.writer import save
 
@@ -29,7 +33,10 @@ __all__ = [
     "ALIGNMENT",
     "PREAMBLE_SIZE",
     "TensorInfo",
+    "StreamInfo",
     "FileInfo",
+    "FilePlan",
+    "plan_file",
     "HQTFile",
     "save",
     "load",

@@ -14,22 +14,24 @@ from typing import Any
 
 import numpy as np
 
-from entropy.codec import CodecParams, EncodedTensor, decode_parts
-from entropy.errors import EntropyError, FormatError, IntegrityError
-from entropy.fileformat import PREAMBLE_SIZE, _Entry, _parse_header, align
 from entropy import iothread
+from entropy.channels import from_rows
+from entropy.codec import Accounting, EncodedTensor, decode_chunks, decode_parts
+from entropy.errors import EntropyError, FormatError, IntegrityError
+from entropy.fileformat import PREAMBLE_SIZE, SINGLE, TensorRecord, align, parse_header
 from entropy.fileinfo import FileInfo, build_info
 
 __all__ = ["HQTFile", "load", "load_tensor", "load_quant", "dequantize", "info"]
 
+
 class HQTFile:
     """Random-access reader of one .hqt file (memory-mapped; use as a context manager).
 
-    Opening checks the preamble, the header checksum, the whole layout and every codebook;
-    reading a tensor touches only that tensor's index and payload, and verifies their
-    checksums. ``max_decoded_bytes`` (optional) bounds what one call may return: a read
-    whose values would take more bytes (values x item size; the sum over tensors for
-    :meth:`read_all`) raises :class:`FormatError` before anything is decoded.
+    Opening checks the preamble, the header checksum, the whole layout and every codebook; reading a tensor
+    touches only that tensor's index and payload regions, and verifies their checksums before returning.
+    ``max_decoded_bytes`` (optional) bounds what one call may return: a read whose values would take more bytes
+    (values x item size; the sum over tensors for :meth:`read_all`) raises :class:`FormatError` before anything
+    is decoded.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, max_decoded_bytes: int | None = None) -> None:
@@ -37,14 +39,27 @@ class HQTFile:
         self.max_decoded_bytes = _check_limit(max_decoded_bytes)
         self._mm: mmap.mmap | None = None
         with open(self.path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size < PREAMBLE_SIZE:
-                raise FormatError(f"{self.path}: {size} bytes is too short for an .hqt file (preamble is 32 bytes)")
-            self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            self._map(fh.fileno())
+
+    @classmethod
+    def _of_descriptor(cls, fd: int, label: str, max_decoded_bytes: int | None = None) -> HQTFile:
+        """A reader of an open (readable) file descriptor, e.g. a file being written; ``label`` names it."""
+        self = cls.__new__(cls)
+        self.path = label
+        self.max_decoded_bytes = _check_limit(max_decoded_bytes)
+        self._mm = None
+        self._map(fd)
+        return self
+
+    def _map(self, fd: int) -> None:
+        size = os.fstat(fd).st_size
+        if size < PREAMBLE_SIZE:
+            raise FormatError(f"{self.path}: {size} bytes is too short for an .hqt file (preamble is 32 bytes)")
+        self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         try:
             view = memoryview(self._mm)
             try:
-                self._header = _parse_header(view, size, self.path)
+                self._header = parse_header(view, size, self.path)
             finally:
                 view.release()
         except BaseException:
@@ -69,20 +84,25 @@ class HQTFile:
     # -- header-only queries
     @property
     def names(self) -> list[str]:
-        return [e.name for e in self._header.entries]
+        return [t.name for t in self._header.tensors]
 
     @property
     def metadata(self) -> dict[str, str]:
         return dict(self._header.metadata)
+
+    @property
+    def version(self) -> int:
+        """The file's format version."""
+        return self._header.version
 
     def info(self) -> FileInfo:
         return build_info(self.path, self._header)
 
     def quant(self, name: str) -> dict[str, Any]:
         """Quantization metadata of ``name``: arrays; 0-d ones as Python int/float."""
-        e = self._header.entry(name, self.path)
+        t = self._header.tensor(name, self.path)
         out: dict[str, Any] = {}
-        for k, a in e.arrays.items():
+        for k, a in t.arrays.items():
             out[k] = a.item() if a.ndim == 0 else a.copy()
         return out
 
@@ -92,20 +112,31 @@ class HQTFile:
             raise FormatError(f"{self.path}: file is closed")
         return memoryview(self._mm)[offset : offset + length]
 
-    def decoded_bytes(self, name: str, *, dequantize: bool = False) -> int:
-        """Bytes that reading ``name`` returns: values x item size (float32 when ``dequantize`` and the tensor
-        has a stored scale)."""
-        e = self._header.entry(name, self.path)
-        itemsize = e.dtype.itemsize
-        if dequantize and "scale" in e.arrays:
-            itemsize = 4
-        return e.n_values * itemsize
+    def _channel_range(self, t: TensorRecord, channels: slice | None) -> tuple[int, int] | None:
+        if channels is None:
+            return None
+        if t.axis is None:
+            raise FormatError(f"{self.path}: tensor {t.name!r} is stored without a channel axis; read it whole")
+        if not isinstance(channels, slice) or channels.step not in (None, 1):
+            raise EntropyError(f"channels must be a slice with step 1, got {channels!r}")
+        c0, c1, _ = channels.indices(t.n_channels)
+        return c0, max(c0, c1)
 
-    def check_decoded_bytes(self, names: list[str], *, dequantize: bool = False) -> None:
+    def decoded_bytes(self, name: str, *, dequantize: bool = False, channels: slice | None = None) -> int:
+        """Bytes that reading ``name`` (or its ``channels``) returns: values x item size (float32 when
+        ``dequantize`` and the tensor has a stored scale)."""
+        t = self._header.tensor(name, self.path)
+        itemsize = 4 if dequantize and "scale" in t.arrays else t.dtype.itemsize
+        rng = self._channel_range(t, channels)
+        n = t.n_values if rng is None else (rng[1] - rng[0]) * t.row_length
+        return n * itemsize
+
+    def check_decoded_bytes(self, names: list[str], *, dequantize: bool = False,
+                            channels: slice | None = None) -> None:
         """Raise FormatError if ``names`` together would decode to more than ``max_decoded_bytes`` bytes."""
         if self.max_decoded_bytes is None:
             return
-        need = sum(self.decoded_bytes(n, dequantize=dequantize) for n in names)
+        need = sum(self.decoded_bytes(n, dequantize=dequantize, channels=channels) for n in names)
         if need > self.max_decoded_bytes:
             what = f"tensor {names[0]!r}" if len(names) == 1 else f"{len(names)} tensors"
             raise FormatError(
@@ -113,10 +144,15 @@ class HQTFile:
                 f"{self.max_decoded_bytes} bytes (max_decoded_bytes)"
             )
 
-    def read(self, name: str) -> np.ndarray:
-        """Decode tensor ``name`` (same shape and dtype as written); verifies its checksums."""
-        self.check_decoded_bytes([name])
-        return self._decode(self._header.entry(name, self.path))
+    def read(self, name: str, *, channels: slice | None = None) -> np.ndarray:
+        """Decode tensor ``name`` (same shape and dtype as written), verifying its checksums.
+
+        ``channels=slice(a, b)``: only channels ``a..b-1`` along the tensor's channel axis (the result's axis has
+        ``b - a`` entries); only the chunks holding them are decoded. Needs a tensor stored with a channel axis.
+        """
+        self.check_decoded_bytes([name], channels=channels)
+        t = self._header.tensor(name, self.path)
+        return self._decode(t, self._channel_range(t, channels))
 
     def _crc(self, offset: int, length: int) -> int:
         region = self._region(offset, length)
@@ -125,72 +161,98 @@ class HQTFile:
         finally:
             region.release()
 
-    def _decode(self, e: _Entry) -> np.ndarray:
-        """Decode one tensor; every error names the file and the tensor (once)."""
-        what = f"{self.path}: tensor {e.name!r}"
+    def _decode(self, t: TensorRecord, channels: tuple[int, int] | None = None) -> np.ndarray:
+        """Decode one tensor (or a channel range); every error names the file and the tensor (once)."""
+        what = f"{self.path}: tensor {t.name!r}"
         try:
-            return self._decode_checked(e)
+            return self._decode_checked(t, channels)
         except EntropyError as exc:
             raise type(exc)(f"{what}: {exc}") from exc
         except (ValueError, IndexError, OverflowError, TypeError) as exc:  # codec given hostile data
             raise FormatError(f"{what}: cannot decode ({type(exc).__name__}: {exc})") from exc
 
-    def _decode_checked(self, e: _Entry) -> np.ndarray:
-        crc = self._crc(e.index_offset, e.payload_offset - e.index_offset)
-        if crc != e.index_crc32:
-            raise IntegrityError(f"chunk index checksum mismatch (stored {e.index_crc32:08x}, computed {crc:08x})")
-        plen_padded = align(e.payload_length)
-        # A large payload's CRC runs on a second thread while the codec decodes (both
-        # release the GIL); the result is returned only once the CRC matches. The codec
-        # never trusts its input, so decoding damaged bytes is safe, merely wasted.
+    def _decode_checked(self, t: TensorRecord, channels: tuple[int, int] | None) -> np.ndarray:
+        crc = self._crc(t.index_offset, t.payload_offset - t.index_offset)
+        if crc != t.index_crc32:
+            raise IntegrityError(f"chunk index checksum mismatch (stored {t.index_crc32:08x}, computed {crc:08x})")
+        plen_padded = align(t.payload_length)
+        # A large payload's CRC runs on the I/O thread while the codec decodes (both release the GIL); the result
+        # is returned only once the CRC matches. The codec never trusts its input, so decoding damaged bytes is
+        # safe, merely wasted.
         pending = None
         if plen_padded >= iothread.PARALLEL_CRC_BYTES:
-            pending = iothread.io_pool().submit(self._crc, e.payload_offset, plen_padded)
+            pending = iothread.io_pool().submit(self._crc, t.payload_offset, plen_padded)
         else:
-            _check_payload_crc(e, self._crc(e.payload_offset, plen_padded))
+            _check_payload_crc(t, self._crc(t.payload_offset, plen_padded))
         try:
-            out = self._decode_stream(e)
+            out = self._decode_streams(t, channels)
         except BaseException as exc:
             if pending is not None:
-                _check_payload_crc(e, pending.result(), cause=exc)
+                _check_payload_crc(t, pending.result(), cause=exc)
             raise
         if pending is not None:
-            _check_payload_crc(e, pending.result())
+            _check_payload_crc(t, pending.result())
         return out
 
-    def _decode_stream(self, e: _Entry) -> np.ndarray:
-        assert self._mm is not None
-        codebook = self._header.books[e.codebook_id]  # validated against the tensor when the header was read
-        params = CodecParams(
-            group=e.group, max_code_length=e.max_code_length, chunk_size=e.chunk_size,
-            value_min=e.value_min, value_range=e.value_range,
-        )
-        n_chunks = -(-e.n_values // e.chunk_size)
-        index = self._region(e.index_offset, e.index_length)
+    def _decode_streams(self, t: TensorRecord, channels: tuple[int, int] | None) -> np.ndarray:
+        if t.axis is None:  # one stream of the values in C order
+            return self._stream_values(t, 0, 0, t.n_values).reshape(t.shape)
+        C, M = t.n_channels, t.row_length
+        c0, c1 = (0, C) if channels is None else channels
+        shape = t.shape[: t.axis] + (c1 - c0,) + t.shape[t.axis + 1 :]
+        if t.layout == SINGLE:  # one stream of the channel rows in channel order
+            rows = self._stream_values(t, 0, c0 * M, c1 * M).reshape(c1 - c0, M)
+        else:
+            rows = np.empty((c1 - c0, M), dtype=t.dtype)
+            for j in range(len(t.streams)):
+                ch = t.stream_channels(j)
+                a, b = int(np.searchsorted(ch, c0)), int(np.searchsorted(ch, c1))
+                if a < b:  # the stream's rows a..b-1 are channels ch[a:b]
+                    rows[ch[a:b] - c0] = self._stream_values(t, j, a * M, b * M).reshape(b - a, M)
+        return from_rows(rows, shape, t.axis)
+
+    def _stream_values(self, t: TensorRecord, j: int, v0: int, v1: int) -> np.ndarray:
+        """Values ``v0..v1-1`` of stream ``j`` (flat); only the chunks that hold them are decoded."""
+        s = t.streams[j]
         try:
-            chunk_bits = EncodedTensor.parse_index(index, n_chunks, params)
-        finally:
-            index.release()
-        if int(np.sum(chunk_bits, dtype=np.uint64)) != e.payload_bits:
-            raise FormatError(f"chunk index adds up to {int(np.sum(chunk_bits))} bits, header says {e.payload_bits}")
-        payload = self._region(e.payload_offset, e.payload_length)  # zero-copy view of the map
-        try:
-            return decode_parts(
-                shape=e.shape, dtype=e.dtype.name, params=params, codebook=codebook,
-                chunk_bits=chunk_bits, payload=payload,
-            )
-        finally:
-            payload.release()
+            codebook = self._header.books[s.codebook_id]  # validated against the stream when the header was read
+            index = self._region(s.index_offset, s.index_length)
+            try:
+                chunk_bits = EncodedTensor.parse_index(index, s.n_chunks, s.params)
+            finally:
+                index.release()
+            total = int(np.sum(chunk_bits, dtype=np.uint64))
+            if total != s.payload_bits:
+                raise FormatError(f"chunk index adds up to {total} bits, the header says {s.payload_bits}")
+            payload = self._region(s.payload_offset, s.payload_length)  # zero-copy view of the map
+            try:
+                if v0 == 0 and v1 == s.n_values:
+                    return decode_parts(shape=(s.n_values,), dtype=t.dtype.name, params=s.params, codebook=codebook,
+                                        chunk_bits=chunk_bits, payload=payload)
+                C = s.params.chunk_size
+                first, stop = v0 // C, -(-v1 // C)
+                enc = EncodedTensor(
+                    shape=(s.n_values,), dtype=t.dtype.name, params=s.params, codebook=codebook,
+                    chunk_bits=chunk_bits, payload=payload,  # type: ignore[arg-type]  # any byte buffer decodes
+                    accounting=Accounting(s.n_values, s.payload_bits, 0, 0, s.payload_bits, 0.0, 0.0, 0.0),
+                )
+                return decode_chunks(enc, first, stop)[v0 - first * C : v1 - first * C]
+            finally:
+                payload.release()
+        except EntropyError as exc:
+            if len(t.streams) > 1:
+                raise type(exc)(f"stream {j}: {exc}") from exc
+            raise
 
     def read_all(self) -> dict[str, np.ndarray]:
         """Decode every tensor (file order); ``max_decoded_bytes`` bounds their sum."""
         self.check_decoded_bytes(self.names)
-        return {e.name: self._decode(e) for e in self._header.entries}
+        return {t.name: self._decode(t) for t in self._header.tensors}
 
     def dequantize(self, name: str) -> np.ndarray:
         """(q - zero_point) * scale as float32, broadcast along the stored ``axis``."""
         self.check_decoded_bytes([name], dequantize=True)
-        q = self._decode(self._header.entry(name, self.path))
+        q = self._decode(self._header.tensor(name, self.path))
         return _dequantize(q, self.quant(name), f"{self.path}: tensor {name!r}")
 
 
@@ -202,10 +264,10 @@ def _check_limit(limit: int | None) -> int | None:
     return int(limit)
 
 
-def _check_payload_crc(e: _Entry, crc: int, cause: BaseException | None = None) -> None:
-    if crc != e.payload_crc32:
+def _check_payload_crc(t: TensorRecord, crc: int, cause: BaseException | None = None) -> None:
+    if crc != t.payload_crc32:
         raise IntegrityError(
-            f"payload checksum mismatch (stored {e.payload_crc32:08x}, computed {crc:08x})"
+            f"payload checksum mismatch (stored {t.payload_crc32:08x}, computed {crc:08x})"
         ) from cause
 
 
@@ -240,7 +302,7 @@ def _dequantize(q: np.ndarray, meta: Mapping[str, Any], what: str) -> np.ndarray
             zp = zp.reshape(bshape) if zp.size == c else zp.reshape(())
     # integer subtraction is exact; one float32 rounding in the product (as quant does); a huge stored scale
     # gives inf, as float32 arithmetic does, without a warning
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         return (q.astype(np.int64) - zp).astype(np.float32) * scale
 
 
@@ -253,10 +315,13 @@ def load(path: str | os.PathLike[str], *, max_decoded_bytes: int | None = None) 
         return f.read_all()
 
 
-def load_tensor(path: str | os.PathLike[str], name: str, *, max_decoded_bytes: int | None = None) -> np.ndarray:
-    """Decode one tensor by name; the other tensors' data is never read. ``max_decoded_bytes`` as in :func:`load`."""
+def load_tensor(
+    path: str | os.PathLike[str], name: str, *, channels: slice | None = None, max_decoded_bytes: int | None = None
+) -> np.ndarray:
+    """Decode one tensor by name (or only its ``channels``, see :meth:`HQTFile.read`); the other tensors' data is
+    never read. ``max_decoded_bytes`` as in :func:`load`."""
     with HQTFile(path, max_decoded_bytes=max_decoded_bytes) as f:
-        return f.read(name)
+        return f.read(name, channels=channels)
 
 
 def load_quant(path: str | os.PathLike[str], name: str) -> dict[str, Any]:

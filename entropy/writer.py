@@ -1,15 +1,19 @@
-"""Writing ``.hqt`` files: :func:`save`.
+"""Writing ``.hqt`` files: :func:`save` (and :meth:`entropy.planner.FilePlan.write`).
 
-The layout is fixed from the codec's exact sizes before any payload bit exists; each large payload is then
-streamed into the file while the codec produces it (the I/O thread writes, checksums and starts the disk
-writeback of each finished piece), so the writer adds no copy of the payload. The write is atomic (temporary
-file, fdatasync, rename; :mod:`entropy.atomic`).
+The file is planned first (:mod:`entropy.planner`: every layout and size fixed from exact closed forms, before any
+payload bit exists); each large payload is then streamed into the file while the codec produces it (the I/O
+thread writes, checksums and starts the disk writeback of each finished piece), so the writer adds no copy of the
+payload. Small pieces are gathered and written in few system calls. The header goes in last. The write is atomic
+(temporary file, fdatasync, rename; :mod:`entropy.atomic`).
+
+What the writer always checks: that the codec's payload and index sizes of every stream equal the plan (so the
+layout in the header is the layout on disk), and that the header it wrote parses. ``verify=True`` adds a full
+decode of the written file, compared value by value with the input, before it replaces the target.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import logging
 import os
 import zlib
@@ -20,167 +24,22 @@ import numpy as np
 
 from entropy import iothread
 from entropy.atomic import atomic_write
-from entropy.codebook import Codebook
-from entropy.codec import EncodedTensor, PreparedEncode, prepare_encode
-from entropy.errors import EntropyError, FormatError
+from entropy.codec import PreparedEncode, decode
+from entropy.errors import FormatError, IntegrityError
 from entropy.fileformat import (
-    _PREAMBLE, _TENSOR_DTYPE_CODES, _U32, DTYPE_CODES, FORMAT_VERSION, MAGIC, MAX_NDIM,
-    PREAMBLE_SIZE, _check_entry, _dtype_code, _Entry, _pad, _parse_header, _serialize_header, align,
+    LAYOUTS, PREAMBLE_SIZE, StreamRecord, TensorRecord, pad, parse_header, place, preamble,
+    serialize_header, serialize_record,
 )
 from entropy.fileinfo import FileInfo, build_info
-from entropy.lengths import MAX_ALPHABET
+from entropy.layouts import CLUSTER_COUNTS, prepare_streams
+from entropy.planner import FilePlan, TensorPlan, plan_file
 
-__all__ = ["save"]
+__all__ = ["save", "write_plan"]
 
 logger = logging.getLogger(__name__)
 
-@functools.lru_cache(maxsize=1)
-def _tool_name() -> str:
-    """``huffquant <version>`` (read once: the package metadata lookup parses files)."""
-    try:
-        from importlib.metadata import version
-
-        return f"huffquant {version('huffquant')}"
-    except Exception:  # not installed as a distribution
-        return "huffquant"
-
-
-def _as_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in (metadata or {}).items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise FormatError(f"file metadata must map str to str; got {k!r}: {type(v).__name__}")
-        out[k] = v
-    if "tool" not in out:
-        out["tool"] = _tool_name()
-    return out
-
-
-def _as_arrays(name: str, meta: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for k, v in (meta or {}).items():
-        if v is None:  # e.g. axis=None for per-tensor parameters: absent means None
-            continue
-        if hasattr(v, "detach"):  # a torch tensor, without importing torch
-            v = v.detach().cpu().numpy()
-        if isinstance(v, bool):
-            a = np.asarray(v, dtype=np.bool_)
-        elif isinstance(v, int):
-            a = np.asarray(v, dtype=np.int64)
-        elif isinstance(v, float):
-            a = np.asarray(v, dtype=np.float64)
-        else:
-            a = np.asarray(v)
-        code = _dtype_code(a.dtype)
-        if code is None:
-            raise FormatError(
-                f"tensor {name!r}: metadata {k!r} has dtype {a.dtype}, not one of the storable types "
-                f"({', '.join(dt.name for dt in DTYPE_CODES.values())})"
-            )
-        if a.ndim > MAX_NDIM:
-            raise FormatError(f"tensor {name!r}: metadata {k!r} has too many dimensions")
-        out[str(k)] = np.array(a, dtype=DTYPE_CODES[code], order="C")  # keeps 0-d arrays 0-d
-    return out
-
-
-def _encode_all(
-    tensors: Mapping[str, Any], *, max_code_length: int, chunk_size: int, group: int | str, share_codebooks: bool
-) -> dict[str, EncodedTensor | PreparedEncode]:
-    encoded: dict[str, EncodedTensor | PreparedEncode] = {}
-    arrays: dict[str, np.ndarray] = {}
-    for name, t in tensors.items():
-        if not isinstance(name, str):
-            raise FormatError(f"tensor names must be str, got {name!r}")
-        if isinstance(t, EncodedTensor):
-            encoded[name] = t
-            continue
-        if hasattr(t, "detach"):
-            t = t.detach().cpu().numpy()
-        a = np.asarray(t)
-        if a.dtype.kind not in "iu" or _dtype_code(a.dtype) not in _TENSOR_DTYPE_CODES:
-            raise FormatError(
-                f"tensor {name!r} has dtype {a.dtype}; only integer tensors can be coded "
-                "(quantize floats first, e.g. with quant.arrays.quantize_array)"
-            )
-        arrays[name] = a
-    if share_codebooks and len(arrays) > 1:
-        encoded.update(_encode_shared(arrays, max_code_length=max_code_length, chunk_size=chunk_size, group=group))
-    else:
-        for name, a in arrays.items():
-            encoded[name] = _encode_one(name, a, max_code_length=max_code_length, chunk_size=chunk_size, group=group)
-    return {name: encoded[name] for name in tensors}  # keep the caller's order
-
-
-def _encode_one(
-    name: str, a: np.ndarray, *, max_code_length: int, chunk_size: int, group: int | str
-) -> PreparedEncode:
-    """Codec plan of one tensor (sizes and code; the payload is written later); an explicit group 2 falls back
-    to 1 where it cannot apply."""
-    if group == 2 and a.size and ((int(a.max()) - int(a.min()) + 1) ** 2 > MAX_ALPHABET or chunk_size % 2):
-        logger.info("tensor %r: group 2 impossible (alphabet or odd chunk size), using 1", name)
-        group = 1
-    try:
-        return prepare_encode(a, max_code_length=max_code_length, chunk_size=chunk_size, group=group)
-    except EntropyError as exc:
-        raise type(exc)(f"tensor {name!r}: {exc}") from exc
-
-
-def _padded_crc(blob: bytes) -> int:
-    """CRC32 of a block and its zero padding up to the alignment."""
-    return zlib.crc32(_pad(len(blob)), zlib.crc32(blob))
-
-
-def _encode_shared(
-    arrays: Mapping[str, np.ndarray], *, max_code_length: int, chunk_size: int, group: int | str
-) -> dict[str, PreparedEncode]:
-    """Code tensors of equal dtype and equal bit width (ceil(log2(range))) with one pooled codebook.
-
-    The pool's alphabet is the union of the members' value ranges; its code is built from
-    the summed symbol counts; ``group="auto"`` picks, per pool, the grouping with the fewer
-    payload + codebook bits. Pools that cannot share (alphabet too large) and empty
-    tensors are coded on their own.
-    """
-    from entropy import kernels  # numba; only needed here
-    from entropy.measures import payload_bits
-
-    pools: dict[tuple[str, int], list[str]] = {}
-    out: dict[str, PreparedEncode] = {}
-    spans: dict[str, tuple[int, int]] = {}
-    for name, a in arrays.items():
-        if a.size == 0:
-            out[name] = _encode_one(name, a, max_code_length=max_code_length, chunk_size=chunk_size, group=group)
-            continue
-        lo, hi = int(a.min()), int(a.max())
-        spans[name] = (lo, hi)
-        pools.setdefault((a.dtype.name, (hi - lo).bit_length()), []).append(name)
-    for names in pools.values():
-        lo = min(spans[n][0] for n in names)
-        R = max(spans[n][1] for n in names) - lo + 1
-        ks = [1, 2] if group == "auto" else [int(group)]
-        ks = [k for k in ks if R**k <= MAX_ALPHABET and chunk_size % k == 0]
-        if len(names) == 1 or not ks:
-            for n in names:
-                out[n] = _encode_one(n, arrays[n], max_code_length=max_code_length, chunk_size=chunk_size, group=group)
-            continue
-        best = None
-        for k in ks:
-            counts = sum(
-                kernels.count_symbols(np.ascontiguousarray(arrays[n]).reshape(-1), lo, R, k)[0] for n in names
-            )
-            cb = Codebook.from_counts(counts, max_length=max_code_length)
-            bits = payload_bits(counts, cb.lengths) + cb.serialized_bits
-            if best is None or bits < best[0]:
-                best = (bits, k, cb)
-        _, k, cb = best
-        for n in names:
-            try:
-                out[n] = prepare_encode(
-                    arrays[n], max_code_length=max_code_length, chunk_size=chunk_size, group=k,
-                    codebook=cb, value_min=lo, value_range=R,
-                )
-            except EntropyError as exc:
-                raise type(exc)(f"tensor {n!r}: {exc}") from exc
-    return out
+_SMALL = 1 << 16  # pieces below this are gathered and written inline; larger ones go to the I/O thread
+_GATHER = 1 << 20  # bytes of small pieces gathered before one write
 
 
 def _pwrite_all(fd: int, data: Any, offset: int) -> None:
@@ -212,11 +71,12 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         _writeback(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-class _PayloadWriter:
-    """Writes one tensor's payload pieces at their offsets and checksums them in order.
+class _DataWriter:
+    """Writes pieces at their offsets; checksums the pieces put with ``crc=True`` in the order they were put.
 
     Pieces of 64 KiB or more go to the single I/O thread (pwrite and zlib release the GIL); smaller ones are
-    written inline once the thread has caught up, so the CRC always runs over the bytes in file order.
+    checksummed inline once the thread has caught up (so the CRC runs over the bytes in file order) and gathered
+    into one buffer while they are contiguous.
     """
 
     def __init__(self, fd: int, durable: bool) -> None:
@@ -224,19 +84,33 @@ class _PayloadWriter:
         self.durable = durable
         self.crc = 0
         self.pending: list[concurrent.futures.Future] = []
+        self.buf = bytearray()
+        self.buf_at = 0
 
-    def _write(self, data: Any, offset: int) -> None:
+    def _write_large(self, data: Any, offset: int, crc: bool) -> None:
         _pwrite_all(self.fd, data, offset)
-        self.crc = zlib.crc32(data, self.crc)
-        if self.durable and len(data) >= 1 << 16:
+        if crc:
+            self.crc = zlib.crc32(data, self.crc)
+        if self.durable:
             _start_writeback(self.fd, offset, len(data))
 
-    def put(self, data: Any, offset: int) -> None:
-        if len(data) >= 1 << 16:
-            self.pending.append(iothread.io_pool().submit(self._write, data, offset))
-        else:
+    def put(self, data: Any, offset: int, *, crc: bool = True) -> None:
+        if len(data) >= _SMALL:
+            self.pending.append(iothread.io_pool().submit(self._write_large, data, offset, crc))
+            return
+        if crc:
             self._drain()
-            self._write(data, offset)
+            self.crc = zlib.crc32(data, self.crc)
+        if self.buf and (offset != self.buf_at + len(self.buf) or len(self.buf) >= _GATHER):
+            self.flush()
+        if not self.buf:
+            self.buf_at = offset
+        self.buf += data
+
+    def flush(self) -> None:
+        if self.buf:
+            _pwrite_all(self.fd, self.buf, self.buf_at)
+            self.buf = bytearray()
 
     def _drain(self) -> None:
         pending, self.pending = self.pending, []
@@ -245,10 +119,95 @@ class _PayloadWriter:
             f.result()  # re-raises a write error here
 
     def finish(self) -> int:
-        """The CRC32 of everything put since the last call (after all of it is written)."""
+        """The CRC32 of everything put with ``crc=True`` since the last call (all of it written or gathered)."""
         self._drain()
         crc, self.crc = self.crc, 0
         return crc
+
+    def close(self) -> None:
+        self._drain()
+        self.flush()
+
+
+def _records(plan: FilePlan) -> list[TensorRecord]:
+    ids = {b: i for i, b in enumerate(plan.codebooks)}
+    out = []
+    for p in plan.tensors:
+        c = p.choice
+        streams = [StreamRecord(s.params, ids[s.codebook.to_bytes()], s.payload_bits, s.n_values) for s in c.streams]
+        out.append(TensorRecord(
+            p.name, p.dtype_code, p.shape, LAYOUTS.index(c.layout), c.axis, streams, p.arrays, float(c.entropy_bits),
+            float(c.avg_code_length), channel_map=c.channel_map,
+        ))
+    return out
+
+
+def _write_tensor(out: _DataWriter, p: TensorPlan, rec: TensorRecord) -> None:
+    """Code and write one tensor's streams at their places; sets the record's CRCs."""
+    sources = prepare_streams(p.values, p.choice) if p.values is not None else [s.source for s in p.choice.streams]
+    done = []
+    for src, s in zip(sources, rec.streams):
+        if isinstance(src, PreparedEncode):
+            if s.payload_length >= iothread.PARALLEL_CRC_BYTES:
+                # large payloads are written and checksummed on the I/O thread, piece by piece, while the codec
+                # produces the next piece: no copy of the payload, and its disk writeback starts early
+                base = s.payload_offset
+                src = src.run(sink=lambda view, off, base=base: out.put(view, base + off))
+            else:
+                src = src.run()
+        if src.accounting.payload_bits != s.payload_bits or src.n_chunks != s.n_chunks:
+            raise FormatError(f"tensor {p.name!r}: the codec's stream differs from the plan")
+        if src.payload:
+            out.put(src.payload, s.payload_offset)
+        done.append(src)
+    out.put(pad(rec.payload_length), rec.payload_offset + rec.payload_length)
+    index = b"".join(e.index_bytes() for e in done)
+    index += pad(len(index))
+    out.put(index, rec.index_offset, crc=False)
+    rec.index_crc32 = zlib.crc32(index)
+    rec.payload_crc32 = out.finish()
+
+
+def _verify(fd: int, path: str, plan: FilePlan) -> None:
+    """Decode the written file from ``fd`` and compare every tensor with its input (IntegrityError if not)."""
+    from entropy.reader import HQTFile
+
+    with HQTFile._of_descriptor(fd, path) as f:
+        for p in plan.tensors:
+            got = f.read(p.name)
+            # a tensor given already encoded is compared with its in-memory stream
+            want = p.values if p.values is not None else decode(p.choice.streams[0].source)
+            if got.dtype != want.dtype or got.shape != want.shape or not np.array_equal(got, want):
+                bad = int(np.count_nonzero(got != want)) if got.shape == want.shape else want.size
+                raise IntegrityError(f"{path}: tensor {p.name!r}: the written file decodes to other values "
+                                     f"({bad} of {want.size} differ); not written")
+
+
+def write_plan(plan: FilePlan, path: str | os.PathLike[str], *, durable: bool = True, verify: bool = False) -> FileInfo:
+    """Write ``plan`` atomically to ``path``; returns the written file's FileInfo (see :func:`save`)."""
+    records = _records(plan)
+    path_s = os.fspath(path)
+    header_length = plan.header_bytes - PREAMBLE_SIZE
+    end = place(records, plan.header_bytes)
+    if end != plan.file_bytes:
+        raise FormatError(f"{path_s}: planned {plan.file_bytes} bytes, the layout gives {end}")
+    with atomic_write(path, size=end, durable=durable) as fh:
+        out = _DataWriter(fh.fileno(), durable)
+        try:
+            for p, rec in zip(plan.tensors, records):
+                _write_tensor(out, p, rec)
+        finally:
+            out.close()
+        header = serialize_header(plan.metadata, plan.codebooks, [serialize_record(r) for r in records])
+        if len(header) != header_length:
+            raise FormatError(f"{path_s}: header is {len(header)} bytes, planned {header_length}")
+        pre = preamble(header, end)
+        _pwrite_all(fh.fileno(), pre + header, 0)
+        info = build_info(path_s, parse_header(memoryview(pre + header), end, path_s))
+        if verify:
+            _verify(fh.fileno(), path_s, plan)
+        fh.seek(end)  # so that the final size check sees the whole file
+    return info
 
 
 def save(
@@ -261,92 +220,31 @@ def save(
     chunk_size: int = 4096,
     group: int | str = "auto",
     share_codebooks: bool = False,
+    channel_axis: int | Mapping[str, int | None] | None = None,
+    layout: str | Mapping[str, str] = "auto",
+    clusters: tuple[int, ...] = CLUSTER_COUNTS,
     durable: bool = True,
+    verify: bool = False,
 ) -> FileInfo:
-    """Code ``tensors`` (integer numpy arrays or ready :class:`EncodedTensor`) into one .hqt file.
+    """Code ``tensors`` (integer numpy arrays, or ready :class:`EncodedTensor`) into one .hqt file.
 
     ``metadata``: file-level strings (model, method...; ``tool`` is added when missing).
-    ``quant``: per tensor name, numeric quantization metadata (``scale``, ``zero_point``,
-    ``bits``, ``levels``, ``axis``, or any other named numeric array; ``None`` values are
-    skipped). ``max_code_length`` (bits), ``chunk_size`` (values) and ``group`` go to the
-    codec; ``share_codebooks`` codes tensors with a common pooled codebook stored once.
-    ``group=2`` falls back to 1 for tensors whose alphabet squared exceeds 65536 symbols.
-    Identical codebooks are always stored once. The write is atomic (temporary file +
-    rename); ``durable=False`` skips the fsyncs (still atomic if the process dies, but not
-    across a power loss). Returns the file's
-    :class:`FileInfo`.
+    ``quant``: per tensor name, numeric quantization metadata (``scale``, ``zero_point``, ``bits``, ``levels``,
+    ``axis``, or any other named numeric array; ``None`` values are skipped).
+    ``max_code_length`` (bits), ``chunk_size`` (values) and ``group`` (1, 2 or "auto": singles or pairs, chosen
+    per stream by exact size; an explicit 2 falls back to 1 where pairs cannot apply) go to the codec.
+    ``channel_axis``: an int (every tensor that has that axis) or a mapping name -> axis. A tensor with a channel
+    axis gets the smallest of its layouts (one code; one per channel; one per group of channels with the same
+    ``bits``; K clusters of similar channels, for K in ``clusters``), from exact sizes; ``layout`` (one name for
+    all, or a mapping name -> name: ``auto``, ``single``, ``channel``, ``bitwidth``, ``cluster``, ``clusterK``)
+    forces one. ``share_codebooks`` codes tensors without a channel axis with pooled codebooks. Identical codebooks
+    are always stored once. The write is atomic (temporary file + rename); ``durable=False`` skips the fsyncs
+    (still atomic if the process dies, but not across a power loss); ``verify=True`` decodes the written file and
+    compares it with the input before it replaces ``path``. Returns the file's :class:`FileInfo`; its size is
+    what :func:`entropy.plan_file` predicts.
     """
-    quant = dict(quant or {})
-    unknown = set(quant) - set(tensors)
-    if unknown:
-        raise FormatError(f"quantization metadata given for unknown tensors: {sorted(unknown)}")
-    meta = _as_metadata(metadata)
-    encoded = _encode_all(
-        tensors, max_code_length=max_code_length, chunk_size=chunk_size, group=group,
-        share_codebooks=share_codebooks,
+    plan = plan_file(
+        tensors, metadata, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size, group=group,
+        share_codebooks=share_codebooks, channel_axis=channel_axis, layout=layout, clusters=clusters,
     )
-    codebooks: list[bytes] = []
-    cb_ids: dict[bytes, int] = {}
-    entries: list[_Entry] = []
-    for name, enc in encoded.items():
-        cb = enc.codebook.to_bytes()
-        cb_id = cb_ids.setdefault(cb, len(codebooks))
-        if cb_id == len(codebooks):
-            codebooks.append(cb)
-        p = enc.params
-        code = _dtype_code(np.dtype(enc.dtype))
-        if code not in _TENSOR_DTYPE_CODES:
-            raise FormatError(f"tensor {name!r}: dtype {enc.dtype} cannot be stored")
-        pending = isinstance(enc, PreparedEncode)
-        e = _Entry(
-            name=name, dtype_code=code, shape=tuple(int(d) for d in enc.shape), group=p.group,
-            max_code_length=p.max_code_length, chunk_size=p.chunk_size, value_min=int(p.value_min),
-            value_range=int(p.value_range), codebook_id=cb_id, payload_bits=int(enc.accounting.payload_bits),
-            index_length=enc.index_length if pending else len(enc.index_bytes()),
-            payload_length=enc.payload_length if pending else len(enc.payload),
-            entropy_bits=float(enc.accounting.entropy_bits), avg_code_length=float(enc.accounting.avg_code_length),
-            arrays=_as_arrays(name, quant.get(name)),
-        )
-        try:
-            _check_entry(e, len(codebooks))
-            if len(e.shape) > MAX_NDIM:
-                raise FormatError(f"tensor {name!r}: {len(e.shape)} dimensions (at most {MAX_NDIM})")
-        except FormatError as exc:
-            raise FormatError(f"cannot store: {exc}") from exc
-        entries.append(e)
-    # Every size is known before a payload bit is written, so the layout is fixed first; the header (whose
-    # size depends on neither offsets nor CRCs) goes in last.
-    header_length = len(_serialize_header(meta, codebooks, entries))
-    pos = PREAMBLE_SIZE + header_length
-    for e in entries:
-        e.index_offset = pos
-        pos = align(pos + e.index_length)
-        e.payload_offset = pos
-        pos = align(pos + e.payload_length)
-    with atomic_write(path, size=pos, durable=durable) as fh:
-        out = _PayloadWriter(fh.fileno(), durable)
-        for e, enc in zip(entries, encoded.values()):
-            if isinstance(enc, PreparedEncode):
-                if e.payload_length >= iothread.PARALLEL_CRC_BYTES:
-                    # large payloads are written and checksummed on a second thread, piece by piece, while the
-                    # codec produces the next piece: no copy of the payload, and its disk writeback starts early
-                    base = e.payload_offset
-                    enc = enc.run(sink=lambda view, off, base=base: out.put(view, base + off))
-                else:
-                    enc = enc.run()
-            if enc.payload:
-                out.put(enc.payload, e.payload_offset)
-            out.put(_pad(e.payload_length), e.payload_offset + e.payload_length)
-            index = enc.index_bytes()
-            _pwrite_all(fh.fileno(), index + _pad(len(index)), e.index_offset)
-            e.index_crc32 = _padded_crc(index)
-            e.payload_crc32 = out.finish()
-        header = _serialize_header(meta, codebooks, entries)
-        assert len(header) == header_length
-        pre = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, header_length, pos, 0, 0)
-        pre = pre[:28] + _U32.pack(zlib.crc32(header, zlib.crc32(pre[:28])))
-        _pwrite_all(fh.fileno(), pre + header, 0)
-        fh.seek(pos)  # so that the final size check sees the whole file
-    path_s = os.fspath(path)
-    return build_info(path_s, _parse_header(memoryview(pre + header), pos, path_s))
-
+    return write_plan(plan, path, durable=durable, verify=verify)
