@@ -13,6 +13,7 @@ writing it.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import zlib
@@ -87,6 +88,7 @@ DTYPE_CODES: dict[int, np.dtype] = {
 _CODE_OF_DTYPE = {dt.str if dt.kind != "b" else "|b1": code for code, dt in DTYPE_CODES.items()}
 # integer types the codec restores (uint64 is not one of them)
 TENSOR_DTYPE_CODES = frozenset(c for c, dt in DTYPE_CODES.items() if dt.name in SUPPORTED_DTYPES)
+DTYPE_NAMES = {c: dt.name for c, dt in DTYPE_CODES.items()}
 _DTYPE_BOUNDS = {c: (int(np.iinfo(dt).min), int(np.iinfo(dt).max)) for c, dt in DTYPE_CODES.items()
                  if c in TENSOR_DTYPE_CODES}
 
@@ -125,9 +127,20 @@ def codebook_record_bytes(codebook: Codebook | bytes) -> int:
     return _U32.size + n
 
 
+@functools.lru_cache(maxsize=4096)
+def params_block(params: CodecParams) -> bytes:
+    """The stored parameter block of a stream (``CodecParams.to_bytes``; tensors often share equal parameters)."""
+    return params.to_bytes()
+
+
+@functools.lru_cache(maxsize=4096)
+def _params_of_block(block: bytes) -> CodecParams:
+    return CodecParams.from_bytes(block)
+
+
 def stream_record_bytes(params: CodecParams) -> int:
     """Bytes of one stream record inside a tensor record: u16 length, parameter block, codebook id, payload bits."""
-    return _U16.size + len(params.to_bytes()) + _STREAM_TAIL.size
+    return _U16.size + len(params_block(params)) + _STREAM_TAIL.size
 
 
 def map_width(n_streams: int) -> int:
@@ -206,15 +219,16 @@ class StreamRecord:
     index_offset: int = 0
     payload_offset: int = 0
 
-    @property
+    # computed once (n_values is final by the time they are first asked for: the layout is placed after parsing)
+    @functools.cached_property
     def n_chunks(self) -> int:
         return -(-self.n_values // self.params.chunk_size)
 
-    @property
+    @functools.cached_property
     def index_length(self) -> int:
-        return index_bytes(self.params, self.n_values)
+        return self.n_chunks * self.params.index_entry_bytes
 
-    @property
+    @functools.cached_property
     def payload_length(self) -> int:
         return payload_bytes(self.payload_bits)
 
@@ -250,6 +264,10 @@ class TensorRecord:
     @property
     def dtype(self) -> np.dtype:
         return DTYPE_CODES[self.dtype_code]
+
+    @property
+    def dtype_name(self) -> str:
+        return DTYPE_NAMES[self.dtype_code]
 
     @property
     def layout_name(self) -> str:
@@ -354,7 +372,7 @@ def serialize_record(t: TensorRecord) -> bytes:
                           t.avg_code_length),
     ]
     for s in t.streams:
-        block = s.params.to_bytes()
+        block = params_block(s.params)
         parts += [_U16.pack(len(block)), block, _STREAM_TAIL.pack(s.codebook_id, s.payload_bits)]
     if t.layout == CLUSTER:
         parts.append(pack_map(t.channel_map, len(t.streams)))
@@ -473,7 +491,7 @@ def check_stream(t: TensorRecord, j: int, s: StreamRecord, n_codebooks: int) -> 
     lo, hi = _DTYPE_BOUNDS[t.dtype_code]
     if p.value_min < lo or p.value_min + p.value_range - 1 > hi:
         raise FormatError(
-            f"{what}: values {p.value_min}..{p.value_min + p.value_range - 1} do not fit dtype {t.dtype.name}"
+            f"{what}: values {p.value_min}..{p.value_min + p.value_range - 1} do not fit dtype {t.dtype_name}"
         )
     if s.codebook_id >= n_codebooks:
         raise FormatError(f"{what}: codebook {s.codebook_id} does not exist ({n_codebooks} stored)")
@@ -500,7 +518,7 @@ def check_informational(t: TensorRecord) -> None:
 
 def _parse_params(block: bytes, what: str) -> CodecParams:
     try:
-        return CodecParams.from_bytes(block)
+        return _params_of_block(block)
     except EntropyError as exc:
         raise FormatError(f"{what}: {exc}") from exc
 

@@ -176,7 +176,7 @@ def build_info(path: str, h: Header) -> FileInfo:
         groups = {x.group for x in streams}
         tensors.append(
             TensorInfo(
-                name=t.name, shape=t.shape, dtype=t.dtype.name, n_values=n, layout=t.layout_name,
+                name=t.name, shape=t.shape, dtype=t.dtype_name, n_values=n, layout=t.layout_name,
                 n_codebooks=len(streams), channel_axis=t.axis, group=groups.pop() if len(groups) == 1 else 0,
                 max_code_length=max(x.max_code_length for x in streams), chunk_size=streams[0].chunk_size,
                 n_chunks=sum(x.n_chunks for x in streams), value_min=lo, value_range=span,

@@ -113,6 +113,8 @@ class _DataWriter:
             self.buf = bytearray()
 
     def _drain(self) -> None:
+        if not self.pending:
+            return
         pending, self.pending = self.pending, []
         concurrent.futures.wait(pending)  # all of them, even when one failed, before the file is closed
         for f in pending:
