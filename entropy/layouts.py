@@ -280,6 +280,8 @@ def layout_choices(
     Raises FormatError when a requested layout is impossible for this tensor.
     """
     a = np.asarray(values)
+    if a.dtype.kind in "iu" and not a.dtype.isnative:  # the codec counts native integers
+        a = a.astype(a.dtype.newbyteorder("="))
     kind, k_req = _layout_request(layout)
     kw = dict(max_code_length=max_code_length, chunk_size=chunk_size)
     ax = None if axis is None else normalize_axis(axis, a.ndim, f"tensor {name!r}")
