@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from entropy.fileformat import (
 )
 from entropy.lengths import MAX_ALPHABET
 from entropy.measures import payload_bits, shannon_entropy
+
+if TYPE_CHECKING:  # numba-compiled module: imported when counts are needed
+    from entropy.channel_counts import TensorCounts
 
 __all__ = [
     "CLUSTER_COUNTS",
@@ -157,7 +161,9 @@ def _assemble(
     )
 
 
-def _stream(tc, rows: np.ndarray, modes: Sequence[int], *, max_code_length: int, chunk_size: int) -> StreamPlan | None:
+def _stream(
+    tc: TensorCounts, rows: np.ndarray, modes: Sequence[int], *, max_code_length: int, chunk_size: int
+) -> StreamPlan | None:
     """The smallest stream (codebook + stream record + index + payload bytes) of ``rows`` over ``modes``."""
     from entropy.channel_counts import stream_histogram
 
@@ -186,7 +192,7 @@ def _stream(tc, rows: np.ndarray, modes: Sequence[int], *, max_code_length: int,
     return None if best is None else best[1]
 
 
-def cluster_labels(tc, k: int, max_code_length: int) -> np.ndarray:
+def cluster_labels(tc: TensorCounts, k: int, max_code_length: int) -> np.ndarray:
     """Assign channels to at most ``k`` shared codes (Lloyd iterations on the exact payload bits of singles).
 
     Start from ``k`` equal slices of the channels sorted by entropy and mean; then alternately build each

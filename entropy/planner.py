@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from entropy.fileformat import (
 )
 from entropy.layouts import CLUSTER_COUNTS, LayoutChoice, best_layout, layout_choices, single_layout
 from entropy.lengths import MAX_ALPHABET
+
+if TYPE_CHECKING:
+    from entropy.fileinfo import FileInfo
 
 __all__ = ["TensorPlan", "FilePlan", "plan_file"]
 
@@ -50,7 +54,7 @@ class FilePlan:
     header_bytes: int  # preamble + header, padded
     file_bytes: int
 
-    def write(self, path, *, durable: bool = True, verify: bool = False):
+    def write(self, path: str | os.PathLike[str], *, durable: bool = True, verify: bool = False) -> FileInfo:
         """Write this plan as an .hqt file (see :func:`entropy.save`); returns its FileInfo."""
         from entropy.writer import write_plan
 
