@@ -236,8 +236,14 @@ def encode_file(
     chunk_size: int = 4096,
     group: int | str = "auto",
     share_codebooks: bool = False,
+    channel_axis: int | None = None,
+    layout: str = "auto",
+    verify: bool = False,
 ):
-    """Read a tensor file, quantize floats if asked, and write one .hqt file; returns its FileInfo."""
+    """Read a tensor file, quantize floats if asked, and write one .hqt file; returns its FileInfo.
+
+    ``channel_axis``, ``layout`` and ``verify`` are those of :func:`entropy.save`.
+    """
     from entropy.container import save
 
     tensors = read_tensors(input_path)
@@ -248,7 +254,7 @@ def encode_file(
     meta.update(metadata or {})
     return save(
         output_path, ints, meta, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size,
-        group=group, share_codebooks=share_codebooks,
+        group=group, share_codebooks=share_codebooks, channel_axis=channel_axis, layout=layout, verify=verify,
     )
 
 

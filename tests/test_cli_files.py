@@ -88,7 +88,7 @@ def test_verify_names_the_failing_tensors(tmp_path, capsys):
     # a damaged payload is reported by name too
     raw = bytearray(hqt.read_bytes())
     with C.HQTFile(hqt) as f:
-        off = f._header.entry("layer1.acts", str(hqt)).payload_offset
+        off = f._header.tensor("layer1.acts", str(hqt)).payload_offset
     raw[off] ^= 0xFF
     hqt.write_bytes(bytes(raw))
     assert main(["verify", str(hqt), "--against", str(src), "--json"]) == 1

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entropy import container as C
+from entropy.fileformat import align
 from entropy.errors import EntropyError
 
 # values (<= 8 bytes each) the payload can hold, plus codec temporaries and fixed costs
@@ -47,6 +48,15 @@ def _make_seed_files() -> list[bytes]:
         files.append(p.read_bytes())
         C.save(p, {"pairs": rng.integers(0, 4, 33).astype(np.uint16)}, group=2, chunk_size=10)
         files.append(p.read_bytes())
+        # version-2 layouts: clusters (stored map), one code per channel, per bit width (map from `bits`)
+        acts = np.where(rng.random((2, 6, 5)) < 0.5, 0, rng.integers(0, 4, (2, 6, 5)) * rng.integers(1, 4, (1, 6, 1)))
+        C.save(p, {"c": acts.astype(np.uint8)}, channel_axis=1, layout="cluster3", chunk_size=8)
+        files.append(p.read_bytes())
+        bits = np.array([2, 3, 2, 3, 3, 2], np.uint8)
+        C.save(p, {"ch": acts.astype(np.int16), "bw": acts.astype(np.uint8)}, channel_axis={"ch": 1, "bw": 1},
+               layout={"ch": "channel", "bw": "bitwidth"}, quant={"bw": {"bits": bits}}, chunk_size=6)
+        files.append(p.read_bytes())
+    files.append((Path(__file__).parent / "data" / "v1" / "mixed.hqt").read_bytes())  # version 1
     return files
 
 
@@ -72,13 +82,13 @@ def _crc_positions(raw: bytes) -> list[tuple[int, int, int]]:
         p = Path(d) / "f.hqt"
         p.write_bytes(raw)
         with C.HQTFile(p) as f:
-            entries = f._header.entries
+            tensors = f._header.tensors
             hlen = f._header.header_length
     out = []
-    for e in entries:
+    for t in tensors:
         for crc, start, stop in (
-            (e.index_crc32, e.index_offset, e.payload_offset),
-            (e.payload_crc32, e.payload_offset, C._align(e.payload_offset + e.payload_length)),
+            (t.index_crc32, t.index_offset, t.payload_offset),
+            (t.payload_crc32, t.payload_offset, align(t.payload_offset + t.payload_length)),
         ):
             at = raw.find(struct.pack("<I", crc), 32, 32 + hlen)
             if at >= 0:

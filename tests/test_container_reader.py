@@ -11,6 +11,7 @@ import pytest
 
 from analysis.cli import main
 from entropy import container as C
+from entropy.fileformat import align
 from entropy.codec import encode
 from entropy.errors import CodebookError, EntropyError, FormatError, StreamError
 
@@ -164,7 +165,7 @@ def test_codec_errors_name_the_file_and_the_tensor(tmp_path):
     c0, c1 = struct.unpack_from(">HH", raw, off)
     struct.pack_into(">HH", raw, off, c0 + 1, c1 - 1)
     crc_old = struct.pack("<I", ti.index_crc32)
-    crc_new = struct.pack("<I", zlib.crc32(bytes(raw[off : off + C._align(ti.index_bytes)])))
+    crc_new = struct.pack("<I", zlib.crc32(bytes(raw[off : off + align(ti.index_bytes)])))
     bad = tmp_path / "bad.hqt"
     bad.write_bytes(bytes(_replace_in_header(bytes(raw), crc_old, crc_new)))
     with pytest.raises(StreamError) as exc:

@@ -47,6 +47,7 @@ def test_v1_file_reads_bit_exact(fname, expected):
         assert np.array_equal(entropy.load_tensor(path, t["name"]), want)
         ti = fi.tensor(t["name"])
         assert (ti.group, ti.codebook_id) == (t["group"], t["codebook_id"])
+        assert ti.layout == "single" and ti.n_codebooks == 1 and ti.channel_axis is None
         quant = entropy.load_quant(path, t["name"])
         assert list(quant) == list(t["quant"])
         for k, key in t["quant"].items():
@@ -65,6 +66,14 @@ def test_v1_file_accounting_adds_up(fname):
     header_pad = fi.header_bytes - fixed - fi.codebook_bytes - fi.tensor_table_bytes
     assert 0 <= header_pad < 8
     assert math.isclose(sum(t.total_bytes for t in fi.tensors) + fixed + header_pad, fi.file_bytes)
+
+
+def test_v1_channel_reads(expected):
+    # a version-1 tensor has no channel axis: whole reads only
+    path = DATA / "mixed.hqt"
+    with C.HQTFile(path) as f:
+        with pytest.raises(entropy.errors.FormatError, match="channel axis"):
+            f.read("conv.w4", channels=slice(0, 2))
 
 
 def test_v1_dequantize(expected):
