@@ -3,7 +3,8 @@
 Depends only on numpy and numba (numba is imported lazily, on the first encode or
 decode); never imports torch.
 
-The file API: :func:`save` (with :func:`plan_file` for the exact size of a file before writing it), :func:`load`,
+The file API: :func:`save` (with :func:`plan_file` for the exact size of a file before writing it and
+:func:`write_plan` to write such a plan), :func:`load`,
 :func:`load_tensor`, :func:`load_quant`, :func:`dequantize`, :func:`info`, :class:`HQTFile`. Tensor layouts:
 :func:`layout_choices` / :func:`choose_layout`. The size arithmetic of the format (``align``,
 ``tensor_record_bytes``, ``codebook_record_bytes``, ``index_bytes``, ...) is public so that no one needs to
@@ -24,7 +25,7 @@ from entropy.lengths import code_lengths
 from entropy.measures import shannon_entropy
 from entropy.planner import FilePlan, plan_file
 from entropy.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
-from entropy.writer import save
+from entropy.writer import save, write_plan
 
 __all__ = [
     "Codebook",
@@ -39,6 +40,7 @@ __all__ = [
     "code_lengths",
     "save",
     "plan_file",
+    "write_plan",
     "FilePlan",
     "load",
     "load_tensor",

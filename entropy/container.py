@@ -6,6 +6,7 @@ Public API::
          group="auto", share_codebooks=False, channel_axis=None, layout="auto", durable=True,
          verify=False) -> FileInfo
     plan_file(tensors, metadata=None, **same options) -> FilePlan   # exact size, nothing written
+    write_plan(plan, path, *, durable=True, verify=False) -> FileInfo # write a plan (file_bytes exactly)
     load(path, *, max_decoded_bytes=None) -> dict[str, np.ndarray]
     load_tensor(path, name, *, channels=None, max_decoded_bytes=None) -> np.ndarray
     load_quant(path, name) -> dict
@@ -14,7 +15,8 @@ Public API::
     HQTFile(path, *, max_decoded_bytes=None)      # random-access reader (context manager)
 
 The implementation is split by job: :mod:`entropy.fileformat` (byte layout, records, size arithmetic,
-parsing; version 1 in :mod:`entropy.fileformat_v1`), :mod:`entropy.fileinfo` (what the header says, byte
+parsing primitives), :mod:`entropy.fileheader` (parsing a header; version-1 records in
+:mod:`entropy.fileformat_v1`), :mod:`entropy.fileinfo` (what the header says, byte
 accounting), :mod:`entropy.layouts` (the layout choice), :mod:`entropy.planner` (a whole file's plan),
 :mod:`entropy.reader` and :mod:`entropy.writer`.
 """
@@ -25,7 +27,7 @@ from entropy.fileformat import ALIGNMENT, FORMAT_VERSION, MAGIC, PREAMBLE_SIZE
 from entropy.fileinfo import FileInfo, StreamInfo, TensorInfo
 from entropy.planner import FilePlan, plan_file
 from entropy.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
-from entropy.writer import save
+from entropy.writer import save, write_plan
 
 __all__ = [
     "MAGIC",
@@ -37,6 +39,7 @@ __all__ = [
     "FileInfo",
     "FilePlan",
     "plan_file",
+    "write_plan",
     "HQTFile",
     "save",
     "load",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,12 +52,6 @@ class FilePlan:
     tensors: list[TensorPlan]
     header_bytes: int  # preamble + header, padded
     file_bytes: int
-
-    def write(self, path: str | os.PathLike[str], *, durable: bool = True, verify: bool = False) -> FileInfo:
-        """Write this plan as an .hqt file (see :func:`entropy.save`); returns its FileInfo."""
-        from entropy.writer import write_plan
-
-        return write_plan(self, path, durable=durable, verify=verify)
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,7 +18,8 @@ from entropy import iothread
 from entropy.channels import from_rows
 from entropy.codec import Accounting, EncodedTensor, decode_chunks, decode_parts
 from entropy.errors import EntropyError, FormatError, IntegrityError
-from entropy.fileformat import PREAMBLE_SIZE, SINGLE, TensorRecord, align, parse_header
+from entropy.fileformat import PREAMBLE_SIZE, SINGLE, TensorRecord, align
+from entropy.fileheader import parse_header
 from entropy.fileinfo import FileInfo, build_info
 
 __all__ = ["HQTFile", "load", "load_tensor", "load_quant", "dequantize", "info"]

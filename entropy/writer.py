@@ -27,9 +27,10 @@ from entropy.atomic import atomic_write
 from entropy.codec import PreparedEncode, decode
 from entropy.errors import FormatError, IntegrityError
 from entropy.fileformat import (
-    LAYOUTS, PREAMBLE_SIZE, StreamRecord, TensorRecord, pad, parse_header, place, preamble,
+    LAYOUTS, PREAMBLE_SIZE, StreamRecord, TensorRecord, pad, place, preamble,
     serialize_header, serialize_record,
 )
+from entropy.fileheader import parse_header
 from entropy.fileinfo import FileInfo, build_info
 from entropy.layouts import CLUSTER_COUNTS, prepare_streams
 from entropy.planner import FilePlan, TensorPlan, plan_file

@@ -34,7 +34,7 @@ def _check_exact(tmp_path, x, axis, layout, **kw):
     plan = entropy.plan_file({"t": x}, channel_axis=axis, layout=layout, **kw)
     choice = plan.tensors[0].choice
     path = tmp_path / f"{layout}.hqt"
-    fi = plan.write(path)
+    fi = entropy.write_plan(plan, path)
     assert plan.file_bytes == fi.file_bytes == os.path.getsize(path)
     t = fi.tensor("t")
     assert choice.total_bytes == t.total_bytes  # the search's size of the tensor is what the file attributes
