@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
-	$(BIN)/huffquant bench
+	$(BIN)/huffquant bench --quant
 
 clean:
 	rm -rf $(VENV) build *.egg-info

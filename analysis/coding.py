@@ -13,13 +13,14 @@ entry of an ``.hqt`` file. The choices:
 ``...-pairs``      the same with pairs of consecutive values coded as one symbol.
 
 Every size is exact and follows in closed form from per-channel counts (one pass over the
-data, :func:`tensor_counts`), never from a trial encode:
+data, :func:`tensor_counts`, which with the histograms of segments and the cluster assignment comes from
+:mod:`entropy`), never from a trial encode:
 
 * payload bits = sum over symbols of count * code length;
 * codebook bits = 8 * len(Codebook.to_bytes()) (identical codebooks are stored once);
 * index bits = the codec's chunk index for the segment's length;
 * record bits = the segment's entry in the file's tensor table plus alignment padding and the
-  4-byte codebook record header (from :mod:`entropy.container`'s layout);
+  4-byte codebook record header (the format's own size arithmetic, :mod:`entropy.fileformat`);
 * map bits = the channel list of each cluster (only for ``clusterK``; the other layouts follow
   from the channel count or from the per-channel bit widths, which are stored anyway).
 
@@ -29,18 +30,22 @@ payload bits equal the closed form.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from functools import lru_cache
-
 import logging
+from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 
 from analysis.errors import AnalysisError
+from entropy.channel_counts import (
+    PAIR_RANGE, TensorCounts, channel_entropies, channel_payload_bits, stream_histogram,
+)
+from entropy.channel_counts import tensor_counts as _tensor_counts
+from entropy.channels import channel_rows, from_rows
 from entropy.codebook import Codebook
-from entropy.lengths import code_lengths_rows
+from entropy.codec import CodecParams
+from entropy.errors import EntropyError
+from entropy.fileformat import align, array_record_bytes, codebook_record_bytes, index_bytes, tensor_record_bytes
+from entropy.layouts import MIN_ROW_FOR_CHANNEL_PAIRS, cluster_labels
 from entropy.measures import shannon_entropy
 
 __all__ = [
@@ -69,116 +74,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Widest per-channel value span (levels) coded in pairs: 32 levels -> at most 1024 pair symbols.
-PAIR_RANGE = 32
-#: Rows shorter than this are never given one code per channel in pairs (the table would dominate).
-_MIN_ROW_FOR_CHANNEL_PAIRS = 16384
 #: Cluster counts tried for the shared-code layouts.
 CLUSTER_COUNTS = (16,)
-_LLOYD_ROUNDS = 5
 
 
-# --------------------------------------------------------------------------- counts
-
-
-@dataclass(frozen=True)
-class TensorCounts:
-    """Per-channel counts of one integer tensor. All counts are numbers of values (or pairs).
-
-    ``counts[c, v - value_min]``: occurrences of value ``v`` in channel ``c``.
-    ``pair_even[c, a * PAIR_RANGE + b]``: pairs ``(x[2i], x[2i+1])`` of row ``c``, with both values
-    relative to the row's minimum ``row_min[c]``; ``pair_odd``: pairs ``(x[2i+1], x[2i+2])``
-    (only when the row length is odd: then every second row of a concatenation starts at an odd
-    offset). ``first``/``last``: first and last value of each row (pairs straddling two rows).
-    Pairs are counted only for rows spanning at most ``PAIR_RANGE`` levels (``pair_ok``).
-    """
-
-    counts: np.ndarray
-    value_min: int
-    row_length: int
-    row_min: np.ndarray
-    row_max: np.ndarray
-    first: np.ndarray
-    last: np.ndarray
-    pair_ok: np.ndarray
-    pair_even: np.ndarray | None = None
-    pair_odd: np.ndarray | None = None
-    shape: tuple[int, ...] = ()
-    axis: int | None = None
-    dtype: str = "uint8"
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def n_channels(self) -> int:
-        return int(self.counts.shape[0])
-
-    @property
-    def value_range(self) -> int:
-        return int(self.counts.shape[1])
-
-    @property
-    def n_values(self) -> int:
-        return self.n_channels * self.row_length
-
-    @property
-    def has_pairs(self) -> bool:
-        return self.pair_even is not None
-
-    def pooled(self) -> np.ndarray:
-        """Counts of the whole tensor pooled over its channels (int64 [R])."""
-        return self.counts.sum(axis=0)
-
-
-def channel_rows(codes: np.ndarray, axis: int | None) -> np.ndarray:
-    """The tensor as channel rows ``[C, M]`` (a view when already channel-major, else one copy)."""
-    a = np.asarray(codes)
-    if axis is None or a.ndim == 0:
-        return a.reshape(1, -1)
-    ax = axis % a.ndim
-    if ax == 0:
-        return np.ascontiguousarray(a).reshape(a.shape[0], -1)
-    return np.ascontiguousarray(np.moveaxis(a, ax, 0)).reshape(a.shape[ax], -1)
-
-
-@numba.njit(cache=True, nogil=True)
-def _count_rows(x3, vmin, R, want_pairs, want_odd, P):  # pragma: no cover - compiled
-    # x3: [A, C, B]; row c is x3[0, c, :], x3[1, c, :], ... (its memory order)
-    A, C, B = x3.shape
-    counts = np.zeros((C, R), np.int64)
-    rmin = np.zeros(C, np.int64)
-    rmax = np.zeros(C, np.int64)
-    for c in range(C):
-        lo = np.int64(1) << 62
-        hi = -lo
-        for a in range(A):
-            for b in range(B):
-                v = np.int64(x3[a, c, b])
-                counts[c, v - vmin] += 1
-                if v < lo:
-                    lo = v
-                if v > hi:
-                    hi = v
-        rmin[c] = lo
-        rmax[c] = hi
-    pe = np.zeros((C if want_pairs else 1, P * P), np.int64)
-    po = np.zeros((C if want_odd else 1, P * P), np.int64)
-    if want_pairs:
-        for c in range(C):
-            if rmax[c] - rmin[c] >= P:
-                continue
-            lo = rmin[c]
-            pos = 0
-            prev = np.int64(0)
-            for a in range(A):
-                for b in range(B):
-                    v = np.int64(x3[a, c, b]) - lo
-                    if pos & 1:
-                        pe[c, prev * P + v] += 1
-                    elif pos > 0 and want_odd:
-                        po[c, prev * P + v] += 1
-                    prev = v
-                    pos += 1
-    return counts, rmin, rmax, pe, po
+# --------------------------------------------------------------------------- counts (entropy's)
 
 
 def tensor_counts(
@@ -189,52 +89,12 @@ def tensor_counts(
     value_min: int | None = None,
     value_max: int | None = None,
 ) -> TensorCounts:
-    """Count the values of integer ``codes`` per channel along ``axis`` (None: one channel).
-
-    ``value_min``/``value_max`` fix the alphabet (default: the observed extremes). One parallel
-    pass over the data, a second one for ``pairs`` (compiled, releases the GIL); no copy when ``codes`` is
-    C-contiguous.
-    """
-    a = np.asarray(codes)
-    if a.dtype.kind not in "iu":
-        raise AnalysisError(f"codes must be integers, got dtype {a.dtype}")
-    if a.size == 0:
-        raise AnalysisError(f"cannot count an empty tensor of shape {a.shape}")
-    a = np.ascontiguousarray(a)
-    if axis is None or a.ndim == 0:
-        x3 = a.reshape(1, 1, -1)
-        ax = None
-    else:
-        ax = axis % a.ndim
-        A = math.prod(a.shape[:ax])
-        B = math.prod(a.shape[ax + 1 :])
-        x3 = a.reshape(A, a.shape[ax], B)
-    lo = int(a.min()) if value_min is None else int(value_min)
-    hi = int(a.max()) if value_max is None else int(value_max)
-    if value_min is not None or value_max is not None:
-        if int(a.min()) < lo or int(a.max()) > hi:
-            raise AnalysisError(f"values span [{int(a.min())}, {int(a.max())}], outside the alphabet [{lo}, {hi}]")
-    R = hi - lo + 1
-    if R > (1 << 16):
-        raise AnalysisError(f"alphabet of {R} values exceeds 65536; codes must span at most 16 bits")
-    M = int(x3.shape[0] * x3.shape[2])
-    want_odd = bool(pairs and M % 2 == 1)
-    counts, rmin, rmax, pe, po = _count_rows(x3, np.int64(lo), R, bool(pairs), want_odd, PAIR_RANGE)
-    return TensorCounts(
-        counts=counts,
-        value_min=lo,
-        row_length=M,
-        row_min=rmin,
-        row_max=rmax,
-        first=x3[0, :, 0].astype(np.int64),
-        last=x3[-1, :, -1].astype(np.int64),
-        pair_ok=(rmax - rmin < PAIR_RANGE) if pairs else np.zeros(counts.shape[0], dtype=bool),
-        pair_even=pe if pairs else None,
-        pair_odd=po if want_odd else None,
-        shape=tuple(int(d) for d in a.shape),
-        axis=ax,
-        dtype=a.dtype.name,
-    )
+    """Per-channel counts of integer ``codes`` along ``axis`` (:func:`entropy.channel_counts.tensor_counts`);
+    raises AnalysisError for input it cannot count."""
+    try:
+        return _tensor_counts(codes, axis, pairs=pairs, value_min=value_min, value_max=value_max)
+    except EntropyError as exc:
+        raise AnalysisError(str(exc)) from exc
 
 
 def pooled_entropy(tc: TensorCounts) -> float:
@@ -242,51 +102,17 @@ def pooled_entropy(tc: TensorCounts) -> float:
     return shannon_entropy(tc.pooled())
 
 
-def channel_entropies(tc: TensorCounts) -> np.ndarray:
-    """Shannon entropy of each channel's values (bits per value), float64 [C] (computed once per counts)."""
-    cached = tc._cache.get("channel_entropies")
-    if cached is None:
-        cached = np.array([shannon_entropy(row) for row in tc.counts], dtype=np.float64)
-        cached.setflags(write=False)
-        tc._cache["channel_entropies"] = cached
-    return cached
-
-
 def channel_entropy(tc: TensorCounts) -> float:
     """Conditional entropy H(value | channel) in bits per value: the bound for channel-aware codes."""
     return float(np.dot(channel_entropies(tc), tc.counts.sum(axis=1)) / max(tc.n_values, 1))
 
 
-# --------------------------------------------------------------------------- file-layout costs
+# --------------------------------------------------------------------------- file-layout costs (entropy's)
 
 
-def _index_bytes(n_values: int, group: int, chunk_size: int, max_code_length: int) -> int:
-    """Bytes of the codec's chunk index for a segment of ``n_values`` values (one entry per chunk)."""
-    from entropy.codec import CodecParams
-
-    params = CodecParams(group=group, max_code_length=max_code_length, chunk_size=chunk_size, value_min=0,
-                         value_range=1)
-    return -(-n_values // chunk_size) * params.index_entry_bytes
-
-
-@lru_cache(maxsize=None)
-def _record_fixed_bytes() -> int:
-    """Bytes of a tensor-table record of a 1-D tensor with a 0-byte name and no metadata arrays.
-
-    Measured once by writing a tiny file, so it follows :mod:`entropy.container`'s layout exactly.
-    """
-    import os
-    import tempfile
-
-    from entropy.container import save
-
-    with tempfile.TemporaryDirectory() as d:
-        info = save(os.path.join(d, "probe.hqt"), {"x": np.zeros(1, dtype=np.uint8)}, metadata={"tool": "probe"})
-    return int(info.tensors[0].entry_bytes) - 1
-
-
-def _aligned(n: int) -> int:
-    return -(-n // 8) * 8
+def _params(group: int, max_code_length: int, chunk_size: int, value_min: int = 0, value_range: int = 1) -> CodecParams:
+    return CodecParams(group=group, max_code_length=max_code_length, chunk_size=chunk_size, value_min=value_min,
+                       value_range=value_range)
 
 
 def segment_name(layer: str, choice: str, i: int, n_segments: int) -> str:
@@ -309,6 +135,7 @@ class Segment:
     codebook: Codebook
     payload_bits: int
     index_bits: int
+    params: CodecParams | None = None  # the stream parameters the codec stores for this segment
 
     @property
     def codebook_bits(self) -> int:
@@ -363,68 +190,26 @@ class CodingChoice:
         }
 
 
-def _trim(counts: np.ndarray) -> tuple[int, int]:
-    nz = np.flatnonzero(counts)
-    if nz.size == 0:
-        return 0, 1
-    return int(nz[0]), int(nz[-1] - nz[0] + 1)
-
-
-def _segment_pair_counts(tc: TensorCounts, rows: np.ndarray, lo_abs: int, R: int) -> np.ndarray | None:
-    """Exact counts of the pair symbols the codec forms on the concatenated rows, or None."""
-    if not tc.has_pairs or R > PAIR_RANGE or not bool(np.all(tc.pair_ok[rows])):
-        return None
-    P = PAIR_RANGE
-    M = tc.row_length
-    k = rows.size
-    out = np.zeros((R, R), dtype=np.int64)
-    if M % 2 == 0:
-        phase_rows = [(rows, tc.pair_even)]
-    else:
-        phase_rows = [(rows[0::2], tc.pair_even), (rows[1::2], tc.pair_odd)]
-    for rr, table in phase_rows:
-        if rr.size == 0:
-            continue
-        offs = tc.row_min[rr] - lo_abs
-        for o in np.unique(offs):
-            s = table[rr[offs == o]].sum(axis=0).reshape(P, P)
-            w = R - int(o)
-            out[o:, o:] += s[:w, :w]
-    if M % 2 == 1:
-        # row j at an even position leaves its last value to pair with row j+1's first value
-        a = tc.last[rows[0:-1:2]] - lo_abs
-        b = tc.first[rows[1::2]] - lo_abs
-        np.add.at(out, (a, b), 1)
-        if k % 2 == 1:  # odd total: the codec pads the last value with base symbol 0
-            out[tc.last[rows[-1]] - lo_abs, 0] += 1
-    return out.ravel()
-
-
 def _make_segment(
     tc: TensorCounts, rows: np.ndarray, group: int, *, max_code_length: int, chunk_size: int
 ) -> Segment | None:
-    single = tc.counts[rows].sum(axis=0)
-    first, R = _trim(single)
-    lo_abs = tc.value_min + first
     n = int(rows.size * tc.row_length)
-    if group == 1:
-        sym = single[first : first + R]
-    else:
-        sym = _segment_pair_counts(tc, rows, lo_abs, R)
-        if sym is None:
-            return None
+    got = stream_histogram(tc, rows, group)
+    if got is None:
+        return None
+    sym, lo_abs, R = got
     cb = Codebook.from_counts(sym, max_code_length)
     payload = int(np.dot(sym, cb.lengths.astype(np.int64)))
-    index = 8 * _index_bytes(n, group, chunk_size, max_code_length)
+    params = _params(group, max_code_length, chunk_size, lo_abs, R)
     return Segment(
         channels=np.asarray(rows, dtype=np.int64), group=group, value_min=lo_abs, value_range=R,
-        n_values=n, codebook=cb, payload_bits=payload, index_bits=index,
+        n_values=n, codebook=cb, payload_bits=payload, index_bits=8 * index_bytes(params, n), params=params,
     )
 
 
 def _map_bytes(n_channels: int) -> int:
     """Bytes of a segment's ``channels`` metadata array (uint16 channel indices) in its record."""
-    return 2 + len("channels") + 2 + 8 + 2 * n_channels
+    return array_record_bytes("channels", np.zeros(n_channels, np.uint16))
 
 
 def _assemble(
@@ -432,7 +217,6 @@ def _assemble(
 ) -> CodingChoice | None:
     if not segs or any(s is None for s in segs):
         return None
-    fixed = _record_fixed_bytes()
     seen: set[bytes] = set()
     cb_bits = 0
     record_bits = 0
@@ -443,12 +227,12 @@ def _assemble(
         if cbb not in seen:  # the file stores identical codebooks once
             seen.add(cbb)
             cb_bits += 8 * len(cbb)
-            record_bits += 8 * 4  # the codebook record's length field
+            record_bits += 8 * (codebook_record_bytes(cbb) - len(cbb))  # the codebook record's length field
         ndim = 2 if len(segs) == 1 else 1
-        rec = fixed + len(segment_name(layer, name, i, len(segs)).encode()) + 8 * (ndim - 1)
+        rec = tensor_record_bytes(segment_name(layer, name, i, len(segs)), ndim, [s.params])
         idx_b = s.index_bits // 8
         pay_b = -(-s.payload_bits // 8)
-        pad = (_aligned(idx_b) - idx_b) + (_aligned(pay_b) - pay_b)
+        pad = (align(idx_b) - idx_b) + (align(pay_b) - pay_b)
         record_bits += 8 * (rec + pad) + (8 * pay_b - s.payload_bits)
         if with_map:
             map_bits += 8 * _map_bytes(s.channels.size)
@@ -462,39 +246,6 @@ def _assemble(
         record_bits=record_bits,
         map_bits=map_bits,
     )
-
-
-def _cluster_labels(tc: TensorCounts, k: int, max_code_length: int, ent: np.ndarray) -> np.ndarray:
-    """Assign channels to ``k`` shared codes (Lloyd iterations on the exact payload bits).
-
-    Start from ``k`` equal slices of the channels sorted by entropy and mean; then alternately
-    build each cluster's Huffman code and move every channel to the code that costs it the fewest
-    payload bits (a symbol absent from a code is charged ``max_code_length + 4`` bits).
-    """
-    C, R = tc.counts.shape
-    counts = tc.counts
-    # integer matrix products: exact, and numpy runs them without BLAS threads (which spin on busy CPUs)
-    tot = np.maximum(counts.sum(axis=1), 1)
-    mean = (counts @ np.arange(R, dtype=np.int64)) / tot
-    order = np.lexsort((mean, ent))
-    labels = np.empty(C, dtype=np.int64)
-    labels[order] = np.arange(C) * k // C
-    penalty = max_code_length + 4
-    for _ in range(_LLOYD_ROUNDS):
-        onehot = np.zeros((k, C), dtype=np.int64)
-        onehot[labels, np.arange(C)] = 1
-        sums = onehot @ counts
-        lens = code_lengths_rows(sums, max_code_length).astype(np.int64).T  # [R, k]
-        cost_len = np.where(lens > 0, lens, penalty)
-        cost_len[:, sums.sum(axis=1) == 0] = 1 << 24  # empty cluster: never chosen, no overflow
-        new = np.argmin(counts @ cost_len, axis=1)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-    # relabel in order of first appearance, dropping empty clusters
-    _, first_idx = np.unique(labels, return_index=True)
-    remap = {int(labels[i]): r for r, i in enumerate(sorted(first_idx))}
-    return np.array([remap[int(x)] for x in labels], dtype=np.int64)
 
 
 def coding_choices(
@@ -529,7 +280,7 @@ def coding_choices(
         out["layer" + suffix(g)] = _assemble(
             "layer" + suffix(g), [_make_segment(tc, allrows, g, **kw)], tc, layer=layer, with_map=False
         )
-    if C > 1 and 2 in groups and tc.row_length >= _MIN_ROW_FOR_CHANNEL_PAIRS:
+    if C > 1 and 2 in groups and tc.row_length >= MIN_ROW_FOR_CHANNEL_PAIRS:
         out["channel-pairs"] = _assemble(
             "channel-pairs", [_make_segment(tc, np.array([c]), 2, **kw) for c in range(C)], tc,
             layer=layer, with_map=False,
@@ -543,11 +294,10 @@ def coding_choices(
             for g in groups:
                 segs = [_make_segment(tc, np.flatnonzero(cb == w), g, **kw) for w in widths]
                 out["bitwidth" + suffix(g)] = _assemble("bitwidth" + suffix(g), segs, tc, layer=layer, with_map=False)
-    ent = channel_entropies(tc) if any(k < C for k in clusters) else None
     for k in clusters:
         if k >= C:
             continue
-        labels = _cluster_labels(tc, k, max_code_length, ent)
+        labels = cluster_labels(tc, k, max_code_length)
         kk = int(labels.max()) + 1
         if kk < 2:
             continue
@@ -560,7 +310,8 @@ def coding_choices(
         # bound (exact payload + the smallest possible table and record per channel) can beat the rest
         done = [v for v in out.values() if v is not None]
         pay = int(channel_payload_bits(tc, max_code_length).sum())
-        lower = pay + 8 * C * (_record_fixed_bytes() + len(layer.encode()) + 1 + 4)
+        smallest = tensor_record_bytes(layer, 1, [_params(1, max_code_length, chunk_size)])
+        lower = pay + 8 * C * (smallest + 1 + 4)
         if prune_channel and done and lower >= min(v.total_bits for v in done):
             log.debug("%s: one code per channel cannot win (>= %d bits); not built", layer, lower)
         else:
@@ -569,18 +320,6 @@ def coding_choices(
                 with_map=False,
             )
     return {k: v for k, v in out.items() if v is not None}
-
-
-def channel_payload_bits(tc: TensorCounts, max_code_length: int = 12) -> np.ndarray:
-    """Payload bits of each channel coded with its own Huffman code (int64 [C]); no table, no record."""
-    key = ("channel_payload_bits", max_code_length)
-    out = tc._cache.get(key)
-    if out is None:
-        lens = code_lengths_rows(tc.counts, max_code_length)
-        out = np.einsum("ij,ij->i", tc.counts.astype(np.int64), lens.astype(np.int64))
-        out.setflags(write=False)
-        tc._cache[key] = out
-    return out
 
 
 def best_choice(choices: dict[str, CodingChoice]) -> CodingChoice:
@@ -623,15 +362,6 @@ def reassemble(parts: list[np.ndarray], choice: CodingChoice, n_channels: int, r
     for s, p in zip(choice.segments, parts):
         rows[s.channels] = np.asarray(p).reshape(s.channels.size, row_length)
     return rows
-
-
-def from_rows(rows: np.ndarray, shape: tuple[int, ...], axis: int | None) -> np.ndarray:
-    """Inverse of :func:`channel_rows`: the tensor of ``shape`` with channels along ``axis``."""
-    if axis is None or len(shape) == 0:
-        return rows.reshape(shape)
-    ax = axis % len(shape)
-    moved = rows.reshape((shape[ax],) + tuple(d for i, d in enumerate(shape) if i != ax))
-    return np.moveaxis(moved, 0, ax) if ax else moved
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AnalysisError", "InputFormatError"]
+__all__ = ["AnalysisError", "InputFormatError", "TensorNameError"]
 
 
 class AnalysisError(Exception):
@@ -11,3 +11,7 @@ class AnalysisError(Exception):
 
 class InputFormatError(AnalysisError):
     """An input file (.npy, .npz, .pt, .safetensors) cannot be read or holds unsupported data."""
+
+
+class TensorNameError(AnalysisError):
+    """A tensor name cannot be written into a multi-tensor file: it could act as a path (``..``, ``/x``, NUL...)."""

@@ -45,8 +45,11 @@ def export_tensors(
     chunk_size: int = 4096,
     group: int | str = "auto",
     share_codebooks: bool = False,
+    verify: bool = False,
 ) -> Any:
-    """Write :class:`quant.pipeline.LayerTensors` (per layer) with :func:`entropy.container.save`; returns FileInfo."""
+    """Write :class:`quant.pipeline.LayerTensors` (per layer) with :func:`entropy.container.save`; returns FileInfo.
+
+    ``verify``: decode the written file and compare it with the codes before it replaces ``path``."""
     from entropy.container import save
 
     arrays: dict[str, np.ndarray] = {}
@@ -61,7 +64,7 @@ def export_tensors(
     if not arrays:
         raise AnalysisError("nothing to export: every layer is FP32")
     return save(path, arrays, metadata, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size,
-                group=group, share_codebooks=share_codebooks)
+                group=group, share_codebooks=share_codebooks, verify=verify)
 
 
 def export_model(

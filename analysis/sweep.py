@@ -5,7 +5,7 @@ bin-allocation targets such as 5.3), activation clipping methods, per-channel al
 correction on/off. Each point runs the quantized model once on the sweep images, measures its fidelity
 (top-1 agreement, top-5 overlap, KL; top-1/top-5 accuracy with labels) and sizes the integer tensors of
 the first ``sweep_rate_images`` images exactly from their symbol counts
-(:func:`analysis.report.closed_form_rates`: the best of the layer, channel, pairs and bit-width layouts,
+(:func:`analysis.report.tensors.closed_form_rates`: the best of the layer, channel, pairs and bit-width layouts,
 every bit of side information counted). Points no other point beats in both rate and fidelity (top-1 accuracy
 with labels, else top-1 agreement) form the Pareto front.
 """
@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 from analysis.errors import AnalysisError
 from analysis.plots import pareto_front
+from analysis.report.model_pass import run_quantized, tensor_inputs
+from analysis.report.tensors import closed_form_rates
 
 __all__ = ["SweepPoint", "sweep_grid", "run_sweep", "mark_pareto"]
 
@@ -95,11 +97,11 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
     """Run every point of ``grid`` (default: from ``cfg.sweep_bits`` x ``cfg.sweep_clips`` x allocation x bias
     correction) on the first ``cfg.sweep_images`` report images; returns sweep.csv rows with the Pareto flag.
 
-    ``src``, ``stats`` and ``refs`` (FP32 logits per batch) come from :func:`analysis.report.report`.
+    ``src`` (:class:`~analysis.report.model_pass.ReportInputs`), ``stats`` and ``refs`` (FP32 logits per batch)
+    come from :func:`analysis.report.report`.
     """
     from tqdm.auto import tqdm
 
-    from analysis.report import _run_quantized, _tensor_inputs, closed_form_rates
     from quant.pipeline import prepare
 
     points = list(grid) if grid is not None else sweep_grid(cfg.sweep_bits, cfg.sweep_clips)
@@ -109,12 +111,12 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
         qc = p.quant_config()
         qm = prepare(src.module, qc, stats=stats, device=cfg.device, model_name=src.name, progress=False)
         keep = cfg.sweep_rate_images
-        fid, codes = _run_quantized(qm, batches, brefs, record=True, progress=False, desc="sweep point",
+        fid, codes = run_quantized(qm, batches, brefs, record=True, progress=False, desc="sweep point",
                                     record_images=keep)
         if keep:
             codes = {k: (c[:keep], p_) for k, (c, p_) in codes.items()}
         rate_images = int(next(iter(codes.values()))[0].shape[0]) if codes else 0
-        inputs = _tensor_inputs(qm, codes, None, qc.abits)
+        inputs = tensor_inputs(qm, codes, None, qc.abits)
         del codes, qm
         rates = closed_form_rates(inputs, max_code_length=cfg.max_code_length, chunk_size=cfg.chunk_size,
                                   clusters=())

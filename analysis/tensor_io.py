@@ -7,6 +7,10 @@ written atomically (temporary file + rename).
 A .npy file holds one array; read, it is named after the file's stem. A .pt file may
 hold a state dict or any (nested) dict of tensors; nested keys are joined with ".";
 non-tensor entries are skipped with a log message.
+
+Names become member names (.npz) or keys (.safetensors, .pt) that other tools may turn
+into paths, so only plain names are written there (see :func:`name_problem`); anything
+else raises :class:`TensorNameError` before a byte is written. A .npy file stores no name.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from analysis.errors import InputFormatError
+from analysis.errors import InputFormatError, TensorNameError
 from entropy.atomic import atomic_write
 
-__all__ = ["SUFFIXES", "read_tensors", "write_tensors", "suffix_of", "quantize_tensors", "encode_file", "decode_file"]
+__all__ = [
+    "SUFFIXES", "read_tensors", "write_tensors", "suffix_of", "name_problem", "check_names", "quantize_tensors",
+    "encode_file", "decode_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +39,46 @@ SUFFIXES = (".npy", ".npz", ".pt", ".safetensors")
 
 def suffix_of(path: str | os.PathLike[str]) -> str:
     """The tensor-file kind of ``path`` by extension (``.pth`` counts as ``.pt``)."""
+    if os.path.isdir(path):
+        raise InputFormatError(f"{os.fspath(path)}: is a directory; give a tensor file ({', '.join(SUFFIXES)})")
     suffix = Path(path).suffix.lower()
     if suffix == ".pth":
         suffix = ".pt"
     if suffix not in SUFFIXES:
         raise InputFormatError(f"{path}: unsupported extension {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}")
     return suffix
+
+
+def name_problem(name: str) -> str | None:
+    """Why tensor ``name`` is not plain enough to be written into a .npz/.safetensors/.pt file, or None.
+
+    Plain: non-empty, no NUL or other control character, no backslash, not absolute (no leading
+    "/", no drive letter such as "C:"), and no empty, "." or ".." component between slashes.
+    "layer1/weight" is plain (inside a .npz it is a member in a sub-folder); "../../x" is not.
+    """
+    if not name:
+        return "it is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it holds a NUL or control character"
+    if "\\" in name:
+        return "it holds a backslash (a path separator on Windows)"
+    if name.startswith("/") or (len(name) >= 2 and name[1] == ":" and name[0].isalpha()):
+        return "it is an absolute path"
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            return f"it has {'an empty' if not part else repr(part)} path component"
+    return None
+
+
+def check_names(names: list[str] | Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Raise :class:`TensorNameError` for the first name that :func:`name_problem` refuses, for output ``path``."""
+    for name in names:
+        why = name_problem(name)
+        if why is not None:
+            raise TensorNameError(
+                f"tensor {name!r} cannot be written into {os.fspath(path)}: {why}; write it alone to a .npy file "
+                f"(huffquant decode FILE -o OUT.npy --tensor NAME), which stores no name"
+            )
 
 
 def _torch_to_numpy(name: str, t: Any) -> np.ndarray:
@@ -88,7 +129,10 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     except InputFormatError:
         raise
     except Exception as exc:  # each library has its own error types for a bad file
-        raise InputFormatError(f"{p}: cannot read as {suffix}: {type(exc).__name__}: {exc}") from exc
+        from quant.torch_files import first_line, load_error_line
+
+        why = load_error_line(exc) if suffix == ".pt" else first_line(exc)
+        raise InputFormatError(f"{p}: cannot read as {suffix}: {why}") from exc
     out: dict[str, np.ndarray] = {}
     if isinstance(obj, torch.Tensor):
         out[Path(p).stem] = _torch_to_numpy(Path(p).stem, obj)
@@ -102,9 +146,15 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
 
 def write_tensors(path: str | os.PathLike[str], tensors: Mapping[str, np.ndarray]) -> None:
-    """Write ``tensors`` by extension; .npy needs exactly one array. Atomic."""
+    """Write ``tensors`` by extension; .npy needs exactly one array. Atomic.
+
+    Names must be plain for .npz, .safetensors and .pt (:func:`name_problem`), else
+    :class:`TensorNameError` and nothing is written.
+    """
     p = os.fspath(path)
     suffix = suffix_of(p)
+    if suffix != ".npy":
+        check_names(tensors, p)
     arrays = {k: np.asarray(v, order="C") for k, v in tensors.items()}  # keeps 0-d arrays 0-d
     if suffix == ".npy":
         if len(arrays) != 1:
@@ -156,14 +206,8 @@ def quantize_tensors(
         raise InputFormatError(
             f"{len(floats)} float tensor(s) (e.g. {floats[0]!r}) need quantization: give --bits N --clip METHOD"
         )
-    quantize_array = None
     if floats:
-        try:
-            from quant.arrays import quantize_array
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("quant.arrays", "quant"):
-                raise
-            raise InputFormatError("float input needs quant.arrays.quantize_array, which is not available") from exc
+        from quant.arrays import quantize_array  # imports torch: only for float input
     for name, v in tensors.items():
         if v.dtype.kind == "f":
             axis = 0 if per_channel and v.ndim >= 2 else None
@@ -192,8 +236,14 @@ def encode_file(
     chunk_size: int = 4096,
     group: int | str = "auto",
     share_codebooks: bool = False,
+    channel_axis: int | None = None,
+    layout: str = "auto",
+    verify: bool = False,
 ):
-    """Read a tensor file, quantize floats if asked, and write one .hqt file; returns its FileInfo."""
+    """Read a tensor file, quantize floats if asked, and write one .hqt file; returns its FileInfo.
+
+    ``channel_axis``, ``layout`` and ``verify`` are those of :func:`entropy.save`.
+    """
     from entropy.container import save
 
     tensors = read_tensors(input_path)
@@ -204,7 +254,7 @@ def encode_file(
     meta.update(metadata or {})
     return save(
         output_path, ints, meta, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size,
-        group=group, share_codebooks=share_codebooks,
+        group=group, share_codebooks=share_codebooks, channel_axis=channel_axis, layout=layout, verify=verify,
     )
 
 
@@ -214,19 +264,25 @@ def decode_file(
     *,
     names: list[str] | None = None,
     dequantize: bool = False,
+    max_decoded_bytes: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode an .hqt file (all tensors or ``names``) into a tensor file, by extension.
 
     ``dequantize``: tensors with a stored ``scale`` are written as float32
-    ``(q - zero_point) * scale``; tensors without one are written as stored. Returns
-    what was written.
+    ``(q - zero_point) * scale``; tensors without one are written as stored.
+    ``max_decoded_bytes``: refuse (before decoding) when the selected tensors would decode to more bytes.
+    Returns what was written.
     """
     from entropy.container import HQTFile
 
-    suffix_of(output_path)  # fail before decoding on a bad extension
+    suffix = suffix_of(output_path)  # fail before decoding on a bad extension or name
     out: dict[str, np.ndarray] = {}
-    with HQTFile(input_path) as f:
-        for name in names or f.names:
+    with HQTFile(input_path, max_decoded_bytes=max_decoded_bytes) as f:
+        selected = names or f.names
+        if suffix != ".npy":
+            check_names(selected, output_path)
+        f.check_decoded_bytes(selected, dequantize=dequantize)  # all of them are held at once
+        for name in selected:
             if dequantize and "scale" in f.quant(name):
                 out[name] = f.dequantize(name)
             else:

@@ -86,8 +86,12 @@ def _compare(name: str, got: np.ndarray, want: np.ndarray) -> TensorCheck:
     return TensorCheck(name, "ok", "", h, h0)
 
 
-def verify_file(path: str | os.PathLike[str], against: str | os.PathLike[str]) -> VerifyReport:
+def verify_file(
+    path: str | os.PathLike[str], against: str | os.PathLike[str], *, max_decoded_bytes: int | None = None
+) -> VerifyReport:
     """Decode every tensor of ``path`` and compare it bit-exact with ``against``.
+
+    ``max_decoded_bytes``: refuse (FormatError) a tensor that would decode to more bytes than this.
 
     A file whose header is unreadable raises the reader's :class:`EntropyError`; damage
     confined to one tensor's data is reported in that tensor's check.
@@ -95,7 +99,7 @@ def verify_file(path: str | os.PathLike[str], against: str | os.PathLike[str]) -
     original = read_tensors(against)
     p, a = os.fspath(path), os.fspath(against)
     checks: list[TensorCheck] = []
-    with HQTFile(p) as f:
+    with HQTFile(p, max_decoded_bytes=max_decoded_bytes) as f:
         names = f.names
         pairs: list[tuple[str, str]]
         if suffix_of(a) == ".npy" and len(names) == 1 and len(original) == 1:
@@ -107,6 +111,8 @@ def verify_file(path: str | os.PathLike[str], against: str | os.PathLike[str]) -
         checks.extend(
             TensorCheck(n, "missing", "in the original, not in the file") for n in original if n not in matched
         )
+        for name, _ in pairs:  # a refused size is an error of the whole check, not a damaged tensor
+            f.check_decoded_bytes([name])
         for name, oname in pairs:
             try:
                 got = f.read(name)

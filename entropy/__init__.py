@@ -2,16 +2,31 @@
 
 Depends only on numpy and numba (numba is imported lazily, on the first encode or
 decode); never imports torch.
+
+The file API: :func:`save` (with :func:`plan_file` for the exact size of a file before writing it and
+:func:`write_plan` to write such a plan), :func:`load`,
+:func:`load_tensor`, :func:`load_quant`, :func:`dequantize`, :func:`info`, :class:`HQTFile`. Tensor layouts:
+:func:`layout_choices` / :func:`choose_layout`. The size arithmetic of the format (``align``,
+``tensor_record_bytes``, ``codebook_record_bytes``, ``index_bytes``, ...) is public so that no one needs to
+copy its constants.
 """
 
 from __future__ import annotations
 
 from entropy.codebook import Codebook
 from entropy.codec import Accounting, CodecParams, EncodedTensor, decode, decode_chunks, decode_parts, encode
+from entropy.fileformat import (
+    ALIGNMENT, FORMAT_VERSION, LAYOUTS, align, array_record_bytes, codebook_record_bytes, data_bytes, header_bytes,
+    index_bytes, map_bytes, payload_bytes, stream_record_bytes, tensor_record_bytes,
+)
+from entropy.fileinfo import FileInfo, StreamInfo, TensorInfo
+from entropy.layouts import LayoutChoice, choose_layout, layout_choices
 from entropy.lengths import code_lengths
 from entropy.measures import shannon_entropy
 from entropy.plan import StreamPlan, plan_from_counts, symbol_histograms
-from entropy.container import FileInfo, HQTFile, TensorInfo, dequantize, info, load, load_quant, load_tensor, save
+from entropy.planner import FilePlan, plan_file
+from entropy.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
+from entropy.writer import save, write_plan
 
 __all__ = [
     "Codebook",
@@ -28,6 +43,9 @@ __all__ = [
     "plan_from_counts",
     "StreamPlan",
     "save",
+    "plan_file",
+    "write_plan",
+    "FilePlan",
     "load",
     "load_tensor",
     "info",
@@ -36,4 +54,21 @@ __all__ = [
     "HQTFile",
     "FileInfo",
     "TensorInfo",
+    "StreamInfo",
+    "LayoutChoice",
+    "layout_choices",
+    "choose_layout",
+    "LAYOUTS",
+    "FORMAT_VERSION",
+    "ALIGNMENT",
+    "align",
+    "codebook_record_bytes",
+    "stream_record_bytes",
+    "tensor_record_bytes",
+    "array_record_bytes",
+    "map_bytes",
+    "index_bytes",
+    "payload_bytes",
+    "data_bytes",
+    "header_bytes",
 ]

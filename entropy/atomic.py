@@ -37,6 +37,12 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _renamed(exc: OSError, path: str) -> OSError:
+    """The same OS error, naming ``path`` instead of the temporary file."""
+    out = type(exc)(exc.errno, exc.strerror or str(exc), path) if exc.errno is not None else type(exc)(f"{path}: {exc}")
+    return out
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], size: int | None = None, *, durable: bool = True) -> Iterator[BinaryIO]:
     """Open a binary file that replaces ``path`` atomically when the block exits normally.
@@ -49,9 +55,13 @@ def atomic_write(path: str | os.PathLike[str], size: int | None = None, *, durab
     ``durable=False`` skips both fsyncs: still atomic if the process dies, not if the
     machine loses power.
     """
-    target = os.path.abspath(os.fspath(path))
+    user_path = os.fspath(path)
+    target = os.path.abspath(user_path)
     directory = os.path.dirname(target) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=TEMP_SUFFIX, dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=TEMP_SUFFIX, dir=directory)
+    except OSError as exc:  # the temporary file's name means nothing to the user: report the target
+        raise _renamed(exc, user_path) from exc
     try:
         if size and hasattr(os, "posix_fallocate"):
             try:
@@ -71,9 +81,11 @@ def atomic_write(path: str | os.PathLike[str], size: int | None = None, *, durab
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and tmp in (exc.filename, exc.filename2):
+            raise _renamed(exc, user_path) from exc
         raise
     if durable:
         _fsync_directory(directory)

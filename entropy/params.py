@@ -148,34 +148,75 @@ class CodecParams:
 
     def payload_bit_bounds(self, n_values: int) -> tuple[int, int]:
         """Fewest and most payload bits of a stream of ``n_values`` values (a file's sanity bound: the payload
-        size bounds the value count a stream can claim)."""
-        lo, hi = self.chunk_bit_bounds(n_values)
-        return int(lo.sum()), int(hi.sum())
+        size bounds the value count a stream can claim). Closed form, O(1): a hostile count allocates nothing."""
+        rows, M = self.rows(n_values)
+        full, rest = divmod(M, self.chunk_size)
+        vmax, k = self.max_values_per_symbol, self.group
+        fewest = full * -(-self.chunk_size // vmax) + -(-rest // vmax)
+        most = (full * -(-self.chunk_size // k) + -(-rest // k)) * self.max_symbol_bits
+        return rows * fewest, rows * most
 
     # -- serialization ---------------------------------------------------------------------------------------------
-    #: Layout of :meth:`to_bytes` (little-endian, 56 bytes): group u8, max_code_length u8, runs u16,
-    #: chunk_size u32, value_min i64, value_range u64, run_symbol u32, reserved u32 (0), escape_min i64,
-    #: escape_range u64, row_length u64. The codec owns this block; a file stores it opaquely.
-    _BLOCK = struct.Struct("<BBHIqQIIqQQ")
+    #: The block of :meth:`to_bytes` (little-endian): a 24-byte base - group u8, max_code_length u8, flags u16,
+    #: chunk_size u32, value_min i64, value_range u64 - then, in this order, one extension per flag bit set:
+    #: bit 0 run symbols (runs u16, run_symbol u16), bit 1 escapes (escape_min i64, escape_range u64), bit 2 rows
+    #: (row_length u64). A plain or pair stream takes 24 bytes. The codec owns this block; a file stores it opaquely.
+    _BASE = struct.Struct("<BBHIqQ")
+    _RUNS = struct.Struct("<HH")
+    _ESCAPE = struct.Struct("<qQ")
+    _ROWS = struct.Struct("<Q")
+    _FLAG_RUNS, _FLAG_ESCAPE, _FLAG_ROWS = 1, 2, 4
+
+    @property
+    def block_bytes(self) -> int:
+        """Bytes of :meth:`to_bytes` (24 to 52)."""
+        return (self._BASE.size + (self._RUNS.size if self.runs else 0) + (self._ESCAPE.size if self.escape_range else 0)
+                + (self._ROWS.size if self.row_length else 0))
 
     def to_bytes(self) -> bytes:
-        """The stream-parameter block that a file stores for this stream (bytes; see ``_BLOCK``)."""
+        """The stream-parameter block that a file stores for this stream (bytes; see ``_BASE``)."""
         self.validate()
-        return self._BLOCK.pack(
-            self.group, self.max_code_length, self.runs, self.chunk_size, self.value_min, self.value_range,
-            self.run_symbol, 0, self.escape_min, self.escape_range, self.row_length,
-        )
+        flags = ((self._FLAG_RUNS if self.runs else 0) | (self._FLAG_ESCAPE if self.escape_range else 0)
+                 | (self._FLAG_ROWS if self.row_length else 0))
+        out = self._BASE.pack(self.group, self.max_code_length, flags, self.chunk_size, self.value_min, self.value_range)
+        if self.runs:
+            out += self._RUNS.pack(self.runs, self.run_symbol)
+        if self.escape_range:
+            out += self._ESCAPE.pack(self.escape_min, self.escape_range)
+        if self.row_length:
+            out += self._ROWS.pack(self.row_length)
+        return out
 
     @classmethod
     def from_bytes(cls, buf: bytes | memoryview) -> CodecParams:
         """Parse and validate a stream-parameter block written by :meth:`to_bytes`. Raises StreamError."""
-        if len(buf) != cls._BLOCK.size:
-            raise StreamError(f"stream parameter block is {len(buf)} bytes, expected {cls._BLOCK.size}")
-        group, max_len, runs, chunk, vmin, vrange, run_sym, reserved, emin, erange, rlen = cls._BLOCK.unpack(bytes(buf))
-        if reserved:
-            raise StreamError(f"stream parameter block has non-zero reserved bytes ({reserved:#x})")
-        params = cls(group=group, max_code_length=max_len, chunk_size=chunk, value_min=vmin, value_range=vrange,
-                     runs=runs, run_symbol=run_sym, escape_min=emin, escape_range=erange, row_length=rlen)
+        b = bytes(buf)
+        if len(b) < cls._BASE.size:
+            raise StreamError(f"stream parameter block is {len(b)} bytes, fewer than its {cls._BASE.size}-byte base")
+        group, max_len, flags, chunk, vmin, vrange = cls._BASE.unpack_from(b, 0)
+        if flags & ~(cls._FLAG_RUNS | cls._FLAG_ESCAPE | cls._FLAG_ROWS):
+            raise StreamError(f"stream parameter block has unknown flags {flags:#06x} (reserved bits must be zero)")
+        fields = dict(group=group, max_code_length=max_len, chunk_size=chunk, value_min=vmin, value_range=vrange)
+        pos = cls._BASE.size
+        want = pos + sum(st.size for f, st in ((cls._FLAG_RUNS, cls._RUNS), (cls._FLAG_ESCAPE, cls._ESCAPE),
+                                                (cls._FLAG_ROWS, cls._ROWS)) if flags & f)
+        if len(b) != want:
+            raise StreamError(f"stream parameter block is {len(b)} bytes, its flags {flags:#x} say {want}")
+        if flags & cls._FLAG_RUNS:
+            fields["runs"], fields["run_symbol"] = cls._RUNS.unpack_from(b, pos)
+            pos += cls._RUNS.size
+            if not fields["runs"]:
+                raise StreamError("stream parameter block: the run-symbol flag is set with runs = 0")
+        if flags & cls._FLAG_ESCAPE:
+            fields["escape_min"], fields["escape_range"] = cls._ESCAPE.unpack_from(b, pos)
+            pos += cls._ESCAPE.size
+            if not fields["escape_range"]:
+                raise StreamError("stream parameter block: the escape flag is set with escape_range = 0")
+        if flags & cls._FLAG_ROWS:
+            (fields["row_length"],) = cls._ROWS.unpack_from(b, pos)
+            if not fields["row_length"]:
+                raise StreamError("stream parameter block: the row flag is set with row_length = 0")
+        params = cls(**fields)
         params.validate()
         return params
 

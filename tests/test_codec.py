@@ -353,17 +353,28 @@ def test_stream_parameter_block_round_trips_and_rejects_damage():
         CodecParams(group=1, max_code_length=16, chunk_size=64, value_min=-40, value_range=65535, escape_min=-2**31,
                     escape_range=2**32),
         CodecParams(group=2, max_code_length=9, chunk_size=64, value_min=0, value_range=16, row_length=1001),
+        CodecParams(group=1, max_code_length=9, chunk_size=64, value_min=-5, value_range=100, runs=64, run_symbol=5,
+                    escape_min=-9, escape_range=300, row_length=7),
     ):
         block = p.to_bytes()
-        assert len(block) == 56 and CodecParams.from_bytes(block) == p
-    # byte offsets of the block's fields: 2 runs, 24 run_symbol, 28 reserved (FORMAT.md section 7)
-    with pytest.raises(StreamError, match="reserved"):
-        CodecParams.from_bytes(block[:28] + b"\x01" + block[29:])
-    with pytest.raises(StreamError, match="bytes"):
+        # a 24-byte base, then 4 bytes with run symbols, 16 with escapes, 8 with rows (FORMAT.md section 7.1)
+        want = 24 + 4 * bool(p.runs) + 16 * bool(p.escape_range) + 8 * bool(p.row_length)
+        assert len(block) == want == p.block_bytes and CodecParams.from_bytes(block) == p
+    plain = CodecParams(group=1, max_code_length=12, chunk_size=4096, value_min=0, value_range=16).to_bytes()
+    assert plain == bytes([1, 12, 0, 0]) + (4096).to_bytes(4, "little") + bytes(8) + (16).to_bytes(8, "little")
+    with pytest.raises(StreamError, match="reserved"):  # flag bits 3..15
+        CodecParams.from_bytes(block[:2] + b"\x08\x00" + block[4:])
+    with pytest.raises(StreamError, match="flags"):  # an extension missing or one too many
         CodecParams.from_bytes(block[:-1])
+    with pytest.raises(StreamError, match="flags"):
+        CodecParams.from_bytes(plain + bytes(4))
+    with pytest.raises(StreamError, match="base"):
+        CodecParams.from_bytes(plain[:-1])
     with pytest.raises(StreamError, match="group"):
         CodecParams.from_bytes(bytes([3]) + block[1:])
-    with pytest.raises(StreamError, match="runs"):
-        CodecParams.from_bytes(block[:2] + b"\x01\x00" + block[4:])
-    with pytest.raises(StreamError, match="row_length"):  # bytes 48..55: row_length, at most 2**48
-        CodecParams.from_bytes(block[:48] + (2**49).to_bytes(8, "little"))
+    with pytest.raises(StreamError, match="runs"):  # bytes 24..25: runs (2..256)
+        CodecParams.from_bytes(block[:24] + b"\x01\x00" + block[26:])
+    with pytest.raises(StreamError, match="row_length"):  # the last 8 bytes: row_length, at most 2**48
+        CodecParams.from_bytes(block[:-8] + (2**49).to_bytes(8, "little"))
+    with pytest.raises(StreamError, match="flag is set"):
+        CodecParams.from_bytes(block[:-8] + bytes(8))

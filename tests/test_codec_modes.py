@@ -394,3 +394,26 @@ def test_very_sparse_maps_take_longer_run_prefixes():
     assert np.array_equal(decode(enc), x)
     H = enc.accounting.entropy_bits
     assert enc.accounting.payload_bits / n < 1.2 * H  # (measured: 64 prefixes 1.06 x H, 16 prefixes 1.64 x H)
+
+
+@given(st.integers(0, 2**20), st.sampled_from([0, 1, 7, 300]), st.sampled_from([1, 2, 64, 4096]),
+       st.sampled_from(["plain", "pairs", "runs", "escape"]))
+@settings(max_examples=200, deadline=None)
+def test_payload_bounds_closed_form_equals_per_chunk_sums(n, M, C, mode):
+    kw = {"plain": {}, "pairs": {"group": 2}, "runs": {"runs": 16}, "escape": {"escape_min": 0, "escape_range": 1000}}
+    if mode == "pairs" and C % 2:
+        C *= 2
+    p = CodecParams(**{"group": 1, "max_code_length": 12, "chunk_size": C, "value_min": 0, "value_range": 16,
+                       "row_length": M, **kw[mode]})
+    if M and n % M:
+        n -= n % M
+    lo, hi = p.chunk_bit_bounds(n)
+    assert p.payload_bit_bounds(n) == (int(lo.sum()), int(hi.sum()))
+    assert p.n_chunks(n) == lo.size == p.chunk_starts(n).size - 1
+
+
+def test_payload_bounds_of_a_huge_claim_allocate_nothing():
+    p = CodecParams(group=1, max_code_length=12, chunk_size=1, value_min=0, value_range=16, runs=256)
+    assert p.payload_bit_bounds(2**48) == (2**48, 2**48 * 12)  # chunks of 1 value: one symbol each
+    p = CodecParams(group=1, max_code_length=12, chunk_size=4096, value_min=0, value_range=16, runs=256)
+    assert p.payload_bit_bounds(2**48)[0] == 2**48 // 256

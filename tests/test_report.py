@@ -134,6 +134,7 @@ def test_summary_and_outputs(tiny_report):
     for needle in ("# huffquant report: TinyNet", "package", "date", "W4A4 aciq-laplace", "## Whole model",
                    "## Mixed-precision channel packing", "Step ratio"):
         assert needle in md
+    assert "issue" not in md.lower() and "issue" not in rep.to_json().lower()  # no tracker numbers for users
     pngs = [p for p in written if p.suffix == ".png"]
     pdfs = [p for p in written if p.suffix == ".pdf"]
     assert {p.stem for p in pngs} == {p.stem for p in pdfs} >= {"layer_bits", "mse_alpha", "bit_allocation",

@@ -1,29 +1,25 @@
 """Benchmarks behind ``huffquant bench``: one module per area, collected here.
 
 * :mod:`analysis.benchmarks.codec` - the codec against bitarray, zstd and memcpy;
-* ``analysis.benchmarks.container`` (if present) - ``file_rows``: write + read a .hqt file;
-* ``analysis.benchmarks.quant`` (if present) - ``quant_rows``: fast vs reference quantizers;
-* ``analysis.benchmarks.pipeline`` (if present) - ``pipeline_rows``: only with ``--pipeline``.
+* :mod:`analysis.benchmarks.container` - ``file_rows``: write + read a .hqt file;
+* :mod:`analysis.benchmarks.quant` - ``quant_rows``: fast vs reference quantizers (``--quant``; torch);
+* :mod:`analysis.benchmarks.pipeline` - ``pipeline_rows``: the model pipeline (``--pipeline``; torch).
 
-:func:`run_benchmarks` runs whichever exist and evaluates the codec targets;
+:func:`run_benchmarks` runs the codec and file benchmarks (and the others when asked) and evaluates the
+codec targets (:data:`SPEEDUP_TARGET`, :data:`HUFFMAN_OVERHEAD_TARGET`, :data:`SPARSE_ENTROPY_TARGET`,
+:data:`BELOW_ZSTD19_DATASETS`);
 :func:`bench_markdown` renders the result as the ``reports/bench.md`` table.
 """
 
 from __future__ import annotations
 
 import datetime
-import importlib
-import importlib.util
-import inspect
-import logging
 import math
 import os
 import platform
 from typing import Any
 
-__all__ = ["run_benchmarks", "bench_markdown", "evaluate_targets", "TARGET_DATASETS"]
-
-log = logging.getLogger(__name__)
+__all__ = ["run_benchmarks", "bench_markdown", "evaluate_targets", "targets_text", "TARGET_DATASETS"]
 
 #: datasets with the speed and Huffman-overhead targets
 TARGET_DATASETS = ("lap4", "relu4", "lap8")
@@ -34,20 +30,6 @@ SPARSE_ENTROPY_TARGET = 1.10  # relu4-sparse bits/value <= 1.10 x entropy (and b
 BELOW_ZSTD19_DATASETS = ("relu4-sparse", "wide-int16", "wide-uint16")
 
 
-def _optional(module: str):
-    name = f"{__name__}.{module}"
-    if importlib.util.find_spec(name) is None:
-        return None
-    return importlib.import_module(name)
-
-
-def _call_with_known(fn, **kwargs):
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return fn(**kwargs)
-    return fn(**{k: v for k, v in kwargs.items() if k in params})
-
-
 def _find(rows: list[dict], dataset: str, method: str) -> dict | None:
     for r in rows:
         if r["dataset"] == dataset and r["method"] == method:
@@ -56,7 +38,7 @@ def _find(rows: list[dict], dataset: str, method: str) -> dict | None:
 
 
 def evaluate_targets(rows: list[dict], references: dict[str, dict[str, float]]) -> list[dict]:
-    """Check the codec targets on the codec rows; one dict per (dataset, target)."""
+    """Check the codec's targets on the codec rows (see :func:`targets_text`); one dict per (dataset, target)."""
     out = []
     for ds in TARGET_DATASETS:
         hq, ba = _find(rows, ds, "huffquant"), _find(rows, ds, "bitarray")
@@ -110,34 +92,48 @@ def evaluate_targets(rows: list[dict], references: dict[str, dict[str, float]]) 
     return out
 
 
+def targets_text() -> str:
+    """What the codec's targets ask, in one sentence (the bench report prints it above the table)."""
+    return (
+        f"Single thread, on {', '.join(TARGET_DATASETS)}: encode and decode at least {SPEEDUP_TARGET:g}x as fast "
+        f"as bitarray, and bits per value (codebook and chunk index included) at most {HUFFMAN_OVERHEAD_TARGET:g}x "
+        f"the optimal unlimited Huffman payload; on relu4-sparse, bits per value at most {SPARSE_ENTROPY_TARGET:g}x "
+        f"the order-0 entropy; on {', '.join(BELOW_ZSTD19_DATASETS)}, fewer bits per value than zstd -19."
+    )
+
+
 def run_benchmarks(
     size: int = 10_000_000,
     repeats: int = 3,
     *,
+    quant: bool = False,
     pipeline: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run every available benchmark; returns {"rows", "references", "targets", "quant_rows",
-    "pipeline_rows", "setup"} (rows: codec and file rows of the common schema)."""
+    "pipeline_rows", "setup"} (rows: codec and file rows of the common schema).
+
+    The codec and file benchmarks need only numpy and numba. ``quant`` adds the quantizer-speed
+    rows and ``pipeline`` (which implies ``quant``) the model-pipeline rows; both import torch.
+    """
     from analysis.benchmarks.codec import codec_rows, make_datasets, reference_bits
 
     datasets = make_datasets(size)
     references = {name: reference_bits(x) for name, x in datasets.items()}
     rows = codec_rows(datasets, repeats, progress=progress)
-    container = _optional("container")
-    if container is not None and hasattr(container, "file_rows"):
-        rows += container.file_rows(datasets, repeats)
+    from analysis.benchmarks.container import file_rows
+
+    rows += file_rows(datasets, repeats)
     quant_rows: list[dict] = []
-    quant = _optional("quant")
-    if quant is not None and hasattr(quant, "quant_rows"):
-        quant_rows = list(quant.quant_rows(repeats))
+    if quant or pipeline:
+        from analysis.benchmarks.quant import quant_rows as quantizer_rows  # imports torch
+
+        quant_rows = quantizer_rows(repeats)
     pipeline_rows: list[dict] = []
     if pipeline:
-        pipe = _optional("pipeline")
-        if pipe is None or not hasattr(pipe, "pipeline_rows"):
-            log.warning("analysis.benchmarks.pipeline is not available; --pipeline skipped")
-        else:
-            pipeline_rows = list(_call_with_known(pipe.pipeline_rows, repeats=repeats, progress=progress))
+        from analysis.benchmarks.pipeline import pipeline_rows as model_rows  # imports torch
+
+        pipeline_rows = model_rows(repeats=repeats, progress=progress)
     import numpy as np
 
     setup = {
@@ -235,7 +231,7 @@ def bench_markdown(result: dict[str, Any]) -> str:
     for ds, ref in refs.items():
         lines.append(f"| {ds} | {ref['entropy']:.4f} | {ref['huffman']:.4f} |")
     if result["targets"]:
-        lines += ["", "## Targets", "", "| dataset | target | value | met |", "|---|---|---|---|"]
+        lines += ["", "## Targets", "", targets_text(), "", "| dataset | target | value | met |", "|---|---|---|---|"]
         for t in result["targets"]:
             lines.append(f"| {t['dataset']} | {t['target']} | {t['value']} | {_fmt(bool(t['met']))} |")
     for title, extra in (("Quantizer speed", result.get("quant_rows")), ("Pipeline", result.get("pipeline_rows"))):

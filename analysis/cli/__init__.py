@@ -9,7 +9,12 @@ Each subcommand lives in its own module of this package and exposes
 * ``run(args) -> int``: does the work through the public API and returns the exit code.
 
 Exit codes: 0 success, 2 usage error, 1 any other failure. Failures print one
-line on stderr; ``--debug`` adds the traceback.
+line on stderr; ``--debug`` adds the traceback. The global options (``--debug``,
+``-q``) may come before or after the subcommand.
+
+Start-up stays light: this package and every command module import only the standard
+library at module level; numpy, numba, torch and the rest are imported inside ``run`` on
+the code paths that need them, so that a command that needs no model never imports torch.
 """
 
 from __future__ import annotations
@@ -41,15 +46,23 @@ class UsageError(Exception):
 
 
 def _load_commands() -> list[ModuleType]:
-    mods = []
-    for name in _COMMAND_MODULES:
-        full = f"{__name__}.{name}"
-        try:
-            mods.append(importlib.import_module(full))
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name != full:
-                raise
-    return mods
+    return [importlib.import_module(f"{__name__}.{name}") for name in _COMMAND_MODULES]
+
+
+def _add_global_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, default: object) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show tracebacks and debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="only warnings and errors on stderr; no progress bars")
+
+
+def _one_line(exc: BaseException) -> tuple[str, bool]:
+    """The error as one line, and whether anything was left out: an OSError names its path,
+    other messages keep their first line."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}", False
+    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
+    return (lines[0] if lines else ""), len(lines) > 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Run 'huffquant COMMAND --help' for the options and examples of each command.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr; no progress bars")
+    _add_global_options(parser, default=False)
+    # the same options after the subcommand; SUPPRESS keeps an absent one from resetting the global value
+    common = argparse.ArgumentParser(add_help=False)
+    _add_global_options(common.add_argument_group("global options (also accepted before COMMAND)"),
+                        default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in _load_commands():
@@ -73,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=getattr(mod, "DESCRIPTION", mod.HELP),
             epilog=getattr(mod, "EPILOG", None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
         )
         mod.register(p)
         p.set_defaults(_run=mod.run)
@@ -93,14 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except UsageError as exc:
         parser.exit(2, f"huffquant {args.command}: error: {exc}\n")
-    except (EntropyError, QuantError, AnalysisError, OSError) as exc:
-        if args.debug:
-            raise
-        print(f"huffquant {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"huffquant {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line for every failure; the traceback with --debug
+        if args.debug:
+            raise
+        expected = isinstance(exc, (EntropyError, QuantError, AnalysisError, OSError))
+        text, cut = _one_line(exc)
+        kind = type(exc).__name__ if expected else f"unexpected {type(exc).__name__}"
+        hint = "" if expected and not cut else " (rerun with --debug for the details)"
+        print(f"huffquant {args.command}: {kind}: {text}{hint}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give either INPUT or --model, not both")
     if getattr(args, "bits", None) is not None:
         raise UsageError("with --model use --wbits/--abits instead of --bits")
+    if getattr(args, "channel_axis", None) is not None or getattr(args, "layout", "auto") != "auto":
+        raise UsageError("--channel-axis and --layout apply to an INPUT file, not yet to --model")
     cfg = config_from_args(args, default_mode="offline")
     lm = load_model_from_args(args)
     images = images_from_args(args, lm.preprocessing) if args.activations else None
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                       stats=stats, batch_size=args.batch_size, device=args.device,
                       progress=not args.quiet and not getattr(args, "json", False), metadata=meta,
                       max_code_length=args.max_code_length, chunk_size=args.chunk_size, group=args.group,
-                      share_codebooks=args.share_codebooks)
+                      share_codebooks=args.share_codebooks, verify=getattr(args, "verify", False))
     n = len(fi.tensors)
     if getattr(args, "json", False):
         doc = {"output": str(args.output), "model": lm.name, "config": cfg.describe(), "tensors": n,

@@ -23,12 +23,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="the .hqt file")
     parser.add_argument("--against", required=True, metavar="ORIGINAL", help="the original tensor file")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    from analysis.cli.decode import add_limit_argument
+
+    add_limit_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from analysis.verify import verify_file
 
-    report = verify_file(args.file, args.against)
+    report = verify_file(args.file, args.against, max_decoded_bytes=args.max_decoded_bytes)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

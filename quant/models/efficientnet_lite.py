@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from quant.errors import ModelError
+from quant.torch_files import first_line, load_error_line, state_dict_mismatch
 
 __all__ = ["EfficientNetLite", "efficientnet_lite0", "weights_path", "IMAGE_SIZE", "BN_EPS"]
 
@@ -174,12 +175,13 @@ def efficientnet_lite0(weights: str | None = None, *, pretrained: bool = True) -
         path = weights or weights_path()
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise ModelError(f"cannot read EfficientNet-Lite0 weights from {path}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a ModelError
+            raise ModelError(f"cannot read EfficientNet-Lite0 weights from {path}: {load_error_line(exc)}") from exc
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         try:
             model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"{path} is not an EfficientNet-Lite0 state dict: {exc}") from exc
+        except (RuntimeError, TypeError, ValueError) as exc:
+            why = state_dict_mismatch(model.state_dict(), state) or first_line(exc)
+            raise ModelError(f"{path} is not an EfficientNet-Lite0 state dict: {why}") from exc
     return model.eval()

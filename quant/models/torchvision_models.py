@@ -25,6 +25,7 @@ from torch import nn
 
 from quant.errors import ModelError
 from quant.images import Preprocessing
+from quant.torch_files import first_line, load_error_line, state_dict_mismatch
 
 __all__ = ["torchvision_names", "load_torchvision", "hub_checkpoint"]
 
@@ -87,7 +88,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a ModelError
-        raise ModelError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"cannot read weights file {path}: {load_error_line(exc)}") from exc
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -138,11 +139,13 @@ def load_torchvision(
     fc = [k for k in state if k.endswith(("fc.weight", "classifier.weight", "head.weight", "heads.head.weight"))]
     if fc:
         kwargs.setdefault("num_classes", int(state[fc[-1]].shape[0]))
+    model = None
     try:
         model = models.get_model(name, weights=None, **kwargs)
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ModelError(f"{source} does not match torchvision's {name}: {exc}") from exc
+        why = (state_dict_mismatch(model.state_dict(), state) if model is not None else None) or first_line(exc)
+        raise ModelError(f"{source} does not match torchvision's {name}: {why}") from exc
     # the auxiliary classifiers are training-only
     if getattr(model, "aux_logits", False):
         model.aux_logits = False

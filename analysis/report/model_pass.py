@@ -1,0 +1,203 @@
+"""The model side of the report: images in, FP32 and quantized passes, integer codes out as TensorInputs.
+
+:func:`resolve_inputs` turns the caller's model and images into batches; :func:`run_quantized` runs one
+quantized pass (fidelity to the FP32 logits, and the integer codes of every quantized layer);
+:func:`tensor_inputs` turns a pass's codes and weights into :class:`~analysis.report.tensors.TensorInput`.
+Used by the report and the rate-fidelity sweep. torch is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from analysis.errors import AnalysisError
+from analysis.report.config import ReportConfig
+from analysis.report.tensors import TensorInput
+
+__all__ = ["ReportInputs", "resolve_inputs", "run_quantized", "tensor_inputs", "layout_meta"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportInputs:
+    """The model and the image batches (evaluation with labels or None, calibration) a report runs on."""
+
+    name: str
+    module: Any
+    description: str
+    eval_batches: list  # (images, labels or None)
+    calib_batches: list  # images
+    labelled: bool
+    preprocessing: Any = None
+    weights: str = ""
+
+
+def resolve_inputs(model: Any, images: Any, calibration_images: Any, cfg: ReportConfig) -> ReportInputs:
+    import torch
+
+    from quant.images import ImageSet, builtin_images, folder_images, iter_batches
+    from quant.models import LoadedModel, load_model
+
+    if isinstance(model, str):
+        model = load_model(model)
+    if isinstance(model, LoadedModel):
+        name, module, prep, wsrc = model.name, model.model, model.preprocessing, model.weights
+    elif isinstance(model, torch.nn.Module):
+        name, module, prep, wsrc = type(model).__name__, model, None, "caller's module"
+    else:
+        raise AnalysisError(f"model must be a name, a LoadedModel or an nn.Module, got {type(model).__name__}")
+
+    def batches_of(src: Any, limit: int | None, split: str) -> tuple[list, str, bool]:
+        if src is None:
+            if prep is None:
+                raise AnalysisError("pass images= for a plain nn.Module (its preprocessing is unknown)")
+            src = builtin_images(prep, limit, split=split)
+        elif isinstance(src, (str, os.PathLike)):
+            if prep is None:
+                raise AnalysisError("an image folder needs a named model (its preprocessing)")
+            src = folder_images(src, prep, limit=limit)
+        if isinstance(src, torch.Tensor):
+            x = src if limit is None else src[:limit]
+            bs = cfg.batch_size
+            return [(x[i:i + bs], None) for i in range(0, x.shape[0], bs)], f"tensor of {x.shape[0]} images", False
+        if isinstance(src, ImageSet):
+            if limit is not None and len(src) > limit:
+                src = src.subset(0, limit)
+            out = []
+            skipped = 0
+            for b in iter_batches(src, cfg.batch_size):
+                skipped += len(b.skipped)
+                if b.images.numel():
+                    out.append((b.images, b.labels if src.labelled else None))
+            if skipped:
+                log.warning("%d unreadable image(s) skipped", skipped)
+            if not out:
+                raise AnalysisError(f"no readable image in {src.description}")
+            return out, src.description + (f", {skipped} unreadable skipped" if skipped else ""), src.labelled
+        raise AnalysisError(f"images must be None, a folder, an ImageSet or a tensor, got {type(src).__name__}")
+
+    ev, desc, labelled = batches_of(images, cfg.num_images, "evaluation")
+    if calibration_images is None and images is not None:
+        # calibrate on the first images of the caller's set (the reference code's default of 32)
+        calib, left = [], cfg.num_calibration
+        for x, _ in ev:
+            if left <= 0:
+                break
+            calib.append(x[:left])
+            left -= int(calib[-1].shape[0])
+        cdesc = "the first report images"
+    else:
+        cb, cdesc, _ = batches_of(calibration_images, cfg.num_calibration, "calibration")
+        calib = [x for x, _ in cb]
+    n_eval = sum(int(x.shape[0]) for x, _ in ev)
+    n_cal = sum(int(x.shape[0]) for x in calib)
+    return ReportInputs(name, module, f"{desc} ({n_eval} evaluated); calibration: {cdesc} ({n_cal})", ev, calib,
+                   labelled, prep, wsrc)
+
+
+def run_quantized(qmodel: Any, batches: list, refs: list, *, record: bool, progress: bool, desc: str,
+                   record_images: int | None = None):
+    """One quantized pass over ``batches``: fidelity to the FP32 logits ``refs`` and, with ``record``, the codes
+    (of the first ``record_images`` images when given, rounded up to whole batches)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from quant.capture import CodeRecorder, check_finite_logits
+    from quant.evaluation import FidelityMeter
+
+    sizes = [int(x.shape[0]) for x, _ in batches]
+    n_rec = sum(sizes)
+    if record_images is not None:
+        n_rec, acc = 0, 0
+        for k in sizes:
+            if acc >= record_images:
+                break
+            n_rec += k
+            acc += k
+    sites = qmodel.sites
+    recs = {}
+    if record:
+        for name, s in sites.items():
+            if s.quantizer is not None:
+                recs[name] = s.recorder = CodeRecorder(n_rec)
+    meter = FidelityMeter()
+    seen = 0
+    try:
+        with torch.no_grad():
+            for (x, labels), ref in tqdm(list(zip(batches, refs)), desc=desc, unit="batch", disable=not progress):
+                if recs and seen >= n_rec:
+                    for s in sites.values():
+                        s.recorder = None
+                out = qmodel(x.to(qmodel.device))
+                seen += int(x.shape[0])
+                check_finite_logits(qmodel.quant, x, out)
+                meter.update(ref, out, labels)
+    finally:
+        for s in sites.values():
+            s.recorder = None
+    codes = {name: (r.result(), r.params) for name, r in recs.items()}
+    return meter.summary(), codes
+
+
+def tensor_inputs(qmodel: Any, codes: Mapping[str, Any], stats: Any, cfg_abits: float | None) -> list[TensorInput]:
+    """TensorInputs for every quantized layer (activations then weights per layer, network order)."""
+    out: list[TensorInput] = []
+    for name, lq in qmodel.layers.items():
+        if name in codes:
+            c, p = codes[name]
+            levels = p.levels.cpu().numpy().reshape(-1)
+            rho = None
+            if stats is not None and lq.act_bits is not None:
+                try:
+                    rho = _step_ratio(stats[name], float(lq.act_bits), lq.info)
+                except Exception as exc:  # noqa: BLE001 - a missing histogram must not stop the report
+                    log.debug("step ratio of %s not computed: %s", name, exc)
+            meta = {k: v for k, v in _meta(c, p).items()}
+            out.append(TensorInput(name, "activations", c.numpy(), p.axis, levels,
+                                   p.qmin.cpu().numpy().reshape(-1), meta, step_ratio=rho,
+                                   fused_activation=lq.info.activation or "none"))
+        if lq.weight is not None:
+            w = lq.weight
+            p = w.params
+            out.append(TensorInput(name, "weights", w.codes.cpu().numpy(), p.axis, p.levels.cpu().numpy().reshape(-1),
+                                   p.qmin.cpu().numpy().reshape(-1), dict(w.metadata()),
+                                   fused_activation=lq.info.activation or "none"))
+    return out
+
+
+def _step_ratio(stats: Any, bits: float, info: Any) -> float:
+    """ρ = Δ_ACIQ / Δ_KL of one layer's activations at ``bits`` (per tensor, from FP32 calibration statistics),
+    with both ranges capped at 6 for a fused ReLU6 (the quantizer never uses a wider range there)."""
+    from quant.capture import ACTIVATION_MAX
+    from quant.step_ratio import step_size
+
+    levels = 2.0 ** bits
+    a = float(step_size(stats, "aciq-laplace", levels, info.signed))
+    k = float(step_size(stats, "kl", levels, info.signed))
+    cap = ACTIVATION_MAX.get(info.activation) if info.activation else None
+    if cap is not None and not info.signed:
+        a, k = min(a, cap / (levels - 1)), min(k, cap / (levels - 1))
+    return a / k if k > 0 else math.nan
+
+
+def _meta(codes: Any, params: Any) -> dict:
+    from quant.quantizer import QuantizedTensor
+
+    return dict(QuantizedTensor(codes, params).metadata())
+
+
+def layout_meta(meta: Mapping[str, Any], shape: tuple[int, ...], axis: int | None) -> dict:
+    """Quantization metadata for the channel-major layout of the report's files (channels along axis 0),
+    plus the original shape and channel axis so the file alone can rebuild the tensor."""
+    m = dict(meta)
+    m["axis"] = -1 if axis is None else 0
+    m["shape"] = np.asarray(shape, dtype=np.int64)
+    m["channel_axis"] = -1 if axis is None else int(axis)
+    return m

@@ -1,0 +1,270 @@
+"""Planning an ``.hqt`` file: every tensor's layout, codebooks and exact sizes, before a payload bit is written.
+
+:func:`plan_file` takes what :func:`entropy.save` takes and returns a :class:`FilePlan` whose ``file_bytes`` is
+the exact size of the file :meth:`FilePlan.write` (or ``save``) then writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from entropy.codebook import Codebook
+from entropy.codec import EncodedTensor, prepare_encode
+from entropy.errors import EntropyError, FormatError
+from entropy.fileformat import (
+    DTYPE_CODES, MAX_NDIM, TENSOR_DTYPE_CODES, data_bytes, dtype_code, header_bytes, tensor_record_bytes,
+)
+from entropy.layouts import CLUSTER_COUNTS, LayoutChoice, best_layout, layout_choices, single_layout
+from entropy.lengths import MAX_ALPHABET
+
+if TYPE_CHECKING:
+    from entropy.fileinfo import FileInfo
+
+__all__ = ["TensorPlan", "FilePlan", "plan_file"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class TensorPlan:
+    """One tensor of a planned file: its source, chosen layout and stored metadata arrays."""
+
+    name: str
+    dtype_code: int
+    shape: tuple[int, ...]
+    choice: LayoutChoice
+    arrays: dict[str, np.ndarray]
+    values: np.ndarray | None  # the integer values (None for a tensor given already encoded)
+
+
+@dataclass(frozen=True, eq=False)
+class FilePlan:
+    """A file fixed down to its last byte: metadata, codebook table, tensors; ``file_bytes`` exact."""
+
+    metadata: dict[str, str]
+    codebooks: list[bytes]  # the file's codebook table (identical tables stored once)
+    tensors: list[TensorPlan]
+    header_bytes: int  # preamble + header, padded
+    file_bytes: int
+
+
+@functools.lru_cache(maxsize=1)
+def _tool_name() -> str:
+    """``huffquant <version>`` (read once: the package metadata lookup parses files)."""
+    try:
+        from importlib.metadata import version
+
+        return f"huffquant {version('huffquant')}"
+    except Exception:  # not installed as a distribution
+        return "huffquant"
+
+
+def _as_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in (metadata or {}).items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise FormatError(f"file metadata must map str to str; got {k!r}: {type(v).__name__}")
+        out[k] = v
+    if "tool" not in out:
+        out["tool"] = _tool_name()
+    return out
+
+
+def _as_arrays(name: str, meta: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for k, v in (meta or {}).items():
+        if v is None:  # e.g. axis=None for per-tensor parameters: absent means None
+            continue
+        if hasattr(v, "detach"):  # a torch tensor, without importing torch
+            v = v.detach().cpu().numpy()
+        if isinstance(v, bool):
+            a = np.asarray(v, dtype=np.bool_)
+        elif isinstance(v, int):
+            a = np.asarray(v, dtype=np.int64)
+        elif isinstance(v, float):
+            a = np.asarray(v, dtype=np.float64)
+        else:
+            a = np.asarray(v)
+        code = dtype_code(a.dtype)
+        if code is None:
+            raise FormatError(
+                f"tensor {name!r}: metadata {k!r} has dtype {a.dtype}, not one of the storable types "
+                f"({', '.join(dt.name for dt in DTYPE_CODES.values())})"
+            )
+        if a.ndim > MAX_NDIM:
+            raise FormatError(f"tensor {name!r}: metadata {k!r} has too many dimensions")
+        out[str(k)] = np.array(a, dtype=DTYPE_CODES[code], order="C")  # keeps 0-d arrays 0-d
+    return out
+
+
+def _as_values(name: str, t: Any) -> np.ndarray:
+    if hasattr(t, "detach"):  # a torch tensor, without importing torch
+        t = t.detach().cpu().numpy()
+    a = np.asarray(t)
+    if a.dtype.kind not in "iu" or dtype_code(a.dtype) not in TENSOR_DTYPE_CODES:
+        raise FormatError(
+            f"tensor {name!r} has dtype {a.dtype}; only integer tensors can be coded "
+            "(quantize floats first, e.g. with quant.arrays.quantize_array)"
+        )
+    if a.ndim > MAX_NDIM:
+        raise FormatError(f"cannot store: tensor {name!r}: {a.ndim} dimensions (at most {MAX_NDIM})")
+    if not a.dtype.isnative:  # the codec works on native integers; the file stores the values, not the bytes
+        a = a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
+def _axes(channel_axis: int | Mapping[str, int | None] | None, arrays: Mapping[str, np.ndarray]) -> dict[str, int | None]:
+    """The channel axis of each tensor: an int applies to every tensor it fits (others get none); a mapping
+    names tensors (each axis must fit)."""
+    from entropy.channels import normalize_axis
+
+    out: dict[str, int | None] = {}
+    if channel_axis is None:
+        return {n: None for n in arrays}
+    if isinstance(channel_axis, Mapping):
+        unknown = set(channel_axis) - set(arrays)
+        if unknown:
+            raise FormatError(f"channel_axis given for unknown or pre-encoded tensors: {sorted(unknown)[:5]}")
+        for n, a in arrays.items():
+            ax = channel_axis.get(n)
+            try:
+                out[n] = None if ax is None else normalize_axis(ax, a.ndim, f"tensor {n!r}")
+            except ValueError as exc:
+                raise FormatError(str(exc)) from None
+        return out
+    for n, a in arrays.items():
+        try:
+            out[n] = normalize_axis(channel_axis, a.ndim, f"tensor {n!r}") if a.ndim else None
+        except ValueError:
+            if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+                raise FormatError(f"channel_axis must be an int, a mapping or None, got {channel_axis!r}") from None
+            out[n] = None  # one int for every tensor: those without that axis are coded whole
+    return out
+
+
+def _shared_layouts(
+    arrays: Mapping[str, np.ndarray], stored: Mapping[str, dict[str, np.ndarray]], *, max_code_length: int,
+    chunk_size: int, group: int | str,
+) -> dict[str, LayoutChoice]:
+    """Single layouts of tensors of equal dtype and equal bit width (ceil(log2(range))) sharing one pooled code.
+
+    The pool's alphabet is the union of the members' value ranges; its code is built from the summed symbol
+    counts; ``group="auto"`` picks, per pool, the grouping with the fewer payload + codebook bits. Pools that
+    cannot share (alphabet too large) and empty tensors are coded on their own.
+    """
+    from entropy import kernels  # numba; only needed here
+    from entropy.measures import payload_bits
+
+    kw = dict(max_code_length=max_code_length, chunk_size=chunk_size)
+    pools: dict[tuple[str, int], list[str]] = {}
+    out: dict[str, LayoutChoice] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    for name, a in arrays.items():
+        if a.size == 0:
+            out[name] = single_layout(a, name=name, arrays=stored[name], group=group, **kw)
+            continue
+        lo, hi = int(a.min()), int(a.max())
+        spans[name] = (lo, hi)
+        pools.setdefault((a.dtype.name, (hi - lo).bit_length()), []).append(name)
+    for names in pools.values():
+        lo = min(spans[n][0] for n in names)
+        R = max(spans[n][1] for n in names) - lo + 1
+        ks = [1, 2] if group == "auto" else [int(group)]
+        ks = [k for k in ks if R**k <= MAX_ALPHABET and chunk_size % k == 0]
+        if len(names) == 1 or not ks:
+            for n in names:
+                out[n] = single_layout(arrays[n], name=n, arrays=stored[n], group=group, **kw)
+            continue
+        best = None
+        for k in ks:
+            counts = sum(
+                kernels.count_symbols(np.ascontiguousarray(arrays[n]).reshape(-1), lo, R, k)[0] for n in names
+            )
+            cb = Codebook.from_counts(counts, max_length=max_code_length)
+            bits = payload_bits(counts, cb.lengths) + cb.serialized_bits
+            if best is None or bits < best[0]:
+                best = (bits, k, cb)
+        _, k, cb = best
+        for n in names:
+            try:
+                prep = prepare_encode(arrays[n], group=k, codebook=cb, value_min=lo, value_range=R, **kw)
+            except EntropyError as exc:
+                raise type(exc)(f"tensor {n!r}: {exc}") from exc
+            out[n] = single_layout(prep, name=n, arrays=stored[n])
+    return out
+
+
+def plan_file(
+    tensors: Mapping[str, Any],
+    metadata: Mapping[str, str] | None = None,
+    *,
+    quant: Mapping[str, Mapping[str, Any]] | None = None,
+    max_code_length: int = 12,
+    chunk_size: int = 4096,
+    group: int | str = "auto",
+    share_codebooks: bool = False,
+    channel_axis: int | Mapping[str, int | None] | None = None,
+    layout: str | Mapping[str, str] = "auto",
+    clusters: tuple[int, ...] = CLUSTER_COUNTS,
+) -> FilePlan:
+    """Decide everything about a file (arguments of :func:`entropy.save`) and its exact size, writing nothing."""
+    quant = dict(quant or {})
+    unknown = set(quant) - set(tensors)
+    if unknown:
+        raise FormatError(f"quantization metadata given for unknown tensors: {sorted(unknown)}")
+    meta = _as_metadata(metadata)
+    stored = {name: _as_arrays(name, quant.get(name)) for name in tensors}
+    values: dict[str, np.ndarray] = {}
+    choices: dict[str, LayoutChoice] = {}
+    for name, t in tensors.items():
+        if not isinstance(name, str):
+            raise FormatError(f"tensor names must be str, got {name!r}")
+        if isinstance(t, EncodedTensor):
+            choices[name] = single_layout(t, name=name, arrays=stored[name])
+        else:
+            values[name] = _as_values(name, t)
+    axes = _axes(channel_axis, values)
+    layouts = {n: (layout.get(n, "auto") if isinstance(layout, Mapping) else layout) for n in values}
+    if isinstance(layout, Mapping) and set(layout) - set(values):
+        raise FormatError(f"layout given for unknown or pre-encoded tensors: {sorted(set(layout) - set(values))[:5]}")
+    kw = dict(max_code_length=max_code_length, chunk_size=chunk_size, group=group)
+    if share_codebooks:
+        pooled = {n: a for n, a in values.items() if axes[n] is None and layouts[n] in ("auto", "single")}
+        if len(pooled) > 1:
+            choices.update(_shared_layouts(pooled, stored, **kw))
+    for name, a in values.items():
+        if name in choices:
+            continue
+        found = layout_choices(a, name=name, axis=axes[name], arrays=stored[name], layout=layouts[name],
+                               clusters=clusters, **kw)
+        choices[name] = best_layout(found)
+    plans = []
+    for name in tensors:  # the caller's order
+        c = choices[name]
+        src = values.get(name)
+        shape = tuple(int(d) for d in (src.shape if src is not None else tensors[name].shape))
+        dt = src.dtype if src is not None else np.dtype(tensors[name].dtype)
+        code = dtype_code(dt)
+        if code not in TENSOR_DTYPE_CODES:
+            raise FormatError(f"tensor {name!r}: dtype {dt} cannot be stored")
+        plans.append(TensorPlan(name, code, shape, c, stored[name], src))
+    codebooks: list[bytes] = []
+    ids: dict[bytes, int] = {}
+    for p in plans:
+        for s in p.choice.streams:
+            b = s.codebook.to_bytes()
+            if b not in ids:
+                ids[b] = len(codebooks)
+                codebooks.append(b)
+    records = [tensor_record_bytes(p.name, len(p.shape), [s.params for s in p.choice.streams],
+                                   layout=p.choice.layout, n_channels=p.choice.n_channels, arrays=p.arrays)
+               for p in plans]
+    head = header_bytes(meta, codebooks, records)
+    data = sum(data_bytes(p.choice.index_bytes, p.choice.payload_bytes) for p in plans)
+    return FilePlan(meta, codebooks, plans, head, head + data)

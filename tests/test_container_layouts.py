@@ -1,0 +1,243 @@
+"""Tensor layouts (format version 2): the search's sizes are the written bytes, auto picks the smallest, every
+layout round-trips and reads by channel range, forced layouts, channel axes, the verify option, and the size of
+a one-code tensor against version 1."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import entropy
+from analysis import coding
+from analysis.cli import main
+from entropy import container as C
+from entropy import reader as R
+from entropy.errors import FormatError, IntegrityError
+
+
+def _acts(rng, shape, axis=1, levels=16, dtype=np.uint8):
+    """ReLU-like codes with a scale per channel: many zeros, channels of different spread."""
+    C_ = shape[axis]
+    scale = rng.uniform(0.2, 4.0, C_).reshape([C_ if i == axis else 1 for i in range(len(shape))])
+    x = np.maximum(rng.laplace(-0.3, 1.0, shape), 0) * scale
+    return np.clip(np.round(x), 0, levels - 1).astype(dtype)
+
+
+def _check_exact(tmp_path, x, axis, layout, **kw):
+    """Plan, write and read one tensor in ``layout``: predicted bytes == written bytes, values back."""
+    plan = entropy.plan_file({"t": x}, channel_axis=axis, layout=layout, **kw)
+    choice = plan.tensors[0].choice
+    path = tmp_path / f"{layout}.hqt"
+    fi = entropy.write_plan(plan, path)
+    assert plan.file_bytes == fi.file_bytes == os.path.getsize(path)
+    t = fi.tensor("t")
+    assert choice.total_bytes == t.total_bytes  # the search's size of the tensor is what the file attributes
+    assert (choice.record_bytes, choice.index_bytes, choice.payload_bytes, choice.padding_bytes) == (
+        t.entry_bytes, t.index_bytes, t.payload_bytes, t.padding_bytes)
+    assert choice.payload_bits == t.payload_bits and len(choice.streams) == t.n_codebooks
+    back = entropy.load_tensor(path, "t")
+    assert back.dtype == x.dtype and back.shape == x.shape and np.array_equal(back, x)
+    return choice, fi
+
+
+@pytest.mark.parametrize(
+    "shape,axis,dtype,levels",
+    [((2, 6, 5, 7), 1, np.uint8, 16), ((7, 3, 3, 3), 0, np.int8, 8), ((3, 10, 9), 2, np.int16, 40),
+     ((1, 12, 8, 8), 1, np.uint16, 5)],
+)
+@pytest.mark.parametrize("group", ["auto", 1, 2])
+def test_every_layout_is_exact_and_round_trips(tmp_path, shape, axis, dtype, levels, group):
+    rng = np.random.default_rng(sum(shape) + levels)
+    x = _acts(rng, shape, axis, levels, dtype)
+    if dtype == np.int8:
+        x = (x.astype(np.int16) - levels // 2).astype(dtype)
+    bits = rng.integers(2, 5, shape[axis]).astype(np.float32)
+    quant = {"t": {"bits": bits, "scale": np.float32(0.1)}}
+    choices = entropy.layout_choices(x, name="t", axis=axis, arrays={"bits": bits, "scale": np.float32(0.1)},
+                                     group=group, chunk_size=64, clusters=(2, 4), prune=False)
+    assert {"single", "channel", "bitwidth", "cluster2", "cluster4"} <= set(choices)
+    for name, c in choices.items():
+        got, fi = _check_exact(tmp_path, x, axis, name, group=group, chunk_size=64, quant=quant, clusters=(2, 4))
+        assert got.total_bytes == c.total_bytes, name
+        if group == 1:
+            assert all(s.params.group == 1 for s in got.streams)
+        # channel ranges decode from their chunks alone
+        n = shape[axis]
+        for a, b in ((0, 1), (n // 2, n), (1, n - 1)):
+            want = np.take(x, range(a, b), axis=axis)
+            assert np.array_equal(entropy.load_tensor(tmp_path / f"{name}.hqt", "t", channels=slice(a, b)), want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 7), st.integers(1, 11), st.integers(1, 40), st.sampled_from([1, 2, "auto"]),
+       st.sampled_from([2, 6, 16, 4096]), st.integers(0, 2**31 - 1))
+def test_predicted_bytes_are_the_written_bytes(tmp_path_factory, n, c, m, levels, group, chunk, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.integers(0, levels, (n, c, m)) * rng.integers(1, 3, (1, c, 1))).astype(np.uint16)
+    tmp = tmp_path_factory.mktemp("exact")
+    choices = entropy.layout_choices(x, name="t", axis=1, group=group, chunk_size=chunk, clusters=(2, 3), prune=False)
+    for name in choices:
+        _check_exact(tmp, x, 1, name, group=group, chunk_size=chunk, clusters=(2, 3))
+
+
+def test_auto_picks_the_smallest_layout(tmp_path):
+    rng = np.random.default_rng(3)
+    for shape in ((1, 16, 28, 28), (4, 8, 6, 6), (2, 32, 3, 3)):
+        x = _acts(rng, shape)
+        sizes = {name: _check_exact(tmp_path, x, 1, name)[1].file_bytes
+                 for name in entropy.layout_choices(x, name="t", axis=1, prune=False)}
+        auto = entropy.save(tmp_path / "auto.hqt", {"t": x}, channel_axis=1)
+        assert auto.file_bytes == min(sizes.values())
+        pruned = entropy.layout_choices(x, name="t", axis=1)  # pruning one code per channel never changes the pick
+        assert entropy.choose_layout(x, name="t", axis=1).total_bytes == min(c.total_bytes for c in pruned.values())
+        assert min(c.total_bytes for c in pruned.values()) == min(
+            c.total_bytes for c in entropy.layout_choices(x, name="t", axis=1, prune=False).values())
+
+
+def test_channel_layouts_beat_one_code_on_channel_structured_data(tmp_path):
+    # channels of very different spread: a code per cluster of channels is smaller than one code
+    # (channels of 1 to 4 bits, as a per-channel bit allocation makes them)
+    rng = np.random.default_rng(4)
+    bits = rng.integers(1, 5, 64)
+    x = np.minimum(_acts(rng, (1, 64, 56, 56)), (2**bits - 1).reshape(1, 64, 1, 1)).astype(np.uint8)
+    single = entropy.save(tmp_path / "s.hqt", {"a": x})
+    best = entropy.save(tmp_path / "b.hqt", {"a": x}, channel_axis=1, quant={"a": {"bits": bits.astype(np.uint8)}})
+    assert best.tensor("a").layout in ("bitwidth", "cluster")
+    assert best.file_bytes < 0.97 * single.file_bytes
+
+
+def test_save_reaches_the_reports_coded_bits():
+    """entropy's search finds at least what analysis.coding's segment choices find for the same codes. The
+    report's sizes leave out the metadata arrays and store the rows as a 2-D [C, M] tensor; the file stores
+    the tensor's real shape (8 bytes per further dimension)."""
+    rng = np.random.default_rng(5)
+    for shape in ((1, 24, 14, 14), (2, 16, 7, 7), (1, 32, 28, 28)):
+        bits = rng.integers(2, 5, shape[1])
+        x = np.minimum(_acts(rng, shape), (2**bits - 1).reshape(1, -1, 1, 1)).astype(np.uint8)
+        tc = coding.tensor_counts(x, 1)
+        report = coding.best_choice(coding.coding_choices(tc, layer="layer", channel_bits=bits.astype(np.float64)))
+        ours = entropy.choose_layout(x, name="layer", axis=1, arrays={"bits": bits.astype(np.uint8)})
+        comparable = ours.total_bytes - entropy.array_record_bytes("bits", bits.astype(np.uint8)) - 8 * (len(shape) - 2)
+        assert 8 * comparable <= report.total_bits, (ours.name, report.name)
+
+
+def test_forced_layouts_and_their_errors(tmp_path):
+    rng = np.random.default_rng(6)
+    x = _acts(rng, (2, 5, 4, 4))
+    for lay, want in (("single", "single"), ("channel", "channel"), ("cluster", "cluster"), ("cluster3", "cluster")):
+        fi = entropy.save(tmp_path / "f.hqt", {"x": x}, channel_axis=1, layout=lay)
+        assert fi.tensor("x").layout == want
+    assert entropy.save(tmp_path / "f.hqt", {"x": x}, channel_axis=1, layout="cluster3").tensor("x").n_codebooks == 3
+    with pytest.raises(FormatError, match="bitwidth.*'bits'"):
+        entropy.save(tmp_path / "f.hqt", {"x": x}, channel_axis=1, layout="bitwidth")
+    with pytest.raises(FormatError, match="no channel axis"):
+        entropy.save(tmp_path / "f.hqt", {"x": x}, layout="channel")
+    with pytest.raises(FormatError, match="unknown layout"):
+        entropy.save(tmp_path / "f.hqt", {"x": x}, channel_axis=1, layout="zigzag")
+    with pytest.raises(FormatError, match="channel axis 4 out of range"):
+        entropy.save(tmp_path / "f.hqt", {"x": x}, channel_axis={"x": 4})
+    with pytest.raises(FormatError, match="unknown or pre-encoded"):
+        entropy.save(tmp_path / "f.hqt", {"x": x}, channel_axis={"y": 0})
+    with pytest.raises(FormatError, match="empty tensor"):
+        entropy.save(tmp_path / "f.hqt", {"e": np.zeros((0, 3), np.uint8)}, channel_axis=0, layout="channel")
+    # one int for all tensors: those without that axis are coded whole
+    fi = entropy.save(tmp_path / "f.hqt", {"x": x, "v": np.arange(6, dtype=np.uint8), "s": np.array(3, np.int8),
+                                           "e": np.zeros((0, 2), np.uint8)}, channel_axis=-3)
+    assert {t.name: t.channel_axis for t in fi.tensors} == {"x": 1, "v": None, "s": None, "e": None}
+    assert np.array_equal(entropy.load(tmp_path / "f.hqt")["x"], x)
+
+
+def test_big_endian_input_round_trips(tmp_path):
+    x = np.array([[0, 1, 256, 257], [3, 3, 2, 1000]], ">i2")
+    for axis in (None, 0):
+        fi = entropy.save(tmp_path / "be.hqt", {"x": x}, channel_axis=axis, layout="single" if axis is None else "channel")
+        back = entropy.load_tensor(tmp_path / "be.hqt", "x")
+        assert back.dtype == np.dtype("<i2") and np.array_equal(back, x) and fi.tensor("x").dtype == "int16"
+
+
+def test_verify_catches_a_file_that_does_not_decode_to_the_input(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(7)
+    x = _acts(rng, (1, 8, 5, 5))
+    path = tmp_path / "v.hqt"
+    entropy.save(path, {"x": x}, channel_axis=1, verify=True)
+    before = path.read_bytes()
+    real_read = R.HQTFile.read
+
+    def off_by_one(self, name, **kw):
+        out = real_read(self, name, **kw)
+        out.flat[3] += 1
+        return out
+
+    monkeypatch.setattr(R.HQTFile, "read", off_by_one)
+    with pytest.raises(IntegrityError, match="decodes to other values"):
+        entropy.save(path, {"x": x[:, ::-1].copy()}, channel_axis=1, verify=True)
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["v.hqt"]  # target untouched
+    src = tmp_path / "x.npz"
+    np.savez(src, x=x)
+    capsys.readouterr()
+    assert main(["encode", str(src), "-o", str(tmp_path / "cli.hqt"), "--channel-axis", "1", "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "IntegrityError" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "cli.hqt").exists()
+
+
+def test_cli_encode_layouts_and_inspect(tmp_path, capsys):
+    rng = np.random.default_rng(8)
+    t = {"acts": _acts(rng, (1, 16, 12, 12)), "w": (_acts(rng, (8, 4, 3, 3), axis=0, levels=8)).astype(np.int8)}
+    src = tmp_path / "t.npz"
+    np.savez(src, **t)
+    out = tmp_path / "t.hqt"
+    assert main(["encode", str(src), "-o", str(out), "--channel-axis", "1", "--verify"]) == 0
+    assert "verified" in capsys.readouterr().out
+    assert main(["inspect", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["name"]: r for r in doc["tensors"]}
+    for r in rows.values():
+        assert r["layout"] in entropy.LAYOUTS and r["n_codebooks"] == len(r["streams"]) >= 1
+        assert r["channel_axis"] == 1
+    assert main(["inspect", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "layout" in table and "codes" in table
+    for r in rows.values():
+        assert f'{r["layout"]}@1' in table
+    assert main(["encode", str(src), "-o", str(out), "--channel-axis", "1", "--layout", "cluster2"]) == 0
+    assert {x.layout for x in entropy.info(out).tensors} == {"cluster"}
+    back = tmp_path / "back.npz"
+    assert main(["-q", "decode", str(out), "-o", str(back)]) == 0
+    with np.load(back) as z:
+        for k, v in t.items():
+            assert z[k].dtype == v.dtype and np.array_equal(z[k], v)
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", str(src), "-o", str(out), "--layout", "channel"])  # needs --channel-axis
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", str(src), "-o", str(out), "--channel-axis", "1", "--layout", "cluster0"])
+    assert exc.value.code == 2
+
+
+def test_one_code_tensors_are_smaller_than_in_version_1(tmp_path):
+    """Re-writing the version-1 reference files' tensors: every tensor record is 22 bytes shorter (FORMAT.md:
+    98 + name + 8 ndim bytes in version 1, 2 + 4 + 32 + 38 = 76 + name + 8 ndim in version 2), nothing else
+    changes, so no file grows."""
+    data = Path(__file__).parent / "data" / "v1"
+    manifest = json.loads((data / "manifest.json").read_text())
+    with np.load(data / "expected.npz") as z:
+        expected = {k: z[k] for k in z.files}
+    opts = {"mixed.hqt": dict(chunk_size=256), "shared.hqt": dict(share_codebooks=True, group=1, chunk_size=512),
+            "index4.hqt": dict(chunk_size=8192, group=1), "index4_pairs.hqt": dict(chunk_size=16384, group=2)}
+    for fname, entry in manifest.items():
+        v1 = entropy.info(data / fname)
+        tensors = {t["name"]: expected[t["key"]] for t in entry["tensors"]}
+        quant = {t["name"]: {k: expected[key] for k, key in t["quant"].items()} for t in entry["tensors"] if t["quant"]}
+        v2 = entropy.save(tmp_path / fname, tensors, entry["metadata"], quant=quant, **opts[fname])
+        assert v2.version == 2 and v2.file_bytes <= v1.file_bytes
+        for a, b in zip(v1.tensors, v2.tensors):
+            assert b.entry_bytes == a.entry_bytes - 22, a.name
+            assert (b.payload_bits, b.index_bytes, b.codebook_bytes) == (a.payload_bits, a.index_bytes, a.codebook_bytes)
+        # the data blocks are the same; the headers differ by the records (and the header padding, < 8 bytes)
+        assert abs((v1.file_bytes - v2.file_bytes) - 22 * len(v1.tensors)) < 8

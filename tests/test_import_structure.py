@@ -1,0 +1,109 @@
+"""The packages' import graph: dependencies point one way and no modules import each other in a circle.
+
+Every ``import`` counts, at module level or inside a function (a lazy import still ties two modules
+together); imports under ``if TYPE_CHECKING:`` do not (they never run).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("entropy", "quant", "analysis")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            out[".".join(parts)] = path
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module name imported by the file (the submodule itself for ``from pkg import submodule``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    graph = {}
+    for m, path in mods.items():
+        imported = _imports(path)
+        # 'from pkg import sub' depends on pkg.sub, not on pkg's __init__ and everything it imports
+        subs = {n for n in imported if n in mods and n.rpartition(".")[0] in imported}
+        graph[m] = {n for n in imported if n in mods and n != m and not any(s.startswith(n + ".") for s in subs)}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circles():
+    graph = _graph()
+    assert {"analysis.report.run", "analysis.sweep", "entropy.container"} <= set(graph)
+    assert "analysis.report.model_pass" in graph["analysis.sweep"]  # the sweep uses the report's model pass
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_sees_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_dependencies_point_one_way():
+    for m, path in _modules().items():
+        top = {n.partition(".")[0] for n in _imports(path)}
+        if m.startswith("entropy"):
+            assert not top & {"torch", "quant", "analysis"}, m
+        if m.startswith("quant"):
+            assert "analysis" not in top, m
