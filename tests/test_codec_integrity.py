@@ -214,3 +214,24 @@ def test_longest_codes_with_32_bit_escapes():
     assert enc.accounting.escape_bits > 0 and np.array_equal(decode(enc), x)
     nc = enc.n_chunks
     assert np.array_equal(decode_chunks(enc, nc // 2, nc), x[(nc // 2) * 999 :])
+
+
+def test_cli_codes_any_integer_array(tmp_path):
+    # any integer array through `huffquant encode` / `verify`: wide alphabets, huge spans, a sparse map
+    rng = np.random.default_rng(4)
+    tensors = {
+        "u16": rng.integers(0, 62_000, 100_000).astype(np.uint16),
+        "i32": rng.integers(-(2**31), 2**31 - 1, 20_000, dtype=np.int64).astype(np.int32),
+        "u32": np.concatenate([np.zeros(5000, np.uint32), np.array([2**32 - 1], np.uint32)]),
+        "sparse": np.where(rng.random((8, 3000)) < 0.05, rng.integers(1, 16, (8, 3000)), 0).astype(np.uint8),
+    }
+    src = tmp_path / "any.npz"
+    np.savez(src, **tensors)
+    out = tmp_path / "any.hqt"
+    assert main(["-q", "encode", str(src), "-o", str(out)]) == 0
+    back = C.load(out)
+    for k, v in tensors.items():
+        assert np.array_equal(back[k], v)
+    assert main(["-q", "verify", str(out), "--against", str(src)]) == 0
+    modes = {t.name: {s.mode for s in t.streams} for t in C.info(out).tensors}
+    assert modes["sparse"] == {"runs"} and any(s.escape_range for s in C.info(out).tensor("i32").streams)
