@@ -9,6 +9,10 @@ The file API: :func:`save` (with :func:`plan_file` for the exact size of a file 
 :func:`layout_choices` / :func:`choose_layout`. The size arithmetic of the format (``align``,
 ``tensor_record_bytes``, ``codebook_record_bytes``, ``index_bytes``, ...) is public so that no one needs to
 copy its constants.
+
+The codec: :func:`encode` / :func:`decode` (plain values, pairs or run symbols, escapes for any integer
+alphabet, chosen by exact size); :func:`symbol_histograms` and :func:`plan_from_counts` give exact stream sizes
+from per-row histograms without encoding (for layout searches).
 """
 
 from __future__ import annotations
