@@ -239,10 +239,11 @@ def encode_file(
     channel_axis: int | None = None,
     layout: str = "auto",
     verify: bool = False,
+    threads: int | None = None,
 ):
     """Read a tensor file, quantize floats if asked, and write one .hqt file; returns its FileInfo.
 
-    ``channel_axis``, ``layout`` and ``verify`` are those of :func:`entropy.save`.
+    ``channel_axis``, ``layout``, ``verify`` and ``threads`` are those of :func:`entropy.save`.
     """
     from entropy.container import save
 
@@ -255,6 +256,7 @@ def encode_file(
     return save(
         output_path, ints, meta, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size,
         group=group, share_codebooks=share_codebooks, channel_axis=channel_axis, layout=layout, verify=verify,
+        threads=threads,
     )
 
 
@@ -265,13 +267,14 @@ def decode_file(
     names: list[str] | None = None,
     dequantize: bool = False,
     max_decoded_bytes: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode an .hqt file (all tensors or ``names``) into a tensor file, by extension.
 
     ``dequantize``: tensors with a stored ``scale`` are written as float32
     ``(q - zero_point) * scale``; tensors without one are written as stored.
     ``max_decoded_bytes``: refuse (before decoding) when the selected tensors would decode to more bytes.
-    Returns what was written.
+    ``threads``: as for :func:`entropy.load`. Returns what was written.
     """
     from entropy.container import HQTFile
 
@@ -284,10 +287,10 @@ def decode_file(
         f.check_decoded_bytes(selected, dequantize=dequantize)  # all of them are held at once
         for name in selected:
             if dequantize and "scale" in f.quant(name):
-                out[name] = f.dequantize(name)
+                out[name] = f.dequantize(name, threads=threads)
             else:
                 if dequantize:
                     logger.info("tensor %r has no quantization parameters; written as stored", name)
-                out[name] = f.read(name)
+                out[name] = f.read(name, threads=threads)
     write_tensors(output_path, out)
     return out

@@ -87,11 +87,13 @@ def _compare(name: str, got: np.ndarray, want: np.ndarray) -> TensorCheck:
 
 
 def verify_file(
-    path: str | os.PathLike[str], against: str | os.PathLike[str], *, max_decoded_bytes: int | None = None
+    path: str | os.PathLike[str], against: str | os.PathLike[str], *, max_decoded_bytes: int | None = None,
+    threads: int | None = None,
 ) -> VerifyReport:
     """Decode every tensor of ``path`` and compare it bit-exact with ``against``.
 
     ``max_decoded_bytes``: refuse (FormatError) a tensor that would decode to more bytes than this.
+    ``threads``: as for :func:`entropy.load`.
 
     A file whose header is unreadable raises the reader's :class:`EntropyError`; damage
     confined to one tensor's data is reported in that tensor's check.
@@ -115,7 +117,7 @@ def verify_file(
             f.check_decoded_bytes([name])
         for name, oname in pairs:
             try:
-                got = f.read(name)
+                got = f.read(name, threads=threads)
             except EntropyError as exc:
                 checks.append(TensorCheck(name, "damaged", f"{type(exc).__name__}: {exc}",
                                           None, array_sha256(original[oname])))

@@ -13,6 +13,10 @@ copy its constants.
 The codec: :func:`encode` / :func:`decode` (plain values, pairs or run symbols, escapes for any integer
 alphabet, chosen by exact size); :func:`symbol_histograms` and :func:`plan_from_counts` give exact stream sizes
 from per-row histograms without encoding (for layout searches).
+
+Threads: every call that codes or decodes takes ``threads`` (None, the default: all cores of the process; 1: the
+calling thread only); large streams are cut into groups of chunks coded or decoded in parallel, with the same
+bytes and values whatever the thread count (:mod:`entropy.threads`).
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 from entropy.measures import shannon_entropy
 from entropy.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
 from entropy.plan import StreamPlan, choose_plan, plan_from_counts, symbol_histograms
+from entropy.threads import resolve as resolve_threads
+from entropy.threads import using as using_threads
 
 __all__ = [
     "CodecParams",
@@ -191,12 +193,21 @@ def prepare_encode(
     escape: bool = True,
     params: CodecParams | None = None,
     row_length: int = 0,
+    threads: int | None = None,
 ) -> PreparedEncode:
     """Everything :func:`encode` decides before it writes a bit: mode, alphabet, codebook and exact sizes.
 
     Takes the arguments of :func:`encode` and raises its errors; :meth:`PreparedEncode.run` then writes the
-    payload, or streams it to a file while coding (:func:`entropy.container.save`).
+    payload, or streams it to a file while coding (:func:`entropy.container.save`). ``threads`` is used for the
+    histograms here and kept as the default of :meth:`PreparedEncode.run`.
     """
+    with using_threads(threads):
+        return _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_min, value_range, mode,
+                               escape, params, row_length, threads)
+
+
+def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_min, value_range, mode, escape,
+                    params, row_length, threads) -> PreparedEncode:
     arr, flat, dt = _native_flat(values)
     n = flat.size
     L = _int_arg("max_code_length", max_code_length, 1, MAX_SUPPORTED_LENGTH)
@@ -237,7 +248,7 @@ def prepare_encode(
         plan, H = choose_plan(flat, max_code_length=L, chunk_size=C, modes=modes, escape=bool(escape), lo=lo, hi=hi,
                               row_length=M, **window)
     return PreparedEncode(shape=tuple(int(s) for s in arr.shape), dtype=dt.name, params=plan.params,
-                          codebook=plan.codebook, accounting=_accounting(plan, n, H), _flat=flat)
+                          codebook=plan.codebook, accounting=_accounting(plan, n, H), _flat=flat, threads=threads)
 
 
 def _shared_params(codebook, params, L, C, group, value_min, value_range, M) -> CodecParams:
@@ -322,6 +333,7 @@ class PreparedEncode:
     codebook: Codebook
     accounting: Accounting
     _flat: np.ndarray
+    threads: int | None = None  # the default of run(): None = the enclosing entropy.threads.using(), else all cores
 
     @property
     def payload_length(self) -> int:
@@ -333,9 +345,11 @@ class PreparedEncode:
         """Chunk index size in bytes."""
         return self.accounting.index_bits // 8
 
-    def run(self, sink: Callable[[memoryview, int], None] | None = None) -> EncodedTensor:
+    def run(self, sink: Callable[[memoryview, int], None] | None = None, *,
+            threads: int | None = None) -> EncodedTensor:
         """Write the payload. Without ``sink`` the result holds it; with ``sink`` it is streamed piece by piece
         as ``sink(bytes, byte offset)`` while later chunks are coded, and the result's payload is empty.
+        ``threads``: as for :func:`encode` (default: the one given to :func:`prepare_encode`).
 
         Before returning, the first and the last chunk of the new stream are decoded and compared with the
         values (:func:`check_tail`); a mismatch raises StreamError, so a writer that calls this never stores a
@@ -344,8 +358,9 @@ class PreparedEncode:
         from entropy import kernels  # numba: imported on first use only
 
         cb, p = self.codebook, self.params
+        nt = resolve_threads(self.threads if threads is None else threads)
         buf, chunk_bits = kernels.encode_symbols(
-            self._flat, p, cb.codes, cb.lengths, self.accounting.payload_bits, sink=sink,
+            self._flat, p, cb.codes, cb.lengths, self.accounting.payload_bits, sink=sink, threads=nt,
         )
         _self_check(self._flat, np.dtype(self.dtype), p, cb, chunk_bits, buf)
         return EncodedTensor(
@@ -404,6 +419,7 @@ def encode(
     escape: bool = True,
     params: CodecParams | None = None,
     row_length: int = 0,
+    threads: int | None = None,
 ) -> EncodedTensor:
     """Encode an integer array into a chunked canonical-Huffman stream.
 
@@ -430,6 +446,9 @@ def encode(
     row_length: 0, or M: the values are rows of M values (C order: ``values.reshape(-1, M)``), each row cut into
         its own chunks - no chunk, pair or run crosses from one row into the next, so a range of rows decodes as a
         range of chunks (:meth:`CodecParams.chunk_starts`) and a set of rows' histogram is the sum of theirs.
+    threads: None (default) codes large arrays on every core of the process (histograms and groups of chunks;
+        see :mod:`entropy.threads`), 1 on the calling thread only, N on up to N threads. Arrays below about
+        262,144 values always code on the calling thread. The stream is the same bytes whatever ``threads``.
 
     Raises SymbolError for a value the given window, params or codebook cannot code, CodebookError when a
     given codebook's codes are longer than ``max_code_length``, EntropyError for bad arguments.
@@ -437,6 +456,7 @@ def encode(
     return prepare_encode(
         values, max_code_length=max_code_length, chunk_size=chunk_size, group=group, codebook=codebook,
         value_min=value_min, value_range=value_range, mode=mode, escape=escape, params=params, row_length=row_length,
+        threads=threads,
     ).run()
 
 
@@ -505,8 +525,8 @@ def _prepare(shape, dtype, params, codebook, chunk_bits, payload):
     return n, dt, offsets, buf
 
 
-def _decode_range(n, dt, params, codebook, offsets, payload, start, stop) -> np.ndarray:
-    """Values of chunks [start, stop) (flat), pair padding checked and dropped."""
+def _decode_range(n, dt, params, codebook, offsets, payload, start, stop, threads: int = 1) -> np.ndarray:
+    """Values of chunks [start, stop) (flat), pair padding checked and dropped; on ``threads`` threads."""
     from entropy import kernels
 
     k, R = params.group, params.value_range
@@ -519,7 +539,7 @@ def _decode_range(n, dt, params, codebook, offsets, payload, start, stop) -> np.
         out = np.empty(int(starts[-1] - starts[0]), dtype=dt)
         try:
             kernels.decode_runs(payload, offsets, start, stop, cvals, codebook.lengths, codebook.canonical_order(),
-                                codebook.max_length, params, out)
+                                codebook.max_length, params, out, threads)
         except kernels.DecodeFailure as exc:
             raise StreamError(f"chunk {exc.chunk} of {n_chunks}: {exc}") from None
         return out
@@ -533,30 +553,55 @@ def _decode_range(n, dt, params, codebook, offsets, payload, start, stop) -> np.
     try:
         kernels.decode_symbols(
             payload, offsets, start, stop, nsyms, codebook.lengths, codebook.canonical_order(),
-            codebook.max_length, maps, k, out,
+            codebook.max_length, maps, k, out, threads,
         )
     except kernels.DecodeFailure as exc:
+        # a bad pad in an earlier chunk (all of them decoded) is the first fault
+        _check_pads(out, cvals, nsyms, params, start, stop=exc.chunk - start)
         raise StreamError(f"chunk {exc.chunk} of {n_chunks}: {exc}") from None
-    odd = np.flatnonzero(cvals % k)
-    if odd.size:  # a chunk of an odd count of values ends with a padded pair: check and drop the pad values
+    odd = _check_pads(out, cvals, nsyms, params, start, stop=cvals.size)
+    if odd.size:  # a chunk of an odd count of values ends with a padded pair: drop the pad values
         pads = np.cumsum(nsyms * k)[odd] - 1
-        bad = np.flatnonzero(out[pads] != params.value_min + PAD_BASE_SYMBOL)
-        if bad.size:
-            c = start + int(odd[bad[0]])
-            raise StreamError(f"chunk {c}: group padding value is {int(out[pads[bad[0]]])}, expected {params.value_min}")
         out = out[:-1] if odd.size == 1 and odd[0] == cvals.size - 1 else np.delete(out, pads)
     return out
 
 
-def decode_parts(*, shape, dtype, params: CodecParams, codebook: Codebook, chunk_bits, payload) -> np.ndarray:
-    """Decode from the parts a file stores; returns the array (shape, dtype). Raises StreamError."""
+def _check_pads(out: np.ndarray, cvals: np.ndarray, nsyms: np.ndarray, params: CodecParams, start: int,
+                stop: int) -> np.ndarray:
+    """Check the pad value of every odd chunk among the first ``stop`` chunks of a decoded range of pairs
+    (StreamError naming the first bad one); returns the odd chunks (relative to ``start``)."""
+    if params.group == 1:
+        return np.zeros(0, dtype=np.int64)
+    odd = np.flatnonzero(cvals[:stop] % 2)
+    if odd.size:
+        pads = np.cumsum(nsyms * 2)[odd] - 1
+        bad = np.flatnonzero(out[pads] != params.value_min + PAD_BASE_SYMBOL)
+        if bad.size:
+            c = start + int(odd[bad[0]])
+            raise StreamError(f"chunk {c}: group padding value is {int(out[pads[bad[0]]])}, expected {params.value_min}")
+    return odd
+
+
+def decode_parts(*, shape, dtype, params: CodecParams, codebook: Codebook, chunk_bits, payload,
+                 threads: int | None = None) -> np.ndarray:
+    """Decode from the parts a file stores; returns the array (shape, dtype). Raises StreamError.
+
+    ``threads``: as for :func:`decode`.
+    """
+    nt = resolve_threads(threads)
     n, dt, offsets, buf = _prepare(shape, dtype, params, codebook, chunk_bits, payload)
-    flat = _decode_range(n, dt, params, codebook, offsets, buf, 0, offsets.size - 1)
+    flat = _decode_range(n, dt, params, codebook, offsets, buf, 0, offsets.size - 1, nt)
     return flat.reshape(tuple(int(s) for s in shape))
 
 
-def decode(enc: EncodedTensor) -> np.ndarray:
-    """Decode an EncodedTensor to an array of its shape and dtype. Raises StreamError on damage."""
+def decode(enc: EncodedTensor, *, threads: int | None = None) -> np.ndarray:
+    """Decode an EncodedTensor to an array of its shape and dtype. Raises StreamError on damage.
+
+    ``threads``: None (default) decodes groups of chunks on every core of the process (see
+    :mod:`entropy.threads`), 1 on the calling thread only, N on up to N threads; small streams (below about
+    ``2 * PARALLEL_MIN_VALUES`` = 262,144 values) always decode on the calling thread. The result, and the chunk
+    an error names (the lowest bad one), do not depend on it.
+    """
     return decode_parts(
         shape=enc.shape,
         dtype=enc.dtype,
@@ -564,18 +609,20 @@ def decode(enc: EncodedTensor) -> np.ndarray:
         codebook=enc.codebook,
         chunk_bits=enc.chunk_bits,
         payload=enc.payload,
+        threads=threads,
     )
 
 
-def decode_chunks(enc: EncodedTensor, start: int, stop: int) -> np.ndarray:
+def decode_chunks(enc: EncodedTensor, start: int, stop: int, *, threads: int | None = None) -> np.ndarray:
     """Flat values of chunks [start, stop) only (values ``params.chunk_starts(n)[start]`` up to
     ``params.chunk_starts(n)[stop]``; without rows, start*chunk_size .. min(stop*chunk_size, n)).
 
     Only those chunks are read and checked. Raises StreamError on damage, EntropyError for a
-    bad range.
+    bad range. ``threads``: as for :func:`decode`.
     """
+    nt = resolve_threads(threads)
     n, dt, offsets, buf = _prepare(enc.shape, enc.dtype, enc.params, enc.codebook, enc.chunk_bits, enc.payload)
     n_chunks = offsets.size - 1
     if isinstance(start, bool) or isinstance(stop, bool) or not (0 <= int(start) <= int(stop) <= n_chunks):
         raise EntropyError(f"chunk range [{start}, {stop}) outside 0..{n_chunks}")
-    return _decode_range(n, dt, enc.params, enc.codebook, offsets, buf, int(start), int(stop))
+    return _decode_range(n, dt, enc.params, enc.codebook, offsets, buf, int(start), int(stop), nt)

@@ -4,13 +4,13 @@ Public API::
 
     save(path, tensors, metadata=None, *, quant=None, max_code_length=12, chunk_size=4096,
          group="auto", share_codebooks=False, channel_axis=None, layout="auto", durable=True,
-         verify=False) -> FileInfo
+         verify=False, threads=None) -> FileInfo
     plan_file(tensors, metadata=None, **same options) -> FilePlan   # exact size, nothing written
-    write_plan(plan, path, *, durable=True, verify=False) -> FileInfo # write a plan (file_bytes exactly)
-    load(path, *, max_decoded_bytes=None) -> dict[str, np.ndarray]
-    load_tensor(path, name, *, channels=None, max_decoded_bytes=None) -> np.ndarray
+    write_plan(plan, path, *, durable=True, verify=False, threads=None) -> FileInfo # write a plan (file_bytes exactly)
+    load(path, *, max_decoded_bytes=None, threads=None) -> dict[str, np.ndarray]
+    load_tensor(path, name, *, channels=None, max_decoded_bytes=None, threads=None) -> np.ndarray
     load_quant(path, name) -> dict
-    dequantize(path, name, *, max_decoded_bytes=None) -> np.ndarray   # float32
+    dequantize(path, name, *, max_decoded_bytes=None, threads=None) -> np.ndarray   # float32
     info(path) -> FileInfo                        # header only, no decoding
     HQTFile(path, *, max_decoded_bytes=None)      # random-access reader (context manager)
 
@@ -18,7 +18,8 @@ The implementation is split by job: :mod:`entropy.fileformat` (byte layout, reco
 parsing primitives), :mod:`entropy.fileheader` (parsing a header; version-1 records in
 :mod:`entropy.fileformat_v1`), :mod:`entropy.fileinfo` (what the header says, byte
 accounting), :mod:`entropy.layouts` (the layout choice), :mod:`entropy.planner` (a whole file's plan),
-:mod:`entropy.reader` and :mod:`entropy.writer`.
+:mod:`entropy.reader` and :mod:`entropy.writer`. ``threads`` (None: all cores; 1: the calling thread only) is
+the codec's (:mod:`entropy.threads`); files are the same bytes whatever it is.
 """
 
 from __future__ import annotations

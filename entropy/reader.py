@@ -21,6 +21,7 @@ from entropy.errors import EntropyError, FormatError, IntegrityError
 from entropy.fileformat import PREAMBLE_SIZE, SINGLE, TensorRecord, align
 from entropy.fileheader import parse_header
 from entropy.fileinfo import FileInfo, build_info
+from entropy.threads import resolve as resolve_threads
 
 __all__ = ["HQTFile", "load", "load_tensor", "load_quant", "dequantize", "info"]
 
@@ -145,15 +146,18 @@ class HQTFile:
                 f"{self.max_decoded_bytes} bytes (max_decoded_bytes)"
             )
 
-    def read(self, name: str, *, channels: slice | None = None) -> np.ndarray:
+    def read(self, name: str, *, channels: slice | None = None, threads: int | None = None) -> np.ndarray:
         """Decode tensor ``name`` (same shape and dtype as written), verifying its checksums.
 
         ``channels=slice(a, b)``: only channels ``a..b-1`` along the tensor's channel axis (the result's axis has
         ``b - a`` entries); only the chunks holding them are decoded. Needs a tensor stored with a channel axis.
+        ``threads``: None (default) decodes the chunks of a large stream on every core of the process, 1 on the
+        calling thread only, N on up to N threads (as :func:`entropy.decode`); the result does not depend on it.
         """
+        nt = resolve_threads(threads)
         self.check_decoded_bytes([name], channels=channels)
         t = self._header.tensor(name, self.path)
-        return self._decode(t, self._channel_range(t, channels))
+        return self._decode(t, self._channel_range(t, channels), nt)
 
     def _crc(self, offset: int, length: int) -> int:
         region = self._region(offset, length)
@@ -162,17 +166,18 @@ class HQTFile:
         finally:
             region.release()
 
-    def _decode(self, t: TensorRecord, channels: tuple[int, int] | None = None) -> np.ndarray:
-        """Decode one tensor (or a channel range); every error names the file and the tensor (once)."""
+    def _decode(self, t: TensorRecord, channels: tuple[int, int] | None = None, threads: int = 1) -> np.ndarray:
+        """Decode one tensor (or a channel range) on ``threads`` threads; every error names the file and the
+        tensor (once)."""
         what = f"{self.path}: tensor {t.name!r}"
         try:
-            return self._decode_checked(t, channels)
+            return self._decode_checked(t, channels, threads)
         except EntropyError as exc:
             raise type(exc)(f"{what}: {exc}") from exc
         except (ValueError, IndexError, OverflowError, TypeError) as exc:  # codec given hostile data
             raise FormatError(f"{what}: cannot decode ({type(exc).__name__}: {exc})") from exc
 
-    def _decode_checked(self, t: TensorRecord, channels: tuple[int, int] | None) -> np.ndarray:
+    def _decode_checked(self, t: TensorRecord, channels: tuple[int, int] | None, threads: int) -> np.ndarray:
         crc = self._crc(t.index_offset, t.payload_offset - t.index_offset)
         if crc != t.index_crc32:
             raise IntegrityError(f"chunk index checksum mismatch (stored {t.index_crc32:08x}, computed {crc:08x})")
@@ -186,7 +191,7 @@ class HQTFile:
         else:
             _check_payload_crc(t, self._crc(t.payload_offset, plen_padded))
         try:
-            out = self._decode_streams(t, channels)
+            out = self._decode_streams(t, channels, threads)
         except BaseException as exc:
             if pending is not None:
                 _check_payload_crc(t, pending.result(), cause=exc)
@@ -195,24 +200,24 @@ class HQTFile:
             _check_payload_crc(t, pending.result())
         return out
 
-    def _decode_streams(self, t: TensorRecord, channels: tuple[int, int] | None) -> np.ndarray:
+    def _decode_streams(self, t: TensorRecord, channels: tuple[int, int] | None, threads: int) -> np.ndarray:
         if t.axis is None:  # one stream of the values in C order
-            return self._stream_values(t, 0, 0, t.n_values).reshape(t.shape)
+            return self._stream_values(t, 0, 0, t.n_values, threads).reshape(t.shape)
         C, M = t.n_channels, t.row_length
         c0, c1 = (0, C) if channels is None else channels
         shape = t.shape[: t.axis] + (c1 - c0,) + t.shape[t.axis + 1 :]
         if t.layout == SINGLE:  # one stream of the channel rows in channel order
-            rows = self._stream_values(t, 0, c0 * M, c1 * M).reshape(c1 - c0, M)
+            rows = self._stream_values(t, 0, c0 * M, c1 * M, threads).reshape(c1 - c0, M)
         else:
             rows = np.empty((c1 - c0, M), dtype=t.dtype)
             for j in range(len(t.streams)):
                 ch = t.stream_channels(j)
                 a, b = int(np.searchsorted(ch, c0)), int(np.searchsorted(ch, c1))
                 if a < b:  # the stream's rows a..b-1 are channels ch[a:b]
-                    rows[ch[a:b] - c0] = self._stream_values(t, j, a * M, b * M).reshape(b - a, M)
+                    rows[ch[a:b] - c0] = self._stream_values(t, j, a * M, b * M, threads).reshape(b - a, M)
         return from_rows(rows, shape, t.axis)
 
-    def _stream_values(self, t: TensorRecord, j: int, v0: int, v1: int) -> np.ndarray:
+    def _stream_values(self, t: TensorRecord, j: int, v0: int, v1: int, threads: int) -> np.ndarray:
         """Values ``v0..v1-1`` of stream ``j`` (flat); only the chunks that hold them are decoded."""
         s = t.streams[j]
         try:
@@ -229,7 +234,7 @@ class HQTFile:
             try:
                 if v0 == 0 and v1 == s.n_values:
                     return decode_parts(shape=(s.n_values,), dtype=t.dtype.name, params=s.params, codebook=codebook,
-                                        chunk_bits=chunk_bits, payload=payload)
+                                        chunk_bits=chunk_bits, payload=payload, threads=threads)
                 starts = s.params.chunk_starts(s.n_values)  # the codec's chunking (rows of row_length, if any)
                 first = int(np.searchsorted(starts, v0, side="right")) - 1
                 stop = int(np.searchsorted(starts, v1, side="left"))
@@ -239,7 +244,7 @@ class HQTFile:
                     chunk_bits=chunk_bits, payload=payload,  # type: ignore[arg-type]  # any byte buffer decodes
                     accounting=Accounting(s.n_values, s.payload_bits, 0, 0, s.payload_bits, 0.0, 0.0, 0.0),
                 )
-                return decode_chunks(enc, first, stop)[v0 - base : v1 - base]
+                return decode_chunks(enc, first, stop, threads=threads)[v0 - base : v1 - base]
             finally:
                 payload.release()
         except EntropyError as exc:
@@ -247,15 +252,19 @@ class HQTFile:
                 raise type(exc)(f"stream {j}: {exc}") from exc
             raise
 
-    def read_all(self) -> dict[str, np.ndarray]:
-        """Decode every tensor (file order); ``max_decoded_bytes`` bounds their sum."""
+    def read_all(self, *, threads: int | None = None) -> dict[str, np.ndarray]:
+        """Decode every tensor (file order); ``max_decoded_bytes`` bounds their sum. ``threads``: as in
+        :meth:`read`."""
+        nt = resolve_threads(threads)
         self.check_decoded_bytes(self.names)
-        return {t.name: self._decode(t) for t in self._header.tensors}
+        return {t.name: self._decode(t, None, nt) for t in self._header.tensors}
 
-    def dequantize(self, name: str) -> np.ndarray:
-        """(q - zero_point) * scale as float32, broadcast along the stored ``axis``."""
+    def dequantize(self, name: str, *, threads: int | None = None) -> np.ndarray:
+        """(q - zero_point) * scale as float32, broadcast along the stored ``axis``. ``threads``: as in
+        :meth:`read`."""
+        nt = resolve_threads(threads)
         self.check_decoded_bytes([name], dequantize=True)
-        q = self._decode(self._header.tensor(name, self.path))
+        q = self._decode(self._header.tensor(name, self.path), None, nt)
         return _dequantize(q, self.quant(name), f"{self.path}: tensor {name!r}")
 
 
@@ -309,22 +318,26 @@ def _dequantize(q: np.ndarray, meta: Mapping[str, Any], what: str) -> np.ndarray
         return (q.astype(np.int64) - zp).astype(np.float32) * scale
 
 
-def load(path: str | os.PathLike[str], *, max_decoded_bytes: int | None = None) -> dict[str, np.ndarray]:
+def load(path: str | os.PathLike[str], *, max_decoded_bytes: int | None = None,
+         threads: int | None = None) -> dict[str, np.ndarray]:
     """Decode every tensor of an .hqt file (in file order), verifying all checksums.
 
     ``max_decoded_bytes``: refuse (FormatError) a file whose tensors would decode to more bytes than this.
+    ``threads``: None (default) decodes large tensors on every core, 1 on the calling thread only, N on up to N
+    threads (see :meth:`HQTFile.read`).
     """
     with HQTFile(path, max_decoded_bytes=max_decoded_bytes) as f:
-        return f.read_all()
+        return f.read_all(threads=threads)
 
 
 def load_tensor(
-    path: str | os.PathLike[str], name: str, *, channels: slice | None = None, max_decoded_bytes: int | None = None
+    path: str | os.PathLike[str], name: str, *, channels: slice | None = None, max_decoded_bytes: int | None = None,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Decode one tensor by name (or only its ``channels``, see :meth:`HQTFile.read`); the other tensors' data is
-    never read. ``max_decoded_bytes`` as in :func:`load`."""
+    never read. ``max_decoded_bytes`` and ``threads`` as in :func:`load`."""
     with HQTFile(path, max_decoded_bytes=max_decoded_bytes) as f:
-        return f.read(name, channels=channels)
+        return f.read(name, channels=channels, threads=threads)
 
 
 def load_quant(path: str | os.PathLike[str], name: str) -> dict[str, Any]:
@@ -333,12 +346,13 @@ def load_quant(path: str | os.PathLike[str], name: str) -> dict[str, Any]:
         return f.quant(name)
 
 
-def dequantize(path: str | os.PathLike[str], name: str, *, max_decoded_bytes: int | None = None) -> np.ndarray:
+def dequantize(path: str | os.PathLike[str], name: str, *, max_decoded_bytes: int | None = None,
+               threads: int | None = None) -> np.ndarray:
     """Tensor ``name`` as float32: ``(q - zero_point) * scale`` broadcast along ``axis``.
 
-    ``max_decoded_bytes`` bounds the float32 result's bytes."""
+    ``max_decoded_bytes`` bounds the float32 result's bytes; ``threads`` as in :func:`load`."""
     with HQTFile(path, max_decoded_bytes=max_decoded_bytes) as f:
-        return f.dequantize(name)
+        return f.dequantize(name, threads=threads)
 
 
 def info(path: str | os.PathLike[str]) -> FileInfo:

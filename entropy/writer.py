@@ -34,6 +34,7 @@ from entropy.fileheader import parse_header
 from entropy.fileinfo import FileInfo, build_info
 from entropy.layouts import CLUSTER_COUNTS, prepare_streams
 from entropy.planner import FilePlan, TensorPlan, plan_file
+from entropy.threads import using as using_threads
 
 __all__ = ["save", "write_plan"]
 
@@ -186,8 +187,14 @@ def _verify(fd: int, path: str, plan: FilePlan) -> None:
                                      f"({bad} of {want.size} differ); not written")
 
 
-def write_plan(plan: FilePlan, path: str | os.PathLike[str], *, durable: bool = True, verify: bool = False) -> FileInfo:
+def write_plan(plan: FilePlan, path: str | os.PathLike[str], *, durable: bool = True, verify: bool = False,
+               threads: int | None = None) -> FileInfo:
     """Write ``plan`` atomically to ``path``; returns the written file's FileInfo (see :func:`save`)."""
+    with using_threads(threads):  # the codec's encodes (and the verify's decodes) follow it
+        return _write_plan(plan, path, durable, verify)
+
+
+def _write_plan(plan: FilePlan, path: str | os.PathLike[str], durable: bool, verify: bool) -> FileInfo:
     records = _records(plan)
     path_s = os.fspath(path)
     header_length = plan.header_bytes - PREAMBLE_SIZE
@@ -228,6 +235,7 @@ def save(
     clusters: tuple[int, ...] = CLUSTER_COUNTS,
     durable: bool = True,
     verify: bool = False,
+    threads: int | None = None,
 ) -> FileInfo:
     """Code ``tensors`` (integer numpy arrays, or ready :class:`EncodedTensor`) into one .hqt file.
 
@@ -243,11 +251,14 @@ def save(
     forces one. ``share_codebooks`` codes tensors without a channel axis with pooled codebooks. Identical codebooks
     are always stored once. The write is atomic (temporary file + rename); ``durable=False`` skips the fsyncs
     (still atomic if the process dies, but not across a power loss); ``verify=True`` decodes the written file and
-    compares it with the input before it replaces ``path``. Returns the file's :class:`FileInfo`; its size is
-    what :func:`entropy.plan_file` predicts.
+    compares it with the input before it replaces ``path``. ``threads``: None (default) uses every core of the
+    process for the histograms of large tensors and the coding of large streams, 1 the calling thread only, N up to
+    N threads (see :func:`entropy.encode`); the file is the same bytes whatever it is. Returns the file's
+    :class:`FileInfo`; its size is what :func:`entropy.plan_file` predicts.
     """
-    plan = plan_file(
-        tensors, metadata, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size, group=group,
-        share_codebooks=share_codebooks, channel_axis=channel_axis, layout=layout, clusters=clusters,
-    )
-    return write_plan(plan, path, durable=durable, verify=verify)
+    with using_threads(threads):  # the layout search's histograms and the codec follow it
+        plan = plan_file(
+            tensors, metadata, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size, group=group,
+            share_codebooks=share_codebooks, channel_axis=channel_axis, layout=layout, clusters=clusters,
+        )
+        return write_plan(plan, path, durable=durable, verify=verify)

@@ -10,10 +10,11 @@ et al. 2019, as in ``shared/research/entropy-anchors.md``):
 * ``wide-int16``: Laplace(0, 300) rounded to int16 (thousands of distinct values: more than a 12-bit code holds);
 * ``wide-uint16``: uniform uint16 (all 65536 values).
 
-Rows: ``dataset, method, bits_per_value, entropy, encode_MBps, decode_MBps, lossless``.
+Rows: ``dataset, method, threads, bits_per_value, entropy, encode_MBps, decode_MBps, lossless``.
 Speeds are million values per second (= MB/s for the 1-byte values, half the MB/s of the 2-byte
-``wide`` values), wall clock, the minimum over ``repeats`` runs, single thread. bitarray codes
-bytes, so it runs on the 1-byte datasets only. Encode time includes the
+``wide`` values), wall clock, the minimum over ``repeats`` runs. Every method runs on one thread; huffquant
+also on ``threads`` threads (default: all cores), its single- and multi-thread runs interleaved so that both
+see the same machine load. bitarray codes bytes, so it runs on the 1-byte datasets only. Encode time includes the
 histogram and code construction, decode time building the decoder and producing the
 numpy array. Bits per value include everything needed to decode: the codebook and chunk
 index for huffquant, the code table (8 bits per present symbol) for bitarray, the whole
@@ -31,6 +32,7 @@ import numpy as np
 from entropy import decode, encode, shannon_entropy
 from entropy.lengths import huffman_lengths
 from entropy.measures import counts_of
+from entropy.threads import available_cores
 
 __all__ = [
     "DATASETS",
@@ -40,6 +42,8 @@ __all__ = [
     "codec_rows",
     "reference_bits",
     "time_min",
+    "time_interleaved",
+    "thread_counts",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,6 +102,25 @@ def time_min(fn: Callable[[], object], repeats: int, *, slow_s: float = 2.0) -> 
     return best, out
 
 
+def time_interleaved(fns: Mapping[object, Callable[[], object]], repeats: int) -> dict[object, tuple[float, object]]:
+    """Minimum wall-clock seconds of each function over ``repeats`` rounds, and its last result; each round runs
+    every function once, in turn, so that all of them see the same machine load (for ratios between them)."""
+    best = {k: float("inf") for k in fns}
+    out: dict[object, object] = {}
+    for _ in range(max(1, repeats)):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            out[k] = fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return {k: (best[k], out[k]) for k in fns}
+
+
+def thread_counts(threads: int | None = None) -> tuple[int, ...]:
+    """The thread counts huffquant is measured at: 1, and ``threads`` (default: all cores) when that is more."""
+    n = available_cores() if threads is None else int(threads)
+    return (1,) if n <= 1 else (1, n)
+
+
 def reference_bits(values: np.ndarray) -> dict[str, float]:
     """Order-0 entropy and optimal unlimited Huffman payload, in bits per value."""
     v = np.asarray(values).ravel()
@@ -110,10 +133,11 @@ def reference_bits(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def _row(dataset, method, bits, entropy, n, t_enc, t_dec, lossless) -> dict:
+def _row(dataset, method, bits, entropy, n, t_enc, t_dec, lossless, threads: int = 1) -> dict:
     return {
         "dataset": dataset,
         "method": method,
+        "threads": int(threads),
         "bits_per_value": float(bits),
         "entropy": float(entropy),
         "encode_MBps": n / t_enc / 1e6 if t_enc > 0 else float("inf"),
@@ -122,11 +146,18 @@ def _row(dataset, method, bits, entropy, n, t_enc, t_dec, lossless) -> dict:
     }
 
 
-def _bench_huffquant(x: np.ndarray, repeats: int) -> tuple[float, float, float, bool]:
-    decode(encode(x))  # JIT warm-up (compile or load from cache) outside the timing
-    t_enc, enc = time_min(lambda: encode(x), repeats)
-    t_dec, y = time_min(lambda: decode(enc), repeats)
-    return enc.accounting.bits_per_value, t_enc, t_dec, bool(np.array_equal(x, y))
+def _bench_huffquant(x: np.ndarray, repeats: int, threads: tuple[int, ...]) -> list[tuple]:
+    """(threads, bits/value, encode s, decode s, lossless) per thread count; the counts' runs interleaved."""
+    for t in threads:
+        decode(encode(x, threads=t), threads=t)  # JIT warm-up (compile or load from cache) outside the timing
+    encs = time_interleaved({t: (lambda t=t: encode(x, threads=t)) for t in threads}, repeats)
+    decs = time_interleaved({t: (lambda t=t: decode(encs[t][1], threads=t)) for t in threads}, repeats)
+    out = []
+    for t in threads:
+        (t_enc, enc), (t_dec, y) = encs[t], decs[t]
+        same = enc.payload == encs[1][1].payload  # any thread count writes the same bytes
+        out.append((t, enc.accounting.bits_per_value, t_enc, t_dec, bool(same and np.array_equal(x, y))))
+    return out
 
 
 def _bench_bitarray(x: np.ndarray, repeats: int) -> tuple[float, float, float, bool]:
@@ -214,7 +245,6 @@ def _bench_memcpy(x: np.ndarray, repeats: int) -> tuple[float, float, float, boo
 
 
 _RUNNERS = {
-    "huffquant": _bench_huffquant,
     "bitarray": _bench_bitarray,
     "zstd-huff0": _bench_zstd_huff0,
     "zstd-19-packed": _bench_zstd19_packed,
@@ -228,8 +258,11 @@ def codec_rows(
     *,
     methods: tuple[str, ...] = METHODS,
     progress: bool = False,
+    threads: int | None = None,
 ) -> list[dict]:
-    """Benchmark every method on every dataset; one row per (dataset, method)."""
+    """Benchmark every method on every dataset; one row per (dataset, method, thread count): huffquant on one
+    thread and on ``threads`` (default: all cores, when more than one), the others on one."""
+    counts = thread_counts(threads)
     jobs = [(d, m) for d in datasets for m in methods_for(datasets[d], methods)]
     bar = None
     if progress:
@@ -242,9 +275,14 @@ def codec_rows(
         x = np.ascontiguousarray(datasets[dataset])
         if bar is not None:
             bar.set_postfix_str(f"{dataset} {method}")
-        bits, t_enc, t_dec, ok = _RUNNERS[method](x, repeats)
-        rows.append(_row(dataset, method, bits, entropies[dataset], x.size, t_enc, t_dec, ok))
-        log.debug("%s %s: %.4f bits/value, enc %.3f s, dec %.3f s", dataset, method, bits, t_enc, t_dec)
+        if method == "huffquant":
+            runs = _bench_huffquant(x, repeats, counts)
+        else:
+            runs = [(1, *_RUNNERS[method](x, repeats))]
+        for t, bits, t_enc, t_dec, ok in runs:
+            rows.append(_row(dataset, method, bits, entropies[dataset], x.size, t_enc, t_dec, ok, t))
+            log.debug("%s %s (%d threads): %.4f bits/value, enc %.3f s, dec %.3f s", dataset, method, t, bits,
+                      t_enc, t_dec)
         if bar is not None:
             bar.update(1)
     if bar is not None:

@@ -1,6 +1,6 @@
 """Benchmark of the .hqt container: write + read one file per dataset (rows for ``huffquant bench``).
 
-Rows follow the codec rows' schema (``dataset, method, bits_per_value, entropy,
+Rows follow the codec rows' schema (``dataset, method, threads, bits_per_value, entropy,
 encode_MBps, decode_MBps, lossless``) with method ``"huffquant-file"``:
 
 * encode: ``entropy.container.save`` of the tensor (codec encode, CRCs, atomic write with
@@ -15,7 +15,8 @@ A second row per dataset, method ``"huffquant-file-nosync"``, writes with
 difference between the two rows is the price of durability on the machine's disk, the
 difference to the codec's ``huffquant`` row is everything else the container does.
 
-Speeds are million values per second (= MB/s for 1-byte values), best of ``repeats``.
+Each row is measured on one thread and on ``threads`` threads (default: all cores, when more than one; the
+runs interleaved). Speeds are million values per second (= MB/s for 1-byte values), best of ``repeats``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-import time
 from collections.abc import Mapping
 
 import numpy as np
 
+from analysis.benchmarks.codec import thread_counts, time_interleaved
 from entropy.container import load, save
 
 __all__ = ["file_rows", "METHOD", "METHOD_NOSYNC"]
@@ -36,40 +37,37 @@ METHOD = "huffquant-file"
 METHOD_NOSYNC = "huffquant-file-nosync"
 
 
-def _best(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
-def file_rows(datasets: Mapping[str, np.ndarray], repeats: int = 3) -> list[dict]:
-    """Two rows per dataset (durable and no-fsync writes): write and read a one-tensor .hqt file."""
+def file_rows(datasets: Mapping[str, np.ndarray], repeats: int = 3, threads: int | None = None) -> list[dict]:
+    """Rows per dataset for durable and no-fsync writes, each at every thread count of
+    :func:`~analysis.benchmarks.codec.thread_counts`: write and read a one-tensor .hqt file."""
     rows = []
+    counts = thread_counts(threads)
     with tempfile.TemporaryDirectory(prefix="hqt-bench-") as d:
         for name, values in datasets.items():
             path = os.path.join(d, f"{name}.hqt")
             n = int(values.size)
             save(path, {name: values})  # warm-up (numba compile, page cache)
             load(path)
+            runs = itertools.count()
+
+            def write(durable: bool, t: int):
+                return save(os.path.join(d, f"{name}-{next(runs)}.hqt"), {name: values}, durable=durable, threads=t)
+
             for method, durable in ((METHOD, True), (METHOD_NOSYNC, False)):
-                runs = itertools.count()
-                t_enc, fi = _best(
-                    lambda: save(os.path.join(d, f"{name}-{method}-{next(runs)}.hqt"), {name: values}, durable=durable),
-                    repeats,
-                )
-                t_dec, back = _best(lambda: load(path), repeats)
-                rows.append(
-                    {
-                        "dataset": name,
-                        "method": method,
-                        "bits_per_value": 8.0 * fi.file_bytes / n if n else 0.0,
-                        "entropy": fi.entropy_bits,
-                        "encode_MBps": n / t_enc / 1e6 if t_enc > 0 else float("inf"),
-                        "decode_MBps": n / t_dec / 1e6 if t_dec > 0 else float("inf"),
-                        "lossless": bool(np.array_equal(back[name], values) and back[name].dtype == values.dtype),
-                    }
-                )
+                encs = time_interleaved({t: (lambda t=t: write(durable, t)) for t in counts}, repeats)
+                decs = time_interleaved({t: (lambda t=t: load(path, threads=t)) for t in counts}, repeats)
+                for t in counts:
+                    (t_enc, fi), (t_dec, back) = encs[t], decs[t]
+                    rows.append(
+                        {
+                            "dataset": name,
+                            "method": method,
+                            "threads": t,
+                            "bits_per_value": 8.0 * fi.file_bytes / n if n else 0.0,
+                            "entropy": fi.entropy_bits,
+                            "encode_MBps": n / t_enc / 1e6 if t_enc > 0 else float("inf"),
+                            "decode_MBps": n / t_dec / 1e6 if t_dec > 0 else float("inf"),
+                            "lossless": bool(np.array_equal(back[name], values) and back[name].dtype == values.dtype),
+                        }
+                    )
     return rows

@@ -45,6 +45,23 @@ class UsageError(Exception):
     """Raised by a subcommand for a bad combination of arguments (exit code 2)."""
 
 
+def add_threads_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """The ``--threads N`` option of the commands that code or decode (``what`` says what runs in parallel)."""
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N",
+        help=f"threads for {what}: chunks of a large tensor are coded in parallel; 1 = single thread; "
+             "the output is the same bytes whatever N (default: all cores of this process)",
+    )
+
+
+def threads_of(args: argparse.Namespace) -> int | None:
+    """``--threads`` checked: None (all cores) or N >= 1; UsageError (exit 2) otherwise."""
+    n = getattr(args, "threads", None)
+    if n is not None and n < 1:
+        raise UsageError(f"--threads must be >= 1, got {n}")
+    return n
+
+
 def _load_commands() -> list[ModuleType]:
     return [importlib.import_module(f"{__name__}.{name}") for name in _COMMAND_MODULES]
 

@@ -8,18 +8,20 @@ import logging
 import os
 import sys
 
-from analysis.cli import UsageError
+from analysis.cli import UsageError, add_threads_argument, threads_of
 
 COMMAND = "bench"
 HELP = "benchmark the codec (and file format, quantizers) against bitarray, zstd and memcpy"
 DESCRIPTION = (
     "Encode and decode six fixed-seed datasets (lap4, relu4, lap8, relu4-sparse; wide-int16 and\n"
     "wide-uint16 of 16-bit values) with huffquant, bitarray (1-byte data), zstd (Huff0 literals; level 19\n"
-    "on packed nibbles) and a numpy copy, single thread, and report bits per value and speed (million\n"
-    "values per second, min of --repeats runs), the ratios against bitarray and zstd-huff0, and whether\n"
-    "the codec's targets are met (speed against bitarray, bits/value against the optimal Huffman code,\n"
-    "the entropy and zstd -19; listed in the output). Every row checks the round trip. The Markdown table\n"
-    "is written to --out; --json prints {\"rows\": [...]} on stdout."
+    "on packed nibbles) and a numpy copy, in memory and (huffquant) through .hqt files, and report bits per\n"
+    "value and speed (million values per second, min of --repeats runs), the ratios against bitarray and\n"
+    "zstd-huff0, and whether the codec's targets are met (speed against bitarray, bits/value against the\n"
+    "optimal Huffman code, the entropy and zstd -19, all-core against single-thread speed; listed in the\n"
+    "output). huffquant runs on one thread and on --threads threads (rows with threads = 1 and N; their runs\n"
+    "interleaved); the other methods on one. Every row checks the round trip. The Markdown table is written\n"
+    "to --out; --json prints {\"rows\": [...]} on stdout, every row with its \"threads\"."
 )
 EPILOG = """examples:
   huffquant bench                         (10 M values per dataset, about a minute)
@@ -44,6 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="also time the model pipeline; implies --quant (imports torch, loads a model)")
     parser.add_argument("--out", default=os.path.join("reports", "bench.md"), metavar="PATH",
                         help="Markdown report to write (default reports/bench.md)")
+    add_threads_argument(parser, "huffquant's multi-thread rows (besides its single-thread ones)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
     quiet = getattr(args, "quiet", False)
+    threads = threads_of(args)
     result = run_benchmarks(args.size, args.repeats, quant=args.quant, pipeline=args.pipeline,
-                            progress=not quiet and not args.json)
+                            progress=not quiet and not args.json, threads=threads)
     text = bench_markdown(result)
     out_dir = os.path.dirname(args.out)
     if out_dir:

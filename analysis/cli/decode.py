@@ -55,12 +55,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensor", action="append", metavar="NAME", help="decode only this tensor (repeatable)")
     parser.add_argument("--dequantize", action="store_true", help="write float32 values from the stored scale/zero point")
     add_limit_argument(parser)
+    from analysis.cli import add_threads_argument
+
+    add_threads_argument(parser, "decoding")
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.cli import UsageError
+    from analysis.cli import UsageError, threads_of
     from analysis.tensor_io import decode_file
 
+    threads = threads_of(args)
     if args.output.lower().endswith(".npy") and not (args.tensor and len(args.tensor) == 1):
         from entropy.container import info
 
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if n != 1:
             raise UsageError(f"a .npy file holds one tensor and {args.input} has {n}: pick one with --tensor NAME")
     out = decode_file(args.input, args.output, names=args.tensor, dequantize=args.dequantize,
-                      max_decoded_bytes=args.max_decoded_bytes)
+                      max_decoded_bytes=args.max_decoded_bytes, threads=threads)
     if not args.quiet:
         n_values = sum(a.size for a in out.values())
         print(f"wrote {args.output}: {len(out)} tensors, {n_values} values")

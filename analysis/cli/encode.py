@@ -7,7 +7,7 @@ import json
 import re
 import sys
 
-from analysis.cli import UsageError, encode_model
+from analysis.cli import UsageError, add_threads_argument, encode_model, threads_of
 
 COMMAND = "encode"
 HELP = "code integer tensors (or quantize float ones) into one .hqt file"
@@ -67,12 +67,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-channel", action="store_true", help="quantize float tensors of 2+ dims per channel (axis 0)")
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="file metadata string (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the written file's summary as JSON")
+    add_threads_argument(parser, "the histograms and the coding (and --verify's decoding)")
     encode_model.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    threads = threads_of(args)
     if getattr(args, "model", None):
-        return int(encode_model.run(args) or 0)
+        from entropy.threads import using
+
+        with using(threads):
+            return int(encode_model.run(args) or 0)
     if not args.input:
         raise UsageError("INPUT is required (or --model NAME)")
     if (args.bits is None) != (args.clip is None):
@@ -93,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         args.input, args.output, bits=args.bits, clip=args.clip, per_channel=args.per_channel, metadata=meta,
         max_code_length=args.max_code_length, chunk_size=args.chunk_size, group=args.group,
         share_codebooks=args.share_codebooks, channel_axis=args.channel_axis, layout=args.layout, verify=args.verify,
+        threads=threads,
     )
     if args.json:
         json.dump(fi.to_dict(), sys.stdout, indent=2)

@@ -26,12 +26,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     from analysis.cli.decode import add_limit_argument
 
     add_limit_argument(parser)
+    from analysis.cli import add_threads_argument
+
+    add_threads_argument(parser, "decoding")
 
 
 def run(args: argparse.Namespace) -> int:
+    from analysis.cli import threads_of
     from analysis.verify import verify_file
 
-    report = verify_file(args.file, args.against, max_decoded_bytes=args.max_decoded_bytes)
+    threads = threads_of(args)
+    report = verify_file(args.file, args.against, max_decoded_bytes=args.max_decoded_bytes, threads=threads)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -101,21 +101,52 @@ def run_raw(itemsize: int, params) -> int:
     return (int(params.value_min) + int(params.run_symbol)) & ((1 << (8 * itemsize)) - 1)
 
 
+@numba.njit(cache=True, nogil=True)
+def _be_words(buf, b0, nbytes, words):
+    """``words[i]`` = bytes ``b0 + 8i .. b0 + 8i + 7`` of ``buf`` as a big-endian integer (the last one zero-filled)."""
+    nw = nbytes // 8
+    for i in range(nw):
+        p = b0 + 8 * i
+        w = np.uint64(0)
+        for k in range(8):  # (LLVM turns this into one load and a byte swap)
+            w = (w << np.uint64(8)) | np.uint64(buf[p + k])
+        words[i] = w
+    rem = nbytes - 8 * nw
+    if rem:
+        w = np.uint64(0)
+        for k in range(rem):
+            w = (w << np.uint64(8)) | np.uint64(buf[b0 + 8 * nw + k])
+        words[nw] = w << np.uint64(8 * (8 - rem))
+
+
 def load_words(payload, offsets: np.ndarray, start: int, stop: int, walk_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """The bytes of chunks [start, stop) as big-endian 64-bit words, and the chunks' offsets rebased to them.
 
     The word array is zero-padded so that a walk of up to ``walk_bits`` bits past any chunk start stays inside it
-    (damaged streams included): decoders need no bounds checks in their hot loops.
+    (damaged streams included): decoders need no bounds checks in their hot loops. Compiled and GIL-free (but for
+    two small allocations), so that chunk groups load their words in parallel.
     """
     buf = np.frombuffer(payload, dtype=np.uint8)
     b0 = int(offsets[start]) >> 3
     b1 = min(buf.size, (int(offsets[stop]) + 7) >> 3)
     nbytes = b1 - b0
     words = np.zeros(nbytes // 8 + 1 + walk_bits // 64 + 4, dtype=np.uint64)
-    words.view(np.uint8)[:nbytes] = buf[b0:b1]
-    words.byteswap(inplace=True)
-    local = offsets[start : stop + 1].astype(np.uint64) - np.uint64(8 * b0)
+    _be_words(buf, np.int64(b0), np.int64(nbytes), words)
+    local = offsets[start : stop + 1] - np.uint64(8 * b0)
     return words, local
+
+
+def first_failure(bounds: np.ndarray, statuses: list[np.ndarray]) -> np.ndarray:
+    """One decoder status for chunk groups decoded separately: the lowest failing chunk (relative to the first
+    group's start; -1 if none), whatever order the groups ran in. ``statuses[g]`` is group ``g``'s status, its
+    chunk relative to ``bounds[g]``."""
+    out = np.array([-1, 0], dtype=np.int64)
+    for g, st in enumerate(statuses):
+        if st[0] >= 0:  # groups are in chunk order, and each reports its first failing chunk
+            out[0] = int(bounds[g]) + int(st[0])
+            out[1] = st[1]
+            break
+    return out
 
 
 _FAULTS = {
@@ -138,14 +169,23 @@ def raise_failure(status: np.ndarray, start: int, offsets: np.ndarray) -> None:
     raise DecodeFailure(c, "end", f"chunk {c}: decoded symbols do not end at the chunk's recorded {hi - lo} bits")
 
 
-def run_marks(u: np.ndarray, rv) -> np.ndarray:
+def run_marks(u: np.ndarray, rv, threads: int = 1) -> np.ndarray:
     """Where the values are not the run value ``rv``: bit ``i & 63`` of word ``i >> 6`` is set when value ``i`` is
-    not ``rv`` (uint64 words, zero-padded by a word). One vectorised compare and pack; the run kernels then find
-    the next value that ends a run with a count-trailing-zeros, whatever the run length."""
+    not ``rv`` (uint64 words, zero-padded by a word). One vectorised compare and pack (numpy releases the GIL for
+    both: groups of 64-value blocks run on up to ``threads`` threads); the run kernels then find the next value
+    that ends a run with a count-trailing-zeros, whatever the run length."""
+    from entropy.threads import group_bounds, run_groups
+
     n = u.size
     padded = np.zeros(8 * (n // 64 + 2), dtype=np.uint8)
-    packed = np.packbits(u != rv, bitorder="little")
-    padded[: packed.size] = packed
+    bounds = group_bounds(-(-n // 64), n, threads, per_thread=2) * 64
+
+    def pack(g: int) -> None:
+        a, b = int(bounds[g]), min(n, int(bounds[g + 1]))
+        packed = np.packbits(u[a:b] != rv, bitorder="little")
+        padded[a // 8 : a // 8 + packed.size] = packed
+
+    run_groups(pack, bounds.size - 1, threads)
     words = padded.view(np.dtype("<u8"))
     return words if words.dtype.isnative else words.astype(np.uint64)
 

@@ -11,6 +11,7 @@ import numba
 import numpy as np
 
 from entropy.kernels.common import _next_mark, _sym, _unsigned, run_marks, run_raw, spec
+from entropy.threads import group_bounds, resolve, run_groups
 
 
 
@@ -132,11 +133,11 @@ def _count_gen(values, start, stop, vmin, mask, R, V, esc, emin, erange, E, runs
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_rows(rows, flat, k, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, words, generic, counts):
-    """Histogram of every row of ``rows`` (2-D, C order; ``flat`` is the same memory, 1-D), each row its own
-    stream. Row views keep the plain and pair counters on contiguous arrays (2x faster than slices)."""
+def _count_rows(rows, flat, r0, r1, k, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, words, generic, counts):
+    """Histogram of rows ``r0..r1-1`` of ``rows`` (2-D, C order; ``flat`` is the same memory, 1-D), each row its
+    own stream. Row views keep the plain and pair counters on contiguous arrays (2x faster than slices)."""
     n_rows, row_len = rows.shape
-    for r in range(n_rows):
+    for r in range(r0, r1):
         a = r * row_len
         if generic:
             bad = _count_gen(flat, a, a + row_len, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, words,
@@ -154,13 +155,15 @@ def _count_rows(rows, flat, k, vmin, mask, R, V, esc, emin, erange, E, runs, run
     return -1
 
 
-def count_rows(values: np.ndarray, params) -> tuple[np.ndarray, int]:
+def count_rows(values: np.ndarray, params, threads: int | None = None) -> tuple[np.ndarray, int]:
     """Symbol histogram of every row of the 2-D array ``values`` (int64 ``[rows, params.alphabet_size]``), each
     row coded as its own stream with ``params`` (a :class:`entropy.codec.CodecParams`), and the flat index of the
     first value the stream cannot code (-1 if none; the histograms are then incomplete).
 
     In-window values are counted as their own symbols even when a codebook may later escape them; values
-    outside the window count as escape symbols.
+    outside the window count as escape symbols. ``threads`` (None: the default of :mod:`entropy.threads`): a
+    large array is counted in groups on up to this many threads (groups of rows, or of whole chunks of one row)
+    and the groups' histograms added.
     """
     v = np.asarray(values)
     if v.ndim != 2:
@@ -169,19 +172,44 @@ def count_rows(values: np.ndarray, params) -> tuple[np.ndarray, int]:
     counts = np.zeros((n_rows, params.alphabet_size), dtype=np.int64)
     if v.size == 0:
         return counts, -1
+    nt = resolve(threads)
     flat = np.ascontiguousarray(v).reshape(-1)
     u, _, _ = _unsigned(flat, 0)
     sp = spec(u.itemsize, params)
     generic = bool(params.runs or params.escape_range)
-    if n_rows == 1 and not generic:  # one stream of plain values or pairs: the 1-D kernels (row views run slower)
-        count = _count_k1 if params.group == 1 else _count_k2
-        return counts, int(count(u, sp[0], sp[1], sp[2], counts[0]))
     if params.runs:
-        words = run_marks(u, u.dtype.type(run_raw(u.itemsize, params)))
+        words = run_marks(u, u.dtype.type(run_raw(u.itemsize, params)), nt)
     else:
         words = np.zeros(1, np.uint64)
-    bad = _count_rows(u.reshape(n_rows, row_len), u, np.int64(params.group), *sp, words, generic, counts)
-    return counts, int(bad)
+    if n_rows == 1:
+        # one stream: groups of whole chunks (pairs and runs never cross a chunk), each with its own histogram
+        C = params.chunk_size
+        n_chunks = -(-row_len // C)
+        bounds = np.minimum(group_bounds(n_chunks, row_len, nt, per_thread=2) * C, row_len)
+
+        def one(g: int) -> tuple[np.ndarray, int]:
+            a, b = int(bounds[g]), int(bounds[g + 1])
+            c = counts[0] if g == 0 else np.zeros(params.alphabet_size, dtype=np.int64)
+            if generic:
+                bad = _count_gen(u, np.int64(a), np.int64(b), *sp, words, c)
+            else:
+                bad = (_count_k1 if params.group == 1 else _count_k2)(u[a:b], sp[0], sp[1], sp[2], c)
+                bad = a + bad if bad >= 0 else -1
+            return c, int(bad)
+
+        parts = run_groups(one, bounds.size - 1, nt)
+        for c, _ in parts[1:]:
+            counts[0] += c
+        return counts, next((bad for _, bad in parts if bad >= 0), -1)
+    bounds = group_bounds(n_rows, v.size, nt, per_thread=2)
+    rows = u.reshape(n_rows, row_len)
+
+    def some_rows(g: int) -> int:
+        return int(_count_rows(rows, u, np.int64(bounds[g]), np.int64(bounds[g + 1]), np.int64(params.group), *sp,
+                               words, generic, counts))
+
+    bads = run_groups(some_rows, bounds.size - 1, nt)
+    return counts, next((bad for bad in bads if bad >= 0), -1)
 
 
 @numba.njit(cache=True, nogil=True)

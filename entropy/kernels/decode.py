@@ -5,7 +5,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from entropy.kernels.common import _INVALID, _chunk_fault, _refill, load_words, raise_failure
+from entropy.kernels.common import _INVALID, _chunk_fault, _refill, first_failure, load_words, raise_failure
+from entropy.threads import group_bounds, run_groups
 
 # ---- decoder ------------------------------------------------------------------------
 
@@ -309,6 +310,7 @@ def decode_symbols(
     value_of_symbol: tuple[np.ndarray, np.ndarray | None],
     group: int,
     out: np.ndarray,
+    threads: int = 1,
 ) -> None:
     """Decode chunks ``[start, stop)`` into ``out`` (1-D, ``group`` values per symbol, chunk after chunk).
 
@@ -317,7 +319,9 @@ def decode_symbols(
     ``out`` holds ``group * nsyms.sum()`` values; ``lengths`` / ``codes_order`` / ``max_length`` describe
     a valid canonical code with at least one symbol; ``value_of_symbol`` maps each symbol to
     its first (and second) value in ``out``'s dtype. Alphabets of at most 256 symbols use a
-    two-symbol table. Raises :class:`DecodeFailure` naming the first bad chunk.
+    two-symbol table. ``threads``: groups of chunks are decoded on up to this many threads (each into its own
+    slice of ``out``) when the range is large enough. Raises :class:`DecodeFailure` naming the first bad chunk
+    (the lowest, whatever the threads).
     """
     if stop <= start:
         return
@@ -327,21 +331,31 @@ def decode_symbols(
     # there are enough symbols to pay for it (a chunk or two of a small tensor decodes faster without)
     x2 = lengths.size <= X2_MAX_ALPHABET and L <= X2_MAX_TABLE_BITS and int(nsyms.sum()) >= X2_MIN_SYMBOLS
     T = max(L, X2_MIN_TABLE_BITS) if x2 else L
-    words, local = load_words(payload, offsets, start, stop, int(nsyms.max()) * T)
-    ostart = np.zeros(nsyms.size, dtype=np.int64)
-    np.cumsum(nsyms[:-1] * group, out=ostart[1:])
+    walk = int(nsyms.max()) * T
+    ostart = np.zeros(nsyms.size + 1, dtype=np.int64)
+    np.cumsum(nsyms * group, out=ostart[1:])
     udt = np.dtype(f"u{out.dtype.itemsize}")  # compile for unsigned types only
     v0, v1 = value_of_symbol
     if v1 is None:
         v1 = v0
     v0, v1, out = v0.view(udt), v1.view(udt), out.view(udt)
-    status = np.zeros(2, dtype=np.int64)
-    head = (words, local, ostart, nsyms, np.int64(0), np.int64(stop - start))
     if x2:
         table = decode_table_x2(lengths, codes_order, L, T)
-        _decode_chunks_x2(*head, table, np.int64(T), out, v0, v1, np.int64(group), status)
     else:
         table = decode_table(lengths, codes_order, L)
-        _decode_chunks(*head, table, np.int64(L), np.int64(64 // L), out, v0, v1, np.int64(group), status)
-    raise_failure(status, start, offsets)
+    bounds = group_bounds(nsyms.size, int(ostart[-1]), threads)
 
+    def run(g: int) -> np.ndarray:
+        a, b = int(bounds[g]), int(bounds[g + 1])
+        words, local = load_words(payload, offsets, start + a, start + b, walk)
+        status = np.zeros(2, dtype=np.int64)
+        head = (words, local, ostart[a:b] - ostart[a], nsyms[a:b], np.int64(0), np.int64(b - a))
+        o = out[ostart[a] : ostart[b]]
+        if x2:
+            _decode_chunks_x2(*head, table, np.int64(T), o, v0, v1, np.int64(group), status)
+        else:
+            _decode_chunks(*head, table, np.int64(L), np.int64(64 // L), o, v0, v1, np.int64(group), status)
+        return status
+
+    statuses = run_groups(run, bounds.size - 1, threads)
+    raise_failure(first_failure(bounds, statuses), start, offsets)

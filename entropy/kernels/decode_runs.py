@@ -17,8 +17,9 @@ import numba
 import numpy as np
 
 from entropy.kernels.common import (
-    _ESCAPE, _INVALID, SPEC_FIELDS, _refill, load_words, raise_failure, run_raw, spec,
+    _ESCAPE, _INVALID, SPEC_FIELDS, _refill, first_failure, load_words, raise_failure, run_raw, spec,
 )
+from entropy.threads import group_bounds, run_groups
 
 _FLAGS = _INVALID | _ESCAPE
 
@@ -96,21 +97,21 @@ def _decode_runs(W, offs, vstart, c0, c1, table, L, vals, run_val, runs, emin, e
 
 
 def decode_runs(payload, offsets: np.ndarray, start: int, stop: int, cvals: np.ndarray, lengths: np.ndarray,
-                codes_order: np.ndarray, max_length: int, params, out: np.ndarray) -> None:
+                codes_order: np.ndarray, max_length: int, params, out: np.ndarray, threads: int = 1) -> None:
     """Decode chunks ``[start, stop)`` of a run/escape stream into ``out`` (1-D, their values, chunk after chunk).
 
     ``offsets`` (uint64[n_chunks + 1]) are validated chunk bit offsets inside the payload; ``cvals``
     (int64[stop - start]) the values of each chunk of the range (``out`` holds their sum); ``lengths`` /
     ``codes_order`` / ``max_length`` a valid canonical code with at least one symbol; ``params`` the stream's
-    :class:`entropy.codec.CodecParams` (window and escape range checked against ``out``'s dtype). Raises
-    :class:`DecodeFailure` naming the first bad chunk.
+    :class:`entropy.codec.CodecParams` (window and escape range checked against ``out``'s dtype). ``threads``: as
+    for :func:`entropy.kernels.decode_symbols`. Raises :class:`DecodeFailure` naming the first bad chunk.
     """
     if stop <= start:
         return
     L = int(max_length)
     E = params.escape_bits
     cvals = np.ascontiguousarray(cvals, dtype=np.int64)
-    words, local = load_words(payload, offsets, start, stop, int(cvals.max()) * (L + E))
+    walk = int(cvals.max()) * (L + E)
     vstart = np.zeros(cvals.size + 1, dtype=np.int64)
     np.cumsum(cvals, out=vstart[1:])
     udt = np.dtype(f"u{out.dtype.itemsize}")  # compile for unsigned types only
@@ -119,8 +120,17 @@ def decode_runs(payload, offsets: np.ndarray, start: int, stop: int, cvals: np.n
     R, V = int(sp["R"]), int(sp["V"])
     vals = ((np.arange(R, dtype=np.int64) + int(sp["vmin"])) & int(sp["mask"])).astype(udt)
     table = decode_table_runs(lengths, codes_order, L, V, R, bool(params.escape_range))
-    status = np.zeros(2, dtype=np.int64)
-    _decode_runs(words, local, vstart, np.int64(0), np.int64(stop - start), table, np.int64(L), vals,
-                 udt.type(run_raw(udt.itemsize, params)), sp["runs"], sp["emin"], sp["erange"], sp["E"], sp["mask"],
-                 uout, status)
-    raise_failure(status, start, offsets)
+    run_val = udt.type(run_raw(udt.itemsize, params))
+    bounds = group_bounds(cvals.size, int(vstart[-1]), threads)
+
+    def run(g: int) -> np.ndarray:
+        a, b = int(bounds[g]), int(bounds[g + 1])
+        words, local = load_words(payload, offsets, start + a, start + b, walk)
+        status = np.zeros(2, dtype=np.int64)
+        _decode_runs(words, local, vstart[a : b + 1] - vstart[a], np.int64(0), np.int64(b - a), table, np.int64(L),
+                     vals, run_val, sp["runs"], sp["emin"], sp["erange"], sp["E"], sp["mask"],
+                     uout[vstart[a] : vstart[b]], status)
+        return status
+
+    statuses = run_groups(run, bounds.size - 1, threads)
+    raise_failure(first_failure(bounds, statuses), start, offsets)

@@ -8,7 +8,8 @@ import numba
 import numpy as np
 
 from entropy.errors import StreamError
-from entropy.kernels.common import _M32, _U32, _next_mark, _sym, _unsigned, run_marks, run_raw, spec
+from entropy.kernels.common import _M32, _U1, _U32, _next_mark, _sym, _unsigned, run_marks, run_raw, spec
+from entropy.threads import group_bounds, run_groups
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -193,6 +194,33 @@ def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, 
     return acc, nacc, w, prev_bits
 
 
+@numba.njit(cache=True, nogil=True)
+def _append(out32, acc, nacc, w, src, nbits):
+    """Append the first ``nbits`` bits of ``src`` (MSB-first uint32 words, as the encoders write them) to the bit
+    writer (acc, nacc, w) of ``out32``: one shift and one or per word (a chunk group coded on its own spliced in
+    after the groups before it)."""
+    wlast = out32.size - 1
+    nfull = nbits // 32
+    room = max(0, min(nfull, wlast - w))  # an encoder fault cannot write past the buffer (the count tells)
+    s = nacc
+    if s == 0:
+        out32[w : w + room] = src[:room]
+    else:
+        rs = _U32 - s
+        low = (_U1 << s) - _U1
+        prev = acc & low
+        for i in range(room):
+            v = np.uint64(src[i])
+            out32[w + i] = np.uint32(((prev << rs) | (v >> s)) & _M32)
+            prev = v & low
+        acc = prev
+    w += nfull
+    rem = nbits - 32 * nfull
+    if rem:
+        acc, nacc, w = _put(acc, nacc, w, out32, np.uint64(src[nfull]) >> np.uint64(32 - rem), rem)
+    return acc, nacc, w
+
+
 def encode_symbols(
     flat: np.ndarray,
     params,
@@ -202,6 +230,7 @@ def encode_symbols(
     *,
     sink: Callable[[memoryview, int], None] | None = None,
     piece_chunks: int = 256,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Encode ``flat`` values as the stream ``params`` (a :class:`entropy.codec.CodecParams`) describes.
 
@@ -212,9 +241,13 @@ def encode_symbols(
     each chunk (uint32). ``total_bits`` must be the exact payload size (sum count * len, escape bits included).
 
     With ``sink``, the payload is also streamed while it is coded: after every
-    ``piece_chunks`` chunks, ``sink(view, offset)`` receives the finished bytes and their byte
-    offset in the payload, so a writer can store and checksum them while the rest is coded.
-    The views stay valid and unchanged after the call; the last one ends the payload.
+    ``piece_chunks`` chunks (``piece_chunks * threads`` with several threads), ``sink(view, offset)`` receives
+    the finished bytes and their byte offset in the payload, so a writer can store and checksum them while the
+    rest is coded. The views stay valid and unchanged after the call; the last one ends the payload.
+
+    ``threads``: large ranges of chunks are cut into groups coded on up to this many threads; the first group of
+    each range continues the bit writer, the others are coded into their own buffers and appended bit-exactly
+    after it (:func:`_append`), so the payload is the same bytes whatever the thread count.
     """
     n = flat.size
     vstart = params.chunk_starts(n)
@@ -234,8 +267,8 @@ def encode_symbols(
         rv = u.dtype.type(run_raw(u.itemsize, params))
         words = run_marks(u, rv) if params.runs else np.zeros(1, np.uint64)
 
-        def run(c0, c1, state):
-            return _encode_gen(u, *sp, rv, words, codes32, lens8, vstart, np.int64(c0), np.int64(c1), out32,
+        def run(c0, c1, state, buf):
+            return _encode_gen(u, *sp, rv, words, codes32, lens8, vstart, np.int64(c0), np.int64(c1), buf,
                                chunk_bits, *state)
     elif group == 1 and value_range * value_range <= 1 << 16 and max_len <= 12:
         # fused pair table: one lookup and one shift per two values
@@ -243,29 +276,50 @@ def encode_symbols(
         len2 = (l64[:, None] + l64[None, :]).astype(np.uint8).ravel()
         code2 = ((codes32[:, None] << l64[None, :]) | codes32[None, :]).astype(np.uint32).ravel()
 
-        def run(c0, c1, state):
+        def run(c0, c1, state, buf):
             return _encode_fused(
                 u, np.int64(vmin_u), mask, np.int64(value_range), codes32, lens8, code2, len2,
-                vstart, np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 8, *state,
+                vstart, np.int64(c0), np.int64(c1), buf, chunk_bits, max_len <= 8, *state,
             )
     else:
 
-        def run(c0, c1, state):
+        def run(c0, c1, state, buf):
             return _encode(
                 u, np.int64(vmin_u), mask, np.int64(value_range), np.int64(group), codes32, lens8,
-                vstart, np.int64(c0), np.int64(c1), out32, chunk_bits, max_len <= 16, *state,
+                vstart, np.int64(c0), np.int64(c1), buf, chunk_bits, max_len <= 16, *state,
             )
 
-    state = (np.uint64(0), np.uint64(0), np.int64(0), np.int64(0))  # bit buffer, its fill, words out, bits out
+    zero = (np.uint64(0), np.uint64(0), np.int64(0), np.int64(0))  # bit buffer, its fill, words out, bits out
+    state = zero
+    most_bits = params.max_symbol_bits * params.chunk_symbols  # of one chunk
+
+    def own_buffer(c0: int, c1: int) -> tuple[np.ndarray, int]:
+        """A group coded into its own buffer (sized for the worst case; untouched pages cost nothing)."""
+        buf = np.empty(min(total_bits, (c1 - c0) * most_bits) // 32 + 2, dtype=np.uint32)
+        acc, nacc, w, bits = run(c0, c1, zero, buf)
+        if nacc > 0 and w < buf.size:  # the partial last word, MSB-aligned
+            buf[w] = np.uint32((int(acc) << (32 - int(nacc))) & 0xFFFFFFFF)
+        return buf, int(bits)
+
     bytes_out = out32.view(np.uint8)
     done_words = 0
-    step = n_chunks if sink is None else max(1, int(piece_chunks))
-    for c0 in range(0, n_chunks, step):
-        c1 = min(n_chunks, c0 + step)
-        acc, nacc, w, written = run(c0, c1, state)
+    step = n_chunks if sink is None else max(1, int(piece_chunks)) * max(1, threads)
+    for r0 in range(0, n_chunks, step):
+        r1 = min(n_chunks, r0 + step)
+        bounds = r0 + group_bounds(r1 - r0, int(vstart[r1] - vstart[r0]), threads)
+
+        def code(g: int, state=state, bounds=bounds):
+            c0, c1 = int(bounds[g]), int(bounds[g + 1])
+            return run(c0, c1, state, out32) if g == 0 else own_buffer(c0, c1)
+
+        parts = run_groups(code, bounds.size - 1, threads)
+        acc, nacc, w, written = parts[0]
+        for buf, bits in parts[1:]:
+            acc, nacc, w = _append(out32, np.uint64(acc), np.uint64(nacc), np.int64(w), buf, np.int64(bits))
+            written += bits
         # numba hands back Python ints; keep the argument types fixed (unsigned bit buffer, one compilation)
         state = (np.uint64(acc), np.uint64(nacc), np.int64(w), np.int64(written))
-        if c1 == n_chunks:
+        if r1 == n_chunks:
             if written != total_bits:  # an encoder fault (the sizes did not describe these values)
                 raise StreamError(f"encoder wrote {written} bits where the plan said {total_bits}; nothing valid was written")
             if nacc > 0:  # the last partial word, zero bits up to the byte boundary
@@ -277,5 +331,3 @@ def encode_symbols(
             sink(memoryview(bytes_out[4 * done_words : stop]), 4 * done_words)
         done_words = int(w)
     return bytes_out[:nbytes], chunk_bits
-
-
