@@ -37,6 +37,7 @@ from entropy.measures import shannon_entropy
 from entropy.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
 from entropy.plan import StreamPlan, choose_plan, plan_from_counts, symbol_histograms
 from entropy.threads import resolve as resolve_threads
+from entropy.threads import group_bounds, run_groups
 from entropy.threads import using as using_threads
 
 __all__ = [
@@ -231,8 +232,7 @@ def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_
             raise SymbolError(f"{exc} in the {'shared codebook' if codebook is not None else 'code'}") from None
         H = _value_entropy(flat, p, counts)
     else:
-        lo = int(flat.min()) if n else 0
-        hi = int(flat.max()) if n else 0
+        lo, hi = _value_span(flat, resolve_threads(threads))
         if value_min is not None or value_range is not None:
             vmin = lo if value_min is None else int(value_min)
             R = max(1, hi - vmin + 1) if value_range is None else _int_arg("value_range", value_range, 1, MAX_ALPHABET)
@@ -249,6 +249,17 @@ def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_
                               row_length=M, **window)
     return PreparedEncode(shape=tuple(int(s) for s in arr.shape), dtype=dt.name, params=plan.params,
                           codebook=plan.codebook, accounting=_accounting(plan, n, H), _flat=flat, threads=threads)
+
+
+def _value_span(flat: np.ndarray, threads: int = 1) -> tuple[int, int]:
+    """Smallest and largest value of ``flat`` ((0, 0) when empty); a large array on up to ``threads`` threads
+    (numpy's reductions release the GIL)."""
+    if flat.size == 0:
+        return 0, 0
+    bounds = group_bounds(flat.size, flat.size, threads, per_thread=1)
+    spans = run_groups(lambda g: (flat[bounds[g] : bounds[g + 1]].min(), flat[bounds[g] : bounds[g + 1]].max()),
+                       bounds.size - 1, threads)
+    return min(int(lo) for lo, _ in spans), max(int(hi) for _, hi in spans)
 
 
 def _shared_params(codebook, params, L, C, group, value_min, value_range, M) -> CodecParams:

@@ -178,11 +178,23 @@ def decode_table_x2(lengths: np.ndarray, codes_order: np.ndarray, max_length: in
     return out
 
 
+def bake_x2(table: np.ndarray, v0: np.ndarray) -> np.ndarray:
+    """The two-symbol table with its symbol fields (bits 8-15, 16-23) replaced by the symbols' 1-byte values
+    ``v0[s]``: a decoder of single values into a 1-byte array then stores them without a lookup."""
+    vals = np.asarray(v0).view(np.uint8).astype(np.uint32)
+    s1 = (table >> np.uint32(8)) & np.uint32(255)
+    s2 = (table >> np.uint32(16)) & np.uint32(255)
+    return (table & np.uint32(0xFF0000FF)) | (vals[s1] << np.uint32(8)) | (vals[s2] << np.uint32(16))
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _put_x2(out, o, e, v0, v1, k):
     s1 = (e >> np.uint32(8)) & np.uint32(255)
     s2 = (e >> np.uint32(16)) & np.uint32(255)
-    if k == 1:
+    if v0 is None:  # (compile time) the entry holds the 1-byte values (:func:`bake_x2`): two stores, no lookup
+        out[o] = s1
+        out[o + 1] = s2
+    elif k == 1:
         out[o] = v0[s1]
         out[o + 1] = v0[s2]
     else:
@@ -208,9 +220,12 @@ def _tail_x2(W, pos, rem, table, T, out, o, v0, v1, k):
             pos += ln
             flag |= e
             s = (e >> np.uint32(8)) & np.uint32(255)
-            out[o] = v0[s]
-            if k == 2:
-                out[o + 1] = v1[s]
+            if v0 is None:
+                out[o] = s
+            else:
+                out[o] = v0[s]
+                if k == 2:
+                    out[o + 1] = v1[s]
             o += k
         rem -= m
     return pos, flag
@@ -222,25 +237,25 @@ def _one_x2(W, pos, rem, table, T, out, o, v0, v1, k):
     shift = np.uint64(64 - T)
     B = 64 // T
     flag = np.uint32(0)
-    while rem >= 2 * B:
+    last = o + (rem - 2 * B) * k  # blocks of B lookups (<= 2B symbols) start at or before this value
+    while o <= last:
         win = _refill(W, pos)
         for _j in range(B):
             e = table[win >> shift]
             ln = np.uint64(e & np.uint32(31))
-            ns = np.int64((e >> np.uint32(5)) & np.uint32(3))
             win <<= ln
             pos += ln
             flag |= e
             _put_x2(out, o, e, v0, v1, k)
-            o += ns * k
-            rem -= ns
-    pos, f = _tail_x2(W, pos, rem, table, T, out, o, v0, v1, k)
+            o += np.int64((e >> np.uint32(5)) & np.uint32(3)) * k
+    pos, f = _tail_x2(W, pos, (last - o) // k + 2 * B, table, T, out, o, v0, v1, k)
     return pos, flag | f
 
 
 @numba.njit(cache=True, nogil=True)
 def _decode_chunks_x2(W, offs, ostart, nsyms, c0, c1, table, T, out, v0, v1, k, status):
-    """Like _decode_chunks, with the two-symbol table; 2 chunks interleaved (4 would spill registers)."""
+    """Like _decode_chunks, with the two-symbol table; 2 chunks interleaved (4 gained little: registers).
+    The loops count output positions only (a block may start while 2B symbols remain): no symbol counters."""
     shift = np.uint64(64 - T)
     B = 64 // T
     c = c0
@@ -249,11 +264,11 @@ def _decode_chunks_x2(W, offs, ostart, nsyms, c0, c1, table, T, out, v0, v1, k, 
         p1 = offs[c + 1]
         o0 = ostart[c]
         o1 = ostart[c + 1]
-        r0 = nsyms[c]
-        r1 = nsyms[c + 1]
+        last0 = o0 + (nsyms[c] - 2 * B) * k
+        last1 = o1 + (nsyms[c + 1] - 2 * B) * k
         f0 = np.uint32(0)
         f1 = np.uint32(0)
-        while min(r0, r1) >= 2 * B:
+        while o0 <= last0 and o1 <= last1:
             w0 = _refill(W, p0)
             w1 = _refill(W, p1)
             for _j in range(B):
@@ -269,14 +284,10 @@ def _decode_chunks_x2(W, offs, ostart, nsyms, c0, c1, table, T, out, v0, v1, k, 
                 f1 |= e1
                 _put_x2(out, o0, e0, v0, v1, k)
                 _put_x2(out, o1, e1, v0, v1, k)
-                n0 = np.int64((e0 >> np.uint32(5)) & np.uint32(3))
-                n1 = np.int64((e1 >> np.uint32(5)) & np.uint32(3))
-                o0 += n0 * k
-                o1 += n1 * k
-                r0 -= n0
-                r1 -= n1
-        p0, g0 = _one_x2(W, p0, r0, table, T, out, o0, v0, v1, k)
-        p1, g1 = _one_x2(W, p1, r1, table, T, out, o1, v0, v1, k)
+                o0 += np.int64((e0 >> np.uint32(5)) & np.uint32(3)) * k
+                o1 += np.int64((e1 >> np.uint32(5)) & np.uint32(3)) * k
+        p0, g0 = _one_x2(W, p0, (last0 - o0) // k + 2 * B, table, T, out, o0, v0, v1, k)
+        p1, g1 = _one_x2(W, p1, (last1 - o1) // k + 2 * B, table, T, out, o1, v0, v1, k)
         f0 |= g0
         f1 |= g1
         for j, fj, pj in ((0, f0, p0), (1, f1, p1)):
@@ -339,8 +350,11 @@ def decode_symbols(
     if v1 is None:
         v1 = v0
     v0, v1, out = v0.view(udt), v1.view(udt), out.view(udt)
+    baked = x2 and group == 1 and udt.itemsize == 1
     if x2:
         table = decode_table_x2(lengths, codes_order, L, T)
+        if baked:
+            table = bake_x2(table, v0)
     else:
         table = decode_table(lengths, codes_order, L)
     bounds = group_bounds(nsyms.size, int(ostart[-1]), threads)
@@ -352,7 +366,8 @@ def decode_symbols(
         head = (words, local, ostart[a:b] - ostart[a], nsyms[a:b], np.int64(0), np.int64(b - a))
         o = out[ostart[a] : ostart[b]]
         if x2:
-            _decode_chunks_x2(*head, table, np.int64(T), o, v0, v1, np.int64(group), status)
+            maps = (None, None) if baked else (v0, v1)  # baked: compiled without the lookups
+            _decode_chunks_x2(*head, table, np.int64(T), o, *maps, np.int64(group), status)
         else:
             _decode_chunks(*head, table, np.int64(L), np.int64(64 // L), o, v0, v1, np.int64(group), status)
         return status

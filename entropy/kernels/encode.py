@@ -13,6 +13,15 @@ from entropy.threads import group_bounds, run_groups
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _be32(x):
+    """The low 32 bits of ``x`` as a word whose bytes in memory are big-endian (the payload's byte order), so that
+    finished words need no byte-swapping pass (LLVM makes this one bswap)."""
+    v = np.uint32(x & _M32)
+    return np.uint32(((v & np.uint32(0xFF)) << np.uint32(24)) | ((v & np.uint32(0xFF00)) << np.uint32(8))
+                     | ((v >> np.uint32(8)) & np.uint32(0xFF00)) | (v >> np.uint32(24)))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _put(acc, nacc, w, out32, code, ln):
     """Append ``ln`` <= 32 bits to the bit writer (nacc <= 31 on entry and on exit)."""
     wlast = out32.size - 1
@@ -20,7 +29,7 @@ def _put(acc, nacc, w, out32, code, ln):
     nacc += np.uint64(ln)
     if nacc >= _U32:
         nacc -= _U32
-        out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
+        out32[min(w, wlast)] = _be32(acc >> nacc)
         w += 1
     return acc, nacc, w
 
@@ -46,7 +55,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, vstart, c_begin, c_end, out32
                 nacc += np.uint64(lens[s]) + np.uint64(lens[t])
                 if nacc >= _U32:
                     nacc -= _U32
-                    out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
+                    out32[min(w, wlast)] = _be32(acc >> nacc)
                     w += 1
                 i += 2
             while i < i1:
@@ -55,7 +64,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, vstart, c_begin, c_end, out32
                 nacc += np.uint64(lens[s])
                 if nacc >= _U32:
                     nacc -= _U32
-                    out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
+                    out32[min(w, wlast)] = _be32(acc >> nacc)
                     w += 1
                 i += 1
         else:
@@ -65,7 +74,7 @@ def _encode(values, vmin, mask, R, k, codes, lens, vstart, c_begin, c_end, out32
                 nacc += np.uint64(lens[s])
                 if nacc >= _U32:
                     nacc -= _U32
-                    out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
+                    out32[min(w, wlast)] = _be32(acc >> nacc)
                     w += 1
             if (i1 - i0) % 2:  # an odd count: the last value pairs with the pad, base symbol 0
                 s = _sym(values[i1 - 1], vmin, mask) * R
@@ -99,7 +108,7 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, vstart, c_beg
                 nacc += np.uint64(len2[s]) + np.uint64(len2[t])
                 if nacc >= _U32:
                     nacc -= _U32
-                    out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
+                    out32[min(w, wlast)] = _be32(acc >> nacc)
                     w += 1
                 i += 4
         while i + 1 < i1:
@@ -108,7 +117,7 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, vstart, c_beg
             nacc += np.uint64(len2[s])
             if nacc >= _U32:
                 nacc -= _U32
-                out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
+                out32[min(w, wlast)] = _be32(acc >> nacc)
                 w += 1
             i += 2
         if i < i1:
@@ -117,7 +126,7 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, vstart, c_beg
             nacc += np.uint64(lens[s])
             if nacc >= _U32:
                 nacc -= _U32
-                out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
+                out32[min(w, wlast)] = _be32(acc >> nacc)
                 w += 1
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
@@ -183,7 +192,7 @@ def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, 
             nacc += np.uint64(lens[s])
             if nacc >= _U32:
                 nacc -= _U32
-                out32[min(w, wlast)] = np.uint32((acc >> nacc) & _M32)
+                out32[min(w, wlast)] = _be32(acc >> nacc)
                 w += 1
             if escaped:
                 acc, nacc, w = _put(acc, nacc, w, out32, np.uint64(_sym(values[i], emin, mask)), E)
@@ -196,7 +205,7 @@ def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, 
 
 @numba.njit(cache=True, nogil=True)
 def _append(out32, acc, nacc, w, src, nbits):
-    """Append the first ``nbits`` bits of ``src`` (MSB-first uint32 words, as the encoders write them) to the bit
+    """Append the first ``nbits`` bits of ``src`` (big-endian words, as the encoders write them) to the bit
     writer (acc, nacc, w) of ``out32``: one shift and one or per word (a chunk group coded on its own spliced in
     after the groups before it)."""
     wlast = out32.size - 1
@@ -210,14 +219,14 @@ def _append(out32, acc, nacc, w, src, nbits):
         low = (_U1 << s) - _U1
         prev = acc & low
         for i in range(room):
-            v = np.uint64(src[i])
-            out32[w + i] = np.uint32(((prev << rs) | (v >> s)) & _M32)
+            v = np.uint64(_be32(src[i]))
+            out32[w + i] = _be32((prev << rs) | (v >> s))
             prev = v & low
         acc = prev
     w += nfull
     rem = nbits - 32 * nfull
     if rem:
-        acc, nacc, w = _put(acc, nacc, w, out32, np.uint64(src[nfull]) >> np.uint64(32 - rem), rem)
+        acc, nacc, w = _put(acc, nacc, w, out32, np.uint64(_be32(src[nfull])) >> np.uint64(32 - rem), rem)
     return acc, nacc, w
 
 
@@ -298,7 +307,7 @@ def encode_symbols(
         buf = np.empty(min(total_bits, (c1 - c0) * most_bits) // 32 + 2, dtype=np.uint32)
         acc, nacc, w, bits = run(c0, c1, zero, buf)
         if nacc > 0 and w < buf.size:  # the partial last word, MSB-aligned
-            buf[w] = np.uint32((int(acc) << (32 - int(nacc))) & 0xFFFFFFFF)
+            buf[w] = _be32(np.uint64(acc) << np.uint64(32 - int(nacc)))
         return buf, int(bits)
 
     bytes_out = out32.view(np.uint8)
@@ -323,9 +332,8 @@ def encode_symbols(
             if written != total_bits:  # an encoder fault (the sizes did not describe these values)
                 raise StreamError(f"encoder wrote {written} bits where the plan said {total_bits}; nothing valid was written")
             if nacc > 0:  # the last partial word, zero bits up to the byte boundary
-                out32[w] = np.uint32((int(acc) << (32 - int(nacc))) & 0xFFFFFFFF)
+                out32[w] = _be32(np.uint64(acc) << np.uint64(32 - int(nacc)))
                 w += 1
-        out32[done_words:w].byteswap(inplace=True)
         if sink is not None:
             stop = min(4 * int(w), nbytes)
             sink(memoryview(bytes_out[4 * done_words : stop]), 4 * done_words)
