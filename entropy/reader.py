@@ -21,6 +21,7 @@ from entropy.errors import EntropyError, FormatError, IntegrityError
 from entropy.fileformat import PREAMBLE_SIZE, SINGLE, TensorRecord, align
 from entropy.fileheader import parse_header
 from entropy.fileinfo import FileInfo, build_info
+from entropy import threads as codec_threads
 from entropy.threads import resolve as resolve_threads
 
 __all__ = ["HQTFile", "load", "load_tensor", "load_quant", "dequantize", "info"]
@@ -210,11 +211,22 @@ class HQTFile:
             rows = self._stream_values(t, 0, c0 * M, c1 * M, threads).reshape(c1 - c0, M)
         else:
             rows = np.empty((c1 - c0, M), dtype=t.dtype)
+            parts = []
             for j in range(len(t.streams)):
                 ch = t.stream_channels(j)
                 a, b = int(np.searchsorted(ch, c0)), int(np.searchsorted(ch, c1))
                 if a < b:  # the stream's rows a..b-1 are channels ch[a:b]
-                    rows[ch[a:b] - c0] = self._stream_values(t, j, a * M, b * M, threads).reshape(b - a, M)
+                    parts.append((j, ch[a:b], a, b))
+            # streams too small to be cut into groups of chunks are decoded side by side, one thread each (an
+            # error names the lowest failing stream, as one after the other would)
+            sizes = [(b - a) * M for _, _, a, b in parts]
+            side = len(parts) > 1 and max(sizes) < 2 * codec_threads.PARALLEL_MIN_VALUES <= sum(sizes)
+
+            def one(i: int) -> None:
+                j, ch, a, b = parts[i]
+                rows[ch - c0] = self._stream_values(t, j, a * M, b * M, 1 if side else threads).reshape(b - a, M)
+
+            codec_threads.run_groups(one, len(parts), threads if side else 1)
         return from_rows(rows, shape, t.axis)
 
     def _stream_values(self, t: TensorRecord, j: int, v0: int, v1: int, threads: int) -> np.ndarray:

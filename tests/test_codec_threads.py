@@ -305,3 +305,35 @@ def test_cli_threads(tmp_path, capsys, small_groups):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert "--threads N" in capsys.readouterr().out
+
+
+def test_small_streams_of_a_tensor_decode_side_by_side(tmp_path, small_groups, monkeypatch):
+    import time
+
+    from entropy.reader import HQTFile
+
+    rng = np.random.default_rng(4)
+    w = np.round(rng.laplace(0, 1 + np.arange(48)[:, None] / 8, (48, 400))).astype(np.int8)
+    path = tmp_path / "w.hqt"
+    save(path, {"w": w}, channel_axis=0, layout="channel")
+    for t in (1, 3):
+        assert np.array_equal(load(path, threads=t)["w"], w)
+        assert np.array_equal(load_tensor(path, "w", channels=slice(5, 31), threads=t), w[5:31])
+    real = HQTFile._stream_values
+    seen = []
+
+    def flaky(self, t, j, v0, v1, threads):
+        seen.append(threads)
+        if j in (3, 40):
+            if j == 3:
+                time.sleep(0.05)  # the lower stream fails last
+            raise StreamError(f"stream {j} is bad")
+        return real(self, t, j, v0, v1, threads)
+
+    monkeypatch.setattr(HQTFile, "_stream_values", flaky)
+    for t in (1, 4):
+        seen.clear()
+        with pytest.raises(StreamError, match="stream 3 is bad"):
+            load(path, threads=t)
+        assert set(seen) == {1}  # each stream on one thread (side by side when t > 1)
+        assert len(seen) == (4 if t == 1 else 48)  # one after the other stops at the first failure
