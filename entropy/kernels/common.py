@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM cttz
 
 _INVALID = np.uint32(0x80)  # flag bit of a table entry for a bit pattern that is no code
@@ -77,11 +79,23 @@ def spec(itemsize: int, params) -> tuple:
 
 
 
+@intrinsic
+def _bswap64(typingctx, x):
+    """The byte-reversed uint64 (one ``bswap`` instruction)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bswap(args[0])
+
+    return types.uint64(types.uint64), codegen
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _refill(W, pos):
+    """The 64 payload bits from bit ``pos`` on; ``W`` holds the payload's raw bytes (:func:`load_words`), so each
+    word is byte-swapped as it is read (MSB-first payload on a little-endian host, the only kind numba targets)."""
     wi = pos >> _U6
     r = pos & _U63
-    return (W[wi] << r) | ((W[wi + _U1] >> _U1) >> (_U63 - r))
+    return (_bswap64(W[wi]) << r) | ((_bswap64(W[wi + _U1]) >> _U1) >> (_U63 - r))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -101,37 +115,19 @@ def run_raw(itemsize: int, params) -> int:
     return (int(params.value_min) + int(params.run_symbol)) & ((1 << (8 * itemsize)) - 1)
 
 
-@numba.njit(cache=True, nogil=True)
-def _be_words(buf, b0, nbytes, words):
-    """``words[i]`` = bytes ``b0 + 8i .. b0 + 8i + 7`` of ``buf`` as a big-endian integer (the last one zero-filled)."""
-    nw = nbytes // 8
-    for i in range(nw):
-        p = b0 + 8 * i
-        w = np.uint64(0)
-        for k in range(8):  # (LLVM turns this into one load and a byte swap)
-            w = (w << np.uint64(8)) | np.uint64(buf[p + k])
-        words[i] = w
-    rem = nbytes - 8 * nw
-    if rem:
-        w = np.uint64(0)
-        for k in range(rem):
-            w = (w << np.uint64(8)) | np.uint64(buf[b0 + 8 * nw + k])
-        words[nw] = w << np.uint64(8 * (8 - rem))
-
-
 def load_words(payload, offsets: np.ndarray, start: int, stop: int, walk_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """The bytes of chunks [start, stop) as big-endian 64-bit words, and the chunks' offsets rebased to them.
+    """The bytes of chunks [start, stop) as 64-bit words (raw bytes: :func:`_refill` reads them big-endian), and the
+    chunks' offsets rebased to them.
 
     The word array is zero-padded so that a walk of up to ``walk_bits`` bits past any chunk start stays inside it
-    (damaged streams included): decoders need no bounds checks in their hot loops. Compiled and GIL-free (but for
-    two small allocations), so that chunk groups load their words in parallel.
+    (damaged streams included): decoders need no bounds checks in their hot loops. One copy, no byte-swapping pass.
     """
     buf = np.frombuffer(payload, dtype=np.uint8)
     b0 = int(offsets[start]) >> 3
     b1 = min(buf.size, (int(offsets[stop]) + 7) >> 3)
     nbytes = b1 - b0
     words = np.zeros(nbytes // 8 + 1 + walk_bits // 64 + 4, dtype=np.uint64)
-    _be_words(buf, np.int64(b0), np.int64(nbytes), words)
+    words.view(np.uint8)[:nbytes] = buf[b0:b1]
     local = offsets[start : stop + 1] - np.uint64(8 * b0)
     return words, local
 

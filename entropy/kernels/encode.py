@@ -12,6 +12,13 @@ from entropy.kernels.common import _M32, _U1, _U32, _next_mark, _sym, _unsigned,
 from entropy.threads import group_bounds, run_groups
 
 
+# Branch-free flush: the hot loops do not branch on "32 bits or more?" (that branch mispredicts about every other
+# time on 2-4 bit codes); every step stores the word being filled and ``w`` advances only when it is full, so a
+# store of a partial word is overwritten by a later one, and the final partial word is always stored explicitly.
+# (Measured single-thread on the bench's lap4/lap8 data: encode about 1.1-1.2x faster than with the branch.)
+_U5 = np.uint64(5)
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _be32(x):
     """The low 32 bits of ``x`` as a word whose bytes in memory are big-endian (the payload's byte order), so that
@@ -53,29 +60,29 @@ def _encode(values, vmin, mask, R, k, codes, lens, vstart, c_begin, c_end, out32
                 acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
                 acc = (acc << np.uint64(lens[t])) | np.uint64(codes[t])
                 nacc += np.uint64(lens[s]) + np.uint64(lens[t])
-                if nacc >= _U32:
-                    nacc -= _U32
-                    out32[min(w, wlast)] = _be32(acc >> nacc)
-                    w += 1
+                full = nacc >> _U5  # branch-free flush (see the note above _be32)
+                nacc -= full << _U5
+                out32[min(w, wlast)] = _be32(acc >> nacc)
+                w += np.int64(full)
                 i += 2
             while i < i1:
                 s = _sym(values[i], vmin, mask)
                 acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
                 nacc += np.uint64(lens[s])
-                if nacc >= _U32:
-                    nacc -= _U32
-                    out32[min(w, wlast)] = _be32(acc >> nacc)
-                    w += 1
+                full = nacc >> _U5  # branch-free flush (see the note above _be32)
+                nacc -= full << _U5
+                out32[min(w, wlast)] = _be32(acc >> nacc)
+                w += np.int64(full)
                 i += 1
         else:
             for i in range(i0, i1 - 1, 2):
                 s = _sym(values[i], vmin, mask) * R + _sym(values[i + 1], vmin, mask)
                 acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
                 nacc += np.uint64(lens[s])
-                if nacc >= _U32:
-                    nacc -= _U32
-                    out32[min(w, wlast)] = _be32(acc >> nacc)
-                    w += 1
+                full = nacc >> _U5  # branch-free flush (see the note above _be32)
+                nacc -= full << _U5
+                out32[min(w, wlast)] = _be32(acc >> nacc)
+                w += np.int64(full)
             if (i1 - i0) % 2:  # an odd count: the last value pairs with the pad, base symbol 0
                 s = _sym(values[i1 - 1], vmin, mask) * R
                 acc, nacc, w = _put(acc, nacc, w, out32, codes[s], lens[s])
@@ -106,28 +113,28 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, vstart, c_beg
                 acc = (acc << np.uint64(len2[s])) | np.uint64(code2[s])
                 acc = (acc << np.uint64(len2[t])) | np.uint64(code2[t])
                 nacc += np.uint64(len2[s]) + np.uint64(len2[t])
-                if nacc >= _U32:
-                    nacc -= _U32
-                    out32[min(w, wlast)] = _be32(acc >> nacc)
-                    w += 1
+                full = nacc >> _U5  # branch-free flush (see the note above _be32)
+                nacc -= full << _U5
+                out32[min(w, wlast)] = _be32(acc >> nacc)
+                w += np.int64(full)
                 i += 4
         while i + 1 < i1:
             s = (_sym(values[i], vmin, mask)) * R + (_sym(values[i + 1], vmin, mask))
             acc = (acc << np.uint64(len2[s])) | np.uint64(code2[s])
             nacc += np.uint64(len2[s])
-            if nacc >= _U32:
-                nacc -= _U32
-                out32[min(w, wlast)] = _be32(acc >> nacc)
-                w += 1
+            full = nacc >> _U5  # branch-free flush (see the note above _be32)
+            nacc -= full << _U5
+            out32[min(w, wlast)] = _be32(acc >> nacc)
+            w += np.int64(full)
             i += 2
         if i < i1:
             s = _sym(values[i], vmin, mask)
             acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
             nacc += np.uint64(lens[s])
-            if nacc >= _U32:
-                nacc -= _U32
-                out32[min(w, wlast)] = _be32(acc >> nacc)
-                w += 1
+            full = nacc >> _U5  # branch-free flush (see the note above _be32)
+            nacc -= full << _U5
+            out32[min(w, wlast)] = _be32(acc >> nacc)
+            w += np.int64(full)
         bits = w * 32 + np.int64(nacc)
         chunk_bits[c] = bits - prev_bits
         prev_bits = bits
@@ -190,10 +197,10 @@ def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, 
             # (spelled out: through _put this hot path ran 1.4x slower)
             acc = (acc << np.uint64(lens[s])) | np.uint64(codes[s])
             nacc += np.uint64(lens[s])
-            if nacc >= _U32:
-                nacc -= _U32
-                out32[min(w, wlast)] = _be32(acc >> nacc)
-                w += 1
+            full = nacc >> _U5  # branch-free flush (see the note above _be32)
+            nacc -= full << _U5
+            out32[min(w, wlast)] = _be32(acc >> nacc)
+            w += np.int64(full)
             if escaped:
                 acc, nacc, w = _put(acc, nacc, w, out32, np.uint64(_sym(values[i], emin, mask)), E)
             i += 1
