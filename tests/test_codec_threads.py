@@ -11,6 +11,7 @@ from entropy import CodecParams, decode, decode_chunks, encode, kernels, load, l
 from entropy.codec import decode_parts, prepare_encode
 from entropy.errors import EntropyError, StreamError
 from entropy.plan import symbol_histograms
+from entropy.reader import HQTFile
 from entropy.threads import group_bounds, resolve, run_groups, using
 
 #: a low hand-over threshold: small arrays then cut into many groups (the real one needs arrays of 262,144 values)
@@ -59,7 +60,7 @@ def test_parallel_encode_is_byte_identical_and_decodes(small_groups, mode, n, ch
     assert bool(one.params.escape_range) == (mode == "escapes")
     assert (one.params.row_length != 0) == (mode == "rows")
     assert one.n_chunks >= 8  # several groups of the lowered threshold
-    for t in (2, 3, 5):
+    for t in (2, 3, 5, 8):
         many = encode(x, chunk_size=chunk, threads=t, **kw)
         assert many.payload == one.payload
         assert np.array_equal(many.chunk_bits, one.chunk_bits)
@@ -211,12 +212,12 @@ def test_files_are_the_same_bytes_and_read_back(tmp_path, small_groups):
         "flat": np.round(rng.laplace(0, 40, 50_000)).astype(np.int32),
     }
     paths = []
-    for t in (1, 3):
+    for t in (1, 3, 8):
         path = tmp_path / f"t{t}.hqt"
         save(path, tensors, channel_axis={"w": 0, "acts": 1}, chunk_size=256, threads=t, verify=True)
         paths.append(path)
-    assert paths[0].read_bytes() == paths[1].read_bytes()
-    for t in (1, 2, 5):
+    assert all(p.read_bytes() == paths[0].read_bytes() for p in paths[1:])
+    for t in (1, 2, 5, 8):
         back = load(paths[0], threads=t)
         assert all(np.array_equal(back[k], v) for k, v in tensors.items())
         part = load_tensor(paths[0], "w", channels=slice(7, 50), threads=t)
@@ -235,6 +236,11 @@ def test_threads_must_be_a_positive_integer(tmp_path, bad):
                  lambda: load_tensor(path, "x", threads=bad)):
         with pytest.raises(EntropyError, match="threads must be"):
             call()
+    with HQTFile(path) as f:
+        for call in (lambda: f.read("x", threads=bad), lambda: f.read_all(threads=bad),
+                     lambda: f.dequantize("x", threads=bad)):
+            with pytest.raises(EntropyError, match="threads must be"):
+                call()
     assert not (tmp_path / "y.hqt").exists()
 
 
@@ -309,8 +315,6 @@ def test_cli_threads(tmp_path, capsys, small_groups):
 
 def test_small_streams_of_a_tensor_decode_side_by_side(tmp_path, small_groups, monkeypatch):
     import time
-
-    from entropy.reader import HQTFile
 
     rng = np.random.default_rng(4)
     w = np.round(rng.laplace(0, 1 + np.arange(48)[:, None] / 8, (48, 400))).astype(np.int8)
