@@ -105,7 +105,8 @@ def pipeline_rows(
                 what = stats_mode if stats_mode == "dynamic" else (
                     "offline+calibration" if include_calibration else "offline (--stats file)")
                 rows.append({
-                    "config": label, "stats": what, "device": dev.type, "images": len(evalset),
+                    "config": label, "stats": what, "device": dev.type, "threads": torch.get_num_threads(),
+                    "images": len(evalset),
                     "top1_agreement": round(res.top1_agreement, 4), "top5_overlap": round(res.top5_overlap, 4),
                     "kl_divergence": round(res.kl_divergence, 4), "time_s": round(best, 3),
                     "fp32_s": round(fp_best, 3), "ratio": round(ratio, 2), "target": f"<= {RATIO_TARGET:g}x FP32",

@@ -82,8 +82,11 @@ def _time(fn: Callable[[], Any], repeats: int) -> float:
     return best
 
 
-def _row(name: str, fast: float, ref: float, ratio: float, target: str, ok: bool | None) -> dict[str, Any]:
-    return {"name": name, "fast_s": fast, "reference_s": ref, "ratio": ratio, "target": target, "meets_target": ok}
+def _row(name: str, fast: float, ref: float, ratio: float, target: str, ok: bool | None,
+         threads: int = 1) -> dict[str, Any]:
+    """One row; ``threads``: the threads both timings ran on (torch's intra-op threads for torch code)."""
+    return {"name": name, "threads": threads, "fast_s": fast, "reference_s": ref, "ratio": ratio,
+            "target": target, "meets_target": ok}
 
 
 def kl_histogram(seed: int = 0, n: int = 1_000_000, bins: int = 2048) -> tuple[np.ndarray, float]:
@@ -120,7 +123,8 @@ def quant_rows(repeats: int = 3) -> list[dict[str, Any]]:
     t_stats = _time(stats, n)
     t_all = _time(lambda: torch.std(x), n)
     r = t_stats / t_all
-    rows.append(_row("aciq-stats-per-channel", t_stats, t_all, r, "<= 2", bool(r <= 2)))
+    nt = torch.get_num_threads()
+    rows.append(_row("aciq-stats-per-channel", t_stats, t_all, r, "<= 2", bool(r <= 2), nt))
     t_ch = _time(lambda: torch.std(x, dim=(0, 2, 3)), n)
-    rows.append(_row("aciq-stats-vs-std-per-channel", t_stats, t_ch, t_stats / t_ch, "info", None))
+    rows.append(_row("aciq-stats-vs-std-per-channel", t_stats, t_ch, t_stats / t_ch, "info", None, nt))
     return rows
