@@ -35,7 +35,7 @@ from entropy.errors import CodebookError, EntropyError, StreamError, SymbolError
 from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 from entropy.measures import shannon_entropy
 from entropy.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
-from entropy.plan import StreamPlan, choose_plan, plan_from_counts, symbol_histograms
+from entropy.plan import StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms
 
 __all__ = [
     "CodecParams",
@@ -213,7 +213,7 @@ def prepare_encode(
             p.rows(n)
         except StreamError as exc:
             raise EntropyError(str(exc)) from None
-        counts = symbol_histograms(flat, p).sum(axis=0)  # (one row per row of a row-structured stream)
+        counts = stream_histogram(flat, p)
         try:
             plan = plan_from_counts(counts, p, p.n_chunks(n), codebook=codebook)
         except SymbolError as exc:
