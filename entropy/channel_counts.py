@@ -17,7 +17,7 @@ import numpy as np
 from entropy.channels import channel_rows
 from entropy.errors import EntropyError, StreamError
 from entropy.lengths import MAX_ALPHABET, code_lengths_rows
-from entropy.measures import shannon_entropy
+from entropy.measures import row_entropies
 from entropy.params import CodecParams
 
 __all__ = [
@@ -215,7 +215,7 @@ def channel_entropies(tc: TensorCounts) -> np.ndarray:
     """Shannon entropy of each channel's values (bits per value), float64 [C] (computed once per counts)."""
     cached = tc._cache.get("channel_entropies")
     if cached is None:
-        cached = np.array([shannon_entropy(row) for row in tc.counts], dtype=np.float64)
+        cached = row_entropies(tc.counts)
         cached.setflags(write=False)
         tc._cache["channel_entropies"] = cached
     return cached

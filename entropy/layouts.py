@@ -60,9 +60,10 @@ logger = logging.getLogger(__name__)
 
 #: Cluster counts the search tries (each below the channel count).
 CLUSTER_COUNTS = (4, 16)
+_PLAIN_REQUESTS = frozenset(("auto",) + LAYOUTS)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class LayoutStream:
     """One planned stream of a layout: its parameters, code and exact payload size; ``channels`` are its rows
     (None: the tensor's values in stream order, ``single`` layout); ``source`` holds a ready encode when there is
@@ -84,7 +85,7 @@ class LayoutStream:
         return payload_bytes(self.payload_bits)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class LayoutChoice:
     """A layout of one tensor with its exact size in the file, in bytes (FORMAT.md §11's attribution)."""
 
@@ -143,19 +144,20 @@ def _assemble(
     rec = tensor_record_bytes(tensor, len(shape), [s.params for s in streams], layout=layout,
                               n_channels=n_channels, arrays=arrays)
     seen: set[bytes] = set()
-    cb_bytes = 0
-    for s in streams:
+    cb_bytes = idx = pay = bits = 0
+    for s in streams:  # (one pass: files of many small tensors plan tens of thousands of these)
         b = s.codebook.to_bytes()
         if b not in seen:  # the file stores identical codebooks once
             seen.add(b)
             cb_bytes += codebook_record_bytes(b)
-    idx = sum(s.index_bytes for s in streams)
-    pay = sum(s.payload_bytes for s in streams)
+        idx += s.index_bytes
+        pay += payload_bytes(s.payload_bits)
+        bits += s.payload_bits
     return LayoutChoice(
         name=name, layout=layout, axis=axis, n_channels=n_channels, streams=tuple(streams), channel_map=channel_map,
         record_bytes=rec, map_bytes=map_bytes(layout, n_channels, len(streams)), codebook_bytes=cb_bytes,
         index_bytes=idx, payload_bytes=pay, padding_bytes=(align(idx) - idx) + (align(pay) - pay),
-        n_values=math.prod(shape), entropy_bits=entropy, payload_bits=sum(s.payload_bits for s in streams),
+        n_values=math.prod(shape), entropy_bits=entropy, payload_bits=bits,
     )
 
 
@@ -188,6 +190,8 @@ def single_layout(
 
 
 def _layout_request(layout: str) -> tuple[str, int | None]:
+    if layout in _PLAIN_REQUESTS:
+        return layout, None
     m = re.fullmatch(r"cluster(\d+)", layout)
     if m:
         return "cluster", int(m.group(1))

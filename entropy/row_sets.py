@@ -15,6 +15,7 @@ from entropy.channel_counts import TensorCounts, channel_entropies, row_histogra
 from entropy.errors import CodebookError
 from entropy.fileformat import codebook_record_bytes, index_bytes, stream_record_bytes
 from entropy.lengths import MAX_ALPHABET, code_lengths_rows
+from entropy.measures import row_entropies
 from entropy.params import MODES, CodecParams
 from entropy.plan import _RUNS_MIN_SHARE, RUN_PREFIXES, StreamPlan, best_plan
 
@@ -84,11 +85,7 @@ def _mode_keys(tc: TensorCounts, modes: tuple[str, ...], chunk_size: int, run_va
 def _entropy_bits(h: np.ndarray) -> np.ndarray:
     """Per row of the histograms ``h`` [C, A]: count x Shannon entropy, the fewest bits any prefix code of those
     symbols can take (float64 [C], rounded down by a hair against float error)."""
-    h = h.astype(np.float64)
-    tot = h.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hlogh = np.where(h > 0, h * np.log2(np.where(h > 0, h, 1)), 0.0).sum(axis=1)
-        bits = np.where(tot > 0, tot * np.log2(np.where(tot > 0, tot, 1)) - hlogh, 0.0)
+    bits = row_entropies(h) * h.sum(axis=1)
     return np.maximum(np.floor(bits * (1 - 1e-9) - 1e-6), 0)
 
 

@@ -407,3 +407,41 @@ def test_clustering_on_run_symbols_separates_what_values_cannot():
     choice = entropy.layout_choices(x, name="t", axis=0, layout="cluster2")["cluster2"]
     by_values = row_sets.cluster_labels(tc, 2, 12)
     assert not np.array_equal(choice.channel_map, by_values) and np.array_equal(choice.channel_map, labels)
+
+
+def test_bench_layout_rows():
+    """`huffquant bench` codes a post-ReLU activation in one code and in its best channel layout: the layout is
+    smaller, lossless, and its table names it."""
+    from analysis.benchmarks import bench_markdown
+    from analysis.benchmarks.container import ACTIVATION, METHOD, METHOD_LAYOUT, activation, layout_rows
+
+    a = activation()
+    assert a.shape == (64, 56, 56) and a.dtype == np.uint8 and int(a.max()) == 15 and 0.5 < np.mean(a == 0) < 0.9
+    assert np.array_equal(a, activation())  # fixed
+    rows = {r["method"]: r for r in layout_rows(1)}
+    one, best = rows[METHOD], rows[METHOD_LAYOUT]
+    assert one["layout"] == "single" and best["layout"] in entropy.LAYOUTS and best["layout"] != "single"
+    assert one["lossless"] and best["lossless"]
+    assert best["bits_per_value"] < one["bits_per_value"]
+    tc = CC.tensor_counts(a, 0)
+    assert best["channel_entropy"] == pytest.approx(
+        sum(entropy.shannon_entropy(r) * r.sum() for r in tc.counts) / a.size)
+    text = bench_markdown({"rows": list(rows.values()), "references": {}, "setup": {
+        "size": 1, "repeats": 1, "threads": "1", "machine": "m", "python": "3", "numpy": "2", "date": "d"},
+        "targets": []})
+    assert f"| {ACTIVATION} | {METHOD_LAYOUT} | {best['layout']} |" in text
+
+
+def test_row_entropies_are_shannon_entropies_of_each_row():
+    from entropy.measures import row_entropies
+
+    rng = np.random.default_rng(2)
+    c = rng.integers(0, 6, (40, 17))
+    c[3] = 0  # an empty row: 0 bits
+    c[4] = 0
+    c[4, 2] = 9  # one symbol: 0 bits
+    got = row_entropies(c)
+    assert got[3] == 0.0 and got[4] == 0.0
+    assert np.allclose(got, [entropy.shannon_entropy(r) for r in c], rtol=0, atol=1e-12)
+    with pytest.raises(entropy.errors.EntropyError):
+        row_entropies(-c)
