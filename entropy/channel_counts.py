@@ -17,7 +17,7 @@ import numpy as np
 from entropy.channels import channel_rows
 from entropy.errors import EntropyError, StreamError
 from entropy.lengths import MAX_ALPHABET, code_lengths_rows
-from entropy.measures import row_entropies
+from entropy.measures import shannon_entropy
 from entropy.params import CodecParams
 
 __all__ = [
@@ -215,7 +215,8 @@ def channel_entropies(tc: TensorCounts) -> np.ndarray:
     """Shannon entropy of each channel's values (bits per value), float64 [C] (computed once per counts)."""
     cached = tc._cache.get("channel_entropies")
     if cached is None:
-        cached = row_entropies(tc.counts)
+        # (per row as shannon_entropy computes it, to the last bit: the clustering sorts channels by it)
+        cached = np.array([shannon_entropy(row) for row in tc.counts], dtype=np.float64)
         cached.setflags(write=False)
         tc._cache["channel_entropies"] = cached
     return cached

@@ -37,7 +37,8 @@ from entropy.codec import CodecParams, EncodedTensor, PreparedEncode, prepare_en
 from entropy.errors import EntropyError, FormatError
 from entropy.channel_counts import MAX_COUNT_CELLS, tensor_counts
 from entropy.fileformat import (
-    LAYOUTS, align, codebook_record_bytes, index_bytes, map_bytes, payload_bytes, tensor_record_bytes,
+    LAYOUTS, align, codebook_record_bytes, index_bytes, map_bytes, payload_bytes, stream_record_bytes,
+    tensor_record_bytes,
 )
 from entropy.lengths import MAX_ALPHABET
 from entropy.measures import shannon_entropy
@@ -245,9 +246,15 @@ def layout_choices(
     run_value = tc.value_min + int(np.argmax(pooled))  # one run value for every set: its runs counted once per row
     mode_lists = group_modes(group)
 
-    def streams_of(groups: list[np.ndarray]) -> list[LayoutStream] | None:
+    def streams_of(groups: list[np.ndarray], limit: float = float("inf"), floors: np.ndarray | None = None,
+                   fixed: int = 0) -> list[LayoutStream] | None:
+        """The streams of ``groups``; None when a group has no mode, or (branch and bound) as soon as the exact
+        bytes of the streams made so far (without their codebooks, which may be shared) plus ``floors`` (the
+        fewest bytes of each group) of the rest and ``fixed`` reach ``limit``."""
         got = []
-        for ch in groups:
+        rest = float(floors.sum()) if floors is not None else 0.0
+        made = 0
+        for j, ch in enumerate(groups):
             plan = None
             for modes in mode_lists:
                 plan = set_stream(tc, ch, modes=modes, run_value=run_value, **kw)
@@ -255,11 +262,17 @@ def layout_choices(
                     break
             if plan is None:
                 return None
-            got.append(LayoutStream(plan.params, plan.codebook, plan.payload_bits, int(ch.size) * M, channels=ch))
+            s = LayoutStream(plan.params, plan.codebook, plan.payload_bits, int(ch.size) * M, channels=ch)
+            got.append(s)
+            if floors is not None:
+                made += s.payload_bytes + s.index_bytes + stream_record_bytes(s.params)
+                rest -= floors[j]
+                if made + rest + fixed >= limit:
+                    return None
         return got
 
-    def add(label: str, lay: str, groups: list[np.ndarray], channel_map: np.ndarray) -> None:
-        st = streams_of(groups)
+    def add(label: str, lay: str, groups: list[np.ndarray], channel_map: np.ndarray, **bound) -> None:
+        st = streams_of(groups, **bound)
         if st is not None:
             c = _assemble(label, lay, name, a.shape, ax, st, channel_map, arrays, entropy)
             if label not in out or c.total_bytes < out[label].total_bytes:
@@ -298,20 +311,16 @@ def layout_choices(
                 seen.append(labels)
                 add(f"cluster{k}", "cluster", [np.flatnonzero(labels == j) for j in range(kk)], labels)
     if kind == "channel" or (kind == "auto" and C > 1):
-        skip = False
+        bound = {}
         if kind == "auto" and prune and out:
-            # one code per channel costs a stream record, an index and a codebook per channel: build it only when a
-            # lower bound (the entropy of every channel in its best mode + the smallest side information) can beat
-            # the best so far
+            # one code per channel costs a stream record, an index and a codebook per channel: built only while a
+            # lower bound (the exact bytes of the channels coded so far + the entropy of every other channel in
+            # its best mode and the smallest side information) stays below the best so far
             any_mode = tuple(m for m in MODES if any(m in ml for ml in mode_lists))
-            lower = channel_layout_lower_bound(tc, modes=any_mode, run_value=run_value, **kw)
-            if lower is not None:
-                lower += tensor_record_bytes(name, a.ndim, [], arrays=arrays)
-                skip = lower >= min(c.total_bytes for c in out.values())
-                if skip:
-                    logger.debug("tensor %r: one code per channel cannot win (>= %d bytes); not built", name, lower)
-        if not skip:
-            add("channel", "channel", [np.array([c]) for c in range(C)], np.arange(C, dtype=np.int64))
+            floors, fixed = channel_layout_lower_bound(tc, modes=any_mode, run_value=run_value, **kw)
+            bound = dict(limit=min(c.total_bytes for c in out.values()), floors=floors,
+                         fixed=fixed + tensor_record_bytes(name, a.ndim, [], arrays=arrays))
+        add("channel", "channel", [np.array([c]) for c in range(C)], np.arange(C, dtype=np.int64), **bound)
     if kind != "auto" and not out:
         raise FormatError(f"tensor {name!r}: layout {layout} cannot code these values")
     return out

@@ -10,7 +10,7 @@ import numpy as np
 
 from entropy.errors import EntropyError
 
-__all__ = ["shannon_entropy", "row_entropies", "average_code_length", "counts_of", "payload_bits"]
+__all__ = ["shannon_entropy", "average_code_length", "counts_of", "payload_bits"]
 
 
 def _as_counts(counts: np.ndarray) -> np.ndarray:
@@ -33,22 +33,6 @@ def shannon_entropy(counts: np.ndarray) -> float:
         return 0.0
     p = c[c > 0].astype(np.float64) / total
     return float(max(0.0, -np.sum(p * np.log2(p))))
-
-
-def row_entropies(counts: np.ndarray) -> np.ndarray:
-    """:func:`shannon_entropy` of every row of a 2-D count array ``[R, K]`` (bits per symbol, float64 ``[R]``), in one
-    vectorized pass (per-channel histograms of a tensor)."""
-    c = np.asarray(counts)
-    if c.ndim != 2:
-        raise EntropyError(f"counts must be 2-D (one distribution per row), got shape {c.shape}")
-    if c.size and (not np.issubdtype(c.dtype, np.integer) or int(c.min()) < 0):
-        raise EntropyError("counts must be non-negative integers")
-    f = c.astype(np.float64)
-    tot = f.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = f / tot[:, None]
-        h = -np.where(f > 0, p * np.log2(np.where(f > 0, p, 1.0)), 0.0).sum(axis=1)
-    return np.maximum(np.where(tot > 0, h, 0.0), 0.0)
 
 
 def payload_bits(counts: np.ndarray, lengths: np.ndarray) -> int:

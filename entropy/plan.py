@@ -436,13 +436,27 @@ def best_plan(
     # pairs that need a raised limit are tried only when asked for alone (a 65536-symbol code costs time, and
     # plain symbols of such data are as good)
     if counts2 is not None and (modes == ("pairs",) or int(np.count_nonzero(counts2)) <= 1 << base.max_code_length):
-        cands.append(plan_from_counts(counts2, replace(base, group=2), n_chunks))
+        p2 = replace(base, group=2)
+        if _cost_floor(counts2, p2, n_chunks) < _best_cost(cands):
+            cands.append(plan_from_counts(counts2, p2, n_chunks))
     if "runs" in modes and n:
         runs_plan = _runs_plan(histograms, counts1, counts2, base, n, n_chunks, plain_plan, forced=modes == ("runs",),
-                               narrow=narrow_runs, lo=lo, hi=hi, run_value=run_value)
+                               narrow=narrow_runs, lo=lo, hi=hi, run_value=run_value, to_beat=_best_cost(cands))
         if runs_plan is not None:
             cands.append(runs_plan)
     return (min(cands, key=lambda p: p.cost_bits) if cands else None), counts1
+
+
+def _best_cost(plans: list[StreamPlan]) -> float:
+    return min((p.cost_bits for p in plans), default=float("inf"))
+
+
+def _cost_floor(counts: np.ndarray, params: CodecParams, n_chunks: int) -> float:
+    """Fewer :attr:`StreamPlan.cost_bits` than any code of the symbol histogram ``counts`` can take with ``params``
+    (no escapes): the entropy bound on the payload, a 1-byte codebook, the index and the parameter block. A plan
+    whose floor is not below the best so far cannot win (ties keep the earlier plan), so it is not built."""
+    payload = shannon_entropy(counts) * int(counts.sum())
+    return payload * (1 - 1e-9) - 1e-6 + 8 + 8 * params.index_bytes(n_chunks) + 8 * params.block_bytes
 
 
 def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: bool) -> StreamPlan:
@@ -467,9 +481,9 @@ def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: 
 
 def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: int, n_chunks: int,
                plain_plan: StreamPlan | None, forced: bool, narrow: bool, lo: int, hi: int,
-               run_value: int | None) -> StreamPlan | None:
+               run_value: int | None, to_beat: float = float("inf")) -> StreamPlan | None:
     """Run symbols of the run value (default: the most frequent), if they can pay (or are forced); None when not
-    tried.
+    tried, or when none can cost fewer bits than ``to_beat`` (the best other plan).
 
     ``DEFAULT_RUNS`` prefixes need a window of at most 4095 values (with its escape symbol: ``16 * 4096`` symbols);
     a wider one is narrowed around the run value with escapes for the rest (``narrow``), else the prefixes
@@ -506,6 +520,6 @@ def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: i
     for runs in sorted({min(r, most) for r in RUN_PREFIXES if r == DEFAULT_RUNS or mean_run >= r / 4}):
         q = replace(p, runs=runs, run_symbol=run_value - p.value_min)
         counts = histograms(q)
-        if counts is not None:
+        if counts is not None and (q.escape_range or _cost_floor(counts, q, n_chunks) < min(to_beat, _best_cost(plans))):
             plans.append(plan_from_counts(counts, q, n_chunks))
     return min(plans, key=lambda q: q.cost_bits) if plans else None

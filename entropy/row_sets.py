@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropy.channel_counts import TensorCounts, channel_entropies, row_histograms, set_histogram
-from entropy.errors import CodebookError
+from entropy.channel_counts import MAX_COUNT_CELLS, TensorCounts, channel_entropies, row_histograms, set_histogram
+from entropy.errors import CodebookError, StreamError
 from entropy.fileformat import codebook_record_bytes, index_bytes, stream_record_bytes
 from entropy.lengths import MAX_ALPHABET, code_lengths_rows
-from entropy.measures import row_entropies
 from entropy.params import MODES, CodecParams
-from entropy.plan import _RUNS_MIN_SHARE, RUN_PREFIXES, StreamPlan, best_plan
+from entropy.plan import _RUNS_MIN_SHARE, RUN_PREFIXES, StreamPlan, best_plan, symbol_histograms
 
 __all__ = ["set_params", "set_stream", "channel_layout_lower_bound", "cluster_labels", "mode_histograms"]
 
 _LLOYD_ROUNDS = 5
+#: widest alphabet whose per-channel floor is the optimal Huffman payload (wider: the entropy bound)
+_HUFFMAN_FLOOR_SYMBOLS = 4096
 
 
 def set_params(tc: TensorCounts, channels: np.ndarray, *, max_code_length: int, chunk_size: int,
@@ -67,52 +68,72 @@ def set_stream(tc: TensorCounts, channels: np.ndarray, *, modes: tuple[str, ...]
     return min(plans, key=lambda p: p.cost_bits) if plans else None
 
 
-def _mode_keys(tc: TensorCounts, modes: tuple[str, ...], chunk_size: int, run_value: int) -> list[CodecParams]:
-    """Tensor-window keys of every mode :func:`set_stream` may try on some channel (pairs; run prefixes when some
-    channel's run-value share can reach the gate)."""
-    keys = []
-    if "pairs" in modes and chunk_size % 2 == 0 and tc.value_range**2 <= MAX_ALPHABET:
-        keys.append(tc.window(group=2, chunk_size=chunk_size))
-    if "runs" in modes:
-        share = tc.counts[:, run_value - tc.value_min] / max(tc.row_length, 1)
-        if (share >= _RUNS_MIN_SHARE).any():
-            for r in RUN_PREFIXES:
-                if r * tc.value_range <= MAX_ALPHABET:
-                    keys.append(tc.window(chunk_size=chunk_size, runs=r, run_symbol=run_value - tc.value_min))
-    return keys
+def _payload_floor(h: np.ndarray) -> np.ndarray:
+    """Per row of the histograms ``h`` [C, A]: fewest payload bits any prefix code of those symbols takes -
+    length-limited codes and escapes (an escape code plus raw bits is a prefix code too) included (int64 [C]).
+    The optimal (unlimited) Huffman payload (one compiled pass), or for wide alphabets, where that costs more
+    time than it saves, the entropy bound."""
+    if h.shape[1] <= _HUFFMAN_FLOOR_SYMBOLS:
+        return np.einsum("ij,ij->i", h, code_lengths_rows(h, None).astype(np.int64))
+    rows, syms = np.nonzero(h)
+    c = h[rows, syms].astype(np.float64)
+    tot = h.sum(axis=1).astype(np.float64)
+    bits = np.bincount(rows, weights=-c * np.log2(c / tot[rows]), minlength=h.shape[0])
+    return np.maximum(np.floor(bits * (1 - 1e-9) - 1e-6), 0).astype(np.int64)  # (float error: round down)
 
 
-def _entropy_bits(h: np.ndarray) -> np.ndarray:
-    """Per row of the histograms ``h`` [C, A]: count x Shannon entropy, the fewest bits any prefix code of those
-    symbols can take (float64 [C], rounded down by a hair against float error)."""
-    bits = row_entropies(h) * h.sum(axis=1)
-    return np.maximum(np.floor(bits * (1 - 1e-9) - 1e-6), 0)
+def _row_payload_floors(tc: TensorCounts, key: CodecParams) -> np.ndarray | None:
+    """:func:`_payload_floor` of every row coded with ``key`` (a tensor window), from the kept per-row histograms,
+    or counted in blocks of rows when they are too many to keep; None when the mode cannot be counted."""
+    h = row_histograms(tc, key)
+    if h is not None:
+        return _payload_floor(h)
+    try:
+        key.validate()
+    except StreamError:
+        return None
+    block = max(1, MAX_COUNT_CELLS // key.alphabet_size)
+    return np.concatenate([_payload_floor(symbol_histograms(tc.rows[r : r + block], key))
+                           for r in range(0, tc.n_channels, block)])
 
 
 def channel_layout_lower_bound(tc: TensorCounts, *, modes: tuple[str, ...], max_code_length: int, chunk_size: int,
-                               run_value: int) -> int | None:
+                               run_value: int) -> tuple[np.ndarray, int]:
     """Fewest bytes the ``channel`` layout (one stream per channel, :func:`set_stream`) can take beyond the tensor
-    record's fixed part, or None when no bound is known (a mode whose histograms are not counted per row).
+    record's fixed part: per channel (int64 [C]: its payload, stream record and index), and for the whole (one
+    codebook record).
 
-    Every channel's payload is at least its symbol count times the entropy of its histogram in the mode it uses
-    (Huffman codes, escapes included: an escaped value costs at least its share of the entropy), so at least the
-    smallest of those over the modes it may use; every stream adds a stream record, an index; one codebook record
-    at least."""
-    M = tc.row_length
-    keys = _mode_keys(tc, modes, chunk_size, run_value)
-    if "runs" in modes and tc.value_range * RUN_PREFIXES[-1] > MAX_ALPHABET and any(k.runs for k in keys):
-        return None  # a channel may use fewer run prefixes than those counted
-    bound = _entropy_bits(tc.counts)  # (a mode more in the minimum only lowers the bound)
-    for key in keys:
-        h = row_histograms(tc, key)
-        if h is None:
-            return None
-        bound = np.minimum(bound, _entropy_bits(h))
+    Every channel's payload is at least the optimal Huffman payload of its histogram in the mode it uses, so at
+    least the smallest of those over the modes it may use, where they are counted per row (0 bits for a channel that may use
+    a mode that is not: pairs of a wide tensor, run symbols with fewer prefixes than counted); every stream adds a
+    stream record and an index; one codebook record at least."""
+    M, T = tc.row_length, tc.value_range
+    bound = _payload_floor(tc.counts)  # plain symbols (a mode more in the minimum only lowers the bound)
+    free = np.zeros(tc.n_channels, dtype=bool)  # channels that may use a mode not counted per row
+    if "pairs" in modes and chunk_size % 2 == 0:
+        f = _row_payload_floors(tc, tc.window(group=2, chunk_size=chunk_size)) if T * T <= MAX_ALPHABET else None
+        if f is None:  # a channel of at most 256 values may pair them
+            free |= tc.row_max - tc.row_min < 256
+        else:
+            bound = np.minimum(bound, f)
+    if "runs" in modes:
+        may_run = tc.counts[:, run_value - tc.value_min] >= _RUNS_MIN_SHARE * M  # best_plan's gate
+        if may_run.any():
+            exact = RUN_PREFIXES[-1] * T <= MAX_ALPHABET  # else a set may use fewer prefixes than these
+            for r in RUN_PREFIXES:
+                f = None
+                if exact:
+                    f = _row_payload_floors(tc, tc.window(chunk_size=chunk_size, runs=r,
+                                                          run_symbol=run_value - tc.value_min))
+                if f is None:
+                    free |= may_run
+                    break
+                bound = np.minimum(bound, f)
+    bound[free] = 0
     smallest = CodecParams(group=1, max_code_length=max_code_length, chunk_size=chunk_size, value_min=0,
                            value_range=1)
-    payload = int(np.sum(-(-bound.astype(np.int64) // 8)))
-    return payload + tc.n_channels * (stream_record_bytes(smallest) + index_bytes(smallest, M)) \
-        + codebook_record_bytes(b"\0")
+    per_channel = -(-bound // 8) + stream_record_bytes(smallest) + index_bytes(smallest, M)
+    return per_channel, codebook_record_bytes(b"\0")
 
 
 def mode_histograms(tc: TensorCounts, params: CodecParams) -> np.ndarray | None:

@@ -22,7 +22,7 @@ __all__ = ["SMALL_VALUES", "key", "plan", "remember_plan", "payload", "remember_
 
 #: Arrays of at most this many values are remembered.
 SMALL_VALUES = 64
-_MAX_ENTRIES = 1 << 14
+_MAX_ENTRIES = 1 << 12
 
 _plans: dict[tuple, tuple] = {}
 _payloads: dict[tuple, tuple[np.ndarray, bytes]] = {}

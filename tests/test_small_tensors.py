@@ -92,3 +92,40 @@ def test_fifty_thousand_two_value_arrays_save_and_inspect(tmp_path, capsys):
         for i in rng.choice(n, 300, replace=False):
             got = f.read(f"t{i}")
             assert got.dtype == tensors[f"t{i}"].dtype and np.array_equal(got, tensors[f"t{i}"])
+
+
+@pytest.mark.parametrize("opts", [{}, {"group": 1, "max_code_length": 3, "chunk_size": 8}, {"group": 2}])
+def test_files_of_many_small_tensors_are_the_same_bytes_without_the_memo(tmp_path, monkeypatch, opts):
+    """The memo is only a cache: distinct random small tensors (every dtype, 0..64 values, small and wide
+    alphabets, runs), repeated and shifted copies among them, and ``channel_axis`` tensors give the same file,
+    byte for byte, as with the memo switched off."""
+    rng = np.random.default_rng(31)
+    dtypes = [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32, np.int64]
+    tensors = {}
+    for i in range(400):
+        dt = np.dtype(dtypes[i % len(dtypes)])
+        info = np.iinfo(dt)
+        m = int(rng.integers(0, small_streams.SMALL_VALUES + 1))
+        k = int(rng.choice([1, 2, 3, 5, 16, 200, 70000]))
+        v = rng.integers(0, k, m) * (1 if i % 3 else int(rng.integers(1, 5)))
+        if i % 4 == 0 and m:
+            v[: m // 2] = v[0]  # a run
+        lo = int(rng.integers(max(info.min, -1000), min(info.max, 1000) + 1))
+        tensors[f"t{i}"] = np.clip(v + lo, info.min, info.max).astype(dt)
+        if i % 5 == 0:  # the same content again, and moved
+            tensors[f"c{i}"] = tensors[f"t{i}"].copy()
+            tensors[f"s{i}"] = np.clip(tensors[f"t{i}"].astype(np.int64) + 3, info.min, info.max).astype(dt)
+    tensors["m"] = rng.integers(0, 3, (4, 8)).astype(np.int8)
+    small_streams._plans.clear()
+    small_streams._payloads.clear()
+    with_memo = tmp_path / "memo.hqt"
+    entropy.save(with_memo, tensors, channel_axis={"m": 0}, durable=False, **opts)
+    assert small_streams._plans  # (the memo was used)
+    monkeypatch.setattr(small_streams, "key", lambda *a, **k: None)
+    without = tmp_path / "plain.hqt"
+    entropy.save(without, tensors, channel_axis={"m": 0}, durable=False, **opts)
+    assert with_memo.read_bytes() == without.read_bytes()
+    with entropy.HQTFile(with_memo) as f:
+        for name, x in tensors.items():
+            got = f.read(name)
+            assert got.dtype == x.dtype and np.array_equal(got, x), name
