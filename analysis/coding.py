@@ -36,20 +36,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.errors import AnalysisError
-from entropy.channel_counts import (
-    PAIR_RANGE, TensorCounts, channel_entropies, channel_payload_bits, stream_histogram,
-)
+from entropy.channel_counts import TensorCounts, channel_entropies, channel_payload_bits
 from entropy.channel_counts import tensor_counts as _tensor_counts
 from entropy.channels import channel_rows, from_rows
 from entropy.codebook import Codebook
 from entropy.codec import CodecParams
 from entropy.errors import EntropyError
 from entropy.fileformat import align, array_record_bytes, codebook_record_bytes, index_bytes, tensor_record_bytes
-from entropy.layouts import MIN_ROW_FOR_CHANNEL_PAIRS, cluster_labels
+from entropy.row_sets import cluster_labels, set_stream
 from entropy.measures import shannon_entropy
 
 __all__ = [
-    "PAIR_RANGE",
     "TensorCounts",
     "Segment",
     "CodingChoice",
@@ -76,6 +73,8 @@ log = logging.getLogger(__name__)
 
 #: Cluster counts tried for the shared-code layouts.
 CLUSTER_COUNTS = (16,)
+#: Rows shorter than this never get their own pair code in the ``channel-pairs`` choice (the table would dominate).
+MIN_ROW_FOR_CHANNEL_PAIRS = 16384
 
 
 # --------------------------------------------------------------------------- counts (entropy's)
@@ -85,14 +84,13 @@ def tensor_counts(
     codes: np.ndarray,
     axis: int | None,
     *,
-    pairs: bool = True,
     value_min: int | None = None,
     value_max: int | None = None,
 ) -> TensorCounts:
     """Per-channel counts of integer ``codes`` along ``axis`` (:func:`entropy.channel_counts.tensor_counts`);
     raises AnalysisError for input it cannot count."""
     try:
-        return _tensor_counts(codes, axis, pairs=pairs, value_min=value_min, value_max=value_max)
+        return _tensor_counts(codes, axis, value_min=value_min, value_max=value_max)
     except EntropyError as exc:
         raise AnalysisError(str(exc)) from exc
 
@@ -194,16 +192,14 @@ def _make_segment(
     tc: TensorCounts, rows: np.ndarray, group: int, *, max_code_length: int, chunk_size: int
 ) -> Segment | None:
     n = int(rows.size * tc.row_length)
-    got = stream_histogram(tc, rows, group)
-    if got is None:
+    plan = set_stream(tc, np.asarray(rows, dtype=np.int64), modes=("plain",) if group == 1 else ("pairs",),
+                      max_code_length=max_code_length, chunk_size=chunk_size, run_value=None)
+    if plan is None:
         return None
-    sym, lo_abs, R = got
-    cb = Codebook.from_counts(sym, max_code_length)
-    payload = int(np.dot(sym, cb.lengths.astype(np.int64)))
-    params = _params(group, max_code_length, chunk_size, lo_abs, R)
+    p = plan.params
     return Segment(
-        channels=np.asarray(rows, dtype=np.int64), group=group, value_min=lo_abs, value_range=R,
-        n_values=n, codebook=cb, payload_bits=payload, index_bits=8 * index_bytes(params, n), params=params,
+        channels=np.asarray(rows, dtype=np.int64), group=group, value_min=p.value_min, value_range=p.value_range,
+        n_values=n, codebook=plan.codebook, payload_bits=plan.payload_bits, index_bits=8 * index_bytes(p, n), params=p,
     )
 
 
@@ -271,7 +267,7 @@ def coding_choices(
     kw = dict(max_code_length=max_code_length, chunk_size=chunk_size)
     allrows = np.arange(C)
     out: dict[str, CodingChoice | None] = {}
-    groups = (1, 2) if pairs and tc.has_pairs else (1,)
+    groups = (1, 2) if pairs else (1,)
 
     def suffix(g: int) -> str:
         return "" if g == 1 else "-pairs"
@@ -341,10 +337,8 @@ def encode_choice(rows: np.ndarray, choice: CodingChoice, *, max_code_length: in
     single = len(choice.segments) == 1
     for s in choice.segments:
         vals = rows if single else rows[s.channels].reshape(-1)
-        enc = encode(
-            vals, max_code_length=max_code_length, chunk_size=chunk_size, group=s.group, codebook=s.codebook,
-            value_min=s.value_min, value_range=s.value_range,
-        )
+        enc = encode(vals, max_code_length=s.params.max_code_length, chunk_size=s.params.chunk_size, params=s.params,
+                     codebook=s.codebook)
         if enc.accounting.payload_bits != s.payload_bits or 8 * len(enc.index_bytes()) != s.index_bits:
             raise AnalysisError(
                 f"{choice.name}: codec gave {enc.accounting.payload_bits} payload + {8 * len(enc.index_bytes())} "

@@ -4,6 +4,8 @@ order of the tensor's other dimensions (C order). Streams of a tensor with a cha
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["channel_rows", "from_rows", "normalize_axis"]
@@ -25,9 +27,10 @@ def channel_rows(values: np.ndarray, axis: int | None) -> np.ndarray:
     if axis is None or a.ndim == 0:
         return np.ascontiguousarray(a).reshape(1, -1)
     ax = int(axis) % a.ndim
+    M = math.prod(d for i, d in enumerate(a.shape) if i != ax)  # (explicit: -1 is ambiguous for 0 channels)
     if ax == 0:
-        return np.ascontiguousarray(a).reshape(a.shape[0], -1)
-    return np.ascontiguousarray(np.moveaxis(a, ax, 0)).reshape(a.shape[ax], -1)
+        return np.ascontiguousarray(a).reshape(a.shape[0], M)
+    return np.ascontiguousarray(np.moveaxis(a, ax, 0)).reshape(a.shape[ax], M)
 
 
 def from_rows(rows: np.ndarray, shape: tuple[int, ...], axis: int | None) -> np.ndarray:

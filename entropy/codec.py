@@ -24,18 +24,20 @@ and last chunk are decoded and compared before it is handed out (:func:`check_ta
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from entropy import small_streams
 from entropy.codebook import Codebook
 from entropy.errors import CodebookError, EntropyError, StreamError, SymbolError
 from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 from entropy.measures import shannon_entropy
 from entropy.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
-from entropy.plan import StreamPlan, choose_plan, plan_from_counts, symbol_histograms
+from entropy.plan import StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms
 from entropy.threads import resolve as resolve_threads
 from entropy.threads import group_bounds, run_groups
 from entropy.threads import using as using_threads
@@ -62,7 +64,7 @@ SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int6
 PAD_BASE_SYMBOL = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Accounting:
     """Exact size of an encoded tensor, in bits, and its reference measures."""
 
@@ -77,7 +79,7 @@ class Accounting:
     escape_bits: int = 0  # raw bits of escaped values, part of payload_bits
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class EncodedTensor:
     """An encoded array: parameters, codebook, chunk index and MSB-first payload."""
 
@@ -134,12 +136,20 @@ def _check_chunk_bits(arr: np.ndarray, params: CodecParams) -> None:
         raise StreamError(f"chunk {c}: index says {int(arr[c])} bits, more than the possible {bound}")
 
 
+@functools.lru_cache(maxsize=None)  # (a handful of dtypes; np.iinfo is slow for the many calls of small arrays)
 def _dtype_bounds(dt: np.dtype) -> tuple[int, int]:
     info = np.iinfo(dt)
     return int(info.min), int(info.max)
 
 
+_NATIVE: dict[np.dtype, np.dtype] = {}  # supported dtype -> its native-order dtype
+_NAMES: dict[np.dtype, str] = {}  # native dtype -> its name (np.dtype.name is slow for many small arrays)
+
+
 def _check_dtype(dtype: object, err: type[EntropyError]) -> np.dtype:
+    known = _NATIVE.get(dtype) if isinstance(dtype, np.dtype) else None
+    if known is not None:
+        return known
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -147,7 +157,9 @@ def _check_dtype(dtype: object, err: type[EntropyError]) -> np.dtype:
     if dt.name not in SUPPORTED_DTYPES:
         raise err(f"dtype {dt.name} not supported; use one of {', '.join(SUPPORTED_DTYPES)}")
     # the kernels work on native-order memory: '>i2' and '<i2' are both int16 here, converted once at the entry
-    return dt.newbyteorder("=")
+    native = _NATIVE[dt] = dt.newbyteorder("=")
+    _NAMES[native] = native.name
+    return native
 
 
 def _int_arg(name: str, x: object, lo: int, hi: int) -> int:
@@ -158,8 +170,14 @@ def _int_arg(name: str, x: object, lo: int, hi: int) -> int:
     return int(x)
 
 
+_MODES_OF: dict[tuple, tuple[str, ...]] = {}  # (group, mode) -> modes, for the usual arguments
+
+
 def _modes(group: int | str, mode: str | Iterable[str]) -> tuple[str, ...]:
     """The modes allowed by ``group`` (1: no pairs, 2: pairs only) and ``mode`` (one, several or "auto")."""
+    usual = type(group) in (int, str) and isinstance(mode, str)
+    if usual and (group, mode) in _MODES_OF:
+        return _MODES_OF[group, mode]
     if group not in (1, 2, "auto"):
         raise EntropyError(f"group must be 1, 2 or 'auto', got {group!r}")
     wanted = (mode,) if isinstance(mode, str) else tuple(mode)
@@ -172,6 +190,8 @@ def _modes(group: int | str, mode: str | Iterable[str]) -> tuple[str, ...]:
     allowed = tuple(m for m in MODES if m in wanted and m in by_group)
     if not allowed:
         raise EntropyError(f"group {group!r} and mode {mode!r} leave no symbol mode")
+    if usual:
+        _MODES_OF[group, mode] = allowed
     return allowed
 
 
@@ -225,14 +245,18 @@ def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_
             p.rows(n)
         except StreamError as exc:
             raise EntropyError(str(exc)) from None
-        counts = symbol_histograms(flat, p).sum(axis=0)  # (one row per row of a row-structured stream)
+        counts = stream_histogram(flat, p)
         try:
             plan = plan_from_counts(counts, p, p.n_chunks(n), codebook=codebook)
         except SymbolError as exc:
             raise SymbolError(f"{exc} in the {'shared codebook' if codebook is not None else 'code'}") from None
         H = _value_entropy(flat, p, counts)
     else:
-        lo, hi = _value_span(flat, resolve_threads(threads))
+        small = flat.tolist() if n <= small_streams.SMALL_VALUES else None  # (Python ints: faster for a few)
+        if small is not None:
+            lo, hi = (min(small), max(small)) if small else (0, 0)
+        else:
+            lo, hi = _value_span(flat, resolve_threads(threads))
         if value_min is not None or value_range is not None:
             vmin = lo if value_min is None else int(value_min)
             R = max(1, hi - vmin + 1) if value_range is None else _int_arg("value_range", value_range, 1, MAX_ALPHABET)
@@ -245,8 +269,16 @@ def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_
             window = {}
         if "pairs" in modes and len(modes) == 1 and (C % 2 or (value_range or hi - lo + 1) ** 2 > MAX_ALPHABET):
             raise EntropyError(f"group 2 needs an even chunk_size and value_range**2 <= {MAX_ALPHABET}")
-        plan, H = choose_plan(flat, max_code_length=L, chunk_size=C, modes=modes, escape=bool(escape), lo=lo, hi=hi,
-                              row_length=M, **window)
+        memo = None if window or small is None else small_streams.key(small, lo, hi, (L, C, modes, bool(escape), M))
+        got = small_streams.plan(memo, lo)
+        if got is None:
+            plan, H = choose_plan(flat, max_code_length=L, chunk_size=C, modes=modes, escape=bool(escape), lo=lo,
+                                  hi=hi, row_length=M, **window)
+            got = plan.params, plan.codebook, _accounting(plan, n, H)
+            small_streams.remember_plan(memo, lo, *got)
+        params, codebook, accounting = got
+        return PreparedEncode(shape=arr.shape, dtype=_NAMES[dt], params=params, codebook=codebook,
+                              accounting=accounting, _flat=flat, _memo=memo, threads=threads)
     return PreparedEncode(shape=tuple(int(s) for s in arr.shape), dtype=dt.name, params=plan.params,
                           codebook=plan.codebook, accounting=_accounting(plan, n, H), _flat=flat, threads=threads)
 
@@ -334,7 +366,7 @@ def _accounting(plan: StreamPlan, n: int, H: float) -> Accounting:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PreparedEncode:
     """An encode whose sizes are known and whose payload is not written yet (see :func:`prepare_encode`)."""
 
@@ -345,6 +377,7 @@ class PreparedEncode:
     accounting: Accounting
     _flat: np.ndarray
     threads: int | None = None  # the default of run(): None = the enclosing entropy.threads.using(), else all cores
+    _memo: tuple | None = None  # a small array's description (entropy.small_streams)
 
     @property
     def payload_length(self) -> int:
@@ -370,10 +403,17 @@ class PreparedEncode:
 
         cb, p = self.codebook, self.params
         nt = resolve_threads(self.threads if threads is None else threads)
+        known = small_streams.payload(self._memo) if sink is None else None
+        if known is not None:  # a small array coded (and self-checked) before: the same bits
+            chunk_bits, data = known
+            return EncodedTensor(shape=self.shape, dtype=self.dtype, params=p, codebook=cb, chunk_bits=chunk_bits,
+                                 payload=data, accounting=self.accounting)
         buf, chunk_bits = kernels.encode_symbols(
             self._flat, p, cb.codes, cb.lengths, self.accounting.payload_bits, sink=sink, threads=nt,
         )
         _self_check(self._flat, np.dtype(self.dtype), p, cb, chunk_bits, buf)
+        if sink is None:
+            small_streams.remember_payload(self._memo, chunk_bits, buf)
         return EncodedTensor(
             shape=self.shape, dtype=self.dtype, params=p, codebook=cb, chunk_bits=chunk_bits,
             payload=b"" if sink is not None else buf.tobytes(), accounting=self.accounting,

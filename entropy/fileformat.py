@@ -140,7 +140,7 @@ def _params_of_block(block: bytes) -> CodecParams:
 
 def stream_record_bytes(params: CodecParams) -> int:
     """Bytes of one stream record inside a tensor record: u16 length, parameter block, codebook id, payload bits."""
-    return _U16.size + len(params_block(params)) + _STREAM_TAIL.size
+    return _U16.size + params.block_bytes + _STREAM_TAIL.size
 
 
 def map_width(n_streams: int) -> int:
@@ -219,22 +219,29 @@ class StreamRecord:
     n_values: int = 0
     index_offset: int = 0
     payload_offset: int = 0
+    _n_chunks: int | None = field(default=None, repr=False)
+    _index_length: int | None = field(default=None, repr=False)
 
-    # computed once (n_values is final by the time they are first asked for: the layout is placed after parsing)
-    @functools.cached_property
+    # computed once (n_values is final by the time it is first asked for: the layout is placed after parsing;
+    # a plain attribute, not functools.cached_property, whose lock costs a lot on files of many small tensors)
+    @property
     def n_chunks(self) -> int:
-        try:
-            return self.params.n_chunks(self.n_values)  # the codec's chunking (rows of row_length, if any)
-        except StreamError as exc:
-            raise FormatError(f"stream of {self.n_values} values: {exc}") from None
+        if self._n_chunks is None:
+            try:
+                self._n_chunks = self.params.n_chunks(self.n_values)  # the codec's chunking (rows, if any)
+            except StreamError as exc:
+                raise FormatError(f"stream of {self.n_values} values: {exc}") from None
+        return self._n_chunks
 
-    @functools.cached_property
+    @property
     def index_length(self) -> int:
-        return self.n_chunks * self.params.index_entry_bytes
+        if self._index_length is None:
+            self._index_length = self.n_chunks * self.params.index_entry_bytes
+        return self._index_length
 
-    @functools.cached_property
+    @property
     def payload_length(self) -> int:
-        return payload_bytes(self.payload_bits)
+        return -(-self.payload_bits // 8)
 
 
 @dataclass
@@ -259,7 +266,7 @@ class TensorRecord:
     arrays_bytes: int = 0
     map_bytes: int = 0
     stored_offsets: tuple[int, int, int, int] | None = None  # version 1: index offset/length, payload offset/length
-    _channels: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _channels: dict[int, np.ndarray] | None = field(default=None, repr=False)  # (made when first needed)
 
     @property
     def n_values(self) -> int:
@@ -298,6 +305,8 @@ class TensorRecord:
 
     def stream_channels(self, j: int) -> np.ndarray:
         """Channels of stream ``j`` in increasing order (int64)."""
+        if self._channels is None:
+            self._channels = {}
         got = self._channels.get(j)
         if got is None:
             if self.channel_map is None:
@@ -490,22 +499,25 @@ def check_tensor_dtype(code: int, what: str) -> None:
 def check_stream(t: TensorRecord, j: int, s: StreamRecord, n_codebooks: int) -> None:
     """Checks of one stream that need no payload access: alphabet within the dtype, codebook id, and a payload
     size that can hold its values (this bounds the values by the file size before anything is allocated)."""
-    what = f"tensor {t.name!r}" + (f" stream {j}" if len(t.streams) > 1 else "")
+
+    def where() -> str:  # (formatted on errors only: files may hold tens of thousands of streams)
+        return f"tensor {t.name!r}" + (f" stream {j}" if len(t.streams) > 1 else "")
+
     p = s.params
     lo, hi = _DTYPE_BOUNDS[t.dtype_code]
     if p.value_min < lo or p.value_min + p.value_range - 1 > hi:
         raise FormatError(
-            f"{what}: values {p.value_min}..{p.value_min + p.value_range - 1} do not fit dtype {t.dtype_name}"
+            f"{where()}: values {p.value_min}..{p.value_min + p.value_range - 1} do not fit dtype {t.dtype_name}"
         )
     if s.codebook_id >= n_codebooks:
-        raise FormatError(f"{what}: codebook {s.codebook_id} does not exist ({n_codebooks} stored)")
+        raise FormatError(f"{where()}: codebook {s.codebook_id} does not exist ({n_codebooks} stored)")
     try:
         lo_bits, hi_bits = payload_bits_bounds(p, s.n_values)
     except StreamError as exc:  # e.g. a value count that is not whole rows of the stream's row length
-        raise FormatError(f"{what}: {exc}") from None
+        raise FormatError(f"{where()}: {exc}") from None
     if not lo_bits <= s.payload_bits <= hi_bits:
         raise FormatError(
-            f"{what}: {s.payload_bits} payload bits cannot hold {s.n_values} values "
+            f"{where()}: {s.payload_bits} payload bits cannot hold {s.n_values} values "
             f"(between {lo_bits} and {hi_bits} bits)"
         )
 

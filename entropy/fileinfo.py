@@ -14,7 +14,7 @@ from entropy.fileformat import PREAMBLE_SIZE, Header, TensorRecord, align, codeb
 __all__ = ["StreamInfo", "TensorInfo", "FileInfo", "build_info"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StreamInfo:
     """One coded stream of a tensor (one of its codebooks). Sizes in bytes unless named in bits."""
 
@@ -38,7 +38,7 @@ class StreamInfo:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorInfo:
     """What the header says about one tensor (no decoding needed). Sizes in bytes.
 
@@ -168,24 +168,29 @@ def build_info(path: str, h: Header) -> FileInfo:
             ))
         ilen, plen = t.index_length, t.payload_length
         padding = (align(ilen) - ilen) + (align(plen) - plen)
-        share = sum(x.codebook_bytes for x in streams)
+        # the streams summarised in one pass (tens of thousands of small tensors: no generator per field)
+        first = streams[0]
+        share, lo, hi, max_len, n_chunks, pay_bits = 0.0, first.value_min, 0, 0, 0, 0
+        group, shared = first.group, False
+        for x in streams:
+            share += x.codebook_bytes
+            lo, hi = min(lo, x.value_min), max(hi, x.value_min + x.value_range)
+            max_len, n_chunks, pay_bits = max(max_len, x.max_code_length), n_chunks + x.n_chunks, pay_bits + x.payload_bits
+            group = group if x.group == group else 0
+            shared = shared or n_users[x.codebook_id] > 1
+        span = hi - lo
         total = t.record_bytes + share + ilen + plen + padding
         n = t.n_values
         bpv = 8.0 * total / n if n else 0.0
-        lo = min(x.value_min for x in streams)
-        span = max(x.value_min + x.value_range for x in streams) - lo
         nominal = _nominal_bits(t, span)
-        groups = {x.group for x in streams}
         tensors.append(
             TensorInfo(
                 name=t.name, shape=t.shape, dtype=t.dtype_name, n_values=n, layout=t.layout_name,
-                n_codebooks=len(streams), channel_axis=t.axis, group=groups.pop() if len(groups) == 1 else 0,
-                max_code_length=max(x.max_code_length for x in streams), chunk_size=streams[0].chunk_size,
-                n_chunks=sum(x.n_chunks for x in streams), value_min=lo, value_range=span,
-                codebook_id=streams[0].codebook_id,
-                codebook_shared=any(n_users[x.codebook_id] > 1 for x in streams), nominal_bits=nominal,
+                n_codebooks=len(streams), channel_axis=t.axis, group=group, max_code_length=max_len,
+                chunk_size=first.chunk_size, n_chunks=n_chunks, value_min=lo, value_range=span,
+                codebook_id=first.codebook_id, codebook_shared=shared, nominal_bits=nominal,
                 entropy_bits=t.entropy_bits, avg_code_length=t.avg_code_length,
-                payload_bits=sum(x.payload_bits for x in streams), payload_bytes=plen, index_bytes=ilen,
+                payload_bits=pay_bits, payload_bytes=plen, index_bytes=ilen,
                 codebook_bytes=share, entry_bytes=t.record_bytes, metadata_bytes=t.arrays_bytes,
                 map_bytes=t.map_bytes, padding_bytes=padding, total_bytes=total, coded_bits_per_value=bpv,
                 ratio_to_nominal=(bpv / nominal if nominal and n else None),

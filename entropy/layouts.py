@@ -1,19 +1,24 @@
 """Choosing how a tensor is split into coded streams (its layout), from exact closed-form sizes.
 
 With a channel axis, a tensor is a set of channel rows (:mod:`entropy.channels`); a layout assigns every row to
-one of K streams, each coded with its own canonical Huffman code (singles or pairs, whichever is smaller for
-that stream), and stores the rows of a stream concatenated in channel order (FORMAT.md §4.2):
+one of K streams, each coded with its own canonical Huffman code in the symbol mode that makes it smallest, and
+stores the rows of a stream concatenated in channel order (FORMAT.md §4.2):
 
-``single``    one stream (without an axis: the values in C order; with one: the channel rows in order);
+``single``    one stream (without an axis: the values in C order; with one: the channel rows in order), chosen by
+              the codec exactly as :func:`entropy.encode` chooses (:func:`entropy.codec.prepare_encode`);
 ``channel``   one stream per channel;
 ``bitwidth``  one stream per group of channels with the same nominal bit width (the tensor's ``bits`` array);
-``cluster``   K streams shared by clusters of similar channels (Lloyd iterations on the exact payload bits);
-              the channel -> stream map is stored.
+``cluster``   K streams shared by clusters of similar channels (Lloyd iterations on exact payload bits, on the
+              value histograms or on those of the symbols the tensor's best mode codes); the channel -> stream
+              map is stored.
 
-Every size is exact and follows from per-channel histograms (:mod:`entropy.channel_counts`, one pass over the
-data), never from a trial encode: payload bits = sum of count x code length; codebook, stream-record, map,
-index, metadata-array and alignment bytes from the format's own arithmetic (:mod:`entropy.fileformat`). The
-writer encodes the chosen streams and checks that the codec's sizes equal these (:func:`prepare_streams`).
+Every stream of the channel layouts gets its mode (plain values with rare values escaped where that pays, pairs,
+run symbols with 16, 64 or 256 prefixes), escapes and code by exact size (:func:`entropy.row_sets.set_stream`,
+through the codec's own decision, :func:`entropy.plan.best_plan`), from per-row histograms of each mode counted
+once per tensor (:mod:`entropy.channel_counts`), never from a trial encode. The other sizes (codebook, stream
+record, map, index, metadata-array and alignment bytes) come from the format's own arithmetic
+(:mod:`entropy.fileformat`). The writer encodes the chosen streams and checks that the codec's sizes equal these
+(:func:`prepare_streams`).
 """
 
 from __future__ import annotations
@@ -23,27 +28,26 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from entropy.channels import channel_rows, normalize_axis
 from entropy.codebook import Codebook
 from entropy.codec import CodecParams, EncodedTensor, PreparedEncode, prepare_encode
-from entropy.errors import CodebookError, EntropyError, FormatError
+from entropy.errors import EntropyError, FormatError
+from entropy.channel_counts import MAX_COUNT_CELLS, tensor_counts
 from entropy.fileformat import (
     LAYOUTS, align, codebook_record_bytes, index_bytes, map_bytes, payload_bytes, stream_record_bytes,
     tensor_record_bytes,
 )
 from entropy.lengths import MAX_ALPHABET
-from entropy.measures import payload_bits, shannon_entropy
-
-if TYPE_CHECKING:  # numba-compiled module: imported when counts are needed
-    from entropy.channel_counts import TensorCounts
+from entropy.measures import shannon_entropy
+from entropy.params import MODES
+from entropy.row_sets import channel_layout_lower_bound, cluster_labels, group_modes, mode_histograms, set_stream
 
 __all__ = [
     "CLUSTER_COUNTS",
-    "StreamPlan",
+    "LayoutStream",
     "LayoutChoice",
     "layout_choices",
     "best_layout",
@@ -51,24 +55,20 @@ __all__ = [
     "single_layout",
     "prepare_streams",
     "stream_values",
-    "cluster_labels",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Cluster counts the search tries (each below the channel count).
 CLUSTER_COUNTS = (4, 16)
-#: Rows shorter than this never get their own pair code in the ``channel`` layout (the table would dominate).
-MIN_ROW_FOR_CHANNEL_PAIRS = 16384
-#: Largest per-channel histogram (channels x alphabet cells) the search builds; beyond it only ``single``.
-MAX_COUNT_CELLS = 1 << 22
-_LLOYD_ROUNDS = 5
+_PLAIN_REQUESTS = frozenset(("auto",) + LAYOUTS)
 
 
-@dataclass(frozen=True, eq=False)
-class StreamPlan:
-    """One planned stream: its parameters, code and exact payload size; ``channels`` are its rows (None: the
-    tensor's values in stream order, ``single`` layout); ``source`` holds a ready encode when there is one."""
+@dataclass(frozen=True, eq=False, slots=True)
+class LayoutStream:
+    """One planned stream of a layout: its parameters, code and exact payload size; ``channels`` are its rows
+    (None: the tensor's values in stream order, ``single`` layout); ``source`` holds a ready encode when there is
+    one."""
 
     params: CodecParams
     codebook: Codebook
@@ -86,7 +86,7 @@ class StreamPlan:
         return payload_bytes(self.payload_bits)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class LayoutChoice:
     """A layout of one tensor with its exact size in the file, in bytes (FORMAT.md §11's attribution)."""
 
@@ -94,7 +94,7 @@ class LayoutChoice:
     layout: str  # one of fileformat.LAYOUTS
     axis: int | None
     n_channels: int
-    streams: tuple[StreamPlan, ...]
+    streams: tuple[LayoutStream, ...]
     channel_map: np.ndarray | None  # stream of each channel (layouts other than single)
     record_bytes: int  # the tensor record: streams, map and metadata arrays included
     map_bytes: int
@@ -138,110 +138,45 @@ class LayoutChoice:
 
 
 def _assemble(
-    name: str, layout: str, tensor: str, shape: tuple[int, ...], axis: int | None, streams: list[StreamPlan],
+    name: str, layout: str, tensor: str, shape: tuple[int, ...], axis: int | None, streams: list[LayoutStream],
     channel_map: np.ndarray | None, arrays: Mapping[str, np.ndarray] | None, entropy: float,
 ) -> LayoutChoice:
     n_channels = shape[axis] if axis is not None else 1
     rec = tensor_record_bytes(tensor, len(shape), [s.params for s in streams], layout=layout,
                               n_channels=n_channels, arrays=arrays)
     seen: set[bytes] = set()
-    cb_bytes = 0
-    for s in streams:
+    cb_bytes = idx = pay = bits = 0
+    for s in streams:  # (one pass: files of many small tensors plan tens of thousands of these)
         b = s.codebook.to_bytes()
         if b not in seen:  # the file stores identical codebooks once
             seen.add(b)
             cb_bytes += codebook_record_bytes(b)
-    idx = sum(s.index_bytes for s in streams)
-    pay = sum(s.payload_bytes for s in streams)
+        idx += s.index_bytes
+        pay += payload_bytes(s.payload_bits)
+        bits += s.payload_bits
     return LayoutChoice(
         name=name, layout=layout, axis=axis, n_channels=n_channels, streams=tuple(streams), channel_map=channel_map,
         record_bytes=rec, map_bytes=map_bytes(layout, n_channels, len(streams)), codebook_bytes=cb_bytes,
         index_bytes=idx, payload_bytes=pay, padding_bytes=(align(idx) - idx) + (align(pay) - pay),
-        n_values=math.prod(shape), entropy_bits=entropy, payload_bits=sum(s.payload_bits for s in streams),
+        n_values=math.prod(shape), entropy_bits=entropy, payload_bits=bits,
     )
-
-
-def _stream(
-    tc: TensorCounts, rows: np.ndarray, modes: Sequence[int], *, max_code_length: int, chunk_size: int
-) -> StreamPlan | None:
-    """The smallest stream (codebook + stream record + index + payload bytes) of ``rows`` over ``modes``."""
-    from entropy.channel_counts import stream_histogram
-
-    best = None
-    n = int(rows.size) * tc.row_length
-    for g in modes:
-        if g == 2 and chunk_size % 2:
-            continue
-        h = stream_histogram(tc, rows, g)
-        if h is None:
-            continue
-        counts, lo, R = h
-        if R**g > MAX_ALPHABET:
-            continue
-        try:
-            cb = Codebook.from_counts(counts, max_code_length)
-        except CodebookError:
-            continue
-        params = CodecParams(group=g, max_code_length=max_code_length, chunk_size=chunk_size, value_min=lo,
-                             value_range=R)
-        bits = payload_bits(counts, cb.lengths)
-        cost = (payload_bytes(bits) + codebook_record_bytes(cb) + index_bytes(params, n)
-                + stream_record_bytes(params))
-        if best is None or cost < best[0]:
-            best = (cost, StreamPlan(params, cb, bits, n, channels=rows))
-    return None if best is None else best[1]
-
-
-def cluster_labels(tc: TensorCounts, k: int, max_code_length: int) -> np.ndarray:
-    """Assign channels to at most ``k`` shared codes (Lloyd iterations on the exact payload bits of singles).
-
-    Start from ``k`` equal slices of the channels sorted by entropy and mean; then alternately build each
-    cluster's Huffman code and move every channel to the code that costs it the fewest payload bits (a value
-    absent from a code is charged ``max_code_length + 4`` bits). Labels are renumbered in order of first
-    appearance (the format's canonical order); empty clusters disappear.
-    """
-    from entropy.channel_counts import channel_entropies
-    from entropy.lengths import code_lengths_rows
-
-    C, R = tc.counts.shape
-    counts = tc.counts
-    # integer matrix products: exact, and numpy runs them without BLAS threads (which spin on busy CPUs)
-    tot = np.maximum(counts.sum(axis=1), 1)
-    mean = (counts @ np.arange(R, dtype=np.int64)) / tot
-    order = np.lexsort((mean, channel_entropies(tc)))
-    labels = np.empty(C, dtype=np.int64)
-    labels[order] = np.arange(C) * k // C
-    penalty = max_code_length + 4
-    for _ in range(_LLOYD_ROUNDS):
-        onehot = np.zeros((k, C), dtype=np.int64)
-        onehot[labels, np.arange(C)] = 1
-        sums = onehot @ counts
-        lens = code_lengths_rows(sums, max_code_length).astype(np.int64).T  # [R, k]
-        cost_len = np.where(lens > 0, lens, penalty)
-        cost_len[:, sums.sum(axis=1) == 0] = 1 << 24  # empty cluster: never chosen, no overflow
-        new = np.argmin(counts @ cost_len, axis=1)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-    _, first_idx = np.unique(labels, return_index=True)
-    remap = np.empty(k, dtype=np.int64)
-    remap[labels[np.sort(first_idx)]] = np.arange(first_idx.size)
-    return remap[labels]
 
 
 def single_layout(
     values: np.ndarray | EncodedTensor | PreparedEncode, *, name: str = "tensor", axis: int | None = None,
     arrays: Mapping[str, np.ndarray] | None = None, max_code_length: int = 12, chunk_size: int = 4096,
-    group: int | str = "auto",
+    group: int | str = "auto", rows: np.ndarray | None = None,
 ) -> LayoutChoice:
     """The ``single`` layout (one code) of ``values``, or of an already planned/encoded stream; ``group=2`` falls
-    back to 1 where pairs cannot apply."""
+    back to 1 where pairs cannot apply. ``rows``: the channel rows of ``values`` when already made."""
     if isinstance(values, (EncodedTensor, PreparedEncode)):
         enc, shape, axis = values, tuple(values.shape), None
     else:
         a = np.asarray(values)
         shape = a.shape
-        flat = channel_rows(a, axis).reshape(-1) if axis is not None else a
+        if axis is not None and rows is None:
+            rows = channel_rows(a, axis)
+        flat = rows.reshape(-1) if axis is not None else a
         g = group
         if g == 2 and a.size and ((int(a.max()) - int(a.min()) + 1) ** 2 > MAX_ALPHABET or chunk_size % 2):
             logger.info("tensor %r: group 2 impossible (alphabet or odd chunk size), using 1", name)
@@ -251,11 +186,13 @@ def single_layout(
         except EntropyError as exc:
             raise type(exc)(f"tensor {name!r}: {exc}") from exc
     acct = enc.accounting
-    stream = StreamPlan(enc.params, enc.codebook, acct.payload_bits, acct.n_values, source=enc)
+    stream = LayoutStream(enc.params, enc.codebook, acct.payload_bits, acct.n_values, source=enc)
     return _assemble("single", "single", name, shape, axis, [stream], None, arrays, acct.entropy_bits)
 
 
 def _layout_request(layout: str) -> tuple[str, int | None]:
+    if layout in _PLAIN_REQUESTS:
+        return layout, None
     m = re.fullmatch(r"cluster(\d+)", layout)
     if m:
         return "cluster", int(m.group(1))
@@ -292,8 +229,9 @@ def layout_choices(
     kw = dict(max_code_length=max_code_length, chunk_size=chunk_size)
     ax = None if axis is None else normalize_axis(axis, a.ndim, f"tensor {name!r}")
     out: dict[str, LayoutChoice] = {}
+    rows = channel_rows(a, ax) if ax is not None else None  # (one copy, shared by every layout)
     if kind in ("auto", "single"):
-        out["single"] = single_layout(a, name=name, axis=ax, arrays=arrays, group=group, **kw)
+        out["single"] = single_layout(a, name=name, axis=ax, arrays=arrays, group=group, rows=rows, **kw)
     if kind == "single":
         return out
     why = _no_channel_layouts(a, ax)
@@ -301,25 +239,44 @@ def layout_choices(
         if kind != "auto":
             raise FormatError(f"tensor {name!r}: layout {layout} impossible: {why}")
         return out
-    from entropy.channel_counts import channel_payload_bits, tensor_counts
-
-    want_pairs = group in ("auto", 2) and chunk_size % 2 == 0
-    tc = tensor_counts(a, ax, pairs=want_pairs)
-    modes = {"auto": (1, 2), 1: (1,), 2: (2, 1)}[group] if group in ("auto", 1, 2) else (1,)
+    tc = tensor_counts(rows, 0)
     C, M = tc.n_channels, tc.row_length
-    entropy = shannon_entropy(tc.pooled())
+    pooled = tc.pooled()
+    entropy = shannon_entropy(pooled)
+    run_value = tc.value_min + int(np.argmax(pooled))  # one run value for every set: its runs counted once per row
+    mode_lists = group_modes(group)
 
-    def streams_of(groups: list[np.ndarray], mode_list=modes) -> list[StreamPlan] | None:
+    def streams_of(groups: list[np.ndarray], limit: float = float("inf"), floors: np.ndarray | None = None,
+                   fixed: int = 0) -> list[LayoutStream] | None:
+        """The streams of ``groups``; None when a group has no mode, or (branch and bound) as soon as the exact
+        bytes of the streams made so far (without their codebooks, which may be shared) plus ``floors`` (the
+        fewest bytes of each group) of the rest and ``fixed`` reach ``limit``."""
         got = []
-        for rows in groups:
-            if group == 2:  # pairs where possible, else singles
-                s = _stream(tc, rows, (2,), **kw) or _stream(tc, rows, (1,), **kw)
-            else:
-                s = _stream(tc, rows, mode_list, **kw)
-            if s is None:
+        rest = float(floors.sum()) if floors is not None else 0.0
+        made = 0
+        for j, ch in enumerate(groups):
+            plan = None
+            for modes in mode_lists:
+                plan = set_stream(tc, ch, modes=modes, run_value=run_value, **kw)
+                if plan is not None:
+                    break
+            if plan is None:
                 return None
+            s = LayoutStream(plan.params, plan.codebook, plan.payload_bits, int(ch.size) * M, channels=ch)
             got.append(s)
+            if floors is not None:
+                made += s.payload_bytes + s.index_bytes + stream_record_bytes(s.params)
+                rest -= floors[j]
+                if made + rest + fixed >= limit:
+                    return None
         return got
+
+    def add(label: str, lay: str, groups: list[np.ndarray], channel_map: np.ndarray, **bound) -> None:
+        st = streams_of(groups, **bound)
+        if st is not None:
+            c = _assemble(label, lay, name, a.shape, ax, st, channel_map, arrays, entropy)
+            if label not in out or c.total_bytes < out[label].total_bytes:
+                out[label] = c
 
     if kind == "bitwidth" or kind == "auto":
         bits = (arrays or {}).get("bits")
@@ -328,50 +285,42 @@ def layout_choices(
         if ok and np.isfinite(b).all():
             widths, inverse = np.unique(b, return_inverse=True)
             if widths.size > 1 or kind == "bitwidth":
-                groups = [np.flatnonzero(inverse == r) for r in range(widths.size)]
-                st = streams_of(groups)
-                if st is not None:
-                    out["bitwidth"] = _assemble("bitwidth", "bitwidth", name, a.shape, ax, st, inverse.astype(np.int64),
-                                                arrays, entropy)
+                add("bitwidth", "bitwidth", [np.flatnonzero(inverse == r) for r in range(widths.size)],
+                    inverse.astype(np.int64))
         elif kind == "bitwidth":
             raise FormatError(f"tensor {name!r}: layout bitwidth needs a 'bits' array with one finite entry per "
                               f"channel ({C})")
     if kind == "cluster" or kind == "auto":
         ks = [k_req] if k_req is not None else [k for k in clusters if k < C]
+        # cluster on the value histograms, and on the symbols of the mode that one stream of all the rows would
+        # use (pairs or run symbols, when counted per row): the smaller result is kept
+        sources = [None]
+        whole = streams_of([np.arange(C)])
+        h = mode_histograms(tc, whole[0].params) if whole else None
+        if h is not None:
+            sources.append(h)
         for k in ks:
             if k < 1:
                 raise FormatError(f"tensor {name!r}: cluster count must be at least 1, got {k}")
-            labels = cluster_labels(tc, min(k, C), max_code_length)
-            kk = int(labels.max()) + 1
-            if kk < 2 and kind == "auto":
-                continue
-            st = streams_of([np.flatnonzero(labels == j) for j in range(kk)])
-            if st is not None:
-                out[f"cluster{k}"] = _assemble(f"cluster{k}", "cluster", name, a.shape, ax, st, labels, arrays,
-                                               entropy)
+            seen: list[np.ndarray] = []
+            for h in sources:
+                labels = cluster_labels(tc, min(k, C), max_code_length, counts=h)
+                kk = int(labels.max()) + 1
+                if (kk < 2 and kind == "auto") or any(np.array_equal(labels, x) for x in seen):
+                    continue
+                seen.append(labels)
+                add(f"cluster{k}", "cluster", [np.flatnonzero(labels == j) for j in range(kk)], labels)
     if kind == "channel" or (kind == "auto" and C > 1):
-        channel_modes = modes if M >= MIN_ROW_FOR_CHANNEL_PAIRS else (1,)
-        skip = False
-        if kind == "auto" and prune and channel_modes == (1,) and out:
-            # one code per channel costs a codebook, a stream record and an index per channel: build it only
-            # when a lower bound (exact payload of per-channel singles codes + the smallest possible side
-            # information) can beat the best so far
-            params = CodecParams(group=1, max_code_length=max_code_length, chunk_size=chunk_size, value_min=0,
-                                 value_range=1)
-            try:
-                pay = int(channel_payload_bits(tc, max_code_length).sum())
-            except CodebookError:
-                pay = 0
-            lower = -(-pay // 8) + C * (stream_record_bytes(params) + codebook_record_bytes(b"\0")
-                                         + index_bytes(params, M))
-            skip = lower >= min(c.total_bytes for c in out.values())
-            if skip:
-                logger.debug("tensor %r: one code per channel cannot win (>= %d bytes); not built", name, lower)
-        if not skip:
-            st = streams_of([np.array([c]) for c in range(C)], channel_modes)
-            if st is not None:
-                out["channel"] = _assemble("channel", "channel", name, a.shape, ax, st, np.arange(C, dtype=np.int64),
-                                           arrays, entropy)
+        bound = {}
+        if kind == "auto" and prune and out:
+            # one code per channel costs a stream record, an index and a codebook per channel: built only while a
+            # lower bound (the exact bytes of the channels coded so far + the entropy of every other channel in
+            # its best mode and the smallest side information) stays below the best so far
+            any_mode = tuple(m for m in MODES if any(m in ml for ml in mode_lists))
+            floors, fixed = channel_layout_lower_bound(tc, modes=any_mode, run_value=run_value, **kw)
+            bound = dict(limit=min(c.total_bytes for c in out.values()), floors=floors,
+                         fixed=fixed + tensor_record_bytes(name, a.ndim, [], arrays=arrays))
+        add("channel", "channel", [np.array([c]) for c in range(C)], np.arange(C, dtype=np.int64), **bound)
     if kind != "auto" and not out:
         raise FormatError(f"tensor {name!r}: layout {layout} cannot code these values")
     return out
@@ -422,10 +371,9 @@ def prepare_streams(values: np.ndarray, choice: LayoutChoice) -> list[PreparedEn
             out.append(s.source)
             continue
         assert rows is not None and s.channels is not None
-        vals = rows[s.channels].reshape(-1)
         p = s.params
-        enc = prepare_encode(vals, max_code_length=p.max_code_length, chunk_size=p.chunk_size, group=p.group,
-                             codebook=s.codebook, value_min=p.value_min, value_range=p.value_range)
+        enc = prepare_encode(rows[s.channels].reshape(-1), max_code_length=p.max_code_length,
+                             chunk_size=p.chunk_size, params=p, codebook=s.codebook)
         if enc.accounting.payload_bits != s.payload_bits or enc.index_length != s.index_bytes:
             raise FormatError(
                 f"{choice.name} stream {j}: the codec gives {enc.accounting.payload_bits} payload bits and "

@@ -4,14 +4,17 @@ The public part is what a layout search needs to compare ways of coding a tensor
 
 * :func:`symbol_histograms` - per-row symbol histograms of a 2-D array for given :class:`CodecParams`
   (compiled); each row is coded as its own stream, so the histogram of a set of rows is the sum of theirs;
+  :func:`stream_histogram` - the (summed) histogram of one stream;
 * :func:`plan_from_counts` - the best code for a histogram and the exact payload, codebook and index sizes.
 
-:func:`choose_plan` (used by :func:`entropy.codec.prepare_encode`) picks the mode, window and escapes of one array.
+:func:`best_plan` picks the mode, escapes and code of a stream from any source of its histograms (:data:`Histograms`):
+:func:`choose_plan` (used by :func:`entropy.codec.prepare_encode`) for one array, with its window; the layout search
+(:mod:`entropy.layouts`) for sets of channel rows, from per-row histograms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,11 +25,14 @@ from entropy.lengths import MAX_ALPHABET, code_lengths
 from entropy.measures import shannon_entropy
 from entropy.params import MAX_ESCAPE_RANGE, MODES, CodecParams
 
-__all__ = ["StreamPlan", "symbol_histograms", "plan_from_counts", "choose_plan", "DEFAULT_RUNS", "MAX_RAISED_LENGTH"]
+__all__ = ["StreamPlan", "Histograms", "symbol_histograms", "stream_histogram", "plan_from_counts", "best_plan", "choose_plan", "DEFAULT_RUNS",
+           "RUN_PREFIXES", "MAX_RAISED_LENGTH"]
 
 #: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value); 64 and
 #: 256 prefixes are tried too on data whose mean run reaches a quarter of that
 DEFAULT_RUNS = 16
+#: the run-prefix counts tried
+RUN_PREFIXES = (DEFAULT_RUNS, 64, 256)
 #: longest code length the codec raises a limit to when a code cannot hold the alphabet (a 256 KiB decode table)
 MAX_RAISED_LENGTH = 16
 #: run symbols are considered when the most frequent value has at least this share ...
@@ -35,6 +41,8 @@ _RUNS_MIN_SHARE = 0.3
 _RUNS_MIN_GAIN = 0.01
 #: ... and at least this many bits (what a small run-symbol codebook costs): tiny arrays keep plain symbols
 _RUNS_MIN_GAIN_BITS = 64
+#: cells (rows x symbols) of per-row histograms counted at once when a row-structured stream's rows are summed
+_ROW_BLOCK_CELLS = 1 << 20
 #: escapes of rare values within a span of at most 65536 are tried when some value occurs fewer times than this
 _ESCAPE_MAX_RARE = 32
 
@@ -61,6 +69,12 @@ class StreamPlan:
     def total_bits(self) -> int:
         """payload + codebook + index bits."""
         return self.payload_bits + self.codebook_bits + self.index_bits
+
+    @property
+    def cost_bits(self) -> int:
+        """What the stream costs where ways of coding it differ: ``total_bits`` plus its parameter block (which
+        grows with run symbols, escapes and rows). Plans are compared by this."""
+        return self.total_bits + 8 * self.params.block_bytes
 
 
 # ---- histograms ----------------------------------------------------------------------------------------------------
@@ -204,7 +218,7 @@ def plan_from_counts(counts: np.ndarray, params: CodecParams, n_chunks: int, *,
             f"{n_present} symbols present cannot be coded with codes of at most {max(L, MAX_RAISED_LENGTH)} bits "
             f"(max {1 << max(L, MAX_RAISED_LENGTH)}) and the stream has no escapes"
         )
-    return min(cands, key=lambda p: p.total_bits)
+    return min(cands, key=lambda p: p.cost_bits)
 
 
 def _plan_lengths(c: np.ndarray, params: CodecParams, n_chunks: int) -> StreamPlan:
@@ -250,7 +264,12 @@ def _escape_candidates(c: np.ndarray, params: CodecParams, n_chunks: int, skip_n
     return out
 
 
-# ---- choosing how to code one array --------------------------------------------------------------------------------
+# ---- choosing how to code a stream ---------------------------------------------------------------------------------
+
+#: A source of one stream's symbol histograms: for the stream's parameters (mode, window, run value), its symbol
+#: histogram (int64 ``[params.alphabet_size]``, the rows of a row-structured stream summed), or None when the
+#: source cannot count that mode (the caller then leaves the mode out).
+Histograms = Callable[[CodecParams], "np.ndarray | None"]
 
 
 def _entropy_of_values(flat: np.ndarray, counts1: np.ndarray | None) -> float:
@@ -280,14 +299,46 @@ def _window(flat: np.ndarray, lo: int, hi: int, width: int) -> int:
     return max(lo, min(a, hi + 1 - width))
 
 
-def _counts(flat: np.ndarray, params: CodecParams) -> np.ndarray:
-    """Symbol histogram of the stream ``params`` makes of ``flat`` (its rows summed)."""
+def stream_histogram(values: np.ndarray, params: CodecParams) -> np.ndarray:
+    """Symbol histogram of the one stream ``params`` makes of ``values`` (native integers, coded flat in C order;
+    with ``row_length``, the sum of its rows' histograms): int64 ``[params.alphabet_size]``, as the encoder parses
+    it. Compiled; one pass, and a few histograms of memory however many rows (:func:`symbol_histograms` keeps one
+    per row). Raises SymbolError naming the first value the stream cannot code."""
     from entropy import kernels
 
-    counts, bad = kernels.count_rows(flat.reshape(params.rows(flat.size)), params)
-    if bad >= 0:
-        raise SymbolError(f"value {int(flat[bad])} at flat index {bad} is outside {_alphabet_text(params)}")
-    return counts[0] if counts.shape[0] == 1 else counts.sum(axis=0)
+    flat = np.asarray(values).reshape(-1)
+    n_rows, M = params.rows(flat.size)
+    simple = not (params.runs or params.escape_range)
+    one = replace(params, row_length=0)
+    if n_rows <= 1 or (simple and (params.group == 1 or M % 2 == 0)):
+        # plain symbols do not depend on the chunking, nor pairs of even rows (even chunks: no pair crosses one)
+        rows, offsets = [flat.reshape(1, -1)], [0]
+    elif simple:  # pairs of odd rows: each row's pairs, and its last value paired with the pad (base symbol 0)
+        body = np.ascontiguousarray(flat.reshape(n_rows, M)[:, :-1]).reshape(1, -1)
+        last = flat[M - 1 :: M].astype(np.int64) - params.value_min
+        out_of = np.flatnonzero((last < 0) | (last >= params.value_range))
+        if out_of.size:
+            i = int(out_of[0]) * M + M - 1
+            raise SymbolError(f"value {int(flat[i])} at flat index {i} is outside {_alphabet_text(params)}")
+        counts = np.bincount(last * params.value_range, minlength=params.alphabet_size)
+        body_counts, bad = kernels.count_rows(body, one)
+        if bad >= 0:
+            i = bad // (M - 1) * M + bad % (M - 1)
+            raise SymbolError(f"value {int(flat[i])} at flat index {i} is outside {_alphabet_text(params)}")
+        return counts + body_counts[0]
+    else:  # run symbols or escapes: each row its own stream, counted in blocks of rows
+        block = max(1, _ROW_BLOCK_CELLS // params.alphabet_size)
+        grid = flat.reshape(n_rows, M)
+        rows = [grid[r : r + block] for r in range(0, n_rows, block)]
+        offsets = [r * M for r in range(0, n_rows, block)]
+    total = np.zeros(params.alphabet_size, dtype=np.int64)
+    for part, at in zip(rows, offsets):
+        counts, bad = kernels.count_rows(part, params)
+        if bad >= 0:
+            raise SymbolError(f"value {int(flat[at + bad])} at flat index {at + bad} is outside "
+                              f"{_alphabet_text(params)}")
+        total += counts[0] if counts.shape[0] == 1 else counts.sum(axis=0)
+    return total
 
 
 def choose_plan(
@@ -304,17 +355,13 @@ def choose_plan(
     row_length: int = 0,
 ) -> tuple[StreamPlan, float]:
     """The smallest plan for the native-order 1-D array ``flat`` (values in [lo, hi]) over the allowed
-    ``modes``, and the order-0 entropy of its values (bits/value).
+    ``modes`` (:func:`best_plan`), and the order-0 entropy of its values (bits/value).
 
     With ``value_min``/``value_range`` the window is fixed and nothing is escaped. ``row_length``: see
-    :class:`CodecParams`. Otherwise the window is the
-    values' span when it holds at most 65536 values, else (with ``escape``) a 65535-wide window of the densest
-    values with the whole span as escape range. Pairs are considered when the window has at most 256 values,
-    the chunk size is even and there are 2 values or more; run symbols when the most frequent value is common
-    and the plain code is measurably above the entropy it could approach (or when they are the only mode).
+    :class:`CodecParams`. Otherwise the window is the values' span when it holds at most 65536 values, else (with
+    ``escape``) a 65535-wide window of the densest values with the whole span as escape range.
     """
     n = flat.size
-    modes = tuple(m for m in MODES if m in set(modes))
     L, C = max_code_length, chunk_size
     fixed = value_min is not None
     if fixed:
@@ -334,38 +381,82 @@ def choose_plan(
             vmin, esc_min, esc_range = _window(flat, lo, hi, R), lo, span
     base = CodecParams(group=1, max_code_length=L, chunk_size=C, value_min=vmin, value_range=R,
                        escape_min=esc_min, escape_range=esc_range, row_length=row_length)
+    modes = tuple(m for m in MODES if m in set(modes))
+    free = escape and not fixed
+    best, counts1 = best_plan(lambda p: stream_histogram(flat, p), base, n, modes=modes, rare_escapes=free, narrow_runs=free,
+                              lo=lo, hi=hi)
+    if best is None:
+        raise EntropyError(f"none of the modes {', '.join(modes)} can code these values")
+    # entropy of the values: from the window histogram unless values lie outside it
+    return best, _entropy_of_values(flat, counts1 if not esc_range else None)
+
+
+def best_plan(
+    histograms: Histograms,
+    base: CodecParams,
+    n_values: int,
+    *,
+    modes: tuple[str, ...],
+    rare_escapes: bool,
+    narrow_runs: bool,
+    lo: int,
+    hi: int,
+    run_value: int | None = None,
+) -> tuple[StreamPlan | None, np.ndarray]:
+    """The smallest plan (fewest :attr:`StreamPlan.cost_bits`) of a stream of ``n_values`` values in ``[lo, hi]``
+    whose plain parameters are ``base`` (window, escapes, chunking, rows), over ``modes``; and the histogram of its
+    plain symbols. ``histograms`` gives the stream's symbol histogram of any mode (:data:`Histograms`).
+
+    The candidates, each with the best code for its histogram (:func:`plan_from_counts`): plain symbols, and with
+    ``rare_escapes`` the rare values escaped when they do not fit ``2**L`` codes; pairs when the window has at most
+    256 values, the chunk size is even and there are 2 values or more; run symbols of ``run_value`` (default: the
+    most frequent value) when it is common and the plain code is measurably above the entropy it could approach
+    (or when runs are the only mode), with 16 prefixes and, on very sparse data, 64 and 256. ``narrow_runs``: a
+    window too wide for 16 prefixes is narrowed around the run value, the rest escaped; else the prefixes are
+    fewer. None when no mode applies (e.g. only pairs asked for and pairs impossible).
+    """
+    n = n_values
+    R, C = base.value_range, base.chunk_size
     n_chunks = base.n_chunks(n)
-    pairs_ok = ("pairs" in modes and not esc_range and R * R <= MAX_ALPHABET and C % 2 == 0
+    pairs_ok = ("pairs" in modes and not base.escape_range and R * R <= MAX_ALPHABET and C % 2 == 0
                 and (n >= 2 or modes == ("pairs",)))
-    cands: list[StreamPlan] = []
-    counts2 = None
-    if pairs_ok:
-        counts2 = _counts(flat, replace(base, group=2))
+    counts2 = histograms(replace(base, group=2)) if pairs_ok else None
+    if counts2 is not None:
         sq = counts2.reshape(R, R)
         counts1 = sq.sum(axis=1) + sq.sum(axis=0)
         counts1[0] -= int(np.count_nonzero(base.chunk_values(n) % 2))  # the pad of each chunk of an odd count
     else:
-        counts1 = _counts(flat, base)
+        counts1 = histograms(base)
+    cands: list[StreamPlan] = []
     plain_plan = None
     if "plain" in modes or "runs" in modes:  # runs are judged against the plain code
-        plain_plan = _plain_plans(counts1, base, n_chunks, escape and not fixed)
+        plain_plan = _plain_plans(counts1, base, n_chunks, rare_escapes)
         if "plain" in modes:
             cands.append(plain_plan)
     # pairs that need a raised limit are tried only when asked for alone (a 65536-symbol code costs time, and
     # plain symbols of such data are as good)
-    if pairs_ok and (modes == ("pairs",) or int(np.count_nonzero(counts2)) <= 1 << L):
-        cands.append(plan_from_counts(counts2, replace(base, group=2), n_chunks))
+    if counts2 is not None and (modes == ("pairs",) or int(np.count_nonzero(counts2)) <= 1 << base.max_code_length):
+        p2 = replace(base, group=2)
+        if _cost_floor(counts2, p2, n_chunks) < _best_cost(cands):
+            cands.append(plan_from_counts(counts2, p2, n_chunks))
     if "runs" in modes and n:
-        runs_plan = _runs_plan(flat, counts1, counts2, base, n_chunks, plain_plan, forced=modes == ("runs",),
-                               escape=escape and not fixed, lo=lo, hi=hi)
+        runs_plan = _runs_plan(histograms, counts1, counts2, base, n, n_chunks, plain_plan, forced=modes == ("runs",),
+                               narrow=narrow_runs, lo=lo, hi=hi, run_value=run_value, to_beat=_best_cost(cands))
         if runs_plan is not None:
             cands.append(runs_plan)
-    if not cands:
-        raise EntropyError(f"none of the modes {', '.join(modes)} can code these values")
-    best = min(cands, key=lambda p: p.total_bits)
-    # entropy of the values: from the window histogram unless values lie outside it
-    inside = counts1 if not esc_range else None
-    return best, _entropy_of_values(flat, inside)
+    return (min(cands, key=lambda p: p.cost_bits) if cands else None), counts1
+
+
+def _best_cost(plans: list[StreamPlan]) -> float:
+    return min((p.cost_bits for p in plans), default=float("inf"))
+
+
+def _cost_floor(counts: np.ndarray, params: CodecParams, n_chunks: int) -> float:
+    """Fewer :attr:`StreamPlan.cost_bits` than any code of the symbol histogram ``counts`` can take with ``params``
+    (no escapes): the entropy bound on the payload, a 1-byte codebook, the index and the parameter block. A plan
+    whose floor is not below the best so far cannot win (ties keep the earlier plan), so it is not built."""
+    payload = shannon_entropy(counts) * int(counts.sum())
+    return payload * (1 - 1e-9) - 1e-6 + 8 + 8 * params.index_bytes(n_chunks) + 8 * params.block_bytes
 
 
 def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: bool) -> StreamPlan:
@@ -385,29 +476,33 @@ def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: 
             lo, win = (lo + 1, counts1[1:]) if counts1[0] < counts1[-1] else (lo, counts1[:-1])
         p = replace(base, value_min=lo, value_range=W, escape_min=base.value_min, escape_range=R)
         plans.append(plan_from_counts(np.append(win, int(counts1.sum() - win.sum())), p, n_chunks))
-    return min(plans, key=lambda p: p.total_bits)
+    return min(plans, key=lambda p: p.cost_bits)
 
 
-def _runs_plan(flat, counts1, counts2, base: CodecParams, n_chunks: int, plain_plan: StreamPlan | None,
-               forced: bool, escape: bool, lo: int, hi: int) -> StreamPlan | None:
-    """Run symbols of the most frequent value, if they can pay (or are forced); None when not tried.
+def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: int, n_chunks: int,
+               plain_plan: StreamPlan | None, forced: bool, narrow: bool, lo: int, hi: int,
+               run_value: int | None, to_beat: float = float("inf")) -> StreamPlan | None:
+    """Run symbols of the run value (default: the most frequent), if they can pay (or are forced); None when not
+    tried, or when none can cost fewer bits than ``to_beat`` (the best other plan).
 
     ``DEFAULT_RUNS`` prefixes need a window of at most 4095 values (with its escape symbol: ``16 * 4096`` symbols);
-    a wider one is narrowed around the run value with escapes for the rest (when allowed), else the prefixes
+    a wider one is narrowed around the run value with escapes for the rest (``narrow``), else the prefixes
     are fewer."""
-    n = flat.size
     window = counts1[: base.value_range]  # (without the escape symbol's count)
-    run_value = base.value_min + int(np.argmax(window))
+    if run_value is None:
+        run_value = base.value_min + int(np.argmax(window))
+    elif not 0 <= run_value - base.value_min < base.value_range:
+        return None  # the run value does not occur in this stream
+    run_count = int(window[run_value - base.value_min])
     if not forced:
-        share = int(window.max()) / n
-        if share < _RUNS_MIN_SHARE or plain_plan is None:
+        if run_count < _RUNS_MIN_SHARE * n or plain_plan is None:
             return None
         # the entropy bound the plain code could approach: of pairs when known (captures some clustering)
         H = shannon_entropy(counts2) / 2 if counts2 is not None else shannon_entropy(counts1)
         if plain_plan.payload_bits - n * H <= max(_RUNS_MIN_GAIN * plain_plan.payload_bits, _RUNS_MIN_GAIN_BITS):
             return None
     p = base
-    if DEFAULT_RUNS * base.base_symbols > MAX_ALPHABET and escape and hi > lo:
+    if DEFAULT_RUNS * base.base_symbols > MAX_ALPHABET and narrow and hi > lo:
         W = min(MAX_ALPHABET // DEFAULT_RUNS - 1, hi - lo + 1)
         start = max(lo, min(run_value - W // 2, hi + 1 - W))
         p = replace(base, value_min=start, value_range=W, escape_min=lo, escape_range=hi - lo + 1)
@@ -420,10 +515,11 @@ def _runs_plan(flat, counts1, counts2, base: CodecParams, n_chunks: int, plain_p
         return None
     # longer run prefixes pay on very sparse data (a run of the mean length in few symbols): tried, by exact size,
     # when the mean run between other values reaches them
-    mean_run = int(window.max()) / max(1, n - int(window.max()))
-    cands = [r for r in (DEFAULT_RUNS, 64, 256) if r == DEFAULT_RUNS or mean_run >= r / 4]
+    mean_run = run_count / max(1, n - run_count)
     plans = []
-    for runs in sorted({min(r, most) for r in cands}):
+    for runs in sorted({min(r, most) for r in RUN_PREFIXES if r == DEFAULT_RUNS or mean_run >= r / 4}):
         q = replace(p, runs=runs, run_symbol=run_value - p.value_min)
-        plans.append(plan_from_counts(_counts(flat, q), q, n_chunks))
-    return min(plans, key=lambda q: q.total_bits)
+        counts = histograms(q)
+        if counts is not None and (q.escape_range or _cost_floor(counts, q, n_chunks) < min(to_beat, _best_cost(plans))):
+            plans.append(plan_from_counts(counts, q, n_chunks))
+    return min(plans, key=lambda q: q.cost_bits) if plans else None

@@ -18,7 +18,7 @@ from entropy.codebook import Codebook
 from entropy.codec import EncodedTensor, prepare_encode
 from entropy.errors import EntropyError, FormatError
 from entropy.fileformat import (
-    DTYPE_CODES, MAX_NDIM, TENSOR_DTYPE_CODES, data_bytes, dtype_code, header_bytes, tensor_record_bytes,
+    DTYPE_CODES, MAX_NDIM, TENSOR_DTYPE_CODES, data_bytes, dtype_code, header_bytes,
 )
 from entropy.layouts import CLUSTER_COUNTS, LayoutChoice, best_layout, layout_choices, single_layout
 from entropy.lengths import MAX_ALPHABET
@@ -31,7 +31,7 @@ __all__ = ["TensorPlan", "FilePlan", "plan_file"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class TensorPlan:
     """One tensor of a planned file: its source, chosen layout and stored metadata arrays."""
 
@@ -241,6 +241,9 @@ def plan_file(
     for name, a in values.items():
         if name in choices:
             continue
+        if axes[name] is None and layouts[name] in ("auto", "single"):  # (the only layout: no search)
+            choices[name] = single_layout(a, name=name, arrays=stored[name], **kw)
+            continue
         found = layout_choices(a, name=name, axis=axes[name], arrays=stored[name], layout=layouts[name],
                                clusters=clusters, **kw)
         choices[name] = best_layout(found)
@@ -262,9 +265,6 @@ def plan_file(
             if b not in ids:
                 ids[b] = len(codebooks)
                 codebooks.append(b)
-    records = [tensor_record_bytes(p.name, len(p.shape), [s.params for s in p.choice.streams],
-                                   layout=p.choice.layout, n_channels=p.choice.n_channels, arrays=p.arrays)
-               for p in plans]
-    head = header_bytes(meta, codebooks, records)
+    head = header_bytes(meta, codebooks, [p.choice.record_bytes for p in plans])
     data = sum(data_bytes(p.choice.index_bytes, p.choice.payload_bytes) for p in plans)
     return FilePlan(meta, codebooks, plans, head, head + data)

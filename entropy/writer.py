@@ -242,8 +242,9 @@ def save(
     ``metadata``: file-level strings (model, method...; ``tool`` is added when missing).
     ``quant``: per tensor name, numeric quantization metadata (``scale``, ``zero_point``, ``bits``, ``levels``,
     ``axis``, or any other named numeric array; ``None`` values are skipped).
-    ``max_code_length`` (bits), ``chunk_size`` (values) and ``group`` (1, 2 or "auto": singles or pairs, chosen
-    per stream by exact size; an explicit 2 falls back to 1 where pairs cannot apply) go to the codec.
+    ``max_code_length`` (bits), ``chunk_size`` (values) and ``group`` (1: single values or run symbols, 2: pairs,
+    "auto": any of them, with escapes, chosen per stream of every layout by exact size; an explicit 2 falls back
+    to 1 where pairs cannot apply) go to the codec.
     ``channel_axis``: an int (every tensor that has that axis) or a mapping name -> axis. A tensor with a channel
     axis gets the smallest of its layouts (one code; one per channel; one per group of channels with the same
     ``bits``; K clusters of similar channels, for K in ``clusters``), from exact sizes; ``layout`` (one name for

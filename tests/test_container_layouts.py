@@ -241,3 +241,196 @@ def test_one_code_tensors_are_smaller_than_in_version_1(tmp_path):
             assert (b.payload_bits, b.index_bytes, b.codebook_bytes) == (a.payload_bits, a.index_bytes, a.codebook_bytes)
         # the data blocks are the same; the headers differ by the records (and the header padding, < 8 bytes)
         assert abs((v1.file_bytes - v2.file_bytes) - 22 * len(v1.tensors)) < 8
+
+
+# ---- every symbol mode in the channel layouts -----------------------------------------------------------------------
+
+from dataclasses import replace  # noqa: E402
+
+from entropy import channel_counts as CC  # noqa: E402
+from entropy import row_sets  # noqa: E402
+from entropy.params import CodecParams  # noqa: E402
+from entropy.plan import stream_histogram, symbol_histograms  # noqa: E402
+
+
+def _sparse_channels(rng, C, M, zeros, runs=False, levels=16):
+    """Channels of ``M`` values, a share ``zeros[c]`` of them 0 (in long runs with ``runs``), the rest 1..15."""
+    out = np.empty((C, M), np.uint8)
+    for c in range(C):
+        z = zeros[c % len(zeros)]
+        if runs:  # runs of zeros of mean length 64, the non-zero stretches between them short
+            keep = np.repeat(rng.random(-(-M // 64)) >= z, 64)[:M]
+        else:
+            keep = rng.random(M) >= z
+        out[c] = np.where(keep, rng.integers(1, levels, M), 0)
+    return out
+
+
+def _stream_modes(choice):
+    return {s.params.mode + (str(s.params.runs) if s.params.runs else "") + ("+esc" if s.params.escape_range else "")
+            for s in choice.streams}
+
+
+@pytest.mark.parametrize("M", [45, 64, 1000])
+def test_set_histograms_are_the_codecs(M, monkeypatch):
+    """The histogram of a set of rows (from the rows' histograms, cut to the set's window) is the one the codec
+    counts on the set's stream: plain, pairs (with and without row structure; odd rows straddle), run symbols;
+    and the same when the tensor's window is too wide to keep per row (the set's stream counted directly)."""
+    rng = np.random.default_rng(M)
+    x = _sparse_channels(rng, 9, M, zeros=[0.0, 0.6, 0.97])
+    x[4] = np.minimum(x[4], 5) + 3  # a channel whose window excludes 0 and the top
+    tc = CC.tensor_counts(x, 0)
+    for ch in (np.array([4]), np.array([0, 3, 4, 8]), np.arange(9), np.array([1, 2, 5, 6, 7])):
+        for chunk in (16, 4096):
+            for rows in (True, False):
+                base = row_sets.set_params(tc, ch, max_code_length=12, chunk_size=chunk, rows=rows)
+                stream = x[ch].reshape(-1)
+                lo = base.value_min
+                for p in [base, replace(base, group=2)] + [
+                        replace(base, runs=r, run_symbol=-lo) for r in (16, 64, 256) if lo == 0]:
+                    if p.runs and not rows and ch.size > 1 and M % chunk:
+                        continue  # run symbols need each row to start its own chunks
+                    got = CC.set_histogram(tc, ch, p)
+                    assert np.array_equal(got, stream_histogram(stream, p)), (ch, chunk, rows, p.mode)
+                    if p.mode == "pairs" and not p.row_length:  # an independent count of the concatenation
+                        a = stream.astype(np.int64) - lo
+                        if a.size % 2:
+                            a = np.append(a, 0)
+                        assert np.array_equal(got, np.bincount(a[0::2] * p.value_range + a[1::2],
+                                                               minlength=p.alphabet_size))
+                    if p.row_length:  # the sum of the rows parsed as streams of their own
+                        assert np.array_equal(got, symbol_histograms(x[ch], p).sum(axis=0))
+    monkeypatch.setattr(CC, "MAX_COUNT_CELLS", 0)  # nothing kept per row: each set's stream counted itself
+    tc = CC.tensor_counts(x, 0)
+    ch = np.array([0, 3, 4, 8])
+    p = replace(row_sets.set_params(tc, ch, max_code_length=12, chunk_size=16), group=2)
+    assert CC.row_histograms(tc, tc.window(group=2, chunk_size=16)) is None
+    assert np.array_equal(CC.set_histogram(tc, ch, p), stream_histogram(x[ch].reshape(-1), p))
+
+
+def test_stream_histogram_sums_rows_in_bounded_memory(monkeypatch):
+    from entropy import plan as P
+
+    rng = np.random.default_rng(1)
+    x = _sparse_channels(rng, 13, 301, zeros=[0.2, 0.9]).astype(np.int16)
+    x[5, 7] = 300  # escaped
+    for p in (CodecParams(group=1, max_code_length=12, chunk_size=64, value_min=0, value_range=16, runs=16,
+                          row_length=301),
+              CodecParams(group=1, max_code_length=12, chunk_size=64, value_min=0, value_range=16, escape_min=0,
+                          escape_range=301, row_length=301),
+              CodecParams(group=2, max_code_length=12, chunk_size=64, value_min=0, value_range=16, row_length=301)):
+        if not p.escape_range:
+            x[5, 7] = 0
+        want = symbol_histograms(x, p).sum(axis=0)
+        monkeypatch.setattr(P, "_ROW_BLOCK_CELLS", 2 * p.alphabet_size)  # rows counted two at a time
+        assert np.array_equal(stream_histogram(x.reshape(-1), p), want)
+        monkeypatch.undo()
+    bad = x.copy()
+    bad[7, 300] = 99  # the last value of a row of odd length, outside the window (the pairs' pad path)
+    p = CodecParams(group=2, max_code_length=12, chunk_size=64, value_min=0, value_range=16, row_length=301)
+    with pytest.raises(entropy.errors.SymbolError, match="flat index 2407"):
+        stream_histogram(bad.reshape(-1), p)
+
+
+def test_every_mode_appears_in_channel_layouts_and_is_exact(tmp_path):
+    """Channels that each favour one mode: every layout codes each stream in the mode that is smallest for it, and
+    the planned bytes are the written bytes."""
+    rng = np.random.default_rng(11)
+    M = 4096
+    sparse = _sparse_channels(rng, 4, M, zeros=[0.995, 0.999])  # long prefixes
+    runs16 = _sparse_channels(rng, 4, M, zeros=[0.9])
+    a = rng.integers(0, 4, (4, M // 2))
+    pairs = np.repeat(a, 2, axis=1).astype(np.uint8)  # each value twice: pairs halve the payload
+    dense = rng.integers(0, 16, (4, M)).astype(np.uint8)
+    x = np.concatenate([sparse, runs16, pairs, dense])[None]  # (1, 16, M), channel axis 1
+    choices = entropy.layout_choices(x, name="t", axis=1, clusters=(4,), prune=False)
+    seen = set().union(*(_stream_modes(c) for c in choices.values()))
+    assert {"plain", "pairs", "runs16"} <= seen and seen & {"runs64", "runs256"}, seen
+    ch = choices["channel"]
+    assert [s.params.mode for s in ch.streams[8:12]] == ["pairs"] * 4
+    assert all(s.params.runs > 16 for s in ch.streams[:4]) and all(s.params.mode == "runs" for s in ch.streams[4:8])
+    for name in choices:
+        _check_exact(tmp_path, x, 1, name, clusters=(4,))
+    # rare values escaped: many distinct values, most of them once, a short code-length limit
+    w = np.where(rng.random((4, 3000)) < 0.9, rng.integers(0, 6, (4, 3000)), rng.integers(0, 3000, (4, 3000)))
+    w = w.astype(np.int16)
+    choices = entropy.layout_choices(w, name="w", axis=0, max_code_length=4, clusters=(2,), prune=False)
+    assert any("+esc" in m for c in choices.values() for m in _stream_modes(c))
+    for name in choices:
+        _check_exact(tmp_path, w, 0, name, max_code_length=4, clusters=(2,))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(2, 9), st.integers(1, 300), st.sampled_from([0.0, 0.6, 0.95, 0.999]), st.booleans(),
+       st.sampled_from([3, 12]), st.sampled_from([2, 16, 4096]), st.sampled_from([1, 2, "auto"]),
+       st.integers(0, 2**31 - 1))
+def test_layouts_with_every_mode_are_exact(tmp_path_factory, c, m, zeros, runs, L, chunk, group, seed):
+    rng = np.random.default_rng(seed)
+    x = _sparse_channels(rng, c, m, zeros=[zeros, zeros / 2], runs=runs, levels=40)[:, None, :]  # axis 0
+    tmp = tmp_path_factory.mktemp("modes")
+    choices = entropy.layout_choices(x, name="t", axis=0, group=group, chunk_size=chunk, max_code_length=L,
+                                     clusters=(2,), prune=False)
+    for name in choices:
+        _check_exact(tmp, x, 0, name, group=group, chunk_size=chunk, max_code_length=L, clusters=(2,))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_channel_layout_bound_is_a_lower_bound(seed):
+    rng = np.random.default_rng(seed)
+    C, M = 12, [50, 301, 4096, 7, 300, 2000][seed]
+    x = _sparse_channels(rng, C, M, zeros=[0.0, 0.5, 0.9, 0.995], runs=seed % 2 == 1)
+    if seed >= 4:  # a tensor window too wide to count pairs (and all run prefixes) per row: narrow channels may
+        x = x.astype(np.int16)  # still pair their values, and use fewer run prefixes
+        x[0, :5] = [-200, 300, 120, -7, 250]
+    tc = CC.tensor_counts(x, 0)
+    run_value = tc.value_min + int(np.argmax(tc.pooled()))  # (the run value of the layout search)
+    for group, modes in ((1, ("plain", "runs")), ("auto", ("plain", "pairs", "runs"))):
+        for chunk in (16, 4096):
+            ch = entropy.layout_choices(x, name="t", axis=0, group=group, chunk_size=chunk, layout="channel")["channel"]
+            floors, fixed = row_sets.channel_layout_lower_bound(tc, modes=modes, max_code_length=12, chunk_size=chunk,
+                                                                run_value=run_value)
+            assert floors.sum() + fixed + entropy.tensor_record_bytes("t", 2, []) <= ch.total_bytes
+            for c, s in enumerate(ch.streams):  # channel by channel (the search stops building once it cannot win)
+                assert floors[c] <= s.payload_bytes + s.index_bytes + entropy.stream_record_bytes(s.params)
+
+
+def test_clustering_on_run_symbols_separates_what_values_cannot():
+    """Two kinds of channels with the same value distribution: zeros in long runs, or scattered. Their value
+    histograms do not tell them apart; their run-symbol histograms do, and the clusters code smaller."""
+    rng = np.random.default_rng(5)
+    runs = _sparse_channels(rng, 16, 8192, zeros=[0.8], runs=True)
+    scattered = _sparse_channels(rng, 16, 8192, zeros=[0.8])
+    order = rng.permutation(32)
+    x = np.concatenate([runs, scattered])[order]
+    tc = CC.tensor_counts(x, 0)
+    key = tc.window(chunk_size=4096, runs=16, run_symbol=0)
+    labels = row_sets.cluster_labels(tc, 2, 12, counts=CC.row_histograms(tc, key))
+    kind = order < 16
+    assert labels[0] == 0 and set(labels.tolist()) == {0, 1}  # canonical: numbered in order of first channel
+    assert np.array_equal(labels == labels[np.argmax(kind)], kind)
+    choice = entropy.layout_choices(x, name="t", axis=0, layout="cluster2")["cluster2"]
+    by_values = row_sets.cluster_labels(tc, 2, 12)
+    assert not np.array_equal(choice.channel_map, by_values) and np.array_equal(choice.channel_map, labels)
+
+
+def test_bench_layout_rows():
+    """`huffquant bench` codes a post-ReLU activation in one code and in its best channel layout: the layout is
+    smaller, lossless, and its table names it."""
+    from analysis.benchmarks import bench_markdown
+    from analysis.benchmarks.container import ACTIVATION, METHOD, METHOD_LAYOUT, activation, layout_rows
+
+    a = activation()
+    assert a.shape == (64, 56, 56) and a.dtype == np.uint8 and int(a.max()) == 15 and 0.5 < np.mean(a == 0) < 0.9
+    assert np.array_equal(a, activation())  # fixed
+    rows = {r["method"]: r for r in layout_rows(1)}
+    one, best = rows[METHOD], rows[METHOD_LAYOUT]
+    assert one["layout"] == "single" and best["layout"] in entropy.LAYOUTS and best["layout"] != "single"
+    assert one["lossless"] and best["lossless"]
+    assert best["bits_per_value"] < one["bits_per_value"]
+    tc = CC.tensor_counts(a, 0)
+    assert best["channel_entropy"] == pytest.approx(
+        sum(entropy.shannon_entropy(r) * r.sum() for r in tc.counts) / a.size)
+    text = bench_markdown({"rows": list(rows.values()), "references": {}, "setup": {
+        "size": 1, "repeats": 1, "threads": "1", "machine": "m", "python": "3", "numpy": "2", "date": "d"},
+        "targets": []})
+    assert f"| {ACTIVATION} | {METHOD_LAYOUT} | {best['layout']} |" in text

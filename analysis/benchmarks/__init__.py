@@ -1,7 +1,8 @@
 """Benchmarks behind ``huffquant bench``: one module per area, collected here.
 
 * :mod:`analysis.benchmarks.codec` - the codec against bitarray, zstd and memcpy;
-* :mod:`analysis.benchmarks.container` - ``file_rows``: write + read a .hqt file;
+* :mod:`analysis.benchmarks.container` - ``file_rows``: write + read a .hqt file; ``layout_rows``: a channel-structured
+  activation in one code and in its smallest channel layout;
 * :mod:`analysis.benchmarks.quant` - ``quant_rows``: fast vs reference quantizers (``--quant``; torch);
 * :mod:`analysis.benchmarks.pipeline` - ``pipeline_rows``: the model pipeline (``--pipeline``; torch).
 
@@ -149,9 +150,11 @@ def run_benchmarks(
     datasets = make_datasets(size)
     references = {name: reference_bits(x) for name, x in datasets.items()}
     rows = codec_rows(datasets, repeats, progress=progress, threads=threads)
-    from analysis.benchmarks.container import file_rows
+    from analysis.benchmarks.container import ACTIVATION, activation, file_rows, layout_rows
 
     rows += file_rows(datasets, repeats, threads=threads)
+    rows += layout_rows(repeats)
+    references[ACTIVATION] = reference_bits(activation())
     quant_rows: list[dict] = []
     if quant or pipeline:
         from analysis.benchmarks.quant import quant_rows as quantizer_rows  # imports torch
@@ -261,6 +264,14 @@ def bench_markdown(result: dict[str, Any]) -> str:
     lines += ["", "Reference bits per value (payload only):", "", "| dataset | entropy H | optimal Huffman |", "|---|---:|---:|"]
     for ds, ref in refs.items():
         lines.append(f"| {ds} | {ref['entropy']:.4f} | {ref['huffman']:.4f} |")
+    layouts = [r for r in rows if "layout" in r]
+    if layouts:
+        lines += ["", "Channel layouts (one file per row; bits/value of the whole file; channel H = order-0 entropy "
+                  "of each channel, element-weighted):", "",
+                  "| dataset | method | layout | codes | bits/value | vs channel H |", "|---|---|---|---:|---:|---:|"]
+        for r in layouts:
+            lines.append(f"| {r['dataset']} | {r['method']} | {r['layout']} | {r['n_codebooks']} | "
+                         f"{r['bits_per_value']:.4f} | {r['bits_per_value'] / r['channel_entropy']:.3f} |")
     if result["targets"]:
         lines += ["", "## Targets", "", targets_text(), "", "| dataset | target | value | met |", "|---|---|---|---|"]
         for t in result["targets"]:

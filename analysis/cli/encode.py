@@ -18,7 +18,8 @@ DESCRIPTION = (
     "bits and levels so that 'huffquant decode --dequantize' can restore floats.\n"
     "With --channel-axis, each tensor that has that axis gets the smallest of its layouts, from exact sizes:\n"
     "one code, one code per channel, one per group of channels with the same bit width (from stored 'bits'),\n"
-    "or K codes shared by clusters of similar channels; each code with singles or pairs. --layout forces one.\n"
+    "or K codes shared by clusters of similar channels; each code in the symbol mode that is smallest for it\n"
+    "(single values, pairs, runs of the most frequent value, rare values escaped). --layout forces one.\n"
     "--verify decodes the written file and compares it with the input before it replaces OUTPUT."
 )
 EPILOG = """examples:

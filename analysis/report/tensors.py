@@ -134,7 +134,7 @@ def analyze_tensors(
 
     def one(i: int, t: TensorInput) -> tuple[TensorResult, coding.LayerCoding, list]:
         t0 = time.perf_counter()
-        tc = coding.tensor_counts(t.codes, t.axis, pairs=True)
+        tc = coding.tensor_counts(t.codes, t.axis)
         t0 = tick("counts_s", t0)
         widths = packing.channel_widths(t.levels)
         chan_bits = np.log2(t.levels.astype(np.float64))
