@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from analysis.errors import AnalysisError
-from entropy import LayoutChoice, array_record_bytes, layout_choices
+from entropy import LayoutChoice, array_record_bytes, layout_choices, metadata_arrays
 from entropy.channel_counts import TensorCounts, channel_entropies, channel_payload_bits
 from entropy.channel_counts import tensor_counts as _tensor_counts
 from entropy.errors import EntropyError
@@ -37,7 +37,6 @@ __all__ = [
     "tensor_counts",
     "pooled_entropy",
     "channel_entropy",
-    "stored_arrays",
     "measure_layouts",
     "stream_modes",
 ]
@@ -65,24 +64,6 @@ def channel_entropy(tc: TensorCounts) -> float:
     return float(np.dot(channel_entropies(tc), tc.counts.sum(axis=1)) / max(tc.n_values, 1))
 
 
-def stored_arrays(meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """A tensor's metadata as the numpy arrays the file stores (Python ints as int64, floats as float64;
-    ``None`` left out), so that sizes computed from them equal the record's."""
-    out: dict[str, np.ndarray] = {}
-    for k, v in meta.items():
-        if v is None:
-            continue
-        if isinstance(v, bool):
-            out[k] = np.asarray(v, dtype=np.bool_)
-        elif isinstance(v, int):
-            out[k] = np.asarray(v, dtype=np.int64)
-        elif isinstance(v, float):
-            out[k] = np.asarray(v, dtype=np.float64)
-        else:
-            out[k] = np.asarray(v)
-    return out
-
-
 def stream_modes(choice: LayoutChoice) -> str:
     """The symbol modes of a layout's streams, e.g. ``"pairs:13;plain:3"`` (mode: number of streams)."""
     n = Counter(s.params.mode for s in choice.streams)
@@ -96,6 +77,7 @@ class LayoutMeasures:
 
     choices: dict[str, LayoutChoice]
     best: LayoutChoice
+    arrays: dict[str, np.ndarray]  # the tensor's metadata as the file stores it (entropy.metadata_arrays)
     arrays_bytes: int
     n_values: int
 
@@ -143,21 +125,21 @@ def measure_layouts(
     axis: int | None,
     *,
     name: str,
-    arrays: Mapping[str, np.ndarray] | None = None,
+    quant: Mapping[str, Any] | None = None,
     max_code_length: int = 12,
     chunk_size: int = 4096,
     clusters: tuple[int, ...] = CLUSTER_COUNTS,
 ) -> LayoutMeasures:
     """Size every layout of ``codes`` with :func:`entropy.layout_choices` (arguments as :func:`entropy.save`;
-    ``arrays``: the metadata stored with the tensor, as :func:`stored_arrays` gives it; its ``bits`` enables
-    the bit-width layout) and pick the smallest, as ``entropy.save`` does. Raises AnalysisError when entropy
-    cannot code the tensor."""
-    arrays = dict(arrays or {})
+    ``quant``: the tensor's quantization metadata, stored as :func:`entropy.metadata_arrays` converts it; its
+    ``bits`` enables the bit-width layout) and pick the smallest, as ``entropy.save`` does. Raises AnalysisError
+    when entropy cannot code the tensor or store its metadata."""
     try:
+        arrays = metadata_arrays(name, quant)
         choices = layout_choices(codes, name=name, axis=axis, arrays=arrays, max_code_length=max_code_length,
                                  chunk_size=chunk_size, clusters=clusters)
         best = best_layout(choices)
     except (EntropyError, ValueError) as exc:  # (layout_choices raises ValueError for an axis out of range)
         raise AnalysisError(f"{name}: {exc}") from exc
     arrays_bytes = sum(array_record_bytes(k, v) for k, v in arrays.items())
-    return LayoutMeasures(choices=choices, best=best, arrays_bytes=arrays_bytes, n_values=int(np.size(codes)))
+    return LayoutMeasures(choices=choices, best=best, arrays=arrays, arrays_bytes=arrays_bytes, n_values=int(np.size(codes)))

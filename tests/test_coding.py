@@ -54,9 +54,9 @@ def test_layout_sizes_equal_the_written_file(tmp_path, make, axis):
     rng = np.random.default_rng(3)
     x = make(rng)
     C = x.shape[axis]
-    meta = coding.stored_arrays({"bits": rng.integers(2, 5, C).astype(np.uint8), "scale": rng.random(C).astype(np.float32),
-                                 "axis": axis})
-    lm = coding.measure_layouts(x, axis, name="blk.conv", arrays=meta, clusters=(2, 4))
+    meta = entropy.metadata_arrays("blk.conv", {"bits": rng.integers(2, 5, C).astype(np.uint8),
+                                                "scale": rng.random(C).astype(np.float32), "axis": axis})
+    lm = coding.measure_layouts(x, axis, name="blk.conv", quant=meta, clusters=(2, 4))
     assert {"single", "bitwidth", "cluster2"} <= set(lm.choices)
     for name, choice in lm.choices.items():
         fi = entropy.save(tmp_path / f"{name}.hqt", {"blk.conv": x}, channel_axis=axis, quant={"blk.conv": meta},
@@ -113,15 +113,22 @@ def test_stream_modes_are_the_files():
         assert got == {m: modes.count(m) for m in set(modes)}
 
 
-def test_stored_arrays_are_what_the_file_stores(tmp_path):
+def test_metadata_is_measured_as_the_file_stores_it(tmp_path):
+    """Python numbers in the quantization metadata are stored as int64/float64/bool arrays, ``None`` left out; the
+    measured metadata bytes are the written record's, and the coded bits exclude exactly them."""
     meta = {"scale": np.float32([0.5, 0.25]), "zero_point": np.int8([0, 1]), "bits": 4, "ratio": 0.5,
             "signed": True, "axis": None}
-    arrays = coding.stored_arrays(meta)
-    assert set(arrays) == {"scale", "zero_point", "bits", "ratio", "signed"}
-    assert arrays["bits"].dtype == np.int64 and arrays["ratio"].dtype == np.float64 and arrays["signed"].dtype == bool
     x = np.arange(8, dtype=np.uint8).reshape(2, 4)
-    fi = entropy.save(tmp_path / "m.hqt", {"t": x}, quant={"t": meta})
-    assert fi.tensor("t").metadata_bytes == sum(entropy.array_record_bytes(k, v) for k, v in arrays.items())
+    lm = coding.measure_layouts(x, None, name="t", quant=meta)
+    assert set(lm.arrays) == {"scale", "zero_point", "bits", "ratio", "signed"}
+    assert lm.arrays["bits"].dtype == np.int64 and lm.arrays["ratio"].dtype == np.float64
+    assert lm.arrays["signed"].dtype == bool and lm.arrays["scale"].dtype == np.float32
+    t = entropy.save(tmp_path / "m.hqt", {"t": x}, quant={"t": meta}).tensor("t")
+    bare = entropy.save(tmp_path / "b.hqt", {"t": x}).tensor("t")
+    assert t.metadata_bytes == lm.arrays_bytes > 0 and bare.metadata_bytes == 0
+    assert 8 * bare.total_bytes == lm.coded_bits() == 8 * (t.total_bytes - t.metadata_bytes)
+    with pytest.raises(AnalysisError, match="'t'.*'name'"):
+        coding.measure_layouts(x, None, name="t", quant={"name": np.array(["conv"])})
 
 
 def test_bad_input():

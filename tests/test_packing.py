@@ -59,8 +59,7 @@ def test_packing_sizes_and_round_trips():
     levels = np.array([2, 4, 4, 16, 16, 16, 64, 1, 8, 8])
     m = 301
     rows = _mixed(rng, levels, m).astype(np.uint8)
-    arrays = coding.stored_arrays({"bits": np.log2(levels).astype(np.float32)})  # what the file stores per channel
-    lm = coding.measure_layouts(rows, 0, name="mix", arrays=arrays)
+    lm = coding.measure_layouts(rows, 0, name="mix", quant={"bits": np.log2(levels).astype(np.float32)})
     res = packing.packing_sizes(lm, levels, layer="mix")
     w = packing.channel_widths(levels)
     assert res.widest_bits == len(packing.pack_rows(rows, np.full(levels.size, w.max()))) == rows.size * 6
@@ -69,7 +68,7 @@ def test_packing_sizes_and_round_trips():
     assert res.huffman_bitwidth_bits == lm.coded_bits(lm.choices["bitwidth"])
     done = packing.pack_layer(rows, res, levels)
     assert done.widest_ok and done.dense_ok and done.huffman_ok is None
-    done = packing.check_huffman(rows, 0, done, arrays)  # writes (iii) and (iv), decodes, compares sizes
+    done = packing.check_huffman(rows, 0, done, lm.arrays)  # writes (iii) and (iv), decodes, compares sizes
     assert done.huffman_ok
     row = done.as_row()
     assert row["lossless"] is True

@@ -121,15 +121,14 @@ def analyze_tensors(
     zs = {"activations": 1 << 15, "weights": 1 << 17}
     if zstd_sample_bytes is not None:
         zs.update(zstd_sample_bytes)
-    arrays = [coding.stored_arrays(t.quant) for t in inputs]
 
     def sized(i: int) -> tuple[Any, coding.LayoutMeasures]:
         t = inputs[i]
         t0 = time.perf_counter()
         tc = coding.tensor_counts(t.codes, t.channel_axis)
         t0 = tick("counts_s", t0)
-        lm = coding.measure_layouts(t.codes, t.channel_axis, name=t.layer, arrays=arrays[i], max_code_length=max_code_length,
-                                    chunk_size=chunk_size, clusters=clusters)
+        lm = coding.measure_layouts(t.codes, t.channel_axis, name=t.layer, quant=t.quant,
+                                    max_code_length=max_code_length, chunk_size=chunk_size, clusters=clusters)
         tick("layouts_s", t0)
         return tc, lm
 
@@ -143,7 +142,7 @@ def analyze_tensors(
         pk = packing.pack_layer(rows, packing.packing_sizes(lm, t.levels, layer=t.layer), t.levels, t.qmin,
                                 widest=verify_huffman_packing)
         if verify_huffman_packing:
-            pk = packing.check_huffman(t.codes, t.channel_axis, pk, arrays[i], max_code_length=max_code_length,
+            pk = packing.check_huffman(t.codes, t.channel_axis, pk, lm.arrays, max_code_length=max_code_length,
                                        chunk_size=chunk_size)
         t0 = tick("packing_s", t0)
         zbpv, zfrac = packing.zstd_bits_per_value(rows, widths, t.qmin, sample_bytes=zs.get(t.kind))
@@ -196,7 +195,7 @@ def analyze_tensors(
             # a second search
             plan = entropy.plan_file(
                 {inputs[i].layer: inputs[i].codes for i in idx}, {"content": kind, **(metadata or {})},
-                quant={inputs[i].layer: arrays[i] for i in idx},
+                quant={inputs[i].layer: lm.arrays for i, lm in zip(idx, measures)},
                 channel_axis={inputs[i].layer: inputs[i].channel_axis for i in idx},
                 layout={inputs[i].layer: lm.best.name for i, lm in zip(idx, measures)},
                 max_code_length=max_code_length, chunk_size=chunk_size, clusters=clusters,
@@ -268,7 +267,7 @@ def closed_form_rates(inputs: Sequence[TensorInput], *, max_code_length: int = 1
     from concurrent.futures import ThreadPoolExecutor
 
     def measure(t: TensorInput) -> coding.LayoutMeasures:
-        return coding.measure_layouts(t.codes, t.channel_axis, name=t.layer, arrays=coding.stored_arrays(t.quant),
+        return coding.measure_layouts(t.codes, t.channel_axis, name=t.layer, quant=t.quant,
                                       max_code_length=max_code_length, chunk_size=chunk_size, clusters=clusters)
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # the counting kernels release the GIL
