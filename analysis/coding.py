@@ -142,4 +142,5 @@ def measure_layouts(
     except (EntropyError, ValueError) as exc:  # (layout_choices raises ValueError for an axis out of range)
         raise AnalysisError(f"{name}: {exc}") from exc
     arrays_bytes = sum(array_record_bytes(k, v) for k, v in arrays.items())
-    return LayoutMeasures(choices=choices, best=best, arrays=arrays, arrays_bytes=arrays_bytes, n_values=int(np.size(codes)))
+    return LayoutMeasures(choices=choices, best=best, arrays=arrays, arrays_bytes=arrays_bytes,
+                          n_values=int(np.size(codes)))

@@ -273,7 +273,8 @@ def check_huffman(codes: np.ndarray, axis: int | None, result: PackingResult,
             t = fi.tensor(result.layer)
             got = 8 * (t.total_bytes - t.metadata_bytes)
             if got != want[lay]:
-                raise AnalysisError(f"{result.layer}: packing {lay} takes {got} bits in a file, closed form {want[lay]}")
+                raise AnalysisError(f"{result.layer}: packing {lay} takes {got} bits in a file, "
+                                    f"closed form {want[lay]}")
     return replace(result, huffman_ok=True)
 
 

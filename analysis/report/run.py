@@ -175,7 +175,8 @@ def report(
         "zstd level 19 compresses every tensor's packed bytes in full.",
         "The naive baseline's coded bits per value are measured on its first "
         f"{cfg.baseline_rate_images} images, each tensor in the smallest of entropy's single, per-channel and "
-        "bit-width layouts (no clusters of channels), sized in closed form; its fidelity on all images." if cfg.baseline and cfg.baseline_rate_images else
+        "bit-width layouts (no clusters of channels), sized in closed form; its fidelity on all images."
+        if cfg.baseline and cfg.baseline_rate_images else
         "The naive baseline's coded bits per value are measured on all images.",
         "MSE vs α: the simulation clips Laplace(0, 1) samples to [-α, α] and rounds them to the centres of "
         "2^M equal bins, the quantizer eq. 5 models.",
