@@ -11,25 +11,26 @@ channels with ``M`` values each, this module sizes and really builds:
 
 (i) and (ii) are MSB-first bit strings (a :class:`bitarray.bitarray` of exactly the closed-form
 length) whose per-channel widths come from the quantization metadata stored anyway; (iii) and (iv)
-are the ``layer`` and ``bitwidth`` choices of :mod:`analysis.coding`, sized exactly with all their
-side information (codebooks, chunk index, tensor records). Values are packed relative to each
-channel's smallest code ``qmin[c]``.
+are entropy's ``single`` and ``bitwidth`` layouts (:func:`entropy.layout_choices`; the groups are the
+channels with the same ``bits``), sized exactly with all their side information (codebooks, chunk
+index, tensor record) except the metadata arrays, as :mod:`analysis.coding` measures them. Values are
+packed relative to each channel's smallest code ``qmin[c]``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
 from bitarray import bitarray
 
-from analysis.coding import CodingChoice, TensorCounts, coding_choices
+from analysis.coding import LayoutMeasures
 from analysis.errors import AnalysisError
 
 __all__ = [
-    "PackingResult", "channel_widths", "pack_rows", "unpack_rows", "packing_sizes", "pack_layer", "byte_pack",
-    "zstd_bits_per_value",
+    "PackingResult", "channel_widths", "pack_rows", "unpack_rows", "packing_sizes", "pack_layer", "check_huffman",
+    "byte_pack", "zstd_bits_per_value",
 ]
 
 
@@ -163,15 +164,15 @@ class PackingResult:
     widest_width: int
     widest_bits: int  # (i)
     dense_bits: int  # (ii)
-    huffman_layer: CodingChoice  # (iii)
-    huffman_bitwidth: CodingChoice | None  # (iv); None when every channel has the same width
+    huffman_layer_bits: int  # (iii)
+    huffman_bitwidth_bits: int | None  # (iv); None when every channel has the same bit width
     widest_ok: bool | None = None
     dense_ok: bool | None = None
     huffman_ok: bool | None = None
 
     def as_row(self) -> dict:
         n = max(self.n_values, 1)
-        iv = self.huffman_bitwidth if self.huffman_bitwidth is not None else self.huffman_layer
+        iv = self.huffman_bitwidth_bits if self.huffman_bitwidth_bits is not None else self.huffman_layer_bits
         return {
             "layer": self.layer,
             "n_values": self.n_values,
@@ -180,68 +181,50 @@ class PackingResult:
             "widest_width": self.widest_width,
             "widest_bpv": self.widest_bits / n,
             "dense_bpv": self.dense_bits / n,
-            "huffman_layer_bpv": self.huffman_layer.bits_per_value,
-            "huffman_bitwidth_bpv": iv.bits_per_value,
+            "huffman_layer_bpv": self.huffman_layer_bits / n,
+            "huffman_bitwidth_bpv": iv / n,
             "widest_bits": self.widest_bits,
             "dense_bits": self.dense_bits,
-            "huffman_layer_bits": self.huffman_layer.total_bits,
-            "huffman_bitwidth_bits": iv.total_bits,
+            "huffman_layer_bits": self.huffman_layer_bits,
+            "huffman_bitwidth_bits": iv,
             "lossless": all(x is not False for x in (self.widest_ok, self.dense_ok, self.huffman_ok)),
         }
 
 
-def packing_sizes(
-    tc: TensorCounts,
-    levels: np.ndarray,
-    *,
-    layer: str = "tensor",
-    choices: dict[str, CodingChoice] | None = None,
-    max_code_length: int = 12,
-    chunk_size: int = 4096,
-) -> PackingResult:
-    """Closed-form sizes of (i)-(iv) for a layer with per-channel ``levels`` (no data pass needed).
-
-    ``choices`` may pass already computed :func:`analysis.coding.coding_choices` (with
-    ``channel_bits``) to reuse their ``layer`` and ``bitwidth`` entries.
-    """
+def packing_sizes(measures: LayoutMeasures, levels: np.ndarray, *, layer: str = "tensor") -> PackingResult:
+    """Closed-form sizes of (i)-(iv) for a layer with per-channel ``levels``, from the layouts entropy sized for
+    it (:func:`analysis.coding.measure_layouts`; (iv) needs its ``bitwidth`` layout, present when the stored
+    ``bits`` differ between channels). No data pass."""
     lv = np.asarray(levels, dtype=np.int64).reshape(-1)
-    if lv.size != tc.n_channels:
-        raise AnalysisError(f"{layer}: {lv.size} channel level counts for {tc.n_channels} channels")
+    n = measures.n_values
+    if "single" not in measures.choices:
+        raise AnalysisError(f"{layer}: no single-code layout was sized")
+    if lv.size == 0 or n % lv.size:
+        raise AnalysisError(f"{layer}: {lv.size} channel level counts for {n} values")
     w = channel_widths(lv)
-    M = tc.row_length
-    if choices is None or "layer" not in choices:
-        choices = coding_choices(
-            tc, layer=layer, channel_bits=w.astype(np.float64), max_code_length=max_code_length,
-            chunk_size=chunk_size, clusters=(), pairs=False,
-        )
-    nominal = float(np.mean(np.log2(lv.astype(np.float64))))
+    M = n // lv.size
+    bw = measures.choices.get("bitwidth")
     return PackingResult(
         layer=layer,
-        n_values=tc.n_values,
-        n_channels=tc.n_channels,
-        nominal_bits=nominal,
+        n_values=n,
+        n_channels=int(lv.size),
+        nominal_bits=float(np.mean(np.log2(lv.astype(np.float64)))),
         widest_width=int(w.max()),
-        widest_bits=int(tc.n_channels * M * int(w.max())),
+        widest_bits=int(lv.size * M * int(w.max())),
         dense_bits=int(M * int(w.sum())),
-        huffman_layer=choices["layer"],
-        huffman_bitwidth=choices.get("bitwidth"),
+        huffman_layer_bits=measures.coded_bits(measures.choices["single"]),
+        huffman_bitwidth_bits=measures.coded_bits(bw) if bw is not None else None,
     )
 
 
 def pack_layer(rows: np.ndarray, result: PackingResult, levels: np.ndarray, qmin: np.ndarray | None = None, *,
-               widest: bool = True, huffman: bool = True, max_code_length: int = 12,
-               chunk_size: int = 4096) -> PackingResult:
-    """Really build (ii) (with ``widest`` also (i), with ``huffman`` also (iii) and (iv)), check their sizes
-    against the closed form and decode them.
+               widest: bool = True) -> PackingResult:
+    """Really build (ii) (with ``widest`` also (i)) from channel ``rows`` ``[C, M]``, check their sizes against
+    the closed form and decode them.
 
     Returns ``result`` with the ``*_ok`` flags set (None for a packing not built). Raises AnalysisError if a
     built size differs from the closed form.
     """
-    from dataclasses import replace
-
-    from analysis.coding import encode_choice, reassemble
-    from entropy.codec import decode
-
     w = channel_widths(levels)
     C, M = rows.shape
     wide = np.full(C, int(w.max()), dtype=np.int64)
@@ -261,16 +244,38 @@ def pack_layer(rows: np.ndarray, result: PackingResult, levels: np.ndarray, qmin
     except AnalysisError as exc:
         raise AnalysisError(f"{result.layer}: {exc}") from exc
     ok_ii = bool(np.array_equal(unpack_rows(packed_ii, w, M, qmin, rows.dtype), rows))
-    ok_h = None
-    if huffman:
-        ok_h = True
-        for ch in (result.huffman_layer, result.huffman_bitwidth):
-            if ch is None:
-                continue
-            encs = encode_choice(rows, ch, max_code_length=max_code_length, chunk_size=chunk_size)
-            back = reassemble([decode(e) for e in encs], ch, C, M, rows.dtype)
-            ok_h = ok_h and bool(np.array_equal(back, rows))
-    return replace(result, widest_ok=ok_i, dense_ok=ok_ii, huffman_ok=ok_h)
+    return replace(result, widest_ok=ok_i, dense_ok=ok_ii)
+
+
+def check_huffman(codes: np.ndarray, axis: int | None, result: PackingResult,
+                  arrays: dict[str, np.ndarray] | None = None, *, max_code_length: int = 12,
+                  chunk_size: int = 4096) -> PackingResult:
+    """Really build (iii) and (iv): write ``codes`` in entropy's ``single`` and ``bitwidth`` layouts to a
+    temporary file (``entropy.save`` with ``verify=True`` decodes it and compares it with ``codes``), and check
+    that each written tensor takes the closed-form bits. Returns ``result`` with ``huffman_ok`` set; raises
+    AnalysisError if a written size differs from the closed form."""
+    import tempfile
+    from pathlib import Path
+
+    import entropy
+    from entropy.errors import EntropyError
+
+    layouts = ["single"] + (["bitwidth"] if result.huffman_bitwidth_bits is not None else [])
+    want = {"single": result.huffman_layer_bits, "bitwidth": result.huffman_bitwidth_bits}
+    with tempfile.TemporaryDirectory(prefix="huffquant-packing-") as td:
+        for lay in layouts:
+            try:
+                fi = entropy.save(Path(td) / f"{lay}.hqt", {result.layer: codes}, channel_axis={result.layer: axis},
+                                  quant={result.layer: dict(arrays or {})}, layout=lay, durable=False, verify=True,
+                                  max_code_length=max_code_length, chunk_size=chunk_size)
+            except EntropyError as exc:
+                raise AnalysisError(f"{result.layer}: packing {lay}: {exc}") from exc
+            t = fi.tensor(result.layer)
+            got = 8 * (t.total_bytes - t.metadata_bytes)
+            if got != want[lay]:
+                raise AnalysisError(f"{result.layer}: packing {lay} takes {got} bits in a file, "
+                                    f"closed form {want[lay]}")
+    return replace(result, huffman_ok=True)
 
 
 def _rel_flat(rows: np.ndarray, qmin: np.ndarray | None, idx: np.ndarray | None = None) -> np.ndarray:

@@ -5,9 +5,9 @@ bin-allocation targets such as 5.3), activation clipping methods, per-channel al
 correction on/off. Each point runs the quantized model once on the sweep images, measures its fidelity
 (top-1 agreement, top-5 overlap, KL; top-1/top-5 accuracy with labels) and sizes the integer tensors of
 the first ``sweep_rate_images`` images exactly from their symbol counts
-(:func:`analysis.report.tensors.closed_form_rates`: the best of the layer, channel, pairs and bit-width layouts,
-every bit of side information counted). Points no other point beats in both rate and fidelity (top-1 accuracy
-with labels, else top-1 agreement) form the Pareto front.
+(:func:`analysis.report.tensors.closed_form_rates`: the smallest of entropy's single, per-channel and bit-width
+layouts, every bit of side information but the quantization parameters counted). Points no other point beats
+in both rate and fidelity (top-1 accuracy with labels, else top-1 agreement) form the Pareto front.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ The file API: :func:`save` (with :func:`plan_file` for the exact size of a file 
 :func:`write_plan` to write such a plan), :func:`load`,
 :func:`load_tensor`, :func:`load_quant`, :func:`dequantize`, :func:`info`, :class:`HQTFile`. Tensor layouts:
 :func:`layout_choices` / :func:`choose_layout`. The size arithmetic of the format (``align``,
-``tensor_record_bytes``, ``codebook_record_bytes``, ``index_bytes``, ...) is public so that no one needs to
-copy its constants.
+``tensor_record_bytes``, ``codebook_record_bytes``, ``index_bytes``, ``metadata_arrays``, ...) is public so that
+no one needs to copy its constants.
 
 The codec: :func:`encode` / :func:`decode` (plain values, pairs or run symbols, escapes for any integer
 alphabet, chosen by exact size); :func:`symbol_histograms` and :func:`plan_from_counts` give exact stream sizes
@@ -32,7 +32,7 @@ from entropy.layouts import LayoutChoice, choose_layout, layout_choices
 from entropy.lengths import code_lengths
 from entropy.measures import shannon_entropy
 from entropy.plan import StreamPlan, plan_from_counts, symbol_histograms
-from entropy.planner import FilePlan, plan_file
+from entropy.planner import FilePlan, metadata_arrays, plan_file
 from entropy.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
 from entropy.writer import save, write_plan
 
@@ -54,6 +54,7 @@ __all__ = [
     "plan_file",
     "write_plan",
     "FilePlan",
+    "metadata_arrays",
     "load",
     "load_tensor",
     "info",

@@ -26,7 +26,7 @@ from entropy.lengths import MAX_ALPHABET
 if TYPE_CHECKING:
     from entropy.fileinfo import FileInfo
 
-__all__ = ["TensorPlan", "FilePlan", "plan_file"]
+__all__ = ["TensorPlan", "FilePlan", "plan_file", "metadata_arrays"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,11 @@ def _as_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def _as_arrays(name: str, meta: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+def metadata_arrays(name: str, meta: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    """Tensor ``name``'s quantization metadata (the ``quant`` entry of :func:`entropy.save`) as the arrays the file
+    stores: Python ints as int64, floats as float64, bools as bool, ``None`` values left out. Sizes computed from
+    them (:func:`entropy.array_record_bytes`, :func:`entropy.layout_choices`) are the record's. Raises FormatError
+    for a value the format cannot store."""
     out: dict[str, np.ndarray] = {}
     for k, v in (meta or {}).items():
         if v is None:  # e.g. axis=None for per-tensor parameters: absent means None
@@ -219,7 +223,7 @@ def plan_file(
     if unknown:
         raise FormatError(f"quantization metadata given for unknown tensors: {sorted(unknown)}")
     meta = _as_metadata(metadata)
-    stored = {name: _as_arrays(name, quant.get(name)) for name in tensors}
+    stored = {name: metadata_arrays(name, quant.get(name)) for name in tensors}
     values: dict[str, np.ndarray] = {}
     choices: dict[str, LayoutChoice] = {}
     for name, t in tensors.items():

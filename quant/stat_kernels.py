@@ -5,7 +5,10 @@ about a centre ``c`` that depends on pass 1. Rows are processed one per thread, 
 (a few thousand to a few hundred thousand values) is still in cache for pass 2: the cost is close to one
 streaming pass over the tensor. The ``_LANES`` independent accumulators let LLVM keep min/max in SIMD
 registers (a single scalar min/max chain does not vectorize); float32 lane sums are flushed into float64
-every ``_LANES * _FLUSH`` values so long rows keep float64-level accuracy.
+every ``_LANES * _FLUSH`` values so long rows keep float64-level accuracy. The kernel is compiled without
+fastmath: with it, the parallel kernel as freshly compiled and as loaded from numba's cache were optimized
+differently (cf. numba issue 10617) and summed in different orders, so statistics, clipping ranges and codes
+depended on whether the cache was warm. Without reassociation every compilation gives the same sums.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ _LANES = 16
 _FLUSH = 256  # lane-sum flush period, in groups of _LANES values (4096 values)
 
 
-@nb.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+@nb.njit(parallel=True, fastmath=False, cache=True, nogil=True)  # no fastmath: see the module docstring
 def _moments(x: np.ndarray, prev_mean: np.ndarray, n_prev: float, out: np.ndarray) -> None:  # pragma: no cover
     C, n = x.shape
     L = _LANES

@@ -1,16 +1,14 @@
-"""Coding choices: counts, exact closed-form sizes against the real codec and the real file."""
+"""What the report measures on one tensor: entropies from per-channel counts, layout sizes from entropy, checked
+against independent computations and against real files."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
+import entropy
 from analysis import coding
 from analysis.errors import AnalysisError
-from entropy.codec import decode
-from entropy.container import HQTFile
 from entropy.measures import shannon_entropy
 
 
@@ -30,103 +28,107 @@ def _weights(rng, shape, lo=-8, hi=7):
 
 
 @pytest.mark.parametrize("shape,axis", [((3, 5, 4, 7), 1), ((6, 2, 3, 3), 0), ((5, 9), 1), ((11,), None)])
-def test_counts_match_bincount_per_channel(shape, axis):
+def test_entropies_match_bincount(shape, axis):
     rng = np.random.default_rng(1)
     x = rng.integers(-3, 9, shape).astype(np.int16)
     tc = coding.tensor_counts(x, axis)
     rows = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1) if axis is not None else x.reshape(1, -1)
-    assert tc.row_length == rows.shape[1]
-    for c in range(rows.shape[0]):
-        expect = np.bincount(rows[c] - x.min(), minlength=tc.value_range)
-        assert np.array_equal(tc.counts[c], expect)
-        assert tc.row_min[c] == rows[c].min() and tc.row_max[c] == rows[c].max()
-    assert np.array_equal(coding.channel_rows(x, axis), rows)
-    assert np.array_equal(coding.from_rows(rows, x.shape, axis), x)
-
-
-def test_entropy_measures_bound_code_lengths():
-    rng = np.random.default_rng(2)
-    x = _activations(rng, (4, 12, 9, 9), rng.integers(2, 6, 12))
-    tc = coding.tensor_counts(x, 1)
-    pooled = np.bincount(x.ravel())
-    assert coding.pooled_entropy(tc) == pytest.approx(shannon_entropy(pooled))
-    rows = coding.channel_rows(x, 1)
-    cond = sum(shannon_entropy(np.bincount(r)) * r.size for r in rows) / x.size
+    assert coding.pooled_entropy(tc) == pytest.approx(shannon_entropy(np.bincount(x.ravel() - x.min())))
+    cond = sum(shannon_entropy(np.bincount(r - r.min())) * r.size for r in rows) / x.size
     assert coding.channel_entropy(tc) == pytest.approx(cond)
     assert coding.channel_entropy(tc) <= coding.pooled_entropy(tc) + 1e-12
-    ch = coding.coding_choices(tc, layer="t", prune_channel=False)
-    h = coding.pooled_entropy(tc)
-    assert ch["channel"].payload_bits == coding.channel_payload_bits(tc).sum()
-    assert h <= ch["layer"].avg_code_length < h + 1
-    hc = coding.channel_entropy(tc)
-    assert hc <= ch["channel"].avg_code_length < hc + 1
-    for c in ch.values():
-        assert c.total_bits == c.payload_bits + c.codebook_bits + c.index_bits + c.record_bits + c.map_bits
-        assert c.total_bits > c.payload_bits
-    best = coding.best_choice(ch)
-    assert best.total_bits == min(c.total_bits for c in ch.values())
 
 
 @pytest.mark.parametrize(
     "make,axis",
     [
-        (lambda rng: _activations(rng, (3, 8, 7, 7), rng.integers(1, 5, 8)), 1),  # odd row length: straddling pairs
-        (lambda rng: _activations(rng, (4, 8, 6, 6), rng.integers(1, 5, 8)), 1),  # even row length
+        (lambda rng: _activations(rng, (3, 8, 7, 7), rng.integers(1, 5, 8)), 1),
+        (lambda rng: _activations(rng, (4, 24, 6, 6), rng.integers(1, 5, 24)), 1),
         (lambda rng: _weights(rng, (10, 1, 3, 3)), 0),  # depthwise: 9 values per channel
         (lambda rng: _weights(rng, (6, 4, 1, 1)), 0),
     ],
 )
-def test_closed_form_equals_codec_and_file(tmp_path, make, axis):
+def test_layout_sizes_equal_the_written_file(tmp_path, make, axis):
+    """Every layout's coded bits (metadata arrays excluded) equal what entropy.save writes for that layout,
+    and the best is what entropy.save picks on its own."""
     rng = np.random.default_rng(3)
     x = make(rng)
-    tc = coding.tensor_counts(x, axis)
-    bits = rng.integers(2, 5, tc.n_channels).astype(float)
-    choices = coding.coding_choices(tc, layer="blk.conv", channel_bits=bits, clusters=(2, 4), prune_channel=False)
-    assert {"layer", "channel", "layer-pairs", "bitwidth", "cluster2"} <= set(choices)
-    rows = coding.channel_rows(x, axis)
-    for name, ch in choices.items():
-        encs = coding.encode_choice(rows, ch)  # raises if the codec's payload differs from the closed form
-        back = coding.reassemble([decode(e) for e in encs], ch, tc.n_channels, tc.row_length, x.dtype)
-        assert np.array_equal(coding.from_rows(back, x.shape, axis), x), name
-        path = tmp_path / f"{name}.hqt"
-        info = coding.save_choices(path, [coding.LayerCoding("blk.conv", rows, ch)])
-        in_file = sum(8 * t.total_bytes for t in info.tensors)
-        assert in_file == ch.total_bits, name
-        assert in_file >= ch.payload_bits
-        with HQTFile(path) as f:
-            got = coding.load_choice(f, "blk.conv", ch, tc.n_channels, tc.row_length, x.dtype)
-            if ch.map_bits:  # the cluster map in the file says where each row goes
-                for i, s in enumerate(ch.segments):
-                    name_i = coding.segment_name("blk.conv", ch.name, i, len(ch.segments))
-                    assert np.array_equal(f.quant(name_i)["channels"], s.channels)
-        assert np.array_equal(got, rows)
+    C = x.shape[axis]
+    meta = entropy.metadata_arrays("blk.conv", {"bits": rng.integers(2, 5, C).astype(np.uint8),
+                                                "scale": rng.random(C).astype(np.float32), "axis": axis})
+    lm = coding.measure_layouts(x, axis, name="blk.conv", quant=meta, clusters=(2, 4))
+    assert {"single", "bitwidth", "cluster2"} <= set(lm.choices)
+    for name, choice in lm.choices.items():
+        fi = entropy.save(tmp_path / f"{name}.hqt", {"blk.conv": x}, channel_axis=axis, quant={"blk.conv": meta},
+                          layout=name, verify=True)
+        t = fi.tensor("blk.conv")
+        assert t.metadata_bytes == lm.arrays_bytes
+        assert 8 * (t.total_bytes - t.metadata_bytes) == lm.coded_bits(choice), name
+        assert t.payload_bits == choice.payload_bits and t.n_codebooks == len(choice.streams)
+    auto = entropy.save(tmp_path / "auto.hqt", {"blk.conv": x}, channel_axis=axis, quant={"blk.conv": meta},
+                        clusters=(2, 4)).tensor("blk.conv")
+    assert 8 * (auto.total_bytes - auto.metadata_bytes) == lm.coded_bits() == min(
+        lm.coded_bits(c) for c in lm.choices.values())
+    assert auto.layout == lm.best.layout
+    parts = lm.parts()
+    assert sum(parts.values()) == lm.coded_bits() and min(parts.values()) >= 0
+    assert parts["payload_bits"] == auto.payload_bits
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    st.integers(1, 4), st.integers(1, 6), st.integers(1, 9), st.integers(1, 20), st.integers(0, 2**31 - 1)
-)
-def test_pair_counts_closed_form_property(n, c, m, levels, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, levels, (n, c, m)).astype(np.uint8)
+def test_columns_and_the_skipped_channel_layout():
+    rng = np.random.default_rng(5)
+    x = _activations(rng, (2, 30, 3, 3), rng.integers(1, 6, 30))  # short rows: one code per channel cannot win
     tc = coding.tensor_counts(x, 1)
-    rows = coding.channel_rows(x, 1)
-    ch = coding.coding_choices(tc, layer="p", clusters=(2,))
-    for name in ("layer-pairs", "cluster2-pairs"):
-        if name in ch:
-            encs = coding.encode_choice(rows, ch[name])
-            assert sum(e.accounting.payload_bits for e in encs) == ch[name].payload_bits
+    lm = coding.measure_layouts(x, 1, name="l", clusters=(2, 4))
+    cols = lm.columns(tc)
+    clusters = [c for n, c in lm.choices.items() if n.startswith("cluster")]
+    best_cluster = min(clusters, key=lambda c: c.total_bytes)
+    assert cols["acl_cluster"] == best_cluster.avg_code_length
+    assert cols["bpv_cluster"] == lm.coded_bits(best_cluster) / x.size
+    assert cols["acl_single"] == lm.choices["single"].avg_code_length
+    assert cols["acl_bitwidth"] is None and cols["bpv_bitwidth"] is None  # no bits stored
+    assert "channel" not in lm.choices and cols["bpv_channel"] is None
+    # the skipped layout's payload: one optimal 12-bit-limited code per channel, summed independently
+    rows = np.moveaxis(x, 1, 0).reshape(30, -1)
+    pay = 0
+    for r in rows:
+        counts = np.bincount(r)
+        pay += int(np.dot(counts, entropy.code_lengths(counts, 12)))
+    assert cols["acl_channel"] == pytest.approx(pay / x.size)
 
 
-def test_wide_channels_are_not_paired():
-    # pairs need a window of at most 256 values (65536 pair symbols)
-    rng = np.random.default_rng(4)
-    x = rng.integers(0, 300, (2, 4, 50)).astype(np.uint16)
-    tc = coding.tensor_counts(x, 1)
-    assert (tc.row_max - tc.row_min >= 256).all()
-    ch = coding.coding_choices(tc, layer="w", prune_channel=False)
-    assert not any(n.endswith("-pairs") for n in ch)
-    assert "layer" in ch and "channel" in ch
+def test_stream_modes_are_the_files():
+    rng = np.random.default_rng(6)
+    sparse = (rng.random((1, 4, 64, 64)) < 0.05).astype(np.uint8) * rng.integers(1, 4, (1, 4, 64, 64)).astype(np.uint8)
+    dense = rng.integers(0, 3, (1, 4, 64, 64)).astype(np.uint8)
+    for x in (sparse, dense):
+        lm = coding.measure_layouts(x, 1, name="t")
+        text = coding.stream_modes(lm.best)
+        got = {m: int(k) for m, k in (p.split(":") for p in text.split(";"))}
+        assert sum(got.values()) == len(lm.best.streams) and set(got) <= {"plain", "pairs", "runs"}
+        import tempfile
+        with tempfile.TemporaryDirectory() as td:
+            fi = entropy.save(f"{td}/t.hqt", {"t": x}, channel_axis=1)
+        modes = [s.mode for s in fi.tensor("t").streams]
+        assert got == {m: modes.count(m) for m in set(modes)}
+
+
+def test_metadata_is_measured_as_the_file_stores_it(tmp_path):
+    """Python numbers in the quantization metadata are stored as int64/float64/bool arrays, ``None`` left out; the
+    measured metadata bytes are the written record's, and the coded bits exclude exactly them."""
+    meta = {"scale": np.float32([0.5, 0.25]), "zero_point": np.int8([0, 1]), "bits": 4, "ratio": 0.5,
+            "signed": True, "axis": None}
+    x = np.arange(8, dtype=np.uint8).reshape(2, 4)
+    lm = coding.measure_layouts(x, None, name="t", quant=meta)
+    assert set(lm.arrays) == {"scale", "zero_point", "bits", "ratio", "signed"}
+    assert lm.arrays["bits"].dtype == np.int64 and lm.arrays["ratio"].dtype == np.float64
+    assert lm.arrays["signed"].dtype == bool and lm.arrays["scale"].dtype == np.float32
+    t = entropy.save(tmp_path / "m.hqt", {"t": x}, quant={"t": meta}).tensor("t")
+    bare = entropy.save(tmp_path / "b.hqt", {"t": x}).tensor("t")
+    assert t.metadata_bytes == lm.arrays_bytes > 0 and bare.metadata_bytes == 0
+    assert 8 * bare.total_bytes == lm.coded_bits() == 8 * (t.total_bytes - t.metadata_bytes)
+    with pytest.raises(AnalysisError, match="'t'.*'name'"):
+        coding.measure_layouts(x, None, name="t", quant={"name": np.array(["conv"])})
 
 
 def test_bad_input():
@@ -134,22 +136,5 @@ def test_bad_input():
         coding.tensor_counts(np.zeros((2, 2), np.float32), 0)
     with pytest.raises(AnalysisError, match="empty"):
         coding.tensor_counts(np.zeros((0, 3), np.uint8), 1)
-    with pytest.raises(AnalysisError, match="outside the alphabet"):
-        coding.tensor_counts(np.array([[1, 9]], np.uint8), 0, value_min=0, value_max=7)
-    tc = coding.tensor_counts(np.arange(12, dtype=np.uint8).reshape(3, 4), 0)
-    with pytest.raises(AnalysisError, match="channel bit widths"):
-        coding.coding_choices(tc, channel_bits=[4, 4])
-    with pytest.raises(AnalysisError, match="no coding choice"):
-        coding.best_choice({})
-
-
-def test_channel_pruning_never_changes_the_pick():
-    rng = np.random.default_rng(5)
-    for shape in ((2, 6, 40, 40), (2, 30, 3, 3), (1, 4, 200, 200)):
-        x = _activations(rng, shape, rng.integers(1, 6, shape[1]))
-        tc = coding.tensor_counts(x, 1)
-        full = coding.coding_choices(tc, layer="l", clusters=(2,), prune_channel=False)
-        pruned = coding.coding_choices(tc, layer="l", clusters=(2,))
-        assert coding.best_choice(pruned).total_bits == coding.best_choice(full).total_bits
-        if "channel" not in pruned:  # pruned only when its exact size could not win
-            assert full["channel"].total_bits >= coding.best_choice(full).total_bits
+    with pytest.raises(AnalysisError, match="t:"):
+        coding.measure_layouts(np.zeros((2, 3), np.uint8), 4, name="t")

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import entropy
-from analysis import coding
 from analysis.cli import main
 from entropy import container as C
 from entropy import reader as R
@@ -110,21 +109,6 @@ def test_channel_layouts_beat_one_code_on_channel_structured_data(tmp_path):
     best = entropy.save(tmp_path / "b.hqt", {"a": x}, channel_axis=1, quant={"a": {"bits": bits.astype(np.uint8)}})
     assert best.tensor("a").layout in ("bitwidth", "cluster")
     assert best.file_bytes < 0.97 * single.file_bytes
-
-
-def test_save_reaches_the_reports_coded_bits():
-    """entropy's search finds at least what analysis.coding's segment choices find for the same codes. The
-    report's sizes leave out the metadata arrays and store the rows as a 2-D [C, M] tensor; the file stores
-    the tensor's real shape (8 bytes per further dimension)."""
-    rng = np.random.default_rng(5)
-    for shape in ((1, 24, 14, 14), (2, 16, 7, 7), (1, 32, 28, 28)):
-        bits = rng.integers(2, 5, shape[1])
-        x = np.minimum(_acts(rng, shape), (2**bits - 1).reshape(1, -1, 1, 1)).astype(np.uint8)
-        tc = coding.tensor_counts(x, 1)
-        report = coding.best_choice(coding.coding_choices(tc, layer="layer", channel_bits=bits.astype(np.float64)))
-        ours = entropy.choose_layout(x, name="layer", axis=1, arrays={"bits": bits.astype(np.uint8)})
-        comparable = ours.total_bytes - entropy.array_record_bytes("bits", bits.astype(np.uint8)) - 8 * (len(shape) - 2)
-        assert 8 * comparable <= report.total_bits, (ours.name, report.name)
 
 
 def test_forced_layouts_and_their_errors(tmp_path):

@@ -59,20 +59,29 @@ def test_packing_sizes_and_round_trips():
     levels = np.array([2, 4, 4, 16, 16, 16, 64, 1, 8, 8])
     m = 301
     rows = _mixed(rng, levels, m).astype(np.uint8)
-    tc = coding.tensor_counts(rows, 0)
-    res = packing.packing_sizes(tc, levels, layer="mix")
+    lm = coding.measure_layouts(rows, 0, name="mix", quant={"bits": np.log2(levels).astype(np.float32)})
+    res = packing.packing_sizes(lm, levels, layer="mix")
     w = packing.channel_widths(levels)
     assert res.widest_bits == len(packing.pack_rows(rows, np.full(levels.size, w.max()))) == rows.size * 6
     assert res.dense_bits == len(packing.pack_rows(rows, w))
-    assert res.huffman_bitwidth is not None and len(res.huffman_bitwidth.segments) == np.unique(w).size
-    done = packing.pack_layer(rows, res, levels, huffman=True)
-    assert done.widest_ok and done.dense_ok and done.huffman_ok
+    assert len(lm.choices["bitwidth"].streams) == np.unique(w).size  # one code per width group
+    assert res.huffman_bitwidth_bits == lm.coded_bits(lm.choices["bitwidth"])
+    done = packing.pack_layer(rows, res, levels)
+    assert done.widest_ok and done.dense_ok and done.huffman_ok is None
+    done = packing.check_huffman(rows, 0, done, lm.arrays)  # writes (iii) and (iv), decodes, compares sizes
+    assert done.huffman_ok
     row = done.as_row()
     assert row["lossless"] is True
     assert row["dense_bpv"] == pytest.approx(w.sum() / levels.size)
     assert row["nominal_bits"] == pytest.approx(np.mean(np.log2(levels)))
     # variable-length codes let channels of different precision share one layer: never worse than the widest
     assert row["huffman_bitwidth_bpv"] < row["widest_bpv"]
+    # without per-channel bits there is no width grouping: (iv) falls back to (iii)
+    plain = packing.packing_sizes(coding.measure_layouts(rows, 0, name="mix"), levels, layer="mix")
+    assert plain.huffman_bitwidth_bits is None
+    assert plain.as_row()["huffman_bitwidth_bits"] == plain.huffman_layer_bits
+    with pytest.raises(AnalysisError, match="level counts"):
+        packing.packing_sizes(lm, levels[:3], layer="mix")
 
 
 def test_byte_pack_and_zstd_baseline():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -13,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+import entropy
 from analysis import report as R
 from analysis.cli import main
 from analysis.errors import AnalysisError
@@ -62,22 +64,22 @@ def test_invariants_per_tensor(tiny_report):
     assert kinds == {"activations", "weights"}
     assert len(rep.layers) == 8  # 4 layers x (activations, weights)
     for r in rep.layers:
-        h, acl = r["entropy_bits"], r["acl_layer"]
-        assert h <= acl + 1e-12 and acl < h + 1, r["layer"]  # one code for the layer vs pooled entropy
-        hc = r["channel_entropy_bits"]
+        h, hc = r["entropy_bits"], r["channel_entropy_bits"]
         assert hc <= h + 1e-12
-        if r.get("acl_channel") is not None:
-            assert hc <= r["acl_channel"] + 1e-12 and r["acl_channel"] < hc + 1
+        if r.get("acl_channel") is not None and r["modes"] == f"plain:{r['n_codebooks']}" and r["layout"] == "channel":
+            assert hc <= r["acl_channel"] + 1e-12 and r["acl_channel"] < hc + 1  # per-channel singles codes
         assert r["coded_bits"] >= r["payload_bits"]  # file bits >= payload bits
         assert r["payload_bits"] == pytest.approx(r["avg_code_length"] * r["n_values"])
+        parts = ("payload_bits", "codebook_bits", "index_bits", "record_bits", "map_bits")
+        assert sum(r[k] for k in parts) == r["closed_form_bits"] and min(r[k] for k in parts) >= 0
         assert r["coded_bits"] <= r["closed_form_bits"]  # equal unless a codebook is shared across layers
         assert r["lossless"] is True and r["sha256"] == r["decoded_sha256"]
         assert r["file_bits_per_value"] >= r["coded_bits_per_value"]
         assert r["nominal_bits"] > 0
-        # the picked choice is the smallest of those sized
-        others = [r[k] for k in ("bpv_layer", "bpv_channel", "bpv_pairs", "bpv_bitwidth", "bpv_cluster")
-                  if r.get(k) is not None]
-        assert r["closed_form_bits"] / r["n_values"] <= min(others) + 1e-12
+        assert r["n_codebooks"] >= 1 and sum(int(p.split(":")[1]) for p in r["modes"].split(";")) == r["n_codebooks"]
+        # the picked layout is the smallest of those sized
+        others = [r[k] for k in ("bpv_single", "bpv_channel", "bpv_bitwidth", "bpv_cluster") if r.get(k) is not None]
+        assert r["closed_form_bits"] / r["n_values"] == pytest.approx(min(others), abs=1e-12)
 
 
 def test_packing_rows_are_exact_and_lossless(tiny_report):
@@ -91,24 +93,99 @@ def test_packing_rows_are_exact_and_lossless(tiny_report):
         assert p["dense_bpv"] >= p["nominal_bits"] - 1e-12
 
 
-def test_files_decode_to_the_reported_hashes(tiny_report):
-    rep, _, files, _ = tiny_report
+def test_files_hold_one_tensor_per_layer(tiny_report):
+    """Done when (a): each kind's file holds exactly one tensor per layer, in the layer's shape, dtype and layout,
+    and it decodes to the codes the report measured."""
+    rep, _, _, _ = tiny_report
     for kind in ("activations", "weights"):
+        rows = {r["layer"]: r for r in rep.layers if r["kind"] == kind}
         f = rep.files[kind]
         with HQTFile(f["path"]) as h:
             info = h.info()
             assert info.file_bytes == f["file_bytes"]
-            names = h.names
-        layers = {r["layer"] for r in rep.layers if r["kind"] == kind}
-        assert {n.split("#")[0] for n in names} == layers
+            assert sorted(h.names) == sorted(rows)
+            for name in h.names:
+                r, t = rows[name], info.tensor(name)
+                back = h.read(name)
+                assert "x".join(map(str, back.shape)) == r["shape"] and str(back.dtype) == r["dtype"]
+                assert hashlib.sha256(np.ascontiguousarray(back).data).hexdigest() == r["sha256"]
+                assert (t.layout, t.n_codebooks) == (r["layout"].rstrip("0123456789"), r["n_codebooks"])
+                # channels along axis 1 (activations) or 0 (weights), also for per-tensor parameters (axis -1)
+                assert t.channel_axis == (1 if kind == "activations" else 0)
+                assert h.quant(name)["axis"] in (-1, t.channel_axis)
     for kind in ("activations", "weights"):
         total_coded = sum(r["coded_bits"] for r in rep.layers if r["kind"] == kind)
         s = rep.summary[kind]
         assert s["layers_coded_bits_per_value"] == pytest.approx(total_coded / s["n_values"])
-        # the whole file: every layer's entries plus the preamble and file-level strings
+        # the whole file: every layer's tensor plus the preamble and file-level strings
         f = rep.files[kind]
         expect = (8 * f["file_bytes"] - 8 * f["quant_metadata_bytes"]) / s["n_values"]
         assert s["coded_bits_per_value"] == pytest.approx(expect) and expect > s["layers_coded_bits_per_value"]
+
+
+def test_closed_form_bits_equal_the_files(tiny_report):
+    """Done when (c): a layer's closed-form bits are its bytes in the written file; a codebook shared with
+    another tensor is counted whole in the closed form (the tensor alone) and as a share in the file."""
+    rep, _, _, _ = tiny_report
+    for kind in ("activations", "weights"):
+        info = entropy.info(rep.files[kind]["path"])
+        record = {}  # codebook id -> its whole record: the shares of all its users add up to it
+        for t in info.tensors:
+            for st in t.streams:
+                record[st.codebook_id] = record.get(st.codebook_id, 0.0) + st.codebook_bytes
+        for r in (r for r in rep.layers if r["kind"] == kind):
+            t = info.tensor(r["layer"])
+            alone = t.entry_bytes - t.metadata_bytes + t.index_bytes + t.payload_bytes + t.padding_bytes + sum(
+                record[i] for i in {st.codebook_id for st in t.streams})
+            assert r["closed_form_bits"] == pytest.approx(8 * alone, abs=1e-6)
+            assert r["coded_bits"] == pytest.approx(8 * (t.total_bytes - t.metadata_bytes))
+            if not t.codebook_shared:
+                assert r["coded_bits"] == r["closed_form_bits"]
+            assert r["quant_metadata_bits"] == 8 * t.metadata_bytes
+            assert r["payload_bits"] == t.payload_bits
+
+
+def test_cli_decode_gives_the_layer_tensors(tiny_report, tmp_path):
+    """``huffquant decode`` of the report's activations file gives each layer's tensor, in its shape and dtype,
+    bit-exact to the codes the report measured."""
+    rep, _, _, _ = tiny_report
+    out = tmp_path / "acts.npz"
+    assert main(["-q", "decode", rep.files["activations"]["path"], "-o", str(out)]) == 0
+    rows = {r["layer"]: r for r in rep.layers if r["kind"] == "activations"}
+    with np.load(out) as z:
+        assert sorted(z.files) == sorted(rows)
+        for name in z.files:
+            a = z[name]
+            assert "x".join(map(str, a.shape)) == rows[name]["shape"] and str(a.dtype) == rows[name]["dtype"]
+            assert hashlib.sha256(np.ascontiguousarray(a).data).hexdigest() == rows[name]["sha256"]
+
+
+def test_users_save_reaches_the_reports_coded_bits(tiny_report, tmp_path):
+    """Done when (b): ``entropy.save(path, {layer: codes}, channel_axis=1)`` on a layer's activation codes takes
+    the report's coded bits for that layer (its closed form; equal to the file's coded bits unless a codebook
+    is shared with another layer). With the layer's quantization metadata (its per-channel ``bits`` allow the
+    bit-width layout) it gives the report's tensor byte for byte, its metadata arrays aside."""
+    rep, _, _, _ = tiny_report
+    path = rep.files["activations"]["path"]
+    report_info = entropy.info(path)
+    plain_checked = 0
+    for r in (r for r in rep.layers if r["kind"] == "activations"):
+        name = r["layer"]
+        codes = entropy.load_tensor(path, name)
+        mine = report_info.tensor(name)
+        with_meta = entropy.save(tmp_path / "q.hqt", {name: codes}, channel_axis=1,
+                                 quant={name: entropy.load_quant(path, name)}).tensor(name)
+        assert with_meta.layout == mine.layout and with_meta.n_codebooks == mine.n_codebooks
+        assert 8 * (with_meta.total_bytes - with_meta.metadata_bytes) == r["closed_form_bits"]
+        if not mine.codebook_shared:
+            assert 8 * (with_meta.total_bytes - with_meta.metadata_bytes) == r["coded_bits"]
+            assert with_meta.payload_bits == mine.payload_bits and with_meta.entry_bytes - with_meta.metadata_bytes \
+                == mine.entry_bytes - mine.metadata_bytes
+        if r["layout"] != "bitwidth":  # a bare call has no per-channel bits, so no bit-width layout
+            bare = entropy.save(tmp_path / "b.hqt", {name: codes}, channel_axis=1).tensor(name)
+            assert bare.metadata_bytes == 0 and 8 * bare.total_bytes == r["closed_form_bits"]
+            plain_checked += 1
+    assert plain_checked
 
 
 def test_summary_and_outputs(tiny_report):
@@ -181,3 +258,20 @@ def _image_dir(tmp_path):
         Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(d / f"im{i}.png")
     (d / "broken.jpg").write_bytes(b"not an image")
     return d
+
+
+def test_shared_codebooks_are_counted_once_in_the_file(tmp_path):
+    """Two layers with the same codes get the same codebooks, stored once: each layer's closed form counts them
+    whole (the tensor alone, as entropy.save writes it), the file's coded bits count its share."""
+    rng = np.random.default_rng(0)
+    x = np.clip(np.round(np.maximum(rng.laplace(0, 2, (2, 6, 10, 10)), 0)), 0, 15).astype(np.uint8)
+    ins = [R.TensorInput(n, "activations", x.copy(), 1, 16, 0) for n in ("a", "b")]
+    results, files = R.analyze_tensors(ins, files_dir=tmp_path, zstd_sample_bytes={"activations": 256})
+    a, b = (r.row for r in results)
+    info = entropy.info(files["activations"]["path"])
+    assert info.tensor("a").codebook_shared and info.tensor("b").codebook_shared
+    assert a["closed_form_bits"] == b["closed_form_bits"] and a["lossless"] and b["lossless"]
+    stored_once = a["closed_form_bits"] + b["closed_form_bits"] - a["coded_bits"] - b["coded_bits"]
+    assert stored_once == 8 * info.codebook_bytes > 0
+    alone = entropy.save(tmp_path / "alone.hqt", {"a": x}, channel_axis=1).tensor("a")
+    assert 8 * alone.total_bytes == a["closed_form_bits"]

@@ -16,7 +16,7 @@ DESCRIPTION = (
     "allocation and bias correction, plus the naive per-channel min/max baseline), export its integer\n"
     "activations and weights, Huffman-code them in the smallest layout per layer, write and verify real .hqt\n"
     "files, and report per layer: nominal bits, pooled and per-channel entropy, average code length of every\n"
-    "coding choice, coded bits from the file, zstd -19, mixed-precision packings and the step ratio.\n"
+    "layout of the format, coded bits from the file, zstd -19, mixed-precision packings and the step ratio.\n"
     "Writes report.md, layers.csv, summary.json (and sweep.csv with --sweep) and figures/*.png|pdf to --out."
 )
 EPILOG = """examples:

@@ -26,12 +26,12 @@ __all__ = ["Report", "LAYER_COLUMNS", "SWEEP_COLUMNS"]
 
 #: Columns of layers.csv, in order (documented in the README).
 LAYER_COLUMNS = (
-    "index", "layer", "kind", "shape", "n_values", "n_channels",
+    "index", "layer", "kind", "shape", "dtype", "n_values", "n_channels",
     "nominal_bits", "entropy_bits", "channel_entropy_bits",
-    "acl_layer", "acl_channel", "acl_pairs", "acl_bitwidth", "acl_cluster",
-    "bpv_layer", "bpv_channel", "bpv_pairs", "bpv_bitwidth", "bpv_cluster",
-    "choice", "segments", "avg_code_length", "payload_bits", "codebook_bits", "index_bits", "record_bits",
-    "map_bits", "closed_form_bits", "coded_bits", "coded_bits_per_value", "quant_metadata_bits",
+    "acl_single", "acl_channel", "acl_bitwidth", "acl_cluster",
+    "bpv_single", "bpv_channel", "bpv_bitwidth", "bpv_cluster",
+    "layout", "n_codebooks", "modes", "avg_code_length", "payload_bits", "codebook_bits", "index_bits",
+    "record_bits", "map_bits", "closed_form_bits", "coded_bits", "coded_bits_per_value", "quant_metadata_bits",
     "file_bits_per_value", "zstd_bits_per_value", "zstd_sample_fraction",
     "pack_widest_bpv", "pack_dense_bpv", "pack_huffman_layer_bpv", "pack_huffman_bitwidth_bpv",
     "step_ratio", "fused_activation", "lossless", "sha256",

@@ -72,16 +72,17 @@ def render_markdown(rep: Report) -> str:
             continue
         out += ["", f"## Per layer: {kind} (bits per value)", ""]
         out.append(_table(
-            ["#", "layer", "nominal", "entropy", "ch. entropy", "ACL layer", "ACL channel", "ACL pairs",
-             "ACL bit-width", "ACL cluster", "picked", "coded", "zstd-19", "lossless"],
+            ["#", "layer", "nominal", "entropy", "ch. entropy", "ACL single", "ACL channel", "ACL bit-width",
+             "ACL cluster", "layout", "codes", "modes", "coded", "zstd-19", "lossless"],
             [(r["index"], r["layer"], r["nominal_bits"], r["entropy_bits"], r["channel_entropy_bits"],
-              r.get("acl_layer"), r.get("acl_channel"), r.get("acl_pairs"), r.get("acl_bitwidth"),
-              r.get("acl_cluster"), r["choice"], r.get("coded_bits_per_value"), r.get("zstd_bits_per_value"),
-              r.get("lossless")) for r in rows]))
-    out += ["", "ACL = Huffman average code length (payload bits per value) of a coding choice: one code per "
-            "layer, per channel, per layer over pairs of values, per bit-width group, and the best of K "
-            "codes shared by clusters of channels. *picked* is the choice with the fewest total bits, side "
-            "information included; *coded* is measured on the written file."]
+              r.get("acl_single"), r.get("acl_channel"), r.get("acl_bitwidth"), r.get("acl_cluster"),
+              r["layout"], r["n_codebooks"], r["modes"], r.get("coded_bits_per_value"),
+              r.get("zstd_bits_per_value"), r.get("lossless")) for r in rows]))
+    out += ["", "ACL = Huffman average code length (payload bits per value) of a layout of the .hqt format: one "
+            "code for the layer, one per channel, one per group of channels with the same bit width, and the best "
+            "of K codes shared by clusters of channels; each code in its best symbol mode (single values, pairs, "
+            "or run symbols). *layout* is the smallest with all side information, the one entropy.save picks, "
+            "with its number of codes and their modes; *coded* is measured on the written file."]
     if rep.packing:
         out += ["", "## Mixed-precision channel packing (bits per value)", ""]
         out.append(_table(
@@ -91,8 +92,8 @@ def render_markdown(rep: Report) -> str:
               p["huffman_bitwidth_bpv"], p["lossless"]) for p in rep.packing]))
         out += ["", "(i) every value at the layer's widest width; (ii) each channel bit-packed at its own width "
                 "ceil(log2 levels); (iii) one Huffman code over the layer's mixed channels; (iv) one code per "
-                "group of equal width; (iii) and (iv) include codebooks, index and records. Built sizes equal "
-                "the closed-form counts (checked)."]
+                "group of channels with the same bits; (iii) and (iv) include codebooks, index and records. Built "
+                "sizes equal the closed-form counts (checked)."]
     sr = [(r["index"], r["layer"], r.get("fused_activation", "none"), r["step_ratio"]) for r in rep.layers
           if r["kind"] == "activations" and r.get("step_ratio") is not None]
     if sr:
@@ -128,7 +129,7 @@ def _summary_table(rep: Report) -> str:
     keys = [
         ("nominal bits", "nominal_bits"), ("entropy (pooled, reference-style)", "entropy_bits"),
         ("per-channel entropy", "channel_entropy_bits"), ("Huffman avg. code length, picked", "avg_code_length"),
-        ("Huffman avg. code length, one code per layer", "acl_layer"),
+        ("Huffman avg. code length, one code per layer", "acl_single"),
         ("coded bits per value (file, all side info)", "coded_bits_per_value"),
         ("file bits per value (+ quant. parameters)", "file_bits_per_value"),
         ("zstd -19 on packed bytes", "zstd_bits_per_value"),

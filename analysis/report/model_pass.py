@@ -14,13 +14,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 
 from analysis.errors import AnalysisError
 from analysis.report.config import ReportConfig
 from analysis.report.tensors import TensorInput
 
-__all__ = ["ReportInputs", "resolve_inputs", "run_quantized", "tensor_inputs", "layout_meta"]
+__all__ = ["ReportInputs", "resolve_inputs", "run_quantized", "tensor_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +161,15 @@ def tensor_inputs(qmodel: Any, codes: Mapping[str, Any], stats: Any, cfg_abits: 
             meta = {k: v for k, v in _meta(c, p).items()}
             out.append(TensorInput(name, "activations", c.numpy(), p.axis, levels,
                                    p.qmin.cpu().numpy().reshape(-1), meta, step_ratio=rho,
-                                   fused_activation=lq.info.activation or "none"))
+                                   fused_activation=lq.info.activation or "none",
+                                   channel_axis=1 if c.dim() >= 2 else None))
         if lq.weight is not None:
             w = lq.weight
             p = w.params
             out.append(TensorInput(name, "weights", w.codes.cpu().numpy(), p.axis, p.levels.cpu().numpy().reshape(-1),
                                    p.qmin.cpu().numpy().reshape(-1), dict(w.metadata()),
-                                   fused_activation=lq.info.activation or "none"))
+                                   fused_activation=lq.info.activation or "none",
+                                   channel_axis=0 if w.codes.dim() >= 1 else None))
     return out
 
 
@@ -191,13 +192,3 @@ def _meta(codes: Any, params: Any) -> dict:
     from quant.quantizer import QuantizedTensor
 
     return dict(QuantizedTensor(codes, params).metadata())
-
-
-def layout_meta(meta: Mapping[str, Any], shape: tuple[int, ...], axis: int | None) -> dict:
-    """Quantization metadata for the channel-major layout of the report's files (channels along axis 0),
-    plus the original shape and channel axis so the file alone can rebuild the tensor."""
-    m = dict(meta)
-    m["axis"] = -1 if axis is None else 0
-    m["shape"] = np.asarray(shape, dtype=np.int64)
-    m["channel_axis"] = -1 if axis is None else int(axis)
-    return m

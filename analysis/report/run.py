@@ -17,7 +17,7 @@ from typing import Any
 from analysis.report.config import HISTOGRAM_CLIPS, ReportConfig
 from analysis.report.document import Report
 from analysis.report.figures import figure_data
-from analysis.report.model_pass import layout_meta, resolve_inputs, run_quantized, tensor_inputs
+from analysis.report.model_pass import resolve_inputs, run_quantized, tensor_inputs
 from analysis.report.summary import summarize
 from analysis.report.targets import report_targets
 from analysis.report.tensors import TensorInput, analyze_tensors, closed_form_rates
@@ -120,8 +120,6 @@ def report(
 
     # code, write, read back and verify the main configuration's tensors
     t = time.perf_counter()
-    for ti in main_inputs:
-        ti.quant = layout_meta(ti.quant, ti.codes.shape, ti.axis)
     tmp = None
     files_dir = cfg.files_dir
     if files_dir is None:
@@ -135,8 +133,8 @@ def report(
             chunk_size=cfg.chunk_size,
             zstd_sample_bytes={"activations": cfg.zstd_sample_bytes,
                                "weights": 4 * cfg.zstd_sample_bytes if cfg.zstd_sample_bytes else None},
-            verify_huffman_packing=cfg.verify_huffman_packing, clusters=cfg.clusters, progress=cfg.progress,
-            timing=coding_timing,
+            verify_huffman_packing=cfg.verify_huffman_packing, clusters=cfg.clusters, durable=tmp is None,
+            progress=cfg.progress, timing=coding_timing,
         )
     finally:
         if tmp is not None:
@@ -176,16 +174,18 @@ def report(
         "tensor; the zstd_sample_fraction column gives the share of values compressed)." if zs else
         "zstd level 19 compresses every tensor's packed bytes in full.",
         "The naive baseline's coded bits per value are measured on its first "
-        f"{cfg.baseline_rate_images} images with the layer, channel, pairs and bit-width layouts (no shared-code "
-        "clusters); its fidelity on all images." if cfg.baseline and cfg.baseline_rate_images else
+        f"{cfg.baseline_rate_images} images, each tensor in the smallest of entropy's single, per-channel and "
+        "bit-width layouts (no clusters of channels), sized in closed form; its fidelity on all images."
+        if cfg.baseline and cfg.baseline_rate_images else
         "The naive baseline's coded bits per value are measured on all images.",
         "MSE vs α: the simulation clips Laplace(0, 1) samples to [-α, α] and rounds them to the centres of "
         "2^M equal bins, the quantizer eq. 5 models.",
         (f"Activations are the integer codes of the first {cfg.activation_images} evaluation images (the reference "
          "code measures entropy per batch of 32 and averages over batches); fidelity uses every evaluation image."
          if cfg.activation_images else "Activations are the integer codes of every evaluation image."),
-        "Coding choices are sized exactly from per-channel symbol counts (one pass per tensor); only the picked "
-        "layout is encoded, written, read back and compared (SHA-256) with the exported codes.",
+        "Layouts are sized exactly from per-channel symbol counts by entropy (entropy.layout_choices); each "
+        "layer is one tensor of the .hqt file in the smallest layout, the one entropy.save picks for its channel "
+        "axis, and is read back and compared (SHA-256) with the exported codes.",
         "The step ratio uses per-tensor statistics of the FP32 calibration outputs (ACIQ Laplace vs KL at the "
         "layer's mean bit width).",
     ]

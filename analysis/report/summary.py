@@ -30,7 +30,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], files: Mapping[str, Any] | None
         n = sum(r["n_values"] for r in rs)
         s: dict[str, Any] = {"n_layers": len(rs), "n_values": n}
         for key in ("nominal_bits", "entropy_bits", "channel_entropy_bits", "avg_code_length",
-                    "acl_layer", "bpv_layer", "zstd_bits_per_value", "pack_widest_bpv", "pack_dense_bpv",
+                    "acl_single", "bpv_single", "zstd_bits_per_value", "pack_widest_bpv", "pack_dense_bpv",
                     "pack_huffman_layer_bpv", "pack_huffman_bitwidth_bpv"):
             s[key] = _wavg(rs, key)
         if all(r.get("coded_bits") is not None for r in rs):
@@ -52,7 +52,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], files: Mapping[str, Any] | None
         s["bandwidth_saved_vs_nominal"] = 1.0 - coded / s["nominal_bits"] if s["nominal_bits"] else None
         s["bandwidth_saved_vs_8bit"] = 1.0 - coded / 8.0
         s["lossless"] = all(bool(r.get("lossless", False)) for r in rs)
-        s["choices"] = {c: sum(1 for r in rs if r["choice"] == c) for c in sorted({r["choice"] for r in rs})}
+        s["layouts"] = {c: sum(1 for r in rs if r["layout"] == c) for c in sorted({r["layout"] for r in rs})}
         sr = [r for r in rs if r.get("step_ratio") is not None and math.isfinite(r["step_ratio"])]
         if sr:
             s["step_ratio_mean"] = float(np.mean([r["step_ratio"] for r in sr]))

@@ -1,12 +1,14 @@
-"""Measuring each integer tensor of the report: its coding choices, packings and zstd size, then the real file.
+"""Measuring each integer tensor of the report, writing it through entropy's file API and checking the file.
 
 Per tensor (one layer's activations or weights) :func:`analyze_tensors` gives: nominal bits per value (the mean
 of log2(levels) over channels; channels have equal sizes, so this is element-weighted), the Shannon entropy
 pooled over the layer's channels (the reference code's measure), the per-channel (conditional) entropy, the
-Huffman average code length of every coding choice of :mod:`analysis.coding`, the choice with the fewest total
-bits, the coded bits per value measured on the written file, zstd level 19 on the packed bytes, the
-mixed-precision packings of :mod:`analysis.packing`, and a lossless check (decoded == original, SHA-256 of
-both). It is torch-free: it works on integer tensors and their quantization parameters.
+average code length and size of every layout entropy sizes for it (:mod:`analysis.coding`), the smallest one
+(what :func:`entropy.save` picks), the coded bits measured on the written file, zstd level 19 on the packed
+bytes, the mixed-precision packings of :mod:`analysis.packing`, and a lossless check (decoded == original,
+SHA-256 of both). Each kind (activations, weights) is one ``.hqt`` file written with :func:`entropy.plan_file`
+and :func:`entropy.write_plan`; a layer is one tensor in it, in its own shape and dtype with its channel axis.
+It is torch-free: it works on integer tensors and their quantization parameters.
 :func:`closed_form_rates` sizes tensors from their symbol counts alone (no file), for the baseline and sweep.
 """
 
@@ -23,27 +25,23 @@ import numpy as np
 
 from analysis import coding, packing
 from analysis.errors import AnalysisError
+from entropy.channels import channel_rows
+from entropy.errors import EntropyError
 
 __all__ = ["KINDS", "TensorInput", "TensorResult", "analyze_tensors", "closed_form_rates"]
 
 KINDS = ("activations", "weights")
-
-#: Which choice names feed the acl_*/bpv_* columns (clusters: the best of any K, singles or pairs).
-_COLUMN_CHOICES = {
-    "layer": ("layer",),
-    "channel": ("channel",),
-    "pairs": ("layer-pairs",),
-    "bitwidth": ("bitwidth",),
-}
 
 
 @dataclass
 class TensorInput:
     """One integer tensor of the quantized network and what is needed to store and describe it.
 
-    ``codes``: integer codes (numpy), channels along ``axis`` (None: one channel). ``levels`` and ``qmin``:
-    per channel (or scalars), codes of channel c lie in ``[qmin[c], qmin[c] + levels[c] - 1]``.
-    ``quant``: the quantization metadata stored in the file with it (scale, zero_point, bits...).
+    ``codes``: integer codes (numpy), quantized per channel along ``axis`` (None: per tensor). ``levels`` and
+    ``qmin``: per channel of ``axis`` (or scalars), codes of channel c lie in ``[qmin[c], qmin[c] + levels[c] - 1]``.
+    ``quant``: the quantization metadata stored in the file with it (scale, zero_point, bits, axis...).
+    ``channel_axis``: the axis whose channels the coding may give codes of their own (the file's channel axis;
+    default ``axis``); a tensor quantized per tensor still has channels (1 for activations, 0 for weights).
     """
 
     layer: str
@@ -55,11 +53,14 @@ class TensorInput:
     quant: dict = field(default_factory=dict)
     step_ratio: float | None = None
     fused_activation: str = "none"  # "relu", "relu6" or "none": what the layer's output went through
+    channel_axis: int | None | str = "axis"  # "axis": the same as axis
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise AnalysisError(f"{self.layer}: kind must be one of {KINDS}, got {self.kind!r}")
         self.codes = np.asarray(self.codes)
+        if isinstance(self.channel_axis, str):
+            self.channel_axis = self.axis
         C = 1 if self.axis is None else int(self.codes.shape[self.axis])
         self.levels = np.broadcast_to(np.asarray(self.levels, dtype=np.int64).reshape(-1), (C,)).copy()
         self.qmin = np.broadcast_to(np.asarray(self.qmin, dtype=np.int64).reshape(-1), (C,)).copy()
@@ -70,28 +71,13 @@ class TensorResult:
     """Everything measured on one tensor; ``row`` is its layers.csv row."""
 
     row: dict
-    choices: dict[str, coding.CodingChoice]
-    best: coding.CodingChoice
+    layouts: coding.LayoutMeasures
     packing: packing.PackingResult
     channel_bits: np.ndarray  # nominal bits per channel (log2 levels)
 
 
-def _choice_cols(choices: Mapping[str, coding.CodingChoice]) -> dict:
-    out: dict[str, Any] = {}
-    for col, names in _COLUMN_CHOICES.items():
-        cands = [choices[n] for n in names if n in choices]
-        c = min(cands, key=lambda c: c.total_bits) if cands else None
-        out[f"acl_{col}"] = c.avg_code_length if c else None
-        out[f"bpv_{col}"] = c.bits_per_value if c else None
-    cl = [c for n, c in choices.items() if n.startswith("cluster")]
-    c = min(cl, key=lambda c: c.total_bits) if cl else None
-    out["acl_cluster"] = c.avg_code_length if c else None
-    out["bpv_cluster"] = c.bits_per_value if c else None
-    return out
-
-
-def _sha256_rows(rows: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(rows).data).hexdigest()
+def _sha256(codes: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(codes).data).hexdigest()
 
 
 def analyze_tensors(
@@ -102,180 +88,197 @@ def analyze_tensors(
     max_code_length: int = 12,
     chunk_size: int = 4096,
     zstd_sample_bytes: Mapping[str, int | None] | None = None,
-    verify_huffman_packing: bool = False,  # also build and decode packings (i), (iii), (iv)
+    verify_huffman_packing: bool = False,  # also build packings (i), (iii) and (iv) and decode them
     clusters: tuple[int, ...] = coding.CLUSTER_COUNTS,
+    durable: bool = True,
     progress: bool = False,
     timing: dict[str, float] | None = None,
 ) -> tuple[list[TensorResult], dict[str, Any]]:
-    """Measure, code, write, decode and verify every tensor of ``inputs``.
+    """Measure, write, decode and verify every tensor of ``inputs``.
 
-    Writes ``activations.hqt`` and ``weights.hqt`` into ``files_dir`` (each layer stored in its chosen
-    layout), reads them back and checks every tensor bit-exactly. ``zstd_sample_bytes`` per kind: None
-    compresses everything, a number compresses a deterministic sample of that many packed bytes.
-    Returns the per-tensor results (in input order) and per-kind file facts (bytes, path). ``timing``
-    (optional) accumulates seconds per phase: counts, choices, packing, zstd, write, verify.
+    Writes ``activations.hqt`` and ``weights.hqt`` into ``files_dir`` through entropy's public file API (one
+    tensor per layer, named by the layer, with its quantization metadata, in the layout ``entropy.save`` picks
+    for its channel axis), reads every tensor back and checks it bit-exactly. ``zstd_sample_bytes`` per kind:
+    None compresses everything, a number compresses a deterministic sample of that many packed bytes.
+    ``durable=False`` skips the fsyncs of the written files. Returns the per-tensor results (in input order)
+    and per-kind file facts (bytes, path). ``timing`` (optional) accumulates seconds per phase: counts,
+    layouts, packing, zstd, hash (summed over the worker threads), then plan, write and verify.
+    Raises AnalysisError if a written size differs from the measured closed form.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
-    from entropy.container import HQTFile, save
+    import entropy
 
     tm = timing if timing is not None else {}
 
     def tick(key: str, t0: float) -> float:
         t1 = time.perf_counter()
-        tm[key] = tm.get(key, 0.0) + t1 - t0  # summed over worker threads
+        tm[key] = tm.get(key, 0.0) + t1 - t0
         return t1
 
     zs = {"activations": 1 << 15, "weights": 1 << 17}
     if zstd_sample_bytes is not None:
         zs.update(zstd_sample_bytes)
 
-    def one(i: int, t: TensorInput) -> tuple[TensorResult, coding.LayerCoding, list]:
+    def sized(i: int) -> tuple[Any, coding.LayoutMeasures]:
+        t = inputs[i]
         t0 = time.perf_counter()
-        tc = coding.tensor_counts(t.codes, t.axis)
+        tc = coding.tensor_counts(t.codes, t.channel_axis)
         t0 = tick("counts_s", t0)
-        widths = packing.channel_widths(t.levels)
+        lm = coding.measure_layouts(t.codes, t.channel_axis, name=t.layer, quant=t.quant,
+                                    max_code_length=max_code_length, chunk_size=chunk_size, clusters=clusters)
+        tick("layouts_s", t0)
+        return tc, lm
+
+    def measured(i: int) -> TensorResult:
+        t = inputs[i]
+        tc, lm = sizes[i].result()
+        t0 = time.perf_counter()
         chan_bits = np.log2(t.levels.astype(np.float64))
-        choices = coding.coding_choices(
-            tc, layer=t.layer, channel_bits=widths.astype(np.float64), max_code_length=max_code_length,
-            chunk_size=chunk_size, clusters=clusters,
-        )
-        best = coding.best_choice(choices)
-        extra = {}
-        if "channel" not in choices and tc.n_channels > 1:
-            extra["acl_channel"] = float(coding.channel_payload_bits(tc, max_code_length).sum()) / tc.n_values
-        t0 = tick("choices_s", t0)
-        pk = packing.packing_sizes(tc, t.levels, layer=t.layer, choices=choices)
-        rows = coding.channel_rows(t.codes, t.axis)
-        pk = packing.pack_layer(rows, pk, t.levels, t.qmin, widest=verify_huffman_packing,
-                                huffman=verify_huffman_packing, max_code_length=max_code_length,
-                                chunk_size=chunk_size)
+        widths = packing.channel_widths(t.levels)
+        rows = channel_rows(t.codes, t.axis)
+        pk = packing.pack_layer(rows, packing.packing_sizes(lm, t.levels, layer=t.layer), t.levels, t.qmin,
+                                widest=verify_huffman_packing)
+        if verify_huffman_packing:
+            pk = packing.check_huffman(t.codes, t.channel_axis, pk, lm.arrays, max_code_length=max_code_length,
+                                       chunk_size=chunk_size)
         t0 = tick("packing_s", t0)
         zbpv, zfrac = packing.zstd_bits_per_value(rows, widths, t.qmin, sample_bytes=zs.get(t.kind))
         t0 = tick("zstd_s", t0)
-        digest = _sha256_rows(t.codes)
-        t0 = tick("hash_s", t0)
-        encs = coding.encode_choice(rows, best, max_code_length=max_code_length, chunk_size=chunk_size)
-        tick("encode_s", t0)
+        digest = _sha256(t.codes)
+        tick("hash_s", t0)
+        best = lm.best
+        pk_row = pk.as_row()
         row = {
             "index": i,
             "layer": t.layer,
             "kind": t.kind,
             "shape": "x".join(str(d) for d in t.codes.shape),
+            "dtype": str(t.codes.dtype),
             "n_values": tc.n_values,
             "n_channels": tc.n_channels,
             "nominal_bits": float(np.mean(chan_bits)),
             "entropy_bits": coding.pooled_entropy(tc),
             "channel_entropy_bits": coding.channel_entropy(tc),
-            **_choice_cols(choices),
-            **extra,
-            "choice": best.name,
-            "segments": len(best.segments),
+            **lm.columns(tc, max_code_length),
+            "layout": best.name,
+            "n_codebooks": len(best.streams),
+            "modes": coding.stream_modes(best),
             "avg_code_length": best.avg_code_length,
-            "payload_bits": best.payload_bits,
-            "codebook_bits": best.codebook_bits,
-            "index_bits": best.index_bits,
-            "record_bits": best.record_bits,
-            "map_bits": best.map_bits,
-            "closed_form_bits": best.total_bits,
+            **lm.parts(),
+            "closed_form_bits": lm.coded_bits(),
             "zstd_bits_per_value": zbpv,
             "zstd_sample_fraction": zfrac,
-            "pack_widest_bpv": pk.widest_bits / tc.n_values,
-            "pack_dense_bpv": pk.dense_bits / tc.n_values,
-            "pack_huffman_layer_bpv": pk.huffman_layer.bits_per_value,
-            "pack_huffman_bitwidth_bpv": (pk.huffman_bitwidth or pk.huffman_layer).bits_per_value,
-            "pack_lossless": pk.as_row()["lossless"],
+            "pack_widest_bpv": pk_row["widest_bpv"],
+            "pack_dense_bpv": pk_row["dense_bpv"],
+            "pack_huffman_layer_bpv": pk_row["huffman_layer_bpv"],
+            "pack_huffman_bitwidth_bpv": pk_row["huffman_bitwidth_bpv"],
+            "pack_lossless": pk_row["lossless"],
             "step_ratio": t.step_ratio,
             "fused_activation": t.fused_activation,
             "sha256": digest,
         }
-        res = TensorResult(row=row, choices=choices, best=best, packing=pk, channel_bits=chan_bits)
-        return res, coding.LayerCoding(t.layer, rows, best, dict(t.quant)), encs
+        return TensorResult(row=row, layouts=lm, packing=pk, channel_bits=chan_bits)
 
-    # two workers: the numba kernels, zstd and hashlib release the GIL, so coding one tensor overlaps
-    # with choosing the layout of the next
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(one, i, t) for i, t in enumerate(inputs)]
-        done = [f.result() for f in tqdm(futures, desc="coding", unit="tensor", disable=not progress)]
-    results = [d[0] for d in done]
-    by_key = {(r.row["kind"], r.row["layer"]): r for r in results}
-    originals = {(t.kind, t.layer): t for t in inputs}
-    files: dict[str, Any] = {}
-    Path(files_dir).mkdir(parents=True, exist_ok=True)
-    for kind in KINDS:
-        items = [(lc, encs) for (r, lc, encs) in done if r.row["kind"] == kind]
-        if not items:
-            continue
+    def write_and_check(kind: str, idx: list[int], measures: list[coding.LayoutMeasures]) -> dict[str, Any]:
+        """Write one kind's file through entropy's API, check its sizes against the measures, read every tensor
+        back and compare it with the codes (``checks[i]``: None when equal, else the decoded tensor's SHA-256)."""
         path = Path(files_dir) / f"{kind}.hqt"
-        meta = {"content": kind, **(metadata or {})}
+        names = [inputs[i].layer for i in idx]
+        if len(set(names)) != len(names):
+            raise AnalysisError(f"two {kind} tensors have the same layer name")
         t0 = time.perf_counter()
-        tensors, quant = coding.file_entries([lc for lc, _ in items], [e for _, e in items])
-        info = save(path, tensors, metadata=meta, quant=quant, max_code_length=max_code_length,
-                    chunk_size=chunk_size)
-        t0 = tick("write_s", t0)
-        tinfo = {ti.name: ti for ti in info.tensors}
+        try:
+            # the layout the measures found smallest is the one entropy.save picks; naming it spares the planner
+            # a second search
+            plan = entropy.plan_file(
+                {inputs[i].layer: inputs[i].codes for i in idx}, {"content": kind, **(metadata or {})},
+                quant={inputs[i].layer: lm.arrays for i, lm in zip(idx, measures)},
+                channel_axis={inputs[i].layer: inputs[i].channel_axis for i in idx},
+                layout={inputs[i].layer: lm.best.name for i, lm in zip(idx, measures)},
+                max_code_length=max_code_length, chunk_size=chunk_size, clusters=clusters,
+            )
+            for tp, lm in zip(plan.tensors, measures):
+                if tp.choice.name != lm.best.name or tp.choice.total_bytes != lm.best.total_bytes:
+                    raise AnalysisError(f"{path}: tensor {tp.name!r}: entropy plans {tp.choice.name} in "
+                                        f"{tp.choice.total_bytes} bytes, the measures {lm.best.name} in "
+                                        f"{lm.best.total_bytes}")
+            t0 = tick("plan_s", t0)
+            info = entropy.write_plan(plan, path, durable=durable)
+            t0 = tick("write_s", t0)
+            if info.file_bytes != plan.file_bytes:
+                raise AnalysisError(f"{path}: {info.file_bytes} bytes written, {plan.file_bytes} planned")
+            with entropy.HQTFile(path) as hqt:
+                for i in idx:
+                    want, back = inputs[i].codes, hqt.read(inputs[i].layer)
+                    same = back.shape == want.shape and back.dtype == want.dtype and np.array_equal(back, want)
+                    checks[i] = None if same else _sha256(back)
+        except EntropyError as exc:
+            raise AnalysisError(f"{path}: {exc}") from exc
+        tick("verify_s", t0)
+        return {"path": str(path), "file_bytes": info.file_bytes, "n_values": info.n_values,
+                "file_bits_per_value": 8 * info.file_bytes / max(info.n_values, 1), "info": info}
 
-        def verify(f: HQTFile, lc: coding.LayerCoding) -> tuple[str, bool]:
-            src_t = originals[(kind, lc.name)]
-            rows = coding.load_choice(f, lc.name, lc.choice, lc.rows.shape[0], lc.rows.shape[1],
-                                      src_t.codes.dtype)
-            back = coding.from_rows(rows, src_t.codes.shape, src_t.axis)
-            same = back.shape == src_t.codes.shape and back.dtype == src_t.codes.dtype and \
-                np.array_equal(back, src_t.codes)
-            return (by_key[(kind, lc.name)].row["sha256"] if same else _sha256_rows(back)), same
-
-        # one reader (its header is parsed and checked once); reads are independent, so two threads share it
-        with HQTFile(path) as hqt, ThreadPoolExecutor(max_workers=2) as pool:
-            checks = list(pool.map(lambda lc: verify(hqt, lc), [lc for lc, _ in items]))
+    Path(files_dir).mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {}
+    checks: dict[int, str | None] = {}
+    # two workers (the numba kernels, zstd and hashlib release the GIL): first every tensor's layouts, which the
+    # files need, then its packings, zstd size and hash, while this thread writes and reads back the files
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        sizes = [pool.submit(sized, i) for i in range(len(inputs))]
+        done = [pool.submit(measured, i) for i in range(len(inputs))]
+        for kind in KINDS:
+            idx = [i for i, t in enumerate(inputs) if t.kind == kind]
+            if idx:
+                files[kind] = write_and_check(kind, idx, [sizes[i].result()[1] for i in idx])
+        results = [f.result() for f in tqdm(done, desc="coding", unit="tensor", disable=not progress)]
+    for kind, f in files.items():
+        info = f.pop("info")
         quant_bytes_total = 0
-        for (lc, _), (digest, same) in zip(items, checks):
-            r = by_key[(kind, lc.name)]
-            n_seg = len(lc.choice.segments)
-            names = [coding.segment_name(lc.name, lc.choice.name, j, n_seg) for j in range(n_seg)]
-            total_bytes = sum(tinfo[nm].total_bytes for nm in names)
-            meta_bytes = sum(tinfo[nm].metadata_bytes for nm in names)
-            quant_bytes = meta_bytes - lc.choice.map_bits // 8
-            quant_bytes_total += quant_bytes
-            coded_bits = 8 * (total_bytes - quant_bytes)
-            n = r.row["n_values"]
-            r.row.update(
+        for i, t in enumerate(inputs):
+            if t.kind != kind:
+                continue
+            r = results[i].row
+            ti = info.tensor(t.layer)
+            quant_bytes_total += ti.metadata_bytes
+            # the tensor's share of the file: a codebook identical to another tensor's is stored once and shared
+            coded_bits = 8 * (ti.total_bytes - ti.metadata_bytes)
+            n = r["n_values"]
+            r.update(
                 coded_bits=coded_bits,
                 coded_bits_per_value=coded_bits / n,
-                quant_metadata_bits=8 * quant_bytes,
-                file_bits_per_value=8 * total_bytes / n,
-                lossless=bool(same and digest == r.row["sha256"] and r.row["pack_lossless"]),
-                decoded_sha256=digest,
+                quant_metadata_bits=8 * ti.metadata_bytes,
+                file_bits_per_value=8 * ti.total_bytes / n,
+                lossless=bool(checks[i] is None and r["pack_lossless"]),
+                decoded_sha256=r["sha256"] if checks[i] is None else checks[i],
             )
-        tick("verify_s", t0)
-        files[kind] = {
-            "path": str(path),
-            "file_bytes": info.file_bytes,
-            "n_values": info.n_values,
-            "quant_metadata_bytes": quant_bytes_total,
-            "coded_bits_per_value": 8 * (info.file_bytes - quant_bytes_total) / max(info.n_values, 1),
-            "file_bits_per_value": 8 * info.file_bytes / max(info.n_values, 1),
-        }
+        f.update(quant_metadata_bytes=quant_bytes_total,
+                 coded_bits_per_value=8 * (info.file_bytes - quant_bytes_total) / max(info.n_values, 1))
     return results, files
 
 
 def closed_form_rates(inputs: Sequence[TensorInput], *, max_code_length: int = 12, chunk_size: int = 4096,
-                      clusters: tuple[int, ...] = (8,)) -> dict[str, dict[str, float]]:
-    """Per kind, element-weighted nominal bits, pooled entropy and coded bits per value (closed form, all
-    side information of the chosen layouts included; no file written)."""
+                      clusters: tuple[int, ...] = ()) -> dict[str, dict[str, float]]:
+    """Per kind, element-weighted nominal bits, pooled entropy and coded bits per value: each tensor in the
+    smallest of the layouts entropy sizes for it (``clusters``: the cluster counts tried; none by default, for
+    speed), every bit of side information but its metadata arrays included; no file written."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def measure(t: TensorInput) -> coding.LayoutMeasures:
+        return coding.measure_layouts(t.codes, t.channel_axis, name=t.layer, quant=t.quant,
+                                      max_code_length=max_code_length, chunk_size=chunk_size, clusters=clusters)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the counting kernels release the GIL
+        measures = list(pool.map(measure, inputs))
     acc: dict[str, dict[str, float]] = {}
-    for t in inputs:
-        tc = coding.tensor_counts(t.codes, t.axis)
-        widths = packing.channel_widths(t.levels)
-        ch = coding.coding_choices(tc, layer=t.layer, channel_bits=widths.astype(np.float64),
-                                   max_code_length=max_code_length, chunk_size=chunk_size, clusters=clusters)
-        best = coding.best_choice(ch)
+    for t, lm in zip(inputs, measures):  # summed in input order: the same floats every run
         a = acc.setdefault(t.kind, {"n": 0.0, "bits": 0.0, "nominal": 0.0, "entropy": 0.0})
-        n = tc.n_values
+        n = lm.n_values
         a["n"] += n
-        a["bits"] += best.total_bits
+        a["bits"] += lm.coded_bits()
         a["nominal"] += n * float(np.mean(np.log2(t.levels.astype(np.float64))))
-        a["entropy"] += n * coding.pooled_entropy(tc)
+        a["entropy"] += n * lm.best.entropy_bits  # order-0 entropy of the values: the pooled entropy
     return {k: {"n_values": a["n"], "coded_bits_per_value": a["bits"] / a["n"], "nominal_bits": a["nominal"] / a["n"],
                 "entropy_bits": a["entropy"] / a["n"]} for k, a in acc.items()}
