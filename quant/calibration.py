@@ -109,7 +109,7 @@ class ModelStatistics:
             for k, v in arrays.items():
                 if k.startswith(prefix) and "/" not in k[len(prefix):]:
                     d[k[len(prefix):]] = v
-            for k in ("hist", "channel_hist"):
+            for k in ("hist", "channel_hist", "sample_max", "sample_min", "tensor_sample_max", "tensor_sample_min"):
                 d.setdefault(k, None)
             try:
                 layers[name] = TensorStatistics.from_dict(d)

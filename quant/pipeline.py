@@ -280,8 +280,10 @@ def _act_params(source: Any, spec: _ActSpec, cfg: QuantConfig) -> QuantParams:
     if spec.alloc is not None and spec.per_channel:
         stat = _alloc_stat(stats.channel_view(), spec.clip)
     levels = _levels_for(spec.bits, spec.alloc, stat, cfg)
+    # offline statistics: cap at the estimated support (unseen images exceed the calibration range); a batch's
+    # own statistics (dynamic mode): the observed range is exact
     lo, hi = clip_range(stats, spec.clip, levels, signed=spec.signed, per_channel=spec.per_channel,
-                        window=cfg.clip_window)
+                        window=cfg.clip_window, extrapolate=stats is source)
     if spec.act_max is not None:  # ReLU6: nothing above 6 reaches the quantizer
         hi = torch.clamp(hi, max=spec.act_max)
         lo = torch.minimum(lo, hi)

@@ -25,6 +25,9 @@ def test_evaluate_json_on_builtin_images(capsys):
     doc = json.loads(out)
     assert doc["model"] == "efficientnet-lite0" and doc["num_images"] == 2
     assert 0.0 <= doc["top1_agreement"] <= 1.0 and 0.0 <= doc["top5_overlap"] <= 1.0
+    from quant.evaluation import binomial_ci
+
+    assert doc["top1_agreement_ci"] == list(binomial_ci(round(doc["top1_agreement"] * 2), 2))
     assert doc["kl_divergence"] >= 0.0 and doc["top1"] is None
     assert len(doc["per_layer"]) == 50 and doc["per_layer"][0]["name"] == "_conv_stem"
     assert {"weight_sqnr_db", "act_sqnr_db", "weight_bits", "act_bits"} <= set(doc["per_layer"][1])

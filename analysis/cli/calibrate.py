@@ -22,14 +22,15 @@ EPILOG = """examples:
   huffquant calibrate --model efficientnet-lite0 --images ~/photos --num-images 64 -o lite0.npz
   huffquant calibrate --model resnet18 --weights resnet18.pth --channel-histograms -o r18.npz
 
-Default images: the first 32 built-in calibration crops (see quant/PIPELINE.md).
+Default images: the 144 built-in calibration crops (disjoint from the evaluation crops; see quant/PIPELINE.md).
 """
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--images", metavar="DIR", help="calibration folder (default: built-in crops)")
-    parser.add_argument("--num-images", type=int, default=32, metavar="N", help="calibration images (default 32)")
+    parser.add_argument("--num-images", type=int, default=None, metavar="N",
+                        help="calibration images (default: all 144 built-in calibration crops, or every file of --images)")
     parser.add_argument("--channel-histograms", action="store_true",
                         help="also keep per-channel histograms (per-channel kl/percentile/mse clipping)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="statistics file to write (.npz)")
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from quant.graph import instrument
     from quant.images import builtin_images, folder_images, iter_batches
 
-    if args.num_images < 1:
+    if args.num_images is not None and args.num_images < 1:
         raise UsageError(f"--num-images must be >= 1, got {args.num_images}")
     if not args.output.endswith(".npz"):
         raise UsageError("the statistics file must end in .npz")
@@ -53,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.images:
         images = folder_images(args.images, lm.preprocessing, limit=args.num_images)
     else:
-        images = builtin_images(lm.preprocessing, args.num_images, split="calibration" if args.num_images <= 32
-                                else "all")
+        images = builtin_images(lm.preprocessing, args.num_images, split="calibration")
     inst = instrument(lm.model, ActivationSite)
     skipped: list[str] = []
 

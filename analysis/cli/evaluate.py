@@ -21,7 +21,7 @@ DESCRIPTION = (
     "Reports top-1 agreement, top-5 overlap and mean KL(FP32 || quantized) against the FP32 model, per-layer\n"
     "SQNR, and top-1/top-5 accuracy when the images have labels (--imagenet). '--clip minmax' with no other\n"
     "method is the naive baseline. Activation statistics are offline: from --stats FILE ('huffquant calibrate')\n"
-    "or from the 32 built-in calibration crops; --stats-mode dynamic takes them from each batch instead (the\n"
+    "or from the 144 built-in calibration crops; --stats-mode dynamic takes them from each batch instead (the\n"
     "reference code's default; slower)."
 )
 EPILOG = """examples:
@@ -32,8 +32,9 @@ EPILOG = """examples:
   huffquant evaluate --model resnet50 --weights resnet50.pth --imagenet ~/data/imagenet/val --device cuda
   huffquant evaluate --wbits 8 --abits 5.3 --bin-alloc activations --clip aciq-laplace
 
-Images: by default the 98 deterministic crops of seven photos shipped with scikit-image and scikit-learn
-(66 evaluation crops, 32 calibration crops; see quant/PIPELINE.md). --images DIR takes any folder (no labels);
+Images: by default deterministic crops (and mirrored crops) of nine photos shipped with scikit-image,
+scikit-learn and matplotlib: 270 evaluation crops and 144 calibration crops, disjoint samples of the same photos
+(see quant/PIPELINE.md). --images DIR takes any folder (no labels);
 --imagenet DIR an ImageFolder tree DIR/<class>/<image> (class index = the folder name if it is an integer,
 else its rank among the sorted folders, i.e. the ImageNet index for the 1000 WordNet-id folders).
 """
@@ -81,8 +82,10 @@ def add_image_arguments(parser: argparse.ArgumentParser, *, calibration: bool = 
          help="with --imagenet: text file, one class folder name per line in model index order")
     _add(parser, "--num-images", type=int, metavar="N", help="use only the first N images")
     if calibration:
-        _add(parser, "--calib-images", metavar="DIR", help="calibration folder (default: the 32 built-in crops)")
-        _add(parser, "--num-calib", type=int, default=32, metavar="N", help="calibration images (default 32)")
+        _add(parser, "--calib-images", metavar="DIR",
+             help="calibration folder (default: the built-in calibration crops, disjoint from the evaluation crops)")
+        _add(parser, "--num-calib", type=int, default=None, metavar="N",
+             help="calibration images (default: all 144 built-in calibration crops, or every file of --calib-images)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,8 +179,8 @@ def images_from_args(args: argparse.Namespace, preprocessing: Any, *, default_sp
 def calibration_from_args(args: argparse.Namespace, preprocessing: Any) -> Any:
     from quant.images import builtin_images, folder_images
 
-    n = getattr(args, "num_calib", 32)
-    if n < 1:
+    n = getattr(args, "num_calib", None)
+    if n is not None and n < 1:
         raise UsageError(f"--num-calib must be >= 1, got {n}")
     if getattr(args, "calib_images", None):
         return folder_images(args.calib_images, preprocessing, limit=n)
@@ -207,8 +210,10 @@ def print_result(res: Any, *, layers: bool, out: Any = sys.stdout) -> None:
         w(f"  skipped {len(res.skipped)} unreadable")
     w("\n")
     w(f"config {res.config.get('describe', '')}\n" if res.config.get("describe") else "")
-    w(f"top-1 agreement {res.top1_agreement * 100:.2f}%   top-5 overlap {res.top5_overlap * 100:.2f}%   "
-      f"KL(FP32||quant) {res.kl_divergence:.4f} nats   logit SQNR {_fmt_db(res.logit_sqnr_db)} dB\n")
+    lo, hi = res.top1_agreement_ci
+    w(f"top-1 agreement {res.top1_agreement * 100:.2f}% (95% CI {lo * 100:.1f}-{hi * 100:.1f}%, Wilson)   "
+      f"top-5 overlap {res.top5_overlap * 100:.2f}%   KL(FP32||quant) {res.kl_divergence:.4f} nats   "
+      f"logit SQNR {_fmt_db(res.logit_sqnr_db)} dB\n")
     if res.top1 is not None:
         w(f"top-1 {res.top1 * 100:.2f}% (FP32 {res.fp32_top1 * 100:.2f}%)   "
           f"top-5 {res.top5 * 100:.2f}% (FP32 {res.fp32_top5 * 100:.2f}%)\n")
