@@ -304,7 +304,9 @@ def evaluate_model(
         images = builtin_images(prep, None, split="evaluation")
     calib = None
     n_calib_batches = None
-    if config.abits is not None and config.stats_mode == "offline" and stats is None:
+    from quant.pipeline import needs_calibration
+
+    if needs_calibration(config, stats):
         if calibration_images is None:
             if prep is None:
                 raise QuantError("pass calibration_images= or stats= for a plain nn.Module")

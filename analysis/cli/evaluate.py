@@ -62,6 +62,27 @@ def _bits(text: str) -> float | None:
     return v
 
 
+def _layer_bits(text: str) -> float | str | None:
+    """--first-layer-bits / --classifier-bits: a number, 'fp' (FP32) or 'same' (as the rest of the network)."""
+    if text.lower() == "same":
+        return "same"
+    try:
+        v = _bits(text)
+        return "fp" if v is None else v  # "fp" (not None, which means "not given") until config_from_args
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number of bits, 'fp' or 'same', got {text!r}") from None
+
+
+def _iterations(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of iterations, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"the number of iterations must be >= 0, got {v}")
+    return v
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, --weights, --random-init, --device, --batch-size, --workers, --seed."""
     _add(parser, "--model", metavar="NAME", default=None,
@@ -88,60 +109,113 @@ def add_image_arguments(parser: argparse.ArgumentParser, *, calibration: bool = 
              help="calibration images (default: all 144 built-in calibration crops, or every file of --calib-images)")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The QuantConfig options."""
+ADAROUND_DEFAULT_ITERATIONS = 300
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True) -> None:
+    """The QuantConfig options (a --recipe preset, then every flag given overrides it); ``stats``: also --stats and
+    --stats-mode."""
+    _add(parser, "--recipe", metavar="NAME", default=None,
+         help="preset: naive (per-channel min/max), paper (ACIQ + bit allocation + bias correction) or best "
+              "(equalization + ACIQ + AdaRound + empirical bias correction; see quant/METHODS.md); the flags below "
+              "override it (default: naive)")
     _add(parser, "--wbits", type=_bits, default=4.0, metavar="B", help="weight bits, or 'fp' (default 4)")
     _add(parser, "--abits", type=_bits, default=4.0, metavar="B", help="activation bits, or 'fp' (default 4)")
     _add(parser, "--clip", default=None, metavar="METHOD",
-         help="activation clipping: minmax (default), aciq-laplace, aciq-gauss, <k>sigma, percentile:<p>, mse, kl")
-    _add(parser, "--weight-clip", default="minmax", metavar="METHOD", help="weight clipping (default minmax)")
-    _add(parser, "--clip-window", default="mean", choices=("mean", "reference", "zero"),
+         help="activation clipping: minmax (naive), aciq-laplace, aciq-gauss, <k>sigma, percentile:<p>, mse, kl")
+    _add(parser, "--weight-clip", default=None, metavar="METHOD", help="weight clipping (default minmax)")
+    _add(parser, "--clip-window", default=None, choices=("mean", "reference", "zero"),
          help="how ACIQ's alpha becomes a range (default mean)")
     _add(parser, "--per-layer", action="store_true", help="per-layer (per-tensor) ranges instead of per channel")
     _add(parser, "--per-layer-weights", action="store_true", help="per-layer ranges for weights only")
     _add(parser, "--per-layer-activations", action="store_true", help="per-layer ranges for activations only")
-    _add(parser, "--bit-alloc", default="", metavar="WHAT", help="per-channel bit allocation: weights,activations")
-    _add(parser, "--bin-alloc", default="", metavar="WHAT",
+    _add(parser, "--bit-alloc", default=None, metavar="WHAT",
+         help="per-channel bit allocation: weights,activations ('none': off)")
+    _add(parser, "--bin-alloc", default=None, metavar="WHAT",
          help="per-channel level-count allocation (fractional --wbits/--abits, e.g. 5.3): weights,activations")
-    _add(parser, "--bias-correction", nargs="?", const="both", default=None, choices=("mean", "variance", "both"),
-         help="weight bias correction (default mode when given: both)")
-    _add(parser, "--bias-correction-form", default="paper", choices=("paper", "reference"),
+    _add(parser, "--bias-correction", nargs="?", const="both", default=None,
+         choices=("mean", "variance", "both", "empirical", "none"),
+         help="weight bias correction of the paper (mean, variance, both; the default when the flag has no value), "
+              "empirical (measured on the calibration images, added to the biases) or none")
+    _add(parser, "--bias-correction-form", default=None, choices=("paper", "reference"),
          help="eq. 13 of the paper (default) or the reference code's form")
-    _add(parser, "--first-layer-bits", type=_bits, default=8.0, metavar="B",
-         help="weight bits of the first layer(s) (default 8; 'fp' = same as --wbits)")
-    _add(parser, "--classifier-bits", type=_bits, default=8.0, metavar="B",
-         help="weight and output bits of the classifier (default 8; 'fp' = same as --wbits/--abits)")
-    _add(parser, "--stats", metavar="FILE", help="offline statistics from 'huffquant calibrate'")
-    _add(parser, "--stats-mode", choices=("dynamic", "offline"), default=None,
-         help="offline (calibration images or --stats, default) or dynamic (each batch)")
+    _add(parser, "--equalize", action="store_true", default=None,
+         help="cross-layer equalization with high-bias absorption (statistics must be calibrated with it)")
+    _add(parser, "--no-equalize", dest="equalize", action="store_false", help="no equalization (overrides a recipe)")
+    _add(parser, "--adaround", type=_iterations, nargs="?", const=ADAROUND_DEFAULT_ITERATIONS, default=None,
+         metavar="N", help=f"AdaRound: learn the rounding of the weights on the calibration images, N iterations per "
+                           f"layer (default {ADAROUND_DEFAULT_ITERATIONS}; 0: off); cached in --stats files made "
+                           f"by 'huffquant calibrate --adaround'")
+    _add(parser, "--first-layer-bits", type=_layer_bits, default=None, metavar="B",
+         help="weight bits of the first layer(s): a number, 'fp' (FP32) or 'same' (as --wbits) (default 8)")
+    _add(parser, "--classifier-bits", type=_layer_bits, default=None, metavar="B",
+         help="weight and output bits of the classifier: a number, 'fp' (FP32) or 'same' (as --wbits/--abits) "
+              "(default 8)")
+    if stats:
+        _add(parser, "--stats", metavar="FILE",
+             help="offline statistics from 'huffquant calibrate' (with any AdaRound rounding and bias corrections "
+                  "it learned)")
+        _add(parser, "--stats-mode", choices=("dynamic", "offline"), default=None,
+             help="offline (calibration images or --stats, default) or dynamic (each batch)")
 
 
 def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline") -> Any:
-    """A :class:`quant.pipeline.QuantConfig` from the parsed options (UsageError on bad combinations)."""
+    """A :class:`quant.pipeline.QuantConfig` from the parsed options: the --recipe preset (default naive), then
+    every option given on the command line (UsageError on a bad value or combination)."""
     from quant.errors import QuantError
-    from quant.pipeline import QuantConfig
+    from quant.recipes import recipe_config
 
-    mode = args.stats_mode or default_mode
+    mode = getattr(args, "stats_mode", None) or default_mode
     if getattr(args, "stats", None) and mode == "dynamic":
         raise UsageError("--stats gives offline statistics; it cannot be combined with --stats-mode dynamic")
+    kw: dict[str, Any] = {"stats_mode": mode}
     per_layer = bool(getattr(args, "per_layer", False))
+    if per_layer or getattr(args, "per_layer_weights", False):
+        kw["per_channel_weights"] = False
+    if per_layer or getattr(args, "per_layer_activations", False):
+        kw["per_channel_activations"] = False
+    options = {"clip": "clip", "weight_clip": "weight_clip", "clip_window": "clip_window", "bit_alloc": "bit_alloc",
+               "bin_alloc": "bin_alloc", "bias_correction_form": "bias_correction_form", "equalize": "equalize",
+               "adaround": "adaround", "first_layer_bits": "first_layer_wbits", "classifier_bits": "classifier_bits"}
+    for opt, field in options.items():
+        v = getattr(args, opt, None)
+        if v is not None:
+            kw[field] = None if v == "fp" else v
+    for opt in ("bit_alloc", "bin_alloc"):
+        if isinstance(kw.get(opt), str) and kw[opt].strip().lower() in ("none", "off"):
+            kw[opt] = ()
+    bc = getattr(args, "bias_correction", None)
+    if bc is not None:
+        kw["bias_correction"] = None if bc == "none" else bc
     try:
-        return QuantConfig(
-            wbits=args.wbits, abits=args.abits, clip=args.clip or "minmax", weight_clip=args.weight_clip,
-            clip_window=args.clip_window,
-            per_channel_weights=not (per_layer or args.per_layer_weights),
-            per_channel_activations=not (per_layer or args.per_layer_activations),
-            bit_alloc=args.bit_alloc, bin_alloc=args.bin_alloc, bias_correction=args.bias_correction,
-            bias_correction_form=args.bias_correction_form, first_layer_wbits=args.first_layer_bits,
-            classifier_bits=args.classifier_bits, stats_mode=mode,
-        )
+        return recipe_config(getattr(args, "recipe", None) or "naive", args.wbits, args.abits, **kw)
     except QuantError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def needs_calibration_images(cfg: Any, stats: Any) -> bool:
+    """True when the run must see calibration images: offline statistics to collect, or AdaRound / empirical
+    bias correction not already stored in ``stats``."""
+    from quant.pipeline import needs_calibration
+
+    return needs_calibration(cfg, stats)
+
+
+def check_model_from_args(args: argparse.Namespace) -> None:
+    """Reject an unknown model name or a bad MODULE:FUNCTION before anything is loaded (UsageError)."""
+    from quant.errors import ModelError
+    from quant.models import DEFAULT_MODEL, check_model_name
+
+    try:
+        check_model_name(args.model or DEFAULT_MODEL)
+    except ModelError as exc:
         raise UsageError(str(exc)) from exc
 
 
 def load_model_from_args(args: argparse.Namespace) -> Any:
     from quant.models import DEFAULT_MODEL, load_model
 
+    check_model_from_args(args)
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.device.startswith("cuda"):
@@ -236,11 +310,12 @@ def run(args: argparse.Namespace) -> int:
     from quant.evaluation import evaluate_model
 
     cfg = config_from_args(args)
+    check_model_from_args(args)
     lm = load_model_from_args(args)
     images = images_from_args(args, lm.preprocessing)
     stats = ModelStatistics.load(args.stats) if args.stats else None
     calib = None
-    if cfg.abits is not None and cfg.stats_mode == "offline" and stats is None:
+    if needs_calibration_images(cfg, stats):
         calib = calibration_from_args(args, lm.preprocessing)
     torch.manual_seed(args.seed)
     res = evaluate_model(lm, cfg, images=images, calibration_images=calib, stats=stats,

@@ -121,6 +121,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--zstd-sample must be >= 0")
     if args.random_init and args.weights:
         raise UsageError("--random-init and --weights exclude each other")
+    from quant.errors import QuantError
+    from quant.recipes import check_settings
+
+    try:  # every configuration error before the model is loaded
+        check_settings(model=args.model, wbits=args.wbits, abits=args.abits, clip=args.clip, bit_alloc=args.bit_alloc,
+                       bin_alloc=args.bin_alloc, bias_correction=args.bias_correction)
+    except QuantError as exc:
+        raise UsageError(str(exc)) from exc
     from analysis.report import ReportConfig, report
     from quant.images import imagenet_folder
     from quant.models import load_model
