@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -152,4 +153,51 @@ def test_model_function_in_every_command(tmp_path, capsys, function):
     hqt = tmp_path / "m.hqt"
     code, out, _ = _run(capsys, "encode", "--model", spec, "--stats", str(stats), "--activations",
                         "--num-images", "2", "-o", str(hqt), "--json")
-    assert code == 0 and json.loads(out)["tensors"] == 6 and hqt.exists()
+    doc = json.loads(out)
+    assert code == 0 and doc["tensors"] == 6 and hqt.exists()
+    # the function's preprocessing (32x32 inputs) reached the pipeline: per image 8·16·16 values out of conv and of
+    # dw and 10 logits, plus the 8·3·3·3 + 8·3·3 + 10·8 weights
+    assert doc["n_values"] == 2 * (2 * 8 * 16 * 16 + 10) + (8 * 27 + 8 * 9 + 10 * 8)
+    out_dir = tmp_path / "rep"
+    code, out, _ = _run(capsys, "report", "--model", spec, "--num-images", "6", "--num-calibration", "6",
+                        "--batch-size", "6", "--activation-images", "2", "--no-plots", "--json", "--out", str(out_dir))
+    doc = json.loads(out)
+    assert code == 0 and doc["header"]["model"] == spec and (out_dir / "layers.csv").exists()
+    with open(out_dir / "layers.csv", newline="") as f:
+        assert {row["layer"] for row in csv.DictReader(f)} == {"conv", "dw", "fc"}
+
+
+def test_adaround_is_saved_by_calibrate_and_reused_by_evaluate(tmp_path, capsys, monkeypatch):
+    from test_models import _MODEL_FILE
+
+    import quant.adaround
+
+    path = tmp_path / "nets.py"
+    path.write_text(_MODEL_FILE)
+    spec = f"{path}:traceable"
+    stats = tmp_path / "ada.npz"
+    common = ("--model", spec, "--wbits", "3", "--abits", "8", "--first-layer-bits", "same",
+              "--classifier-bits", "same")
+    # no -q, no --json: the CLI shows AdaRound's progress bar (on stderr), one step per layer
+    code = main(["calibrate", *common, "--adaround", "40", "--num-images", "18", "-o", str(stats)])
+    out, err = capsys.readouterr()
+    assert code == 0 and "adaround" in out and "AdaRound (40 it/layer)" in err and "3/3" in err
+
+    def refuse(*a, **k):
+        raise AssertionError("AdaRound ran again instead of reusing the stored rounding")
+
+    monkeypatch.setattr(quant.adaround, "adaround_layers", refuse)
+    doc = _evaluate_model(capsys, *common, "--adaround", "40", "--stats", str(stats))
+    rtn = _evaluate_model(capsys, *common, "--stats", str(stats))
+    assert doc["config"]["adaround"] == 40 and rtn["config"]["adaround"] == 0
+    # the stored rounding changed the weights (a rounding bit per weight, not round-to-nearest)
+    assert [r["weight_sqnr_db"] for r in doc["per_layer"]] != [r["weight_sqnr_db"] for r in rtn["per_layer"]]
+    # another iteration count is another configuration: not in the file, so it would need AdaRound to run
+    with pytest.raises(AssertionError, match="AdaRound ran again"):
+        _run(capsys, "evaluate", *common, "--adaround", "41", "--stats", str(stats), "--num-images", "9")
+
+
+def _evaluate_model(capsys, *argv: str) -> dict:
+    code, out, _ = _run(capsys, "evaluate", "--num-images", "9", "--json", *argv)
+    assert code == 0
+    return json.loads(out)

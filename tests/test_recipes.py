@@ -298,3 +298,25 @@ def test_empirical_bias_correction_matches_output_means():
     with torch.no_grad():
         assert torch.equal(again(x), corr(x))
     assert evaluate(corr, [images(32, 8)]).kl_divergence < evaluate(plain, [images(32, 8)]).kl_divergence
+
+
+# ----------------------------------------------------------------------------------------------- recipes on a net
+@pytest.mark.parametrize("off", [None, "equalize", "adaround", "bias_correction"])
+def test_best_recipe_runs_every_part_and_each_flag_turns_its_part_off(off):
+    net = make_block(high_bias=True)
+    calib, test = images(24, 11), images(24, 12)
+    override = {"equalize": False, "adaround": 0, "bias_correction": None}
+    fields = {"adaround": 30}
+    if off is not None:
+        fields[off] = override[off]
+    cfg = recipe_config("best", 3, 8, **fields)
+    qm = prepare(net, cfg, calibration=[calib])
+    equalized = stats_equalized = bool(qm.stats.extra["equalized"])
+    if equalized:  # the float network the quantizer starts from has other weights than the folded original
+        equalized = any(not torch.equal(qm.floating[n].weight, qm.original[n].weight) for n in qm.layers)
+    assert equalized is stats_equalized is (off != "equalize")
+    assert (qm.adaround is not None) is (off != "adaround")
+    assert bool(qm.bias_deltas) is (off != "bias_correction")
+    if off is None:  # every part learned, none of it from the test images; the result still tracks FP32
+        naive = prepare(net, recipe_config("naive", 3, 8), calibration=[calib])
+        assert evaluate(qm, [test]).logit_sqnr_db > evaluate(naive, [test]).logit_sqnr_db

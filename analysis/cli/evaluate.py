@@ -86,7 +86,9 @@ def _iterations(text: str) -> int:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, --weights, --random-init, --device, --batch-size, --workers, --seed."""
     _add(parser, "--model", metavar="NAME", default=None,
-         help="efficientnet-lite0 (default, built in) or a torchvision model name")
+         help="efficientnet-lite0 (default, built in), a torchvision model name, or "
+              "MODULE:FUNCTION (a dotted module or path/to/file.py and a function returning an nn.Module "
+              "or (module, preprocessing dict); see README)")
     _add(parser, "--weights", metavar="PATH", help="state-dict file for the model (torchvision models)")
     _add(parser, "--random-init", action="store_true", help="allow random weights when none are found")
     _add(parser, "--device", default="cpu", metavar="cpu|cuda", help="where to run (default cpu)")

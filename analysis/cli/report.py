@@ -56,7 +56,8 @@ def _targets(text: str) -> tuple[str, ...]:
 def register(parser: argparse.ArgumentParser) -> None:
     m = parser.add_argument_group("model and images")
     m.add_argument("--model", default="efficientnet-lite0", metavar="NAME",
-                   help="built-in or torchvision model name (default efficientnet-lite0)")
+                   help="built-in or torchvision model name, or MODULE:FUNCTION (a function returning an "
+                        "nn.Module; see README) (default efficientnet-lite0)")
     m.add_argument("--weights", metavar="PATH", help="state-dict file with the model's weights")
     m.add_argument("--random-init", action="store_true", help="allow random weights (torchvision models only)")
     src = m.add_mutually_exclusive_group()
