@@ -8,6 +8,10 @@ a linear layer); per-tensor statistics are merged from the channels.
 
 File format (``.npz``, no pickle): ``__meta__`` is a JSON document (format tag, model name, image count,
 image source, per-layer scalar fields); each array field of layer ``L`` is stored under ``"L/field"``.
+What was learned on the same calibration images for one configuration can be kept with the statistics
+(:meth:`ModelStatistics.add_result`): AdaRound roundings (``kind="adaround"``, one bit per weight, arrays
+``"@adaround/<i>/<layer>"``) and empirical bias corrections (``kind="bias"``, arrays ``"@bias/<i>/<layer>"``),
+each under the key of the configuration it was learned for (``quant.pipeline.adaround_key`` / ``bias_key``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -45,6 +49,20 @@ class ModelStatistics:
     source: str = ""
     channel_histograms: bool = False
     extra: dict = field(default_factory=dict)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> configuration key -> result
+
+    RESULT_KINDS = ("adaround", "bias")
+
+    def result(self, kind: str, key: str) -> Any:
+        """What was learned for configuration ``key`` (``kind`` "adaround" or "bias"), or None."""
+        return self.results.get(kind, {}).get(key)
+
+    def add_result(self, kind: str, key: str, value: Any) -> None:
+        """Keep an AdaRound result (:class:`quant.adaround.AdaRoundResult`) or empirical bias corrections
+        (dict layer -> tensor (C_out,)) learned for configuration ``key``; saved with the statistics."""
+        if kind not in self.RESULT_KINDS:
+            raise CalibrationError(f"unknown result kind {kind!r}; expected one of {self.RESULT_KINDS}")
+        self.results.setdefault(kind, {})[key] = value
 
     def __getitem__(self, name: str) -> TensorStatistics:
         try:
@@ -79,10 +97,21 @@ class ModelStatistics:
                 else:
                     scal[k] = v
             layers_meta[name] = scal
+        results_meta: dict[str, list] = {}
+        for kind, by_key in self.results.items():
+            for i, (key, value) in enumerate(by_key.items()):
+                prefix = f"@{kind}/{i}"
+                if kind == "adaround":
+                    rmeta, rarr = value.to_arrays(prefix)
+                else:
+                    rmeta = {"layers": list(value)}
+                    rarr = {f"{prefix}/{n}": t.detach().cpu().numpy() for n, t in value.items()}
+                arrays.update(rarr)
+                results_meta.setdefault(kind, []).append({"key": key, "prefix": prefix, "meta": rmeta})
         meta = {
             "format": STATS_FORMAT, "model": self.model, "num_images": self.num_images, "source": self.source,
             "channel_histograms": self.channel_histograms, "layer_order": list(self.layers),
-            "layers": layers_meta, "extra": self.extra,
+            "layers": layers_meta, "extra": self.extra, "results": results_meta,
         }
         with open(p, "wb") as fh:
             np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
@@ -109,15 +138,31 @@ class ModelStatistics:
             for k, v in arrays.items():
                 if k.startswith(prefix) and "/" not in k[len(prefix):]:
                     d[k[len(prefix):]] = v
-            for k in ("hist", "channel_hist"):
+            for k in ("hist", "channel_hist", "sample_max", "sample_min", "tensor_sample_max", "tensor_sample_min"):
                 d.setdefault(k, None)
             try:
                 layers[name] = TensorStatistics.from_dict(d)
             except (KeyError, ValueError) as exc:
                 raise CalibrationError(f"{p}: statistics of layer {name!r} are incomplete ({exc})") from exc
+        results: dict[str, dict[str, Any]] = {}
+        for kind, entries in dict(meta.get("results", {})).items():
+            if kind not in cls.RESULT_KINDS:
+                continue
+            for e in entries:
+                prefix = e["prefix"]
+                if kind == "adaround":
+                    from quant.adaround import AdaRoundResult
+
+                    value: Any = AdaRoundResult.from_arrays(e["meta"], arrays, prefix)
+                else:
+                    try:
+                        value = {n: torch.from_numpy(arrays[f"{prefix}/{n}"]) for n in e["meta"]["layers"]}
+                    except KeyError as exc:
+                        raise CalibrationError(f"{p}: bias corrections incomplete ({exc})") from exc
+                results.setdefault(kind, {})[e["key"]] = value
         return cls(layers=layers, model=str(meta.get("model", "")), num_images=int(meta.get("num_images", 0)),
                    source=str(meta.get("source", "")), channel_histograms=bool(meta.get("channel_histograms")),
-                   extra=dict(meta.get("extra", {})))
+                   extra=dict(meta.get("extra", {})), results=results)
 
 
 def calibrate(

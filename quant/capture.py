@@ -89,6 +89,10 @@ class ActivationSite(nn.Module):
         self.check_finite = False
         self.recorder: CodeRecorder | None = None
         self.active = True  # False: the quantizer is bypassed (FP32 reference pass through the same graph)
+        self.act_hi: torch.Tensor | None = None  # per-channel upper bound of the fused activation (equalization)
+        self.mean_target: torch.Tensor | None = None  # empirical bias correction: the float output means
+        self.mean_shift: torch.Tensor | None = None  # ... and the shift applied (float64, per channel)
+        self._act_hi_shaped: torch.Tensor | None = None
         self.signal = torch.zeros((), dtype=torch.float64)  # Σ x² of the quantizer input
         self.noise = torch.zeros((), dtype=torch.float64)  # Σ (x - q(x))²
 
@@ -110,17 +114,96 @@ class ActivationSite(nn.Module):
                 f"(shape {tuple(x.shape)})"
             )
 
+    def set_activation_bound(self, hi: torch.Tensor | None) -> None:
+        """Clamp channel c of the fused activation at ``hi[c]`` instead of its usual bound (6 for ReLU6; None:
+        back to the usual bound). Cross-layer equalization scales ReLU6 channels, and their bounds with them."""
+        if hi is not None and self.info.activation is None:
+            raise QuantError(f"layer {self.info.name} has no fused activation to bound")
+        self.act_hi = None if hi is None else hi.detach().to(torch.float32)
+        self._act_hi_shaped = None
+
+    def _bound(self, x: torch.Tensor) -> torch.Tensor:
+        if self._act_hi_shaped is None or self._act_hi_shaped.dim() != x.dim() or self._act_hi_shaped.device != x.device:
+            shape = [1] * x.dim()
+            shape[1] = -1
+            self._act_hi_shaped = self.act_hi.to(x.device).reshape(shape)
+        return self._act_hi_shaped
+
     def _activation(self, x: torch.Tensor) -> torch.Tensor:
         """The fused ReLU/ReLU6 (in place when autograd is off: the site owns ``x``)."""
         act = self.info.activation
         if act is None:
             return x
+        if self.act_hi is not None:
+            hi_t = self._bound(x)
+            if torch.is_grad_enabled():
+                return torch.minimum(torch.clamp(x, min=0.0), hi_t)
+            return torch.minimum(x.clamp_(min=0.0), hi_t, out=x)
         hi = ACTIVATION_MAX.get(act)
         if torch.is_grad_enabled():
             return torch.clamp(x, 0.0, hi)
         return x.clamp_(0.0, hi)
 
+    def activation_fn(self) -> Any:
+        """The fused activation as a function of a (rows, channels) or (N, C, ...) tensor (identity if none)."""
+        act = self.info.activation
+        if act is None:
+            return lambda t: t
+        hi = self.act_hi.detach().cpu() if self.act_hi is not None else None
+        top = ACTIVATION_MAX.get(act)
+
+        def f(t: torch.Tensor) -> torch.Tensor:
+            if hi is not None:
+                shape = [1] * t.dim()
+                shape[1] = -1
+                return torch.minimum(torch.clamp(t, min=0.0), hi.to(t.device).reshape(shape))
+            return torch.clamp(t, 0.0, top)
+
+        return f
+
+    def _shift_to_target(self, x: torch.Tensor) -> torch.Tensor:
+        """Empirical bias correction (quant.bias_correction): shift each channel of ``x`` (the pre-activation values of
+        the whole data set in one batch) by the d_c that moves the channel's mean *output* (fused activation, then
+        the activation quantizer) to ``mean_target``; d is what the layer's bias must gain. The output mean is
+        monotone in d, so d is found by bisection, on at most 256 positions per image and channel."""
+        dims = [d for d in range(x.dim()) if d != 1]
+        sample = x.detach()
+        if sample.dim() > 2:
+            flat = sample.flatten(2)
+            if flat.shape[2] > 256:
+                idx = torch.linspace(0, flat.shape[2] - 1, 256, device=x.device).round().long()
+                flat = flat[:, :, idx]
+            sample = flat.reshape(*flat.shape[:2], flat.shape[2], *([1] * (x.dim() - 3)))
+        q = self.quantizer if self.active else None
+        act = self.activation_fn()
+
+        def out_mean(d: torch.Tensor) -> torch.Tensor:
+            shape = [1] * sample.dim()
+            shape[1] = -1
+            y = act(sample + d.to(sample.dtype).reshape(shape))
+            if q is not None:
+                y = q(y)
+            return y.to(torch.float64).mean(dim=dims)
+
+        target = self.mean_target.to(device=x.device, dtype=torch.float64)
+        span = sample.abs().amax(dim=dims).to(torch.float64) + target.abs() + 1.0
+        lo, hi = -span, span.clone()
+        g_lo, g_hi = out_mean(lo), out_mean(hi)
+        flat_out = g_hi <= g_lo  # the output does not depend on d (a constant channel): no shift
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            below = out_mean(mid) < target
+            lo = torch.where(below, mid, lo)
+            hi = torch.where(below, hi, mid)
+        d = torch.where(flat_out, torch.zeros_like(lo), 0.5 * (lo + hi))
+        self.mean_shift = d
+        shape = [1] * x.dim()
+        shape[1] = -1
+        return x + d.to(x.dtype).reshape(shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean_target is not None:
+            x = self._shift_to_target(x)
         if self.check_finite:
             self._check(x)
         if self.stats is not None:

@@ -17,6 +17,12 @@ with [min, max]; ``"reference"`` is the reference code's ``alpha2DeltaOffset``: 
 hi = lo + 2α (shifted up, never capped); ``"zero"`` uses [−α, α] ∩ [min, max] (the paper's zero-mean
 model). Unsigned: lo = 0, hi = max(μ, 0) + α, capped at max for "mean" and "zero" (uncapped for "reference";
 "zero" uses hi = α).
+
+From :class:`TensorStatistics` (offline calibration) the range's ends are the estimated *support* of the
+values (``extrapolate=True``, default): the observed extremes pushed out by the gap between the two most extreme
+per-sample values (see :mod:`quant.statistics`), because a few calibration images underestimate the range of
+unseen images. ``minmax`` returns that support, and every other method is capped by it instead of the observed
+[min, max]. From data (weights, dynamic statistics) the observed range is the support.
 """
 
 from __future__ import annotations
@@ -187,7 +193,8 @@ def _kl_data_hist(x2: torch.Tensor, signed: bool, bins: int) -> tuple[torch.Tens
 
 
 def clip_range(source: Any, method: str, levels: Any, *, signed: bool | None = None, per_channel: bool = False,
-               axis: int = 1, window: str = "mean", kl_bins: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+               axis: int = 1, window: str = "mean", kl_bins: int = 2048,
+               extrapolate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipping range ``(lo, hi)`` (values, float64 tensors: shape () per tensor, (C,) per channel).
 
     ``source`` is a tensor/array (``axis`` = its channel axis when ``per_channel``; 1 for NCHW activations,
@@ -195,7 +202,8 @@ def clip_range(source: Any, method: str, levels: Any, *, signed: bool | None = N
     scalar or per channel) sets the ACIQ multiplier, the KL bin count and the MSE quantizer. ``signed=None``
     infers it (unsigned when min >= 0); unsigned gives lo = 0 and the one-sided ACIQ model. ``window``: see the
     module docstring. Histogram-based methods from statistics use the collected histogram (per-channel ones
-    need ``channel_histograms=True``).
+    need ``channel_histograms=True``). ``extrapolate``: from statistics, cap at the estimated support rather than
+    the observed [min, max] (module docstring).
     """
     kind, param = parse_method(method)
     is_stats = isinstance(source, TensorStatistics)
@@ -204,6 +212,10 @@ def clip_range(source: Any, method: str, levels: Any, *, signed: bool | None = N
         if per_channel and source.axis is None:
             raise QuantError("per-channel clipping needs statistics collected with a channel axis")
         v = source.view(per_channel)
+        if signed is None:
+            signed = bool((v.min < 0).any())  # from what was seen, not from the extrapolated support
+        if extrapolate:
+            v = v.with_support()
     else:
         x = as_tensor(source)
         if not x.is_floating_point():

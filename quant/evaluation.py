@@ -2,7 +2,10 @@
 
 Fidelity measures (per image, averaged over the images):
 
-* ``top1_agreement``: fraction of images whose quantized top-1 class equals the FP32 top-1 class;
+* ``top1_agreement``: fraction of images whose quantized top-1 class equals the FP32 top-1 class, with its 95%
+  binomial confidence interval ``top1_agreement_ci`` (Wilson score interval, :func:`binomial_ci`; it treats the
+  images as independent draws, which crops of the same few photos are not: read it as a lower bound on the
+  uncertainty);
 * ``top5_overlap``: |top-5(FP32) ∩ top-5(quantized)| / 5;
 * ``kl_divergence``: KL(FP32 softmax || quantized softmax) in nats, computed from log-softmax in float64;
 * ``logit_sqnr_db``: 10·log10(Σ z² / Σ (z − ẑ)²) over all logits;
@@ -31,7 +34,10 @@ from quant.errors import QuantError
 from quant.images import DEFAULT_CALIBRATION_IMAGES, Batch, ImageSet, builtin_images, iter_batches
 from quant.pipeline import QuantizedModel, prepare
 
-__all__ = ["LayerReport", "EvaluationResult", "FidelityMeter", "evaluate", "evaluate_model", "sqnr_db"]
+__all__ = ["LayerReport", "EvaluationResult", "FidelityMeter", "evaluate", "evaluate_model", "sqnr_db", "binomial_ci",
+           "CI_METHOD"]
+
+CI_METHOD = "Wilson score interval"
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,32 @@ def sqnr_db(signal_energy: float, noise_energy: float) -> float:
     if signal_energy <= 0.0:
         return -math.inf
     return 10.0 * math.log10(signal_energy / noise_energy)
+
+
+def binomial_ci(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Confidence interval (lo, hi) of a binomial proportion: the Wilson score interval.
+
+    Chosen over the normal (Wald) interval, which collapses to a point at 0 or 1 successes out of n and
+    undercovers near the ends, and over Clopper-Pearson, which is conservative (wider than its nominal level).
+    ``p̂ = k/n``, ``z`` the two-sided normal quantile: centre ``(p̂ + z²/2n)/(1 + z²/n)``, half-width
+    ``z·sqrt(p̂(1−p̂)/n + z²/4n²)/(1 + z²/n)``. Raises :class:`QuantError` for n < 1 or k outside [0, n].
+    """
+    from statistics import NormalDist
+
+    if trials < 1 or not 0 <= successes <= trials:
+        raise QuantError(f"binomial interval needs 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
+    if not 0 < confidence < 1:
+        raise QuantError(f"confidence must be in (0, 1), got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    n = float(trials)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # exact ends at 0 and n successes (the formula gives them up to rounding)
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == trials else min(1.0, centre + half)
+    return lo, hi
 
 
 def _json_float(v: float | None) -> float | None:
@@ -79,6 +111,7 @@ class EvaluationResult:
     images: str
     num_images: int
     top1_agreement: float
+    top1_agreement_ci: tuple[float, float]  # 95% Wilson interval (binomial_ci)
     top5_overlap: float
     kl_divergence: float
     logit_sqnr_db: float
@@ -94,6 +127,7 @@ class EvaluationResult:
         """JSON-ready dict (infinite values become None)."""
         d = {k: v for k, v in asdict(self).items() if k not in ("per_layer",)}
         d["logit_sqnr_db"] = _json_float(self.logit_sqnr_db)
+        d["top1_agreement_ci"] = list(self.top1_agreement_ci)
         d["num_skipped"] = len(self.skipped)
         d["per_layer"] = [row.to_dict() for row in self.per_layer]
         return d
@@ -139,11 +173,12 @@ class FidelityMeter:
             self.correct["f1"] += int((top_r[:, :1] == lab).any(1).sum())
             self.correct["f5"] += int((top_r == lab).any(1).sum())
 
-    def summary(self) -> dict[str, float | None]:
+    def summary(self) -> dict[str, Any]:
         if self.n == 0:
             raise QuantError("no image was evaluated")
-        out: dict[str, float | None] = {
+        out: dict[str, Any] = {
             "top1_agreement": self.agree / self.n,
+            "top1_agreement_ci": binomial_ci(self.agree, self.n),
             "top5_overlap": self.overlap / self.n,
             "kl_divergence": self.kl / self.n,
             "logit_sqnr_db": sqnr_db(self.sig, self.noise),
@@ -228,7 +263,8 @@ def evaluate(
         log.warning("%d unreadable image(s) skipped", len(skipped))
     return EvaluationResult(
         model=model_name, config=qmodel.config.to_dict(), images=images, num_images=meter.n,
-        top1_agreement=float(summ["top1_agreement"]), top5_overlap=float(summ["top5_overlap"]),
+        top1_agreement=float(summ["top1_agreement"]), top1_agreement_ci=tuple(summ["top1_agreement_ci"]),
+        top5_overlap=float(summ["top5_overlap"]),
         kl_divergence=float(summ["kl_divergence"]), logit_sqnr_db=float(summ["logit_sqnr_db"]),
         top1=summ["top1"], top5=summ["top5"], fp32_top1=summ["fp32_top1"], fp32_top5=summ["fp32_top5"],
         skipped=skipped, per_layer=rows, timing=timing,
@@ -268,7 +304,9 @@ def evaluate_model(
         images = builtin_images(prep, None, split="evaluation")
     calib = None
     n_calib_batches = None
-    if config.abits is not None and config.stats_mode == "offline" and stats is None:
+    from quant.pipeline import needs_calibration
+
+    if needs_calibration(config, stats):
         if calibration_images is None:
             if prep is None:
                 raise QuantError("pass calibration_images= or stats= for a plain nn.Module")

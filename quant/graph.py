@@ -68,6 +68,8 @@ class LayerInfo:
     first: bool = False  # no other layer before it (reads the network input)
     classifier: bool = False  # its output reaches the network output through no other layer
     input_layer: str | None = None  # layer whose site output is this layer's input (through pads/views only)
+    input_padded: bool = False  # a padding op lies between input_layer's site and this layer
+    sole_consumer: str | None = None  # the one layer that reads this layer's site output (nothing else reads it)
     via_hook: bool = False  # instrumented with a forward hook (untraceable region): no fold, no fusion
 
 
@@ -162,6 +164,12 @@ def _is_passthrough(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_method":
         return node.target in _PASS_METHODS
     return False
+
+
+def _is_pad(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules.get(str(node.target)), (nn.ZeroPad2d, nn.ConstantPad2d))
+    return node.op == "call_function" and node.target is F.pad
 
 
 def _first_tensor_arg(node: fx.Node) -> fx.Node | None:
@@ -277,10 +285,29 @@ def instrument(
     # input layer: the site read by a layer through value-preserving ops only
     for node, name, _ in layer_nodes:
         src = _first_tensor_arg(node)
+        padded = False
         while src is not None and src not in site_nodes and _is_passthrough(src, modules):
+            padded = padded or _is_pad(src, modules)
             src = _first_tensor_arg(src)
         if src is not None and src in site_nodes:
             infos[name].input_layer = site_nodes[src]
+            infos[name].input_padded = padded
+    # sole consumer: every use of a site's output leads (through value-preserving ops) to the same one layer
+    layer_node_names = {node: name for node, name, _ in layer_nodes}
+    for snode, name in site_nodes.items():
+        reached: set[str] = set()
+        other = False
+        stack = list(snode.users)
+        while stack:
+            u = stack.pop()
+            if u in layer_node_names and _first_tensor_arg(u) is not None:
+                reached.add(layer_node_names[u])
+            elif _is_passthrough(u, modules):
+                stack.extend(u.users)
+            else:
+                other = True
+        if not other and len(reached) == 1:
+            infos[name].sole_consumer = next(iter(reached))
 
     gm.graph.lint()
     gm.recompile()

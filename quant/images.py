@@ -2,33 +2,40 @@
 
 Built-in photographs (no download: every file ships inside an installed wheel)
 -------------------------------------------------------------------------------
-Seven natural colour photographs, in this order:
+Every natural colour photograph found in the project's installed dependencies, in this order:
 
-1. ``astronaut``  scikit-image ``skimage/data/astronaut.png`` (512x512, Eileen Collins, NASA)
-2. ``chelsea``    scikit-image ``skimage/data/chelsea.png`` (451x300, a tabby cat)
-3. ``coffee``     scikit-image ``skimage/data/coffee.png`` (600x400, a cup of espresso)
-4. ``rocket``     scikit-image ``skimage/data/rocket.jpg`` (640x427, a launch)
-5. ``motorcycle`` scikit-image ``skimage/data/motorcycle_left.png`` (741x500, left view of the stereo pair)
-6. ``china``      scikit-learn ``sklearn/datasets/images/china.jpg`` (640x427, a temple)
-7. ``flower``     scikit-learn ``sklearn/datasets/images/flower.jpg`` (640x427, a flower)
+1. ``astronaut``     scikit-image ``skimage/data/astronaut.png`` (512x512, Eileen Collins, NASA)
+2. ``chelsea``       scikit-image ``skimage/data/chelsea.png`` (451x300, a tabby cat)
+3. ``coffee``        scikit-image ``skimage/data/coffee.png`` (600x400, a cup of espresso)
+4. ``rocket``        scikit-image ``skimage/data/rocket.jpg`` (640x427, a launch)
+5. ``motorcycle``    scikit-image ``skimage/data/motorcycle_left.png`` (741x500, left view of a stereo pair)
+6. ``motorcycle_r``  scikit-image ``skimage/data/motorcycle_right.png`` (741x500, the right view)
+7. ``china``         scikit-learn ``sklearn/datasets/images/china.jpg`` (640x427, a temple)
+8. ``flower``        scikit-learn ``sklearn/datasets/images/flower.jpg`` (640x427, a flower)
+9. ``grace_hopper``  matplotlib ``matplotlib/mpl-data/sample_data/grace_hopper.jpg`` (512x600, a portrait)
 
-Other scikit-image images are left out: grey-level, synthetic (``color``, ``logo``, chessboards) or
-scientific (``hubble_deep_field``, ``retina``, ``immunohistochemistry``), or fetched with pooch on first use.
+Left out: grey-level images (``camera``, ``coins``, ``moon``, ``brick``, ``grass``, ``gravel``, ``page``, ``text``,
+``clock_motion``, ``cell``, ``horse``, ``lfw_subset``), synthetic or drawn ones (``color``, ``logo``, chessboards,
+matplotlib's ``logo2`` and ``Minduka_Present_Blue_Pack`` clip art), scientific ones (``hubble_deep_field``,
+``retina``, ``ihc``, ``microaneurysms``), a 14x25-pixel animation (``no_time_for_that_tiny.gif``), test plots of
+other packages (networkx, sympy, scipy), and every image that scikit-image or scipy fetch on first use.
 
 Deterministic crops
 -------------------
-Each photo gives 14 square crops (``CROPS_PER_PHOTO``), side given as a fraction of its short side:
+Each photo gives ``BOXES_PER_PHOTO`` (23) square boxes, side as a fraction of its short side: one centred box of
+0.875 (the standard evaluation crop: the TF EfficientNet "crop padding 32" and torchvision's resize-256/centre-crop
+-224 geometry), a 2x2 grid of 0.8, a 3x3 grid of 0.65 and a 3x3 grid of 0.5 (grid boxes evenly spaced from edge to
+edge, row-major), each as it is and mirrored left-right: ``CROPS_PER_PHOTO`` = 46 crops, 414 in all. Each crop box
+is resampled to the model's input size with the model's interpolation (bicubic for EfficientNet-Lite0).
 
-* crop 0: centred, side 0.875 (exactly the standard evaluation crop: the TF EfficientNet "crop padding 32"
-  and torchvision's resize-256/centre-crop-224 geometry);
-* crops 1-4: a 2x2 grid of side 0.7, corners of the photo (row-major);
-* crops 5-13: a 3x3 grid of side 0.5, evenly spaced from edge to edge (row-major).
-
-Crop ``k`` of the built-in sequence is crop ``k // 7`` of photo ``k % 7`` (round-robin, so any prefix
-covers every photo). Each crop box is resampled to the model's input size with the model's interpolation
-(bicubic for EfficientNet-Lite0). The default 32 calibration images are crops 0-31 (``split="calibration"``);
-the evaluation images are all 98 crops (``split="all"``) or crops 32-97 (``split="evaluation"``, disjoint
-from calibration).
+Calibration and evaluation images come from the same distribution and are disjoint: the 46 crops of each photo
+are put in a fixed pseudo-random order (SHA-256 of the crop's name, so it never depends on a library version);
+the first ``CALIBRATION_PER_PHOTO`` (16) of every photo form the calibration pool (144 images), the other 30 the
+evaluation set (270 images). Both lists are round-robin over the photos (item k is photo k mod 9), so every
+prefix covers all nine photos: ``builtin_images(prep, n, split="calibration")`` is the first n of the pool,
+``split="evaluation"`` the first n of the evaluation set, whatever the other split's size. Crops of one photo
+overlap, and a crop may be in one split while its mirror image is in the other: the splits share photos, not
+images.
 
 Folders
 -------
@@ -60,11 +67,16 @@ __all__ = [
     "ImageSet",
     "Batch",
     "BUILTIN_PHOTOS",
+    "BOXES_PER_PHOTO",
     "CROPS_PER_PHOTO",
+    "CALIBRATION_POOL",
+    "EVALUATION_IMAGES",
+    "DEFAULT_CALIBRATION_IMAGES",
     "IMAGE_EXTENSIONS",
     "builtin_photos",
     "builtin_crop_boxes",
     "builtin_images",
+    "builtin_split_names",
     "folder_images",
     "imagenet_folder",
     "iter_batches",
@@ -72,12 +84,28 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "china", "flower")
+# (name, package, file inside the package folder)
+_PHOTO_FILES = (
+    ("astronaut", "skimage", "data/astronaut.png"),
+    ("chelsea", "skimage", "data/chelsea.png"),
+    ("coffee", "skimage", "data/coffee.png"),
+    ("rocket", "skimage", "data/rocket.jpg"),
+    ("motorcycle", "skimage", "data/motorcycle_left.png"),
+    ("motorcycle_r", "skimage", "data/motorcycle_right.png"),
+    ("china", "sklearn", "datasets/images/china.jpg"),
+    ("flower", "sklearn", "datasets/images/flower.jpg"),
+    ("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+)
+BUILTIN_PHOTOS = tuple(name for name, _, _ in _PHOTO_FILES)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif")
 # (side as a fraction of the short side, grid size along each axis)
-_CROP_LEVELS = ((0.875, 1), (0.7, 2), (0.5, 3))
-CROPS_PER_PHOTO = sum(n * n for _, n in _CROP_LEVELS)
-DEFAULT_CALIBRATION_IMAGES = 32
+_CROP_LEVELS = ((0.875, 1), (0.8, 2), (0.65, 3), (0.5, 3))
+BOXES_PER_PHOTO = sum(n * n for _, n in _CROP_LEVELS)
+CROPS_PER_PHOTO = 2 * BOXES_PER_PHOTO  # every box as it is and mirrored
+CALIBRATION_PER_PHOTO = 16
+CALIBRATION_POOL = CALIBRATION_PER_PHOTO * len(_PHOTO_FILES)  # 144
+EVALUATION_IMAGES = (CROPS_PER_PHOTO - CALIBRATION_PER_PHOTO) * len(_PHOTO_FILES)  # 270
+DEFAULT_CALIBRATION_IMAGES = CALIBRATION_POOL  # every calibration crop
 
 _INTERPOLATIONS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
 
@@ -117,40 +145,35 @@ class Preprocessing:
         return (x - mean) / std
 
 
-@functools.lru_cache(maxsize=1)
-def _photo_arrays() -> tuple[tuple[str, np.ndarray], ...]:
+def _package_dir(package: str) -> Path:
     import importlib.util
 
-    import skimage.data as skdata
-
-    # the files behind sklearn.datasets.load_sample_images(), read without importing scikit-learn (slow)
-    spec = importlib.util.find_spec("sklearn")
+    spec = importlib.util.find_spec(package)  # locate the wheel's folder without importing it (slow)
     if spec is None or not spec.submodule_search_locations:
-        raise QuantError("scikit-learn is not installed; its sample photos are part of the built-in image set")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "images"
-    by_name = {}
-    for stem in ("china", "flower"):
-        with Image.open(folder / f"{stem}.jpg") as img:
-            by_name[stem] = np.asarray(img.convert("RGB"))
-    photos = {
-        "astronaut": skdata.astronaut(),
-        "chelsea": skdata.chelsea(),
-        "coffee": skdata.coffee(),
-        "rocket": skdata.rocket(),
-        "motorcycle": skdata.stereo_motorcycle()[0],
-        "china": by_name["china"],
-        "flower": by_name["flower"],
-    }
-    return tuple((name, np.ascontiguousarray(photos[name])) for name in BUILTIN_PHOTOS)
+        raise QuantError(f"{package} is not installed; its sample photos are part of the built-in image set")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _photo_arrays() -> tuple[tuple[str, np.ndarray], ...]:
+    out = []
+    for name, package, rel in _PHOTO_FILES:
+        path = _package_dir(package) / rel
+        try:
+            with Image.open(path) as img:
+                out.append((name, np.ascontiguousarray(np.asarray(img.convert("RGB")))))
+        except OSError as exc:
+            raise QuantError(f"built-in photo {name!r} ({path}) cannot be read: {exc}") from exc
+    return tuple(out)
 
 
 def builtin_photos() -> dict[str, np.ndarray]:
-    """The seven built-in photographs as uint8 RGB arrays (H, W, 3), keyed by name (module docstring)."""
+    """The built-in photographs as uint8 RGB arrays (H, W, 3), keyed by name (module docstring)."""
     return {name: arr for name, arr in _photo_arrays()}
 
 
 def builtin_crop_boxes(width: int, height: int) -> list[tuple[float, float, float, float]]:
-    """The ``CROPS_PER_PHOTO`` crop boxes (left, top, right, bottom) of a ``width`` x ``height`` photo."""
+    """The ``BOXES_PER_PHOTO`` crop boxes (left, top, right, bottom) of a ``width`` x ``height`` photo."""
     boxes = []
     short = min(width, height)
     for frac, n in _CROP_LEVELS:
@@ -161,6 +184,39 @@ def builtin_crop_boxes(width: int, height: int) -> list[tuple[float, float, floa
             for left in xs:
                 boxes.append((float(left), float(top), float(left + side), float(top + side)))
     return boxes
+
+
+def _crop_order(photo: str) -> list[tuple[int, bool]]:
+    """The photo's crops (box index, mirrored) in their fixed pseudo-random order (SHA-256 of the crop name)."""
+    import hashlib
+
+    crops = [(k, m) for k in range(BOXES_PER_PHOTO) for m in (False, True)]
+    return sorted(crops, key=lambda c: hashlib.sha256(_crop_name(photo, *c).encode()).hexdigest())
+
+
+def _crop_name(photo: str, box: int, mirrored: bool) -> str:
+    return f"{photo}#{box}" + ("m" if mirrored else "")
+
+
+def builtin_split_names(split: str) -> list[str]:
+    """Names of the crops of a built-in split ("calibration", "evaluation" or "all"), in order."""
+    return [name for name, _, _ in _builtin_items(split)]
+
+
+def _builtin_items(split: str) -> list[tuple[str, object, int]]:
+    if split not in ("calibration", "evaluation", "all"):
+        raise QuantError(f"unknown split {split!r}; use 'calibration', 'evaluation' or 'all'")
+    photos = _photo_arrays()
+    orders = [_crop_order(name) for name, _ in photos]
+    boxes = [builtin_crop_boxes(arr.shape[1], arr.shape[0]) for _, arr in photos]
+    ranges = {"calibration": range(0, CALIBRATION_PER_PHOTO),
+              "evaluation": range(CALIBRATION_PER_PHOTO, CROPS_PER_PHOTO), "all": range(CROPS_PER_PHOTO)}[split]
+    items: list[tuple[str, object, int]] = []
+    for j in ranges:
+        for p, (name, _) in enumerate(photos):
+            box, mirrored = orders[p][j]
+            items.append((_crop_name(name, box, mirrored), (name, boxes[p][box], mirrored), -1))
+    return items
 
 
 @dataclass
@@ -199,9 +255,9 @@ class ImageSet(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str]:
         name, source, label = self.items[index]
         if isinstance(source, tuple):
-            photo, box = source
-            arr = builtin_photos()[photo]
-            return self.preprocessing(Image.fromarray(arr), box), label, name
+            photo, box, mirrored = source
+            x = self.preprocessing(Image.fromarray(builtin_photos()[photo]), box)
+            return (x.flip(-1) if mirrored else x), label, name
         try:
             with Image.open(source) as img:
                 img.load()
@@ -220,20 +276,11 @@ def builtin_images(
 ) -> ImageSet:
     """Deterministic crops of the built-in photos (module docstring).
 
-    ``split``: "calibration" = crops 0..count-1 (default 32), "evaluation" = crops after the first 32
-    (disjoint from calibration), "all" = every crop. ``count`` limits the number (None = all of the split).
+    ``split``: "calibration" = the calibration pool (144 crops), "evaluation" = the evaluation set (270 crops,
+    disjoint from the pool), "all" = both (pool first). ``count`` keeps the first ``count`` of the split
+    (None = all of it; default ``DEFAULT_CALIBRATION_IMAGES``).
     """
-    photos = _photo_arrays()
-    per_photo = [builtin_crop_boxes(arr.shape[1], arr.shape[0]) for _, arr in photos]
-    items = []
-    for k in range(len(photos) * CROPS_PER_PHOTO):
-        p, c = k % len(photos), k // len(photos)
-        name = photos[p][0]
-        items.append((f"{name}#{c}", (name, per_photo[p][c]), -1))
-    if split == "evaluation":
-        items = items[DEFAULT_CALIBRATION_IMAGES:]
-    elif split not in ("calibration", "all"):
-        raise QuantError(f"unknown split {split!r}; use 'calibration', 'evaluation' or 'all'")
+    items = _builtin_items(split)
     if count is not None:
         if count < 1:
             raise QuantError(f"the number of images must be >= 1, got {count}")

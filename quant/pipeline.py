@@ -47,6 +47,11 @@ from quant.statistics import TensorStatistics
 
 __all__ = [
     "QuantConfig",
+    "SAME",
+    "calibrate_model",
+    "needs_calibration",
+    "adaround_key",
+    "bias_key",
     "QuantizedModel",
     "LayerQuant",
     "LayerTensors",
@@ -86,12 +91,29 @@ def _targets(value: Any, what: str) -> tuple[str, ...]:
     return tuple(t for t in ALLOC_TARGETS if t in out)
 
 
+SAME = "same"  # first_layer_* / classifier_bits: the same bits as the rest of the network
+WEIGHT_BIAS_CORRECTIONS = BIAS_CORRECTION_MODES  # analytical, on the weights (paper eqs. 12-13)
+BIAS_CORRECTIONS = (*BIAS_CORRECTION_MODES, "empirical")
+
+
+def _check_bits(name: str, v: Any, *, same_ok: bool) -> None:
+    if v is None or (same_ok and v == SAME):
+        return
+    if isinstance(v, str) or isinstance(v, bool):
+        raise QuantError(f"{name} must be a number of bits, None (FP32)" + (" or 'same'" if same_ok else "")
+                         + f", got {v!r}")
+    if not (0 < float(v) <= 16):
+        raise QuantError(f"{name} must be in (0, 16] bits, got {v}")
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     """What the quantized run does (defaults: W4A4, naive per-channel min/max, offline statistics).
 
     Bits are mean bits per value; ``None`` leaves that tensor kind in FP32. A fractional target (e.g. 5.3)
-    needs bin allocation for that kind (levels need not be powers of two).
+    needs bin allocation for that kind (levels need not be powers of two). The first layer(s) and the
+    classifier(s) have their own bits: a number, ``None`` (FP32) or ``"same"`` (as the rest of the network).
+    Recipes (:mod:`quant.recipes`) are presets of these fields.
     """
 
     wbits: float | None = 4
@@ -105,12 +127,14 @@ class QuantConfig:
     bin_alloc: tuple[str, ...] = ()  # subset of ("weights", "activations"): eq. 10 per-channel level counts
     alloc_min_bits: int = 0
     alloc_max_bits: int = 8
-    bias_correction: str | None = None  # None, "mean", "variance" or "both" (weights)
+    bias_correction: str | None = None  # None, "mean", "variance", "both" (weights, eqs. 12-13) or "empirical"
     bias_correction_form: str = "paper"  # "paper" (eq. 13) or "reference" (the reference code)
-    first_layer_wbits: float | None = 8  # None: same as wbits
-    first_layer_abits: float | None = None  # None: same as abits
-    classifier_bits: float | None = 8  # weights and output of the classifier; None: same as wbits/abits
+    first_layer_wbits: float | str | None = 8  # "same": as wbits; None: FP32
+    first_layer_abits: float | str | None = SAME  # output of the first layer(s); "same": as abits; None: FP32
+    classifier_bits: float | str | None = 8  # weights and output of the classifier; "same": as wbits/abits
     stats_mode: str = "offline"  # "offline" (calibration statistics) or "dynamic" (each batch, reference default)
+    equalize: bool = False  # cross-layer equalization + high-bias absorption (quant.equalization)
+    adaround: int = 0  # AdaRound iterations per layer (0: round to nearest; quant.adaround)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bit_alloc", _targets(self.bit_alloc, "bit_alloc"))
@@ -118,10 +142,10 @@ class QuantConfig:
         both = set(self.bit_alloc) & set(self.bin_alloc)
         if both:
             raise QuantError(f"bit and bin allocation both requested for {sorted(both)}; choose one")
-        for name in ("wbits", "abits", "first_layer_wbits", "first_layer_abits", "classifier_bits"):
-            v = getattr(self, name)
-            if v is not None and not (0 < float(v) <= 16):
-                raise QuantError(f"{name} must be in (0, 16] bits, got {v}")
+        _check_bits("wbits", self.wbits, same_ok=False)
+        _check_bits("abits", self.abits, same_ok=False)
+        for name in ("first_layer_wbits", "first_layer_abits", "classifier_bits"):
+            _check_bits(name, getattr(self, name), same_ok=True)
         for kind, bits in (("weights", self.wbits), ("activations", self.abits)):
             if bits is not None and kind not in self.bin_alloc and float(bits) != int(bits):
                 raise QuantError(
@@ -130,8 +154,10 @@ class QuantConfig:
                 )
         parse_method(self.clip)
         parse_method(self.weight_clip)
-        if self.bias_correction not in (None, *BIAS_CORRECTION_MODES):
-            raise QuantError(f"bias_correction must be one of {BIAS_CORRECTION_MODES} or None, "
+        if self.clip_window not in ("mean", "reference", "zero"):
+            raise QuantError(f"clip_window must be 'mean', 'reference' or 'zero', got {self.clip_window!r}")
+        if self.bias_correction not in (None, *BIAS_CORRECTIONS):
+            raise QuantError(f"bias_correction must be one of {BIAS_CORRECTIONS} or None, "
                              f"got {self.bias_correction!r}")
         if self.bias_correction_form not in ("paper", "reference"):
             raise QuantError(f"bias_correction_form must be 'paper' or 'reference', got {self.bias_correction_form!r}")
@@ -140,6 +166,14 @@ class QuantConfig:
         if not 0 <= self.alloc_min_bits <= self.alloc_max_bits <= 16:
             raise QuantError(f"allocation bit bounds must satisfy 0 <= min <= max <= 16, "
                              f"got {self.alloc_min_bits}, {self.alloc_max_bits}")
+        if isinstance(self.adaround, bool) or int(self.adaround) != self.adaround or self.adaround < 0:
+            raise QuantError(f"adaround must be a number of iterations >= 0, got {self.adaround!r}")
+        needs_data = self.adaround or self.bias_correction == "empirical"
+        if needs_data and self.stats_mode == "dynamic":
+            raise QuantError("AdaRound and empirical bias correction learn from calibration images: they need "
+                             "stats_mode='offline'")
+        if self.adaround and self.wbits is None:
+            raise QuantError("AdaRound rounds weights: it needs quantized weights (wbits is None)")
 
     @classmethod
     def naive(cls, wbits: float | None = 4, abits: float | None = 4, **kw: Any) -> "QuantConfig":
@@ -158,12 +192,23 @@ class QuantConfig:
         w = "FP" if self.wbits is None else f"{self.wbits:g}"
         a = "FP" if self.abits is None else f"{self.abits:g}"
         parts = [f"W{w}A{a}", self.clip, "per-channel" if self.per_channel_activations else "per-layer"]
+        if self.weight_clip != "minmax":
+            parts.append(f"weight-clip={self.weight_clip}")
         if self.bit_alloc:
             parts.append("bit-alloc=" + ",".join(self.bit_alloc))
         if self.bin_alloc:
             parts.append("bin-alloc=" + ",".join(self.bin_alloc))
-        if self.bias_correction:
+        if self.equalize:
+            parts.append("equalize")
+        if self.adaround:
+            parts.append(f"adaround={self.adaround}")
+        if self.bias_correction == "empirical":
+            parts.append("bias-corr=empirical")
+        elif self.bias_correction:
             parts.append(f"bias-corr={self.bias_correction}({self.bias_correction_form})")
+        fmt = lambda v: "FP" if v is None else ("same" if v == SAME else f"{v:g}")  # noqa: E731
+        parts.append(f"first=W{fmt(self.first_layer_wbits)}A{fmt(self.first_layer_abits)}")
+        parts.append(f"classifier={fmt(self.classifier_bits)}")
         parts.append(f"stats={self.stats_mode}")
         return " ".join(parts)
 
@@ -245,7 +290,7 @@ class _ActSpec:
     signed: bool
     alloc: str | None  # None, "bits" or "bins"
     ndim: int
-    act_max: float | None = None  # upper bound of the fused activation (6 for ReLU6)
+    act_max: float | torch.Tensor | None = None  # bound of the fused activation (6 for ReLU6; per channel (C,))
 
 
 def _alloc_stat(view: Any, clip: str) -> torch.Tensor:
@@ -280,10 +325,13 @@ def _act_params(source: Any, spec: _ActSpec, cfg: QuantConfig) -> QuantParams:
     if spec.alloc is not None and spec.per_channel:
         stat = _alloc_stat(stats.channel_view(), spec.clip)
     levels = _levels_for(spec.bits, spec.alloc, stat, cfg)
+    # offline statistics: cap at the estimated support (unseen images exceed the calibration range); a batch's
+    # own statistics (dynamic mode): the observed range is exact
     lo, hi = clip_range(stats, spec.clip, levels, signed=spec.signed, per_channel=spec.per_channel,
-                        window=cfg.clip_window)
-    if spec.act_max is not None:  # ReLU6: nothing above 6 reaches the quantizer
-        hi = torch.clamp(hi, max=spec.act_max)
+                        window=cfg.clip_window, extrapolate=stats is source)
+    if spec.act_max is not None:  # ReLU6: nothing above the bound reaches the quantizer
+        bound = torch.as_tensor(spec.act_max).to(device=hi.device, dtype=torch.float64)
+        hi = torch.minimum(hi, bound if spec.per_channel or bound.dim() == 0 else bound.max())
         lo = torch.minimum(lo, hi)
     if spec.per_channel:
         return quant_params(lo, hi, levels, axis=1, n_channels=int(lo.shape[0]))
@@ -341,8 +389,24 @@ class LayerQuant:
 
 
 @dataclass
+class _Params:
+    """Weight, bias and fused-activation bound of one layer in one state of the network."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    act_hi: torch.Tensor | None
+
+
+@dataclass
 class QuantizedModel:
-    """The FP32 reference and the quantized copy of one model, with per-layer details."""
+    """The FP32 reference and the quantized copy of one model, with per-layer details.
+
+    One instrumented graph holds three states of every layer's parameters: the *original* folded FP32 network
+    (the reference every metric compares with), the *float* network the quantizer starts from (the original,
+    or its equalized version: the same function up to float rounding and the high-bias assumption), and the
+    *quantized* network (quantized weights, corrected biases). :meth:`reference`, :meth:`float_forward` and
+    calling the model run them.
+    """
 
     config: QuantConfig
     fp32: nn.Module  # the original model (eval mode, on ``device``), used to locate NaN/Inf
@@ -351,29 +415,63 @@ class QuantizedModel:
     stats: ModelStatistics | None
     device: torch.device
     prepare_s: float = 0.0
+    original: dict[str, _Params] = field(default_factory=dict, repr=False)
+    floating: dict[str, _Params] = field(default_factory=dict, repr=False)
+    quantized: dict[str, _Params] = field(default_factory=dict, repr=False)
+    adaround: Any = field(default=None, repr=False)  # quant.adaround.AdaRoundResult when AdaRound ran
+    bias_deltas: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # empirical corrections
+    timing: dict[str, float] = field(default_factory=dict)  # seconds per preparation step
 
-    fp32_weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # folded FP32 weights
-    quant_weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # weights in use
+    @property
+    def fp32_weights(self) -> dict[str, torch.Tensor]:
+        """Folded FP32 weights of the original network, by layer."""
+        return {n: p.weight for n, p in self.original.items()}
+
+    @property
+    def quant_weights(self) -> dict[str, torch.Tensor]:
+        """Weights in use in the quantized network, by layer."""
+        return {n: p.weight for n, p in self.quantized.items()}
+
+    def _load(self, state: dict[str, _Params]) -> None:
+        mods = self.quant.modules
+        for name, p in state.items():
+            mod = mods[name]
+            mod.weight.data = p.weight
+            if p.bias is not None:
+                if mod.bias is None:
+                    mod.bias = nn.Parameter(p.bias, requires_grad=False)
+                else:
+                    mod.bias.data = p.bias
+            elif mod.bias is not None:
+                mod.bias.data = torch.zeros_like(mod.bias.data)
+            self.quant.sites[name].set_activation_bound(p.act_hi)
+
+    def _run(self, x: torch.Tensor, state: dict[str, _Params], sites_on: bool) -> torch.Tensor:
+        sites = self.sites
+        try:
+            if state is not self.quantized:
+                self._load(state)
+            if not sites_on:
+                for s in sites.values():
+                    s.active = False
+            return self.quant(x.to(self.device))
+        finally:
+            if state is not self.quantized:
+                self._load(self.quantized)
+            for s in sites.values():
+                s.active = True
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """FP32 logits of the BN-folded model (the quantized graph with FP32 weights and sites bypassed).
+        """FP32 logits of the BN-folded original model (the quantized graph with FP32 parameters, sites bypassed).
 
         Folding is exact up to float rounding (about 1e-6 relative), and the folded graph is faster than the
         original model, so the reference pass costs less than the original forward.
         """
-        mods = self.quant.modules
-        sites = self.sites
-        try:
-            for name, w in self.fp32_weights.items():
-                mods[name].weight.data = w
-            for s in sites.values():
-                s.active = False
-            return self.quant(x.to(self.device))
-        finally:
-            for name, w in self.quant_weights.items():
-                mods[name].weight.data = w
-            for s in sites.values():
-                s.active = True
+        return self._run(x, self.original, sites_on=False)
+
+    def float_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the float network the quantizer starts from (equalized when ``config.equalize``)."""
+        return self._run(x, self.floating, sites_on=False)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the quantized model."""
@@ -383,6 +481,29 @@ class QuantizedModel:
     def sites(self) -> dict[str, ActivationSite]:
         return self.quant.sites  # type: ignore[return-value]
 
+    def float_params(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight, bias) of layer ``name`` in the float network the quantizer starts from."""
+        p = self.floating[name]
+        return p.weight, p.bias
+
+    def set_weight_codes(self, name: str, codes: QuantizedTensor) -> None:
+        """Use ``codes`` (on the layer's grid) as layer ``name``'s weights: dequantize, apply the config's weight
+        bias correction, and update the layer's record (codes, SQNR)."""
+        lq = self.layers[name]
+        w = self.floating[name].weight
+        w_hat = _corrected_weight(w, codes, self.config)
+        self.quantized[name].weight = w_hat.to(self.device)
+        self.quant.modules[name].weight.data = self.quantized[name].weight
+        lq.weight = QuantizedTensor(codes.codes.to(self.device), codes.params.to(self.device))
+        lq.weight_sqnr_db = _sqnr_db(w, w_hat)
+
+    def add_bias(self, name: str, delta: torch.Tensor) -> None:
+        """Add ``delta`` (C_out,) to layer ``name``'s bias in the quantized network (created if missing)."""
+        p = self.quantized[name]
+        d = delta.to(device=self.device, dtype=p.weight.dtype)
+        p.bias = d.clone() if p.bias is None else p.bias + d
+        self._load({name: p})
+
     def check_reference(self, x: torch.Tensor, logits: torch.Tensor) -> None:
         """Raise a :class:`QuantError` naming the first FP32 layer with NaN/Inf output if ``logits`` are not finite."""
         if bool(torch.isfinite(logits).all()):
@@ -391,12 +512,14 @@ class QuantizedModel:
         check_finite_logits(probe, x.to(self.device), logits)
 
 
-def _layer_bits(info: LayerInfo, base: float | None, first: float | None, classifier: float | None) -> float | None:
+def _layer_bits(info: LayerInfo, base: float | None, first: Any, classifier: Any) -> float | None:
+    """Bits of a layer: the classifier's, the first layer's, or ``base`` ("same" defers to ``base``; a kind
+    left in FP32 (base None) stays FP32 everywhere)."""
     if base is None:
         return None
-    if info.classifier and classifier is not None:
+    if info.classifier and classifier != SAME:
         return classifier
-    if info.first and first is not None:
+    if info.first and first != SAME:
         return first
     return base
 
@@ -427,6 +550,99 @@ def _quantize_weight(name: str, w: torch.Tensor, bits: float, alloc: str | None,
         raise QuantError(f"layer {name} weights: {exc}") from exc
 
 
+def _corrected_weight(w: torch.Tensor, codes: QuantizedTensor, cfg: QuantConfig) -> torch.Tensor:
+    """Dequantized weights with the config's analytical weight bias correction (eqs. 12-13) applied."""
+    w_hat = codes.dequantize().to(device=w.device, dtype=w.dtype)
+    if cfg.bias_correction in WEIGHT_BIAS_CORRECTIONS:
+        from quant.bias_correction import correct_weights
+
+        w_hat = correct_weights(w, w_hat, axis=0, mode=cfg.bias_correction,
+                                form=cfg.bias_correction_form).to(w.dtype)
+    return w_hat
+
+
+def _snapshot(inst: Instrumented) -> dict[str, _Params]:
+    out = {}
+    for name, mod in inst.modules.items():
+        b = mod.bias.detach().clone() if mod.bias is not None else None
+        hi = inst.sites[name].act_hi
+        out[name] = _Params(mod.weight.detach().clone(), b, None if hi is None else hi.clone())
+    return out
+
+
+def adaround_key(cfg: QuantConfig, stats: ModelStatistics | None = None) -> str:
+    """What an AdaRound result depends on: the weight grids, the quantized network it was learned in (every
+    field except the bias corrections, which come after it) and the statistics' calibration images."""
+    from quant.adaround import key_of
+
+    d = cfg.to_dict()
+    for k in ("bias_correction", "bias_correction_form", "stats_mode"):
+        d.pop(k, None)
+    if stats is not None:
+        d["calibration"] = [stats.model, stats.num_images, stats.source]
+    return key_of(d)
+
+
+def bias_key(cfg: QuantConfig, stats: ModelStatistics | None = None) -> str:
+    """What empirical bias corrections depend on: the whole configuration and the calibration images."""
+    from quant.adaround import key_of
+
+    d = cfg.to_dict()
+    d.pop("stats_mode", None)
+    if stats is not None:
+        d["calibration"] = [stats.model, stats.num_images, stats.source]
+    return key_of(d)
+
+
+def calibrate_model(
+    model: nn.Module,
+    config: QuantConfig,
+    batches: Iterable[torch.Tensor],
+    *,
+    model_name: str = "",
+    source: str = "",
+    channel_histograms: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    total: int | None = None,
+    adaround_settings: Any = None,
+) -> ModelStatistics:
+    """Offline statistics of ``model`` for ``config`` (what ``huffquant calibrate`` saves).
+
+    Every statistic is collected (histograms too, so any clipping method can use the file), on the equalized
+    network when ``config.equalize``. If ``config`` uses AdaRound or empirical bias correction, they are learned
+    on the same ``batches`` and kept in the returned statistics (:meth:`ModelStatistics.result`), so
+    :func:`prepare` with these statistics and the same ``config`` reuses them.
+    """
+    dev = torch.device(device)
+    data = [b for b in batches]
+    inst = instrument(model, ActivationSite).to(dev)
+    if config.equalize:
+        from quant.equalization import equalize
+
+        equalize(inst, model)
+    stats = calibrate(inst, data, model_name=model_name, source=source, channel_histograms=channel_histograms,
+                      device=dev, progress=progress, total=total)
+    stats.extra["equalized"] = bool(config.equalize)
+    del inst
+    if config.stats_mode == "offline" and (config.adaround or config.bias_correction == "empirical"):
+        prepare(model, config, stats=stats, calibration=data, device=dev, model_name=model_name, progress=progress,
+                adaround_settings=adaround_settings)
+    return stats
+
+
+def needs_calibration(cfg: QuantConfig, stats: ModelStatistics | None) -> bool:
+    """True when :func:`prepare` needs calibration images for ``cfg`` given ``stats`` (None: no file): to collect
+    offline statistics, or to learn AdaRound / empirical bias corrections not stored in ``stats``."""
+    if cfg.stats_mode != "offline":
+        return False
+    if stats is None:
+        return cfg.abits is not None or bool(cfg.adaround) or cfg.bias_correction == "empirical"
+    if cfg.adaround and stats.result("adaround", adaround_key(cfg, stats)) is None:
+        return True
+    return cfg.bias_correction == "empirical" and stats.result("bias", bias_key(cfg, stats)) is None
+
+
 def prepare(
     model: nn.Module,
     config: QuantConfig,
@@ -437,56 +653,83 @@ def prepare(
     device: str | torch.device = "cpu",
     model_name: str = "",
     progress: bool = False,
+    adaround_settings: Any = None,
 ) -> QuantizedModel:
     """Fold BN, quantize weights and install activation quantizers; returns a :class:`QuantizedModel`.
 
     Offline mode needs ``stats`` (from :func:`quant.calibration.calibrate` or ``ModelStatistics.load``)
-    or ``calibration`` batches (image tensors) to compute them. Raises :class:`ModelError` for a model with
-    no conv/linear layer and :class:`CalibrationError` for statistics that do not match the model.
+    or ``calibration`` batches (image tensors) to compute them. ``config.equalize`` equalizes the network first
+    (the statistics must come from the equalized network: calibrate with the same ``equalize``).
+    ``config.adaround`` and empirical bias correction learn on the ``calibration`` batches, unless ``stats``
+    already holds their result for this configuration (:meth:`ModelStatistics.add_result`); what they learn is
+    added to ``stats`` (so saving it caches them). ``progress`` shows bars for calibration and AdaRound.
+    Raises :class:`ModelError` for a model with no conv/linear layer and :class:`CalibrationError` for
+    statistics that do not match the model.
     """
     t0 = time.perf_counter()
+    timing: dict[str, float] = {}
     dev = torch.device(device)
     cfg = config
     quant = instrument(model, ActivationSite).to(dev)  # a copy: ``model`` itself is not modified
     fp32 = model.eval()  # kept only to locate NaN/Inf layers of the original (QuantizedModel.check_reference)
+    original = _snapshot(quant)
+    if cfg.equalize:
+        from quant.equalization import equalize
+
+        t = time.perf_counter()
+        equalize(quant, model)
+        timing["equalize_s"] = time.perf_counter() - t
+    floating = _snapshot(quant) if cfg.equalize else original
+    needs_images = (cfg.adaround or cfg.bias_correction == "empirical") and cfg.stats_mode == "offline"
+    calib_list: list[torch.Tensor] | None = None
+    if calibration is not None and needs_calibration(cfg, stats):
+        calib_list = [b for b in calibration]
+    if needs_images and cfg.abits is None and stats is None:
+        # nothing to calibrate; an empty record keeps what AdaRound / bias correction learn
+        stats = ModelStatistics(layers={}, model=model_name, num_images=sum(int(b.shape[0]) for b in calib_list or []),
+                                extra={"equalized": bool(cfg.equalize)})
     if cfg.abits is not None and cfg.stats_mode == "offline":
         if stats is None:
-            if calibration is None:
+            if calib_list is None:
                 raise CalibrationError("offline statistics mode needs statistics (--stats FILE) or calibration images")
-            # calibrate the FP32 (folded, not yet quantized) copy; only the statistics this config uses
+            # calibrate the FP32 (folded, equalized, not yet quantized) copy; only the statistics this config uses
             per_tensor = lambda info: not (cfg.per_channel_activations and info.kind == "conv")  # noqa: E731
-            stats = calibrate(quant, calibration, model_name=model_name, device=dev, progress=progress,
+            t = time.perf_counter()
+            stats = calibrate(quant, calib_list, model_name=model_name, device=dev, progress=progress,
                               histogram=_needs_hist(cfg.clip), tensor_stats=per_tensor, total=calibration_batches)
+            stats.extra["equalized"] = bool(cfg.equalize)
+            timing["calibration_s"] = time.perf_counter() - t
         stats.check_layers(quant.layers)
+    if stats is not None and cfg.stats_mode == "offline" and cfg.abits is not None:
+        if bool(stats.extra.get("equalized", False)) != bool(cfg.equalize):
+            raise CalibrationError(
+                "the statistics were collected " + ("with" if stats.extra.get("equalized") else "without")
+                + " cross-layer equalization, but this configuration " + ("uses" if cfg.equalize else "does not use")
+                + " it; calibrate with the same --equalize setting")
     layers: dict[str, LayerQuant] = {}
-    fp32_weights: dict[str, torch.Tensor] = {}
-    quant_weights: dict[str, torch.Tensor] = {}
+    quantized: dict[str, _Params] = {}
     for name, info in quant.layers.items():
         mod = quant.modules[name]
+        fl = floating[name]
         # weights
         wq = None
         w_bits = _layer_bits(info, cfg.wbits, cfg.first_layer_wbits, cfg.classifier_bits)
         w_sqnr = None
         mean_wbits = None
+        w_use = fl.weight
         if w_bits is not None:
-            w = mod.weight.detach()
-            overridden = w_bits != cfg.wbits
+            w = fl.weight
             alloc = None
-            if not overridden:
+            if w_bits == cfg.wbits:  # layers at their own bits (first, classifier) are not allocated
                 alloc = "bits" if "weights" in cfg.bit_alloc else ("bins" if "weights" in cfg.bin_alloc else None)
             wq = _quantize_weight(name, w, w_bits, alloc, cfg)
-            w_hat = wq.dequantize().to(w.dtype)
-            if cfg.bias_correction:
-                from quant.bias_correction import correct_weights
-
-                w_hat = correct_weights(w, w_hat, axis=0, mode=cfg.bias_correction,
-                                        form=cfg.bias_correction_form).to(w.dtype)
-            w_sqnr = _sqnr_db(w, w_hat)
-            fp32_weights[name] = w.clone()
-            with torch.no_grad():
-                mod.weight.copy_(w_hat)
-            quant_weights[name] = mod.weight.data
+            w_use = _corrected_weight(w, wq, cfg)
+            w_sqnr = _sqnr_db(w, w_use)
             mean_wbits = float(wq.params.bits.mean())
+        quantized[name] = _Params(w_use.clone() if w_use is fl.weight else w_use,
+                                  None if fl.bias is None else fl.bias.clone(), fl.act_hi)
+        with torch.no_grad():
+            mod.weight.data = quantized[name].weight
         # activations
         a_bits = _layer_bits(info, cfg.abits, cfg.first_layer_abits, cfg.classifier_bits)
         spec = None
@@ -498,14 +741,15 @@ def prepare(
             per_channel = cfg.per_channel_activations and info.kind == "conv"
             clip = cfg.clip
             alloc = None
-            if info.classifier and cfg.classifier_bits is not None:
+            if info.classifier and cfg.classifier_bits != SAME:
                 per_channel, clip = False, "minmax"
             elif a_bits == cfg.abits and per_channel:
                 alloc = "bits" if "activations" in cfg.bit_alloc else (
                     "bins" if "activations" in cfg.bin_alloc else None)
             st = stats[name] if stats is not None and cfg.stats_mode == "offline" else None
+            act_max = fl.act_hi if fl.act_hi is not None else ACTIVATION_MAX.get(info.activation or "")
             spec = _ActSpec(bits=float(a_bits), clip=clip, per_channel=per_channel, signed=info.signed,
-                            alloc=alloc, ndim=ndim, act_max=ACTIVATION_MAX.get(info.activation or ""))
+                            alloc=alloc, ndim=ndim, act_max=act_max)
             if cfg.stats_mode == "offline":
                 try:
                     a_params = _act_params(st, spec, cfg)
@@ -518,9 +762,73 @@ def prepare(
                 mean_abits = float(a_bits)
         layers[name] = LayerQuant(info=info, weight=wq, weight_bits=mean_wbits, weight_sqnr_db=w_sqnr,
                                   act_bits=mean_abits, act_params=a_params, act_spec=spec)
-    return QuantizedModel(config=cfg, fp32=fp32, quant=quant, layers=layers, stats=stats, device=dev,
-                          prepare_s=time.perf_counter() - t0, fp32_weights=fp32_weights,
-                          quant_weights=quant_weights)
+    qm = QuantizedModel(config=cfg, fp32=fp32, quant=quant, layers=layers, stats=stats, device=dev,
+                        original=original, floating=floating, quantized=quantized, timing=timing)
+    qm._load(quantized)
+    if cfg.adaround:
+        _apply_adaround(qm, calib_list, adaround_settings, progress)
+    if cfg.bias_correction == "empirical":
+        _apply_empirical_bias(qm, calib_list, progress)
+    qm.prepare_s = time.perf_counter() - t0
+    return qm
+
+
+def _apply_adaround(qm: QuantizedModel, calib: list[torch.Tensor] | None, settings: Any, progress: bool) -> None:
+    from quant.adaround import AdaRoundSettings, adaround_layers, rounding_codes
+
+    cfg = qm.config
+    st = settings if settings is not None else AdaRoundSettings(iterations=int(cfg.adaround))
+    if st.iterations != cfg.adaround:
+        st = replace(st, iterations=int(cfg.adaround))
+    key = adaround_key(cfg, qm.stats)
+    cached = qm.stats.result("adaround", key) if qm.stats is not None else None
+    t = time.perf_counter()
+    if cached is not None:
+        for name, up in cached.up.items():
+            if name not in qm.layers or qm.layers[name].weight is None:
+                raise CalibrationError(f"stored AdaRound rounding names layer {name!r}, which this model does not "
+                                       f"quantize")
+            w, _ = qm.float_params(name)
+            lq = qm.layers[name]
+            qm.set_weight_codes(name, rounding_codes(w, lq.weight, up.to(w.device)))
+        qm.adaround = cached
+        log.info("AdaRound: reused the rounding stored with the statistics")
+    else:
+        if not calib:
+            raise CalibrationError("AdaRound needs calibration images (the statistics hold no rounding learned for "
+                                   "this configuration)")
+        names = [n for n, lq in qm.layers.items() if lq.weight is not None]
+        bar = tqdm(total=len(names), desc=f"AdaRound ({st.iterations} it/layer)", unit="layer", disable=not progress)
+        try:
+            res = adaround_layers(qm, calib, st, key=key, progress=lambda _n: bar.update(1))
+        finally:
+            bar.close()
+        qm.adaround = res
+        if qm.stats is not None:
+            qm.stats.add_result("adaround", key, res)
+    qm.timing["adaround_s"] = time.perf_counter() - t
+
+
+def _apply_empirical_bias(qm: QuantizedModel, calib: list[torch.Tensor] | None, progress: bool) -> None:
+    from quant.bias_correction import empirical_bias_correction
+
+    key = bias_key(qm.config, qm.stats)
+    cached = qm.stats.result("bias", key) if qm.stats is not None else None
+    t = time.perf_counter()
+    if cached is not None:
+        deltas = cached
+        for name, d in deltas.items():
+            qm.add_bias(name, d)
+        log.info("empirical bias correction: reused the corrections stored with the statistics")
+    else:
+        if not calib:
+            raise CalibrationError("empirical bias correction needs calibration images (the statistics hold no "
+                                   "correction for this configuration)")
+        deltas = empirical_bias_correction(qm, calib)
+        if qm.stats is not None:
+            qm.stats.add_result("bias", key, deltas)
+    qm.bias_deltas = dict(deltas)
+    qm.timing["bias_correction_s"] = time.perf_counter() - t
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -606,7 +914,7 @@ def run_export(
     from quant.images import DEFAULT_CALIBRATION_IMAGES, builtin_images, iter_batches
     from quant.models import LoadedModel
 
-    if not activations:
+    if not activations and not (config.adaround or config.bias_correction == "empirical"):
         config = replace(config, abits=None)  # weights do not depend on activation statistics
     elif config.abits is not None and config.stats_mode != "offline":
         log.info("export uses offline activation statistics (stats_mode='offline')")
@@ -615,7 +923,7 @@ def run_export(
         name, module, prep = model.name, model.model, model.preprocessing
     else:
         name, module, prep = type(model).__name__, model, None
-    need_calib = config.abits is not None and stats is None
+    need_calib = needs_calibration(config, stats)
     if prep is None and ((activations and images is None) or (need_calib and calibration_images is None)):
         raise QuantError("pass images= and calibration_images= (or stats=) for a plain nn.Module")
     if images is None and activations:

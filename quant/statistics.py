@@ -16,6 +16,11 @@ Estimators (see METHODS.md, "Statistics"):
   edges align), so every value ever seen is counted exactly once. ``abs_histogram()`` folds it to ``bins`` bins
   of |x| over [0, R] (TensorRT-style KL input); ``positive_histogram()`` keeps x >= 0 and counts negatives in
   the first bin (the values a fused ReLU maps to 0).
+* the *support* of a channel (``StatView.support_min``/``support_max``): N calibration images underestimate the
+  range of unseen ones, most for channels that are rarely active. Each sample (an image: the leading dimensions
+  before the channel axis) gives its own max and min; the two largest per-sample maxima m₁ ≥ m₂ give the upper
+  end ``m₁ + (m₁ − m₂)`` (the Robson–Whitlock estimator of a distribution's end point from its top two order
+  statistics), and likewise below. With fewer than two samples the support is the observed [min, max].
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +58,18 @@ class StatView:
     std: torch.Tensor  # unbiased
     hist: torch.Tensor | None  # counts over [-R, R], 2*bins bins (shape (2B,) or (C, 2B)); None if not kept
     hist_range: float  # R
+    support_min: torch.Tensor | None = None  # estimated lower end of the range (None: min)
+    support_max: torch.Tensor | None = None  # estimated upper end of the range (None: max)
 
     @property
     def per_channel(self) -> bool:
         return self.mean.dim() == 1
+
+    def with_support(self) -> "StatView":
+        """This view with ``min``/``max`` replaced by the estimated support (see the module docstring)."""
+        lo = self.min if self.support_min is None else self.support_min
+        hi = self.max if self.support_max is None else self.support_max
+        return replace(self, min=lo, max=hi)
 
     def abs_hist(self) -> torch.Tensor:
         """Counts of |x| in ``bins`` bins over [0, R] (last dimension)."""
@@ -79,6 +92,17 @@ def _pow2_ceil(v: float) -> float:
     if v <= 0 or not math.isfinite(v):
         return 1.0
     return float(2.0 ** math.ceil(math.log2(v)))
+
+
+def _support(mn: torch.Tensor, mx: torch.Tensor, smin: torch.Tensor | None,
+             smax: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Estimated ends of the range: m₁ + (m₁ − m₂) from the two most extreme per-sample values (module docstring)."""
+    if smax is None or smin is None:
+        return mn, mx
+    second_max, second_min = smax[..., 1], smin[..., 1]
+    hi = torch.where(torch.isfinite(second_max), 2 * mx - second_max, mx)
+    lo = torch.where(torch.isfinite(second_min), 2 * mn - second_min, mn)
+    return lo, hi
 
 
 class TensorStatistics:
@@ -117,6 +141,12 @@ class TensorStatistics:
         self._hist: torch.Tensor | None = None
         self._chist: torch.Tensor | None = None
         self._range = 0.0
+        # the two most extreme per-sample maxima / minima: per channel (C, 2) and per tensor (2,), float64
+        self.n_samples = 0
+        self._smax: torch.Tensor | None = None
+        self._smin: torch.Tensor | None = None
+        self._t_smax: torch.Tensor | None = None
+        self._t_smin: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ accumulation
     def _view3(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,8 +183,11 @@ class TensorStatistics:
             arr = np.ascontiguousarray(x2.numpy())
             prev = None if self._n is None else self._mean.numpy()
             n_prev = 0.0 if self._n is None else float(self._n[0])
-            r = torch.from_numpy(channel_moments(arr, prev, n_prev))
+            moments, seg_max, seg_min = channel_moments(arr, prev, n_prev, segment=post)
+            r = torch.from_numpy(moments)
+            s_max, s_min = torch.from_numpy(seg_max), torch.from_numpy(seg_min)
         else:
+            s_max, s_min = x3.amax(dim=2).t(), x3.amin(dim=2).t()  # (C, samples)
             mx = x2.amax(dim=1)
             mn = x2.amin(dim=1)
             s_b = x2.sum(dim=1)
@@ -200,8 +233,23 @@ class TensorStatistics:
             self._t_n, self._t_mean = t_n_new, t_mean_new
         if self.histogram or self.channel_histograms:
             self._update_hist(x2, float(torch.maximum(mx64.abs().max(), mn64.abs().max())))
+        self._update_extremes(s_max.to(device="cpu", dtype=torch.float64), s_min.to(device="cpu", dtype=torch.float64))
         self.n_batches += 1
         return self
+
+    def _update_extremes(self, s_max: torch.Tensor, s_min: torch.Tensor) -> None:
+        """Merge per-sample maxima/minima (C, samples) into the two most extreme ones seen so far."""
+        C = s_max.shape[0]
+        if self._smax is None:
+            self._smax = torch.full((C, 2), -math.inf, dtype=torch.float64)
+            self._smin = torch.full((C, 2), math.inf, dtype=torch.float64)
+            self._t_smax = torch.full((2,), -math.inf, dtype=torch.float64)
+            self._t_smin = torch.full((2,), math.inf, dtype=torch.float64)
+        self._smax = torch.cat([self._smax, s_max], dim=1).topk(2, dim=1).values
+        self._smin = -torch.cat([-self._smin, -s_min], dim=1).topk(2, dim=1).values
+        self._t_smax = torch.cat([self._t_smax, s_max.amax(dim=0)]).topk(2).values
+        self._t_smin = -torch.cat([-self._t_smin, -s_min.amin(dim=0)]).topk(2).values
+        self.n_samples += int(s_max.shape[1])
 
     def _update_hist(self, x2: torch.Tensor, amax: float) -> None:
         B = self.bins
@@ -275,8 +323,9 @@ class TensorStatistics:
         self.finalize()
         n = self._n
         std = torch.sqrt(self._m2 / torch.clamp(n - 1, min=1.0))
+        lo, hi = _support(self._min, self._max, self._smin, self._smax)
         return StatView(count=n, min=self._min, max=self._max, mean=self._mean, b=self._abs / n, std=std,
-                        hist=self._chist, hist_range=self._range)
+                        hist=self._chist, hist_range=self._range, support_min=lo, support_max=hi)
 
     def tensor_view(self) -> StatView:
         """Per-tensor statistics (scalars), merged exactly from the channels (b from its own pass)."""
@@ -292,8 +341,10 @@ class TensorStatistics:
             b = torch.tensor(self._t_abs, dtype=torch.float64, device=n.device) / n
         else:  # not collected (tensor_stats=False): NaN, and ACIQ-Laplace per tensor refuses it
             b = torch.tensor(float("nan"), dtype=torch.float64)
-        return StatView(count=n, min=self._min.min(), max=self._max.max(), mean=mean, b=b, std=std,
-                        hist=self._hist, hist_range=self._range)
+        mn, mx = self._min.min(), self._max.max()
+        lo, hi = _support(mn, mx, self._t_smin, self._t_smax)
+        return StatView(count=n, min=mn, max=mx, mean=mean, b=b, std=std, hist=self._hist, hist_range=self._range,
+                        support_min=lo, support_max=hi)
 
     def view(self, per_channel: bool) -> StatView:
         """:meth:`channel_view` or :meth:`tensor_view`."""
@@ -340,6 +391,8 @@ class TensorStatistics:
             "min": cpu(self._min), "max": cpu(self._max),
             "t_n": self._t_n, "t_mean": self._t_mean, "t_abs": self._t_abs,
             "hist": cpu(self._hist), "channel_hist": cpu(self._chist), "hist_range": self._range,
+            "n_samples": self.n_samples, "sample_max": cpu(self._smax), "sample_min": cpu(self._smin),
+            "tensor_sample_max": cpu(self._t_smax), "tensor_sample_min": cpu(self._t_smin),
         }
 
     @classmethod
@@ -357,6 +410,13 @@ class TensorStatistics:
         s._t_n, s._t_mean, s._t_abs = float(d["t_n"]), float(d["t_mean"]), float(d["t_abs"])
         s._hist, s._chist, s._range = t(d.get("hist")), t(d.get("channel_hist")), float(d["hist_range"])
         s.n_batches = int(d["n_batches"])
+        # per-sample extremes (absent from files of earlier versions: the support is then the observed range)
+        s.n_samples = int(d.get("n_samples", 0) or 0)
+        s._smax, s._smin = t(d.get("sample_max")), t(d.get("sample_min"))
+        s._t_smax, s._t_smin = t(d.get("tensor_sample_max")), t(d.get("tensor_sample_min"))
+        if s._smax is not None and (s._smax.shape != (s._n.shape[0], 2) or s._smin is None
+                                    or s._smin.shape != s._smax.shape):
+            raise CalibrationError(f"statistics record {s.name!r}: per-sample extremes misshaped")
         for k in ("_n", "_mean", "_m2", "_abs", "_min", "_max"):
             v = getattr(s, k)
             if v is None or v.dim() != 1 or v.shape != s._n.shape or not torch.isfinite(v).all():
@@ -391,6 +451,6 @@ class TensorStatistics:
                         d[k] = z[k]
         except (ValueError, KeyError, OSError) as exc:
             raise CalibrationError(f"{p}: bad statistics file ({exc})") from exc
-        for k in ("hist", "channel_hist"):
+        for k in ("hist", "channel_hist", "sample_max", "sample_min", "tensor_sample_max", "tensor_sample_min"):
             d.setdefault(k, None)
         return cls.from_dict(d)

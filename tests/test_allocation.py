@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -105,6 +107,30 @@ def test_two_channel_bin_fraction(sx, sy, paper):
     assert abs(sim - paper) < 0.06
     assert abs(frac - paper) < 1 / 32 + 1e-9
     assert abs(frac - sim) < 0.08
+
+
+def test_bins_hand_derived_largest_remainder():
+    # p = stat^(2/3) = 1, 4, 9; quota = 3 * 2^log2(10) = 30 levels; ideal 30 p / 14 = 2.143, 8.571, 19.286;
+    # floors 2, 8, 19 (29): the one level left goes to the largest remainder (0.571, channel 1)
+    n = allocate_bins(torch.tensor([1.0, 8.0, 27.0]), math.log2(10))
+    assert n.tolist() == [2, 9, 19]
+    # quota 11: channel 0 would get 0.786 < 1 level, so it is held at 1; the other two share 10 levels as
+    # 4 s + 9 s = 10 (s = 10/13): 3.077, 6.923 -> floors 3, 6 and the left-over level goes to channel 2
+    n = allocate_bins(torch.tensor([1.0, 8.0, 27.0]), math.log2(11 / 3))
+    assert int(n.sum()) == 11 and n.tolist() == [1, 3, 7]
+
+
+def test_tie_rule_lower_channel_first():
+    # equal remainders: the leftover units go to the lower channel indices
+    assert allocate_bins(torch.ones(4), math.log2(1.5)).tolist() == [2, 2, 1, 1]  # 6 levels, 1.5 each
+    assert allocate_bits(torch.ones(4), 2.5).tolist() == [3, 3, 2, 2]  # 10 bits, 2.5 each
+
+
+def test_bits_hand_derived():
+    # log2 p = (2/3) log2 stat = 0, 2, 4; bits = log2 p + λ with 3λ + 6 = quota: quota 9 -> λ = 1: 1, 3, 5
+    assert allocate_bits(torch.tensor([1.0, 8.0, 64.0]), 3).tolist() == [1, 3, 5]
+    # a real shift: quota 10 -> lam = 4/3: 1.333, 3.333, 5.333; floors 1, 3, 5 (9): the tie goes to channel 0
+    assert allocate_bits(torch.tensor([1.0, 8.0, 64.0]), 10 / 3).tolist() == [2, 3, 5]
 
 
 def test_bins_bad_input():

@@ -85,7 +85,7 @@ def test_stats_and_data_agree(act):
     for m in ("minmax", "aciq-laplace", "aciq-gauss", "3sigma"):
         for pc in (False, True):
             a = clip_range(act, m, 16, per_channel=pc)
-            b = clip_range(st, m, 16, per_channel=pc)
+            b = clip_range(st, m, 16, per_channel=pc, extrapolate=False)  # the data's own (observed) range
             # b differs slightly across batches (one-pass estimator); everything else is exact
             assert torch.allclose(a[0], b[0], rtol=2e-3) and torch.allclose(a[1], b[1], rtol=2e-3), (m, pc)
 

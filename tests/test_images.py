@@ -9,8 +9,11 @@ from PIL import Image
 
 from quant.errors import QuantError
 from quant.images import (
+    BOXES_PER_PHOTO,
     BUILTIN_PHOTOS,
+    CALIBRATION_POOL,
     CROPS_PER_PHOTO,
+    EVALUATION_IMAGES,
     Preprocessing,
     builtin_crop_boxes,
     builtin_images,
@@ -25,32 +28,58 @@ PREP = Preprocessing(size=32, crop_fraction=0.875, interpolation="bilinear", mea
 
 def test_builtin_photos_are_real_colour_photos():
     photos = builtin_photos()
-    assert tuple(photos) == BUILTIN_PHOTOS
+    assert tuple(photos) == BUILTIN_PHOTOS and len(photos) == 9
     for name, arr in photos.items():
         assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3, name
         assert min(arr.shape[:2]) >= 300, name
         assert arr.std() > 20, name  # not a flat or synthetic image
+        rgb = arr.astype(np.float64)
+        assert (rgb[..., 0] - rgb[..., 1]).std() > 5 or (rgb[..., 2] - rgb[..., 1]).std() > 5, name  # colour
+    # nine different photographs (the two motorcycle views differ too)
+    small = {n: np.asarray(Image.fromarray(a).resize((16, 16))).astype(np.float64) for n, a in photos.items()}
+    names = list(small)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert np.abs(small[a] - small[b]).mean() > 2, (a, b)
 
 
 def test_crop_boxes_cover_scales_and_stay_inside():
     boxes = builtin_crop_boxes(600, 400)
-    assert len(boxes) == CROPS_PER_PHOTO == 14
+    assert len(boxes) == BOXES_PER_PHOTO == 23 and CROPS_PER_PHOTO == 46
     sides = sorted({round(r - l, 6) for l, t, r, b in boxes})
-    assert sides == [200.0, 280.0, 350.0]  # 0.5, 0.7 and 0.875 of the short side
+    assert sides == [200.0, 260.0, 320.0, 350.0]  # 0.5, 0.65, 0.8 and 0.875 of the short side
     for l, t, r, b in boxes:
         assert 0 <= l < r <= 600 and 0 <= t < b <= 400
         assert abs((r - l) - (b - t)) < 1e-9
     assert boxes[0] == (125.0, 25.0, 475.0, 375.0)  # centred evaluation crop
+    assert len(set(boxes)) == len(boxes)
 
 
-def test_builtin_splits_are_deterministic_and_disjoint():
-    cal = builtin_images(PREP)
-    assert len(cal) == 32
-    assert {name.split("#")[0] for name, _, _ in cal.items[:7]} == set(BUILTIN_PHOTOS)
+def _names(images):
+    return [n for n, _, _ in images.items]
+
+
+def test_builtin_splits_are_disjoint_samples_of_every_photo():
+    cal = builtin_images(PREP, None)
     ev = builtin_images(PREP, None, split="evaluation")
     every = builtin_images(PREP, None, split="all")
-    assert len(every) == 7 * CROPS_PER_PHOTO and len(ev) == len(every) - 32
-    assert not {n for n, _, _ in cal.items} & {n for n, _, _ in ev.items}
+    assert len(cal) == CALIBRATION_POOL == 144 and len(ev) == EVALUATION_IMAGES == 270
+    assert len(every) == 9 * CROPS_PER_PHOTO == 414
+    assert not set(_names(cal)) & set(_names(ev))
+    assert sorted(_names(cal) + _names(ev)) == sorted(_names(every)) and len(set(_names(every))) == 414
+    for split in (cal, ev):
+        photo = [n.split("#")[0] for n in _names(split)]
+        # round robin: any 9 consecutive images are the nine photos
+        for k in range(0, len(photo), 9):
+            assert photo[k:k + 9] == list(BUILTIN_PHOTOS)
+        # both splits mix scales and mirrored crops (the same distribution)
+        boxes = [int(n.split("#")[1].rstrip("m")) for n in _names(split)]
+        assert len({b for b in boxes if b >= 14}) > 3 and len({b for b in boxes if 1 <= b < 14}) > 3
+        mirrored = sum(n.endswith("m") for n in _names(split)) / len(split)
+        assert 0.3 < mirrored < 0.7
+    # a prefix of the calibration split stays a prefix; the evaluation split does not depend on it
+    assert _names(builtin_images(PREP, 20)) == _names(cal)[:20]
+    assert _names(builtin_images(PREP, 30, split="evaluation")) == _names(ev)[:30]
     a = next(iter(iter_batches(cal, 4))).images
     b = next(iter(iter_batches(builtin_images(PREP), 4))).images
     assert torch.equal(a, b) and a.shape == (4, 3, 32, 32)
@@ -58,6 +87,15 @@ def test_builtin_splits_are_deterministic_and_disjoint():
         builtin_images(PREP, 1000)
     with pytest.raises(QuantError, match="split"):
         builtin_images(PREP, split="train")
+
+
+def test_mirrored_crop_is_the_flipped_crop():
+    every = builtin_images(PREP, None, split="all")
+    index = {n: i for i, n in enumerate(_names(every))}
+    name = next(n for n in index if not n.endswith("m"))
+    x, _, _ = every[index[name]]
+    xm, _, _ = every[index[name + "m"]]
+    assert torch.equal(xm, x.flip(-1)) and not torch.equal(xm, x)
 
 
 def test_preprocessing_normalises_per_channel():

@@ -97,3 +97,125 @@ def test_bad_weights_file_is_a_model_error(tmp_path):
         load_model("resnet18", weights=wrong)
     with pytest.raises(ModelError, match="not an EfficientNet-Lite0"):
         load_model("efficientnet-lite0", weights=wrong)
+
+
+# ------------------------------------------------------------------------------ MODULE:FUNCTION models
+_MODEL_FILE = '''
+import torch
+from torch import nn
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        x = torch.relu(self.dw(x))
+        return self.fc(x.mean((2, 3)))
+
+
+class Branchy(Small):
+    """Data-dependent control flow: torch.fx cannot trace forward()."""
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        if float(x.mean()) > -1.0:
+            x = torch.relu(self.dw(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def _init(m):
+    torch.manual_seed(0)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.3)
+    m.bn.running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+def traceable():
+    return _init(Small()), {"input_size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25),
+                            "crop_fraction": 1.0, "interpolation": "bicubic"}
+
+
+def untraceable():
+    return _init(Branchy()), {"input_size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+
+
+def module_only():
+    return _init(Small())
+
+
+def not_a_module():
+    return 42
+'''
+
+
+@pytest.fixture()
+def model_file(tmp_path):
+    path = tmp_path / "mynets.py"
+    path.write_text(_MODEL_FILE)
+    return path
+
+
+def test_model_from_a_file_with_preprocessing(model_file):
+    lm = load_model(f"{model_file}:traceable")
+    assert lm.name == f"{model_file}:traceable" and not lm.model.training
+    p = lm.preprocessing
+    assert (p.size, p.crop_fraction, p.interpolation) == (32, 1.0, "bicubic")
+    assert p.mean == (127.5, 127.5, 127.5) and p.std == (63.75, 63.75, 63.75)  # 0..1 scale read as 0..255
+    plain = load_model(f"{model_file}:module_only")  # no preprocessing: torchvision's ImageNet one
+    assert plain.preprocessing.size == 224 and plain.preprocessing.mean[0] == pytest.approx(0.485 * 255)
+    with torch.no_grad():
+        x = torch.randn(2, 3, 32, 32)
+        assert torch.equal(lm.model(x), plain.model(x))  # same function from the same file
+
+
+def test_model_from_a_dotted_module(model_file, monkeypatch):
+    monkeypatch.syspath_prepend(str(model_file.parent))
+    lm = load_model("mynets:traceable")
+    assert lm.preprocessing.size == 32
+    from quant.models import check_model_name
+
+    check_model_name("mynets:traceable")
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("{file}:not_a_module", "not a torch.nn.Module"),
+    ("{file}:missing", "has no function 'missing'"),
+    ("{dir}/nothere.py:build", "not found"),
+    ("{file}:", "MODULE:FUNCTION"),
+    ("no_such_pkg_qq:build", "no module named"),
+])
+def test_bad_model_specs(model_file, spec, message):
+    from quant.models import check_model_name
+
+    spec = spec.format(file=model_file, dir=model_file.parent)
+    with pytest.raises(ModelError, match=message):
+        check_model_name(spec)
+        load_model(spec)
+
+
+@pytest.mark.parametrize("function,traced", [("traceable", True), ("untraceable", False)])
+def test_model_spec_through_the_pipeline(model_file, function, traced):
+    from quant.evaluation import evaluate_model
+    from quant.images import builtin_images
+    from quant.pipeline import QuantConfig
+
+    lm = load_model(f"{model_file}:{function}")
+    images = builtin_images(lm.preprocessing, 18, split="evaluation")
+    calib = builtin_images(lm.preprocessing, 36, split="calibration")
+    hi = evaluate_model(lm, QuantConfig(wbits=16, abits=16, first_layer_wbits="same", classifier_bits="same"),
+                        images=images, calibration_images=calib, batch_size=18)
+    lo = evaluate_model(lm, QuantConfig(wbits=2, abits=2, first_layer_wbits="same", classifier_bits="same"),
+                        images=images, calibration_images=calib, batch_size=18)
+    assert hi.num_images == 18 and [r.name for r in hi.per_layer] == ["conv", "dw", "fc"]
+    assert hi.logit_sqnr_db > 40 and hi.logit_sqnr_db > lo.logit_sqnr_db + 20
+    from quant.capture import ActivationSite
+    from quant.graph import instrument
+
+    assert instrument(lm.model, ActivationSite).traced is traced

@@ -53,9 +53,13 @@ def images(n: int = 16, seed: int = 1) -> torch.Tensor:
     return torch.randn(n, 3, 16, 16, generator=g)
 
 
+CALIBRATION_SEED = 101  # calibration images are never the evaluated ones
+
+
 def run(cfg: QuantConfig, x: torch.Tensor, net: nn.Module | None = None, **kw):
+    """Prepare on calibration images disjoint from ``x`` (same distribution), evaluate on ``x``."""
     net = net or make_net()
-    qm = prepare(net, cfg, calibration=[x], progress=False, **kw)
+    qm = prepare(net, cfg, calibration=[images(16, seed=CALIBRATION_SEED)], progress=False, **kw)
     return qm, evaluate(qm, [x[:8], x[8:]], progress=False)
 
 
@@ -78,18 +82,21 @@ def test_config_validation():
 @pytest.mark.parametrize("mode", ["dynamic", "offline"])
 def test_16_bits_with_every_method_off_is_faithful(mode):
     x = images()
-    cfg = QuantConfig(wbits=16, abits=16, first_layer_wbits=None, classifier_bits=None, stats_mode=mode)
+    cfg = QuantConfig(wbits=16, abits=16, first_layer_wbits="same", classifier_bits="same", stats_mode=mode)
     qm, res = run(cfg, x)
+    # offline: ranges from 16 other images clip the rare extremes of these (16-bit rounding alone is ~90 dB per
+    # layer, measured 35-47 dB with the clipping); dynamic: no clipping
+    floor, act_floor = (50, 30) if mode == "offline" else (60, 60)
     assert res.top1_agreement == 1.0 and res.top5_overlap == 1.0
-    assert res.kl_divergence < 1e-8 and res.logit_sqnr_db > 60
-    assert all(r.act_sqnr_db > 60 and r.weight_sqnr_db > 70 for r in res.per_layer)
+    assert res.kl_divergence < 1e-6 and res.logit_sqnr_db > floor
+    assert all(r.act_sqnr_db > act_floor and r.weight_sqnr_db > 70 for r in res.per_layer)
     assert res.num_images == 16 and res.top1 is None
 
 
 def test_fewer_bits_lose_fidelity():
     x = images()
     _, r8 = run(QuantConfig(wbits=8, abits=8), x)
-    _, r3 = run(QuantConfig(wbits=3, abits=3, first_layer_wbits=None, classifier_bits=None), x)
+    _, r3 = run(QuantConfig(wbits=3, abits=3, first_layer_wbits="same", classifier_bits="same"), x)
     assert r8.logit_sqnr_db > r3.logit_sqnr_db + 10
     assert r8.kl_divergence < r3.kl_divergence
     for a, b in zip(r8.per_layer, r3.per_layer):
@@ -101,7 +108,7 @@ def test_first_layer_and_classifier_stay_at_8_bits_by_default():
     bits = {n: lq.weight_bits for n, lq in qm.layers.items()}
     assert bits == {"c1": 8.0, "c2": 4.0, "c3": 4.0, "fc": 8.0}
     assert qm.layers["fc"].act_bits == 8.0 and qm.layers["c2"].act_bits == 4.0
-    qm, _ = run(QuantConfig(wbits=4, abits=4, first_layer_wbits=None, classifier_bits=None), images())
+    qm, _ = run(QuantConfig(wbits=4, abits=4, first_layer_wbits="same", classifier_bits="same"), images())
     assert all(lq.weight_bits == 4.0 for lq in qm.layers.values())
 
 
@@ -173,7 +180,7 @@ def test_bias_correction_restores_channel_means():
     net = make_net()
     fp = instrument(net, ActivationSite).modules["c3"].weight.detach()
     qm, _ = run(QuantConfig(wbits=3, abits=None, bias_correction="mean", bias_correction_form="reference",
-                            first_layer_wbits=None, classifier_bits=None), x, net=net)
+                            first_layer_wbits="same", classifier_bits="same"), x, net=net)
     w = qm.quant.modules["c3"].weight.detach()
     plain = qm.layers["c3"].weight.dequantize()
     assert torch.allclose(w.mean((1, 2, 3)), fp.mean((1, 2, 3)), atol=1e-6)
@@ -225,12 +232,85 @@ def test_fidelity_meter_on_known_logits():
 
 
 def test_evaluate_with_labels_and_json():
-    x = images(8)
-    qm = prepare(make_net(), QuantConfig(wbits=8, abits=8, stats_mode="dynamic"), progress=False)
+    # labels fixed in advance (not the FP32 model's answers); expected accuracies from the unfolded original
+    # network and from the quantized network's own logits, counted here
+    x = images(24, seed=3)
+    labels = torch.arange(24) % 20
+    net = make_net()
+    qm = prepare(net, QuantConfig(wbits=4, abits=4), calibration=[images(16, seed=CALIBRATION_SEED)], progress=False)
+    batches = [Batch(x[:10], labels[:10], [str(i) for i in range(10)], ["bad.jpg"]),
+               Batch(x[10:], labels[10:], [str(i) for i in range(10, 24)], [])]
+    res = evaluate(qm, batches, progress=False)
     with torch.no_grad():
-        labels = qm.reference(x).argmax(1)
-    res = evaluate(qm, [Batch(x, labels, [str(i) for i in range(8)], ["bad.jpg"])], progress=False)
-    assert res.fp32_top1 == 1.0 and res.top1 == res.top1_agreement
+        fp, q = net(x), qm(x)
+    top5 = lambda z: (z.topk(5, 1).indices == labels[:, None]).any(1).float().mean().item()  # noqa: E731
+    assert res.fp32_top1 == pytest.approx((fp.argmax(1) == labels).float().mean().item())
+    assert res.top1 == pytest.approx((q.argmax(1) == labels).float().mean().item())
+    assert res.fp32_top5 == pytest.approx(top5(fp)) and res.top5 == pytest.approx(top5(q))
+    assert res.top1_agreement == pytest.approx((fp.argmax(1) == q.argmax(1)).float().mean().item())
+    assert 0 < res.fp32_top1 < 1  # the fixed labels agree with the model on some images only
     d = res.to_dict()
-    assert d["num_skipped"] == 1 and d["per_layer"][0]["name"] == "c1"
-    assert {"top1_agreement", "top5_overlap", "kl_divergence", "top1", "top5", "timing"} <= set(d)
+    assert d["num_skipped"] == 1 and d["num_images"] == 24 and d["per_layer"][0]["name"] == "c1"
+    assert {"top1_agreement", "top1_agreement_ci", "top5_overlap", "kl_divergence", "top1", "top5", "timing"} <= set(d)
+
+
+class Identity4(nn.Module):
+    """A 1x1 conv that passes 4 input channels through unchanged (no BN, no ReLU), then a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1, bias=False)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(4).view(4, 4, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def shaped_channels(n: int, seed: int) -> torch.Tensor:
+    """Channels whose b and σ rank differently: sparse spikes, uniform, Gaussian, Laplace."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, 1, 16, 16)
+    spikes = (torch.rand(shape, generator=g) < 0.01).float() * 40.0  # σ ≈ 4, b ≈ 0.8
+    uniform = (torch.rand(shape, generator=g) * 2 - 1) * 4.0  # σ ≈ 2.3, b = 2
+    gauss = torch.randn(shape, generator=g) * 0.3
+    lap = torch.distributions.Laplace(0.0, 0.05).sample(shape)
+    return torch.cat([spikes, uniform, gauss, lap], dim=1)
+
+
+def test_activation_bits_are_allocate_bits_of_b_in_channel_order():
+    from quant.allocation import allocate_bits
+
+    torch.manual_seed(0)
+    net = Identity4().eval()
+    cfg = QuantConfig(wbits=8, abits=3, clip="aciq-laplace", bit_alloc="activations", first_layer_abits="same")
+    qm = prepare(net, cfg, calibration=[shaped_channels(32, seed=1)])
+    v = qm.stats["conv"].channel_view()
+    expected = allocate_bits(v.b, 3, min_bits=cfg.alloc_min_bits, max_bits=cfg.alloc_max_bits)
+    bits = qm.layers["conv"].act_params.bits
+    assert torch.equal(bits.round().to(torch.int64), expected) and torch.equal(bits, bits.round())
+    # the test tells b from σ and from a reversed channel order
+    assert not torch.equal(allocate_bits(v.std, 3), expected)
+    assert not torch.equal(expected.flip(0), expected)
+    assert bits[v.b.argmax()] == bits.max() > bits.min() == bits[v.b.argmin()]
+    # Gaussian clipping allocates on σ
+    qg = prepare(net, QuantConfig(wbits=8, abits=3, clip="aciq-gauss", bit_alloc="activations"), stats=qm.stats)
+    assert torch.equal(qg.layers["conv"].act_params.bits.round().to(torch.int64), allocate_bits(v.std, 3))
+
+
+def test_weight_bits_are_allocate_bits_of_the_weight_std():
+    from quant.allocation import allocate_bits
+
+    net = make_net()
+    with torch.no_grad():  # rows of very different spread, so that the allocation is not uniform
+        net.c3.weight.mul_(torch.logspace(-1.5, 1.5, 24).view(24, 1, 1, 1)[torch.randperm(24)])
+    qm, _ = run(QuantConfig(wbits=4, abits=None, bit_alloc="weights"), images(), net=net)
+    for name in ("c3",):
+        w = qm.floating[name].weight.detach().double().reshape(qm.floating[name].weight.shape[0], -1)
+        expected = allocate_bits(w.std(dim=1), 4)
+        got = qm.layers[name].weight.params.bits
+        assert torch.equal(got.round().to(torch.int64), expected), name
+        sd = w.std(dim=1)
+        assert got[sd.argmax()] == got.max() and got[sd.argmin()] == got.min()  # the order of the channels
+        assert len(set(expected.tolist())) > 3

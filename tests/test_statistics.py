@@ -155,7 +155,7 @@ def test_zero_variance_channel_is_exact():
 def test_per_tensor_b_not_collected():
     x = torch.randn(2, 3, 4, 4)
     st = TensorStatistics(axis=1, tensor_stats=False).update(x)
-    lo, hi = clip_range(st, "minmax", 16)
+    lo, hi = clip_range(st, "minmax", 16, extrapolate=False)
     assert float(lo) == float(x.min()) and float(hi) == float(x.max())
     with pytest.raises(CalibrationError, match="tensor_stats"):
         clip_range(st, "aciq-laplace", 16)
@@ -176,3 +176,44 @@ def test_compiled_kernel_matches_float64_torch_path(shape):
     for field in ("min", "max", "mean", "b", "std"):
         assert torch.allclose(getattr(f, field), getattr(r, field), rtol=1e-5, atol=1e-6), field
     assert torch.equal(f.count, r.count)
+
+
+def test_support_extends_by_the_gap_between_the_two_largest_per_image_extremes():
+    # three batches of images; per image and channel the max and min, then m1 + (m1 - m2) by hand
+    g = torch.Generator().manual_seed(3)
+    batches = [torch.randn(n, 4, 6, 6, generator=g) * torch.tensor([0.5, 1.0, 2.0, 4.0]).view(1, 4, 1, 1)
+               for n in (3, 1, 5)]
+    for dtype in (torch.float32, torch.float64):  # compiled kernel and torch reductions
+        st = TensorStatistics(axis=1, histogram=False)
+        for b in batches:
+            st.update(b.to(dtype))
+        x = torch.cat(batches).to(torch.float64)
+        pmax = x.amax((2, 3)).sort(0, descending=True).values  # (images, C)
+        pmin = x.amin((2, 3)).sort(0).values
+        v = st.channel_view()
+        assert st.n_samples == 9
+        assert torch.allclose(v.support_max, 2 * pmax[0] - pmax[1])
+        assert torch.allclose(v.support_min, 2 * pmin[0] - pmin[1])
+        assert torch.equal(v.max, pmax[0]) and torch.equal(v.min, pmin[0])  # observed extremes unchanged
+        tmax = x.amax((1, 2, 3)).sort(descending=True).values
+        assert torch.isclose(st.tensor_view().support_max, 2 * tmax[0] - tmax[1])
+        lo, hi = clip_range(st, "minmax", 256, per_channel=True, signed=True)
+        assert torch.allclose(hi, v.support_max) and torch.allclose(lo, v.support_min)
+        lo, hi = clip_range(st, "minmax", 256, per_channel=True, signed=True, extrapolate=False)
+        assert torch.equal(hi, v.max) and torch.equal(lo, v.min)
+
+
+def test_support_of_one_image_is_the_observed_range(tmp_path):
+    x = torch.randn(1, 3, 5, 5)
+    st = TensorStatistics(axis=1).update(x)
+    v = st.channel_view()
+    assert torch.equal(v.support_max, v.max) and torch.equal(v.support_min, v.min)
+    st.update(x * 0.5)
+    again = TensorStatistics.load(st.save(tmp_path / "s.npz") or tmp_path / "s.npz")
+    assert again.n_samples == 2
+    assert torch.equal(again.channel_view().support_max, st.channel_view().support_max)
+    d = st.to_dict()
+    for k in ("n_samples", "sample_max", "sample_min", "tensor_sample_max", "tensor_sample_min"):
+        d.pop(k)
+    old = TensorStatistics.from_dict(d)  # a file of an earlier version: no per-image extremes
+    assert torch.equal(old.channel_view().support_max, old.channel_view().max)

@@ -17,6 +17,7 @@ from analysis.cli.evaluate import (
     add_image_arguments,
     add_model_arguments,
     calibration_from_args,
+    check_model_from_args,
     config_from_args,
     images_from_args,
     load_model_from_args,
@@ -52,12 +53,15 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "channel_axis", None) is not None or getattr(args, "layout", "auto") != "auto":
         raise UsageError("--channel-axis and --layout apply to an INPUT file, not yet to --model")
     cfg = config_from_args(args, default_mode="offline")
+    check_model_from_args(args)
     lm = load_model_from_args(args)
     images = images_from_args(args, lm.preprocessing) if args.activations else None
     if images is not None and args.num_images is None and len(images) > 16:
         images = images.subset(0, 16)  # ~7 MB of codes per EfficientNet-Lite0 image: keep the default small
     stats = ModelStatistics.load(args.stats) if args.stats else None
-    need_calib = args.activations and cfg.abits is not None and stats is None
+    from quant.pipeline import needs_calibration
+
+    need_calib = (args.activations or bool(cfg.adaround)) and needs_calibration(cfg, stats)
     calib = calibration_from_args(args, lm.preprocessing) if need_calib else None
     meta = {}
     for item in getattr(args, "meta", []) or []:

@@ -21,7 +21,7 @@ DESCRIPTION = (
     "Reports top-1 agreement, top-5 overlap and mean KL(FP32 || quantized) against the FP32 model, per-layer\n"
     "SQNR, and top-1/top-5 accuracy when the images have labels (--imagenet). '--clip minmax' with no other\n"
     "method is the naive baseline. Activation statistics are offline: from --stats FILE ('huffquant calibrate')\n"
-    "or from the 32 built-in calibration crops; --stats-mode dynamic takes them from each batch instead (the\n"
+    "or from the 144 built-in calibration crops; --stats-mode dynamic takes them from each batch instead (the\n"
     "reference code's default; slower)."
 )
 EPILOG = """examples:
@@ -32,8 +32,9 @@ EPILOG = """examples:
   huffquant evaluate --model resnet50 --weights resnet50.pth --imagenet ~/data/imagenet/val --device cuda
   huffquant evaluate --wbits 8 --abits 5.3 --bin-alloc activations --clip aciq-laplace
 
-Images: by default the 98 deterministic crops of seven photos shipped with scikit-image and scikit-learn
-(66 evaluation crops, 32 calibration crops; see quant/PIPELINE.md). --images DIR takes any folder (no labels);
+Images: by default deterministic crops (and mirrored crops) of nine photos shipped with scikit-image,
+scikit-learn and matplotlib: 270 evaluation crops and 144 calibration crops, disjoint samples of the same photos
+(see quant/PIPELINE.md). --images DIR takes any folder (no labels);
 --imagenet DIR an ImageFolder tree DIR/<class>/<image> (class index = the folder name if it is an integer,
 else its rank among the sorted folders, i.e. the ImageNet index for the 1000 WordNet-id folders).
 """
@@ -61,10 +62,33 @@ def _bits(text: str) -> float | None:
     return v
 
 
+def _layer_bits(text: str) -> float | str | None:
+    """--first-layer-bits / --classifier-bits: a number, 'fp' (FP32) or 'same' (as the rest of the network)."""
+    if text.lower() == "same":
+        return "same"
+    try:
+        v = _bits(text)
+        return "fp" if v is None else v  # "fp" (not None, which means "not given") until config_from_args
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number of bits, 'fp' or 'same', got {text!r}") from None
+
+
+def _iterations(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of iterations, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"the number of iterations must be >= 0, got {v}")
+    return v
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, --weights, --random-init, --device, --batch-size, --workers, --seed."""
     _add(parser, "--model", metavar="NAME", default=None,
-         help="efficientnet-lite0 (default, built in) or a torchvision model name")
+         help="efficientnet-lite0 (default, built in), a torchvision model name, or "
+              "MODULE:FUNCTION (a dotted module or path/to/file.py and a function returning an nn.Module "
+              "or (module, preprocessing dict); see README)")
     _add(parser, "--weights", metavar="PATH", help="state-dict file for the model (torchvision models)")
     _add(parser, "--random-init", action="store_true", help="allow random weights when none are found")
     _add(parser, "--device", default="cpu", metavar="cpu|cuda", help="where to run (default cpu)")
@@ -81,64 +105,119 @@ def add_image_arguments(parser: argparse.ArgumentParser, *, calibration: bool = 
          help="with --imagenet: text file, one class folder name per line in model index order")
     _add(parser, "--num-images", type=int, metavar="N", help="use only the first N images")
     if calibration:
-        _add(parser, "--calib-images", metavar="DIR", help="calibration folder (default: the 32 built-in crops)")
-        _add(parser, "--num-calib", type=int, default=32, metavar="N", help="calibration images (default 32)")
+        _add(parser, "--calib-images", metavar="DIR",
+             help="calibration folder (default: the built-in calibration crops, disjoint from the evaluation crops)")
+        _add(parser, "--num-calib", type=int, default=None, metavar="N",
+             help="calibration images (default: all 144 built-in calibration crops, or every file of --calib-images)")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The QuantConfig options."""
+ADAROUND_DEFAULT_ITERATIONS = 300
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True) -> None:
+    """The QuantConfig options (a --recipe preset, then every flag given overrides it); ``stats``: also --stats and
+    --stats-mode."""
+    _add(parser, "--recipe", metavar="NAME", default=None,
+         help="preset: naive (per-channel min/max), paper (ACIQ + bit allocation + bias correction) or best "
+              "(equalization + ACIQ + AdaRound + empirical bias correction; see quant/METHODS.md); the flags below "
+              "override it (default: naive)")
     _add(parser, "--wbits", type=_bits, default=4.0, metavar="B", help="weight bits, or 'fp' (default 4)")
     _add(parser, "--abits", type=_bits, default=4.0, metavar="B", help="activation bits, or 'fp' (default 4)")
     _add(parser, "--clip", default=None, metavar="METHOD",
-         help="activation clipping: minmax (default), aciq-laplace, aciq-gauss, <k>sigma, percentile:<p>, mse, kl")
-    _add(parser, "--weight-clip", default="minmax", metavar="METHOD", help="weight clipping (default minmax)")
-    _add(parser, "--clip-window", default="mean", choices=("mean", "reference", "zero"),
+         help="activation clipping: minmax (naive), aciq-laplace, aciq-gauss, <k>sigma, percentile:<p>, mse, kl")
+    _add(parser, "--weight-clip", default=None, metavar="METHOD", help="weight clipping (default minmax)")
+    _add(parser, "--clip-window", default=None, choices=("mean", "reference", "zero"),
          help="how ACIQ's alpha becomes a range (default mean)")
     _add(parser, "--per-layer", action="store_true", help="per-layer (per-tensor) ranges instead of per channel")
     _add(parser, "--per-layer-weights", action="store_true", help="per-layer ranges for weights only")
     _add(parser, "--per-layer-activations", action="store_true", help="per-layer ranges for activations only")
-    _add(parser, "--bit-alloc", default="", metavar="WHAT", help="per-channel bit allocation: weights,activations")
-    _add(parser, "--bin-alloc", default="", metavar="WHAT",
+    _add(parser, "--bit-alloc", default=None, metavar="WHAT",
+         help="per-channel bit allocation: weights,activations ('none': off)")
+    _add(parser, "--bin-alloc", default=None, metavar="WHAT",
          help="per-channel level-count allocation (fractional --wbits/--abits, e.g. 5.3): weights,activations")
-    _add(parser, "--bias-correction", nargs="?", const="both", default=None, choices=("mean", "variance", "both"),
-         help="weight bias correction (default mode when given: both)")
-    _add(parser, "--bias-correction-form", default="paper", choices=("paper", "reference"),
+    _add(parser, "--bias-correction", nargs="?", const="both", default=None,
+         choices=("mean", "variance", "both", "empirical", "none"),
+         help="weight bias correction of the paper (mean, variance, both; the default when the flag has no value), "
+              "empirical (measured on the calibration images, added to the biases) or none")
+    _add(parser, "--bias-correction-form", default=None, choices=("paper", "reference"),
          help="eq. 13 of the paper (default) or the reference code's form")
-    _add(parser, "--first-layer-bits", type=_bits, default=8.0, metavar="B",
-         help="weight bits of the first layer(s) (default 8; 'fp' = same as --wbits)")
-    _add(parser, "--classifier-bits", type=_bits, default=8.0, metavar="B",
-         help="weight and output bits of the classifier (default 8; 'fp' = same as --wbits/--abits)")
-    _add(parser, "--stats", metavar="FILE", help="offline statistics from 'huffquant calibrate'")
-    _add(parser, "--stats-mode", choices=("dynamic", "offline"), default=None,
-         help="offline (calibration images or --stats, default) or dynamic (each batch)")
+    _add(parser, "--equalize", action="store_true", default=None,
+         help="cross-layer equalization with high-bias absorption (statistics must be calibrated with it)")
+    _add(parser, "--no-equalize", dest="equalize", action="store_false", help="no equalization (overrides a recipe)")
+    _add(parser, "--adaround", type=_iterations, nargs="?", const=ADAROUND_DEFAULT_ITERATIONS, default=None,
+         metavar="N", help=f"AdaRound: learn the rounding of the weights on the calibration images, N iterations per "
+                           f"layer (default {ADAROUND_DEFAULT_ITERATIONS}; 0: off); cached in --stats files made "
+                           f"by 'huffquant calibrate --adaround'")
+    _add(parser, "--first-layer-bits", type=_layer_bits, default=None, metavar="B",
+         help="weight bits of the first layer(s): a number, 'fp' (FP32) or 'same' (as --wbits) (default 8)")
+    _add(parser, "--classifier-bits", type=_layer_bits, default=None, metavar="B",
+         help="weight and output bits of the classifier: a number, 'fp' (FP32) or 'same' (as --wbits/--abits) "
+              "(default 8)")
+    if stats:
+        _add(parser, "--stats", metavar="FILE",
+             help="offline statistics from 'huffquant calibrate' (with any AdaRound rounding and bias corrections "
+                  "it learned)")
+        _add(parser, "--stats-mode", choices=("dynamic", "offline"), default=None,
+             help="offline (calibration images or --stats, default) or dynamic (each batch)")
 
 
 def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline") -> Any:
-    """A :class:`quant.pipeline.QuantConfig` from the parsed options (UsageError on bad combinations)."""
+    """A :class:`quant.pipeline.QuantConfig` from the parsed options: the --recipe preset (default naive), then
+    every option given on the command line (UsageError on a bad value or combination)."""
     from quant.errors import QuantError
-    from quant.pipeline import QuantConfig
+    from quant.recipes import recipe_config
 
-    mode = args.stats_mode or default_mode
+    mode = getattr(args, "stats_mode", None) or default_mode
     if getattr(args, "stats", None) and mode == "dynamic":
         raise UsageError("--stats gives offline statistics; it cannot be combined with --stats-mode dynamic")
+    kw: dict[str, Any] = {"stats_mode": mode}
     per_layer = bool(getattr(args, "per_layer", False))
+    if per_layer or getattr(args, "per_layer_weights", False):
+        kw["per_channel_weights"] = False
+    if per_layer or getattr(args, "per_layer_activations", False):
+        kw["per_channel_activations"] = False
+    options = {"clip": "clip", "weight_clip": "weight_clip", "clip_window": "clip_window", "bit_alloc": "bit_alloc",
+               "bin_alloc": "bin_alloc", "bias_correction_form": "bias_correction_form", "equalize": "equalize",
+               "adaround": "adaround", "first_layer_bits": "first_layer_wbits", "classifier_bits": "classifier_bits"}
+    for opt, field in options.items():
+        v = getattr(args, opt, None)
+        if v is not None:
+            kw[field] = None if v == "fp" else v
+    for opt in ("bit_alloc", "bin_alloc"):
+        if isinstance(kw.get(opt), str) and kw[opt].strip().lower() in ("none", "off"):
+            kw[opt] = ()
+    bc = getattr(args, "bias_correction", None)
+    if bc is not None:
+        kw["bias_correction"] = None if bc == "none" else bc
     try:
-        return QuantConfig(
-            wbits=args.wbits, abits=args.abits, clip=args.clip or "minmax", weight_clip=args.weight_clip,
-            clip_window=args.clip_window,
-            per_channel_weights=not (per_layer or args.per_layer_weights),
-            per_channel_activations=not (per_layer or args.per_layer_activations),
-            bit_alloc=args.bit_alloc, bin_alloc=args.bin_alloc, bias_correction=args.bias_correction,
-            bias_correction_form=args.bias_correction_form, first_layer_wbits=args.first_layer_bits,
-            classifier_bits=args.classifier_bits, stats_mode=mode,
-        )
+        return recipe_config(getattr(args, "recipe", None) or "naive", args.wbits, args.abits, **kw)
     except QuantError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def needs_calibration_images(cfg: Any, stats: Any) -> bool:
+    """True when the run must see calibration images: offline statistics to collect, or AdaRound / empirical
+    bias correction not already stored in ``stats``."""
+    from quant.pipeline import needs_calibration
+
+    return needs_calibration(cfg, stats)
+
+
+def check_model_from_args(args: argparse.Namespace) -> None:
+    """Reject an unknown model name or a bad MODULE:FUNCTION before anything is loaded (UsageError)."""
+    from quant.errors import ModelError
+    from quant.models import DEFAULT_MODEL, check_model_name
+
+    try:
+        check_model_name(args.model or DEFAULT_MODEL)
+    except ModelError as exc:
         raise UsageError(str(exc)) from exc
 
 
 def load_model_from_args(args: argparse.Namespace) -> Any:
     from quant.models import DEFAULT_MODEL, load_model
 
+    check_model_from_args(args)
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.device.startswith("cuda"):
@@ -176,8 +255,8 @@ def images_from_args(args: argparse.Namespace, preprocessing: Any, *, default_sp
 def calibration_from_args(args: argparse.Namespace, preprocessing: Any) -> Any:
     from quant.images import builtin_images, folder_images
 
-    n = getattr(args, "num_calib", 32)
-    if n < 1:
+    n = getattr(args, "num_calib", None)
+    if n is not None and n < 1:
         raise UsageError(f"--num-calib must be >= 1, got {n}")
     if getattr(args, "calib_images", None):
         return folder_images(args.calib_images, preprocessing, limit=n)
@@ -207,8 +286,10 @@ def print_result(res: Any, *, layers: bool, out: Any = sys.stdout) -> None:
         w(f"  skipped {len(res.skipped)} unreadable")
     w("\n")
     w(f"config {res.config.get('describe', '')}\n" if res.config.get("describe") else "")
-    w(f"top-1 agreement {res.top1_agreement * 100:.2f}%   top-5 overlap {res.top5_overlap * 100:.2f}%   "
-      f"KL(FP32||quant) {res.kl_divergence:.4f} nats   logit SQNR {_fmt_db(res.logit_sqnr_db)} dB\n")
+    lo, hi = res.top1_agreement_ci
+    w(f"top-1 agreement {res.top1_agreement * 100:.2f}% (95% CI {lo * 100:.1f}-{hi * 100:.1f}%, Wilson)   "
+      f"top-5 overlap {res.top5_overlap * 100:.2f}%   KL(FP32||quant) {res.kl_divergence:.4f} nats   "
+      f"logit SQNR {_fmt_db(res.logit_sqnr_db)} dB\n")
     if res.top1 is not None:
         w(f"top-1 {res.top1 * 100:.2f}% (FP32 {res.fp32_top1 * 100:.2f}%)   "
           f"top-5 {res.top5 * 100:.2f}% (FP32 {res.fp32_top5 * 100:.2f}%)\n")
@@ -231,11 +312,12 @@ def run(args: argparse.Namespace) -> int:
     from quant.evaluation import evaluate_model
 
     cfg = config_from_args(args)
+    check_model_from_args(args)
     lm = load_model_from_args(args)
     images = images_from_args(args, lm.preprocessing)
     stats = ModelStatistics.load(args.stats) if args.stats else None
     calib = None
-    if cfg.abits is not None and cfg.stats_mode == "offline" and stats is None:
+    if needs_calibration_images(cfg, stats):
         calib = calibration_from_args(args, lm.preprocessing)
     torch.manual_seed(args.seed)
     res = evaluate_model(lm, cfg, images=images, calibration_images=calib, stats=stats,

@@ -56,7 +56,8 @@ def _targets(text: str) -> tuple[str, ...]:
 def register(parser: argparse.ArgumentParser) -> None:
     m = parser.add_argument_group("model and images")
     m.add_argument("--model", default="efficientnet-lite0", metavar="NAME",
-                   help="built-in or torchvision model name (default efficientnet-lite0)")
+                   help="built-in or torchvision model name, or MODULE:FUNCTION (a function returning an "
+                        "nn.Module; see README) (default efficientnet-lite0)")
     m.add_argument("--weights", metavar="PATH", help="state-dict file with the model's weights")
     m.add_argument("--random-init", action="store_true", help="allow random weights (torchvision models only)")
     src = m.add_mutually_exclusive_group()
@@ -121,6 +122,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--zstd-sample must be >= 0")
     if args.random_init and args.weights:
         raise UsageError("--random-init and --weights exclude each other")
+    from quant.errors import QuantError
+    from quant.recipes import check_settings
+
+    try:  # every configuration error before the model is loaded
+        check_settings(model=args.model, wbits=args.wbits, abits=args.abits, clip=args.clip, bit_alloc=args.bit_alloc,
+                       bin_alloc=args.bin_alloc, bias_correction=args.bias_correction)
+    except QuantError as exc:
+        raise UsageError(str(exc)) from exc
     from analysis.report import ReportConfig, report
     from quant.images import imagenet_folder
     from quant.models import load_model

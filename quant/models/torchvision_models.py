@@ -27,7 +27,7 @@ from quant.errors import ModelError
 from quant.images import Preprocessing
 from quant.torch_files import first_line, load_error_line, state_dict_mismatch
 
-__all__ = ["torchvision_names", "load_torchvision", "hub_checkpoint"]
+__all__ = ["torchvision_names", "load_torchvision", "hub_checkpoint", "load_state_file"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,18 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def load_state_file(model: nn.Module, weights: str | os.PathLike, name: str) -> None:
+    """Load a state-dict file (torch.save or .safetensors) into ``model`` strictly; raises :class:`ModelError`."""
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist")
+    state = _read_state_dict(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path} does not match model {name}: {exc}") from exc
 
 
 def load_torchvision(

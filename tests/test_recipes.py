@@ -1,0 +1,322 @@
+"""Recipes and the methods beyond the paper: equalization, AdaRound, empirical bias correction (small nets)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quant.adaround import AdaRoundSettings, _group_weight, _layer_out, rounding_codes, sample_patches
+from quant.calibration import ModelStatistics
+from quant.capture import ActivationSite
+from quant.equalization import equalization_pairs, equalize
+from quant.errors import CalibrationError, QuantError
+from quant.evaluation import evaluate
+from quant.graph import instrument
+from quant.pipeline import QuantConfig, adaround_key, prepare
+from quant.quantizer import quantize
+from quant.recipes import RECIPES, check_settings, recipe_config
+
+
+class Block(nn.Module):
+    """expand 1x1 (BN, ReLU6) -> depthwise 3x3 (BN, ReLU6) -> project 1x1 (BN) -> linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.b0 = nn.BatchNorm2d(8)
+        self.expand = nn.Conv2d(8, 16, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+        self.b2 = nn.BatchNorm2d(16)
+        self.project = nn.Conv2d(16, 8, 1, bias=False)
+        self.b3 = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self.b0(self.stem(x)))
+        x = F.relu6(self.b1(self.expand(x)))
+        x = F.relu6(self.b2(self.dw(x)))
+        x = self.b3(self.project(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def make_block(seed: int = 0, high_bias: bool = False) -> nn.Module:
+    torch.manual_seed(seed)
+    net = Block()
+    with torch.no_grad():
+        # unbalanced channel ranges: what equalization is for
+        net.dw.weight.mul_(torch.logspace(-1.5, 1.5, 16).view(16, 1, 1, 1))
+        for bn in (net.b0, net.b1, net.b2, net.b3):
+            bn.running_mean.uniform_(-0.2, 0.2)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(0.0, 0.5)
+        if high_bias:  # depthwise channels whose BN output stays far above 0: absorbable
+            net.b2.bias[:8] = 3.0
+            net.b2.weight[:8] = 0.2
+    return net.eval()
+
+
+def images(n: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, 3, 12, 12, generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------------------------- recipes
+def test_recipes_are_presets_that_fields_override():
+    assert set(RECIPES) == {"naive", "paper", "best"}
+    naive = recipe_config("naive", 4, 4)
+    assert naive == QuantConfig(wbits=4, abits=4)  # the naive recipe is the plain default configuration
+    paper = recipe_config("paper", 4, 4)
+    assert (paper.clip, paper.bit_alloc, paper.bias_correction) == ("aciq-laplace", ("weights", "activations"), "mean")
+    best = recipe_config("best", 4, 8)
+    assert best.equalize and best.adaround > 0 and best.bias_correction == "empirical"
+    assert recipe_config("best", 4, 8, equalize=False, adaround=0).equalize is False
+    assert recipe_config("paper", 8, 4, bias_correction=None).bias_correction is None
+    for cfg in (naive, paper, best):  # the first layer and the classifier stay at 8 bits
+        assert cfg.first_layer_wbits == 8 and cfg.classifier_bits == 8
+    with pytest.raises(QuantError, match="unknown recipe"):
+        recipe_config("fastest")
+    with pytest.raises(QuantError, match="wbits"):
+        check_settings(recipe="best", wbits=0)
+
+
+def _cli_config(*argv: str):
+    from analysis.cli.evaluate import add_config_arguments, config_from_args
+
+    p = argparse.ArgumentParser()
+    add_config_arguments(p)
+    return config_from_args(p.parse_args(list(argv)))
+
+
+def test_cli_flags_compose_with_the_recipe():
+    assert _cli_config() == recipe_config("naive", 4, 4)
+    assert _cli_config("--recipe", "paper") == recipe_config("paper", 4, 4)
+    cfg = _cli_config("--recipe", "best", "--wbits", "8", "--abits", "4", "--no-equalize", "--adaround", "0")
+    assert cfg == recipe_config("best", 8, 4, equalize=False, adaround=0)
+    cfg = _cli_config("--recipe", "paper", "--bias-correction", "none", "--bit-alloc", "none", "--equalize")
+    assert cfg.bias_correction is None and cfg.bit_alloc == () and cfg.equalize and cfg.clip == "aciq-laplace"
+    cfg = _cli_config("--adaround", "--bias-correction", "empirical", "--clip", "aciq-gauss")
+    assert cfg.adaround == 300 and cfg.bias_correction == "empirical" and cfg.clip == "aciq-gauss"
+    cfg = _cli_config("--first-layer-bits", "fp", "--classifier-bits", "same")
+    assert cfg.first_layer_wbits is None and cfg.classifier_bits == "same"
+
+
+def test_first_layer_and_classifier_fp_same_and_bits():
+    x = images(16, 1)
+    net = make_block()
+    fp = prepare(net, QuantConfig(wbits=4, abits=4, first_layer_wbits=None, classifier_bits=None), calibration=[x])
+    same = prepare(net, QuantConfig(wbits=4, abits=4, first_layer_wbits="same", classifier_bits="same"),
+                   calibration=[x])
+    eight = prepare(net, QuantConfig(wbits=4, abits=4), calibration=[x])
+    assert fp.layers["stem"].weight is None and fp.layers["fc"].weight is None and fp.layers["fc"].act_bits is None
+    assert fp.layers["stem"].act_bits == 4.0  # --first-layer-bits is about weights; the output follows --abits
+    assert same.layers["stem"].weight_bits == 4.0 and same.layers["fc"].weight_bits == 4.0
+    assert same.layers["fc"].act_bits == 4.0
+    assert eight.layers["stem"].weight_bits == 8.0 and eight.layers["fc"].weight_bits == 8.0
+    assert eight.layers["fc"].act_bits == 8.0 and eight.layers["dw"].weight_bits == 4.0
+    with torch.no_grad():  # FP32 ends leave those layers exactly as the float network computes them
+        assert torch.equal(fp.quant.modules["fc"].weight, fp.floating["fc"].weight)
+
+
+# ----------------------------------------------------------------------------------------------- equalization
+def _ranges(inst, a: str, b: str) -> tuple[torch.Tensor, torch.Tensor]:
+    w1 = inst.modules[a].weight.detach()
+    w2 = inst.modules[b].weight.detach()
+    r1 = w1.abs().reshape(w1.shape[0], -1).amax(1)
+    g = inst.modules[b].groups
+    if g == 1:
+        r2 = w2.abs().transpose(0, 1).reshape(w2.shape[1], -1).amax(1)
+    else:  # depthwise: input channel c is output channel c's kernel
+        r2 = w2.abs().reshape(w2.shape[0], -1).amax(1)
+    return r1, r2
+
+
+def test_equalization_is_exact_through_relu6_and_balances_ranges():
+    net = make_block()
+    x = images(8, 2) * 3  # large inputs: many ReLU6 channels saturate at 6, which scaling must respect
+    inst = instrument(net, ActivationSite)
+    with torch.no_grad():
+        y0 = inst(x)
+    pairs = equalization_pairs(inst)
+    assert pairs == [("stem", "expand"), ("expand", "dw"), ("dw", "project")]
+    before = {p: _ranges(inst, *p) for p in pairs}
+    res = equalize(inst, None)
+    with torch.no_grad():
+        y1 = inst(x)
+    assert torch.allclose(y0, y1, rtol=1e-4, atol=1e-5)  # the same function
+    for p in pairs:
+        r1, r2 = _ranges(inst, *p)
+        assert torch.allclose(r1, r2, rtol=1e-3)  # DFQ: both layers' channel ranges equal sqrt(r1·r2)
+    r1, r2 = before[("dw", "project")]
+    assert float((r1 / r1.mean()).std()) > 1.0  # it was unbalanced
+    s = res.scales[("dw", "project")]
+    assert torch.allclose(inst.sites["dw"].act_hi.double(), 6.0 / s, rtol=1e-5)  # the ReLU6 bound moved
+    # replacing the per-channel bound by 6 (what plain scaling through ReLU6 would do) changes the output
+    inst.sites["dw"].set_activation_bound(None)
+    with torch.no_grad():
+        assert not torch.allclose(y0, inst(x), rtol=1e-3, atol=1e-3)
+
+
+def test_high_bias_absorption_hand_derived():
+    net = make_block(high_bias=True)
+    inst = instrument(net, ActivationSite)
+    res = equalize(inst, net)
+    s = res.scales[("dw", "project")]
+    c = res.absorbed["dw"]
+    beta, gamma = net.b2.bias.detach().double(), net.b2.weight.detach().double().abs()
+    assert torch.allclose(c, torch.clamp((beta - 3 * gamma) / s, min=0))
+    assert bool((c[:8] > 0).all()) and bool((c[8:] == 0).all())
+    assert "expand" not in res.absorbed  # the depthwise layer after it pads its input: not exact, not absorbed
+    # exact where the pre-activations stay above c: compare with the un-absorbed equalized network
+    ref = instrument(net, ActivationSite)
+    equalize(ref, None)
+    x = images(8, 3) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(ref(x), inst(x), rtol=1e-4, atol=1e-4)
+
+
+def test_statistics_must_match_the_equalization_setting():
+    x = images(16, 4)
+    net = make_block()
+    qm = prepare(net, QuantConfig(wbits=8, abits=8, equalize=True), calibration=[x])
+    assert qm.stats.extra["equalized"] is True
+    with pytest.raises(CalibrationError, match="equalization"):
+        prepare(net, QuantConfig(wbits=8, abits=8), stats=qm.stats)
+    # the reference is the original network, the float network the equalized one: the same function
+    with torch.no_grad():
+        assert torch.allclose(qm.reference(x), qm.float_forward(x), rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------- AdaRound
+@pytest.mark.parametrize("conv,size", [
+    (nn.Conv2d(8, 6, 3, stride=2, padding=1), 11),
+    (nn.Conv2d(8, 8, 5, padding=2, groups=8), 9),
+    (nn.Conv2d(8, 4, 3, padding=(1, 0), dilation=(1, 2), groups=2), 12),
+    (nn.Conv2d(8, 16, 1), 7),
+])
+def test_sampled_patches_reproduce_the_convolution(conv, size):
+    x = torch.randn(3, 8, size, size)
+    patches, idx = sample_patches(conv, x, 10, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = conv(x)
+        got = _layer_out(patches, _group_weight(conv, conv.weight), conv.bias)
+    assert torch.allclose(got, y[idx[:, 0], :, idx[:, 1], idx[:, 2]], atol=1e-5)
+    assert len({tuple(r) for r in idx.tolist()}) == idx.shape[0]  # distinct positions
+
+
+def test_adaround_finds_the_best_rounding_of_a_small_layer():
+    # a 2 x 4 linear layer: 2^4 roundings per output, searched exhaustively for the expectation
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 2)
+    x = torch.randn(256, 4) * torch.tensor([1.0, 3.0, 0.5, 2.0])
+    w = lin.weight.detach()
+    qt = quantize(w, w.amin(1), w.amax(1), 4, axis=0)  # 2 bits per weight: rounding matters
+
+    def loss(up: torch.Tensor) -> float:
+        wh = rounding_codes(w, qt, up).dequantize()
+        return float(((x @ w.t() - x @ wh.t()) ** 2).sum(1).mean())
+
+    best = min(loss(torch.tensor([list(a), list(b)], dtype=torch.bool))
+               for a in itertools.product([False, True], repeat=4) for b in itertools.product([False, True], repeat=4))
+    from quant.adaround import _learn
+
+    up, l_rtn, l_ada = _learn(w, qt, lin, None, x[:, None, :], x[:, None, :], lambda t: t,
+                              AdaRoundSettings(iterations=300, batch=256), torch.Generator().manual_seed(0))
+    assert l_rtn == pytest.approx(loss(torch.round(w / qt.params.scale[:, None] - torch.floor(
+        w / qt.params.scale[:, None])).bool()), rel=1e-4)
+    assert l_ada == pytest.approx(loss(up), rel=1e-4)
+    assert l_ada <= l_rtn and l_ada <= best * 1.05
+    codes = rounding_codes(w, qt, up).codes.to(torch.int64)
+    floor = torch.floor(w / qt.params.scale[:, None]).to(torch.int64)
+    assert bool(((codes - floor) >= 0).all() and ((codes - floor) <= 1).all())
+
+
+def test_adaround_improves_the_network_and_is_reused_from_the_statistics_file(tmp_path):
+    net = make_block()
+    calib, test = images(32, 5), images(32, 6)
+    cfg = QuantConfig(wbits=3, abits=8, first_layer_wbits="same", classifier_bits="same")
+    rtn = prepare(net, cfg, calibration=[calib])
+    ada_cfg = QuantConfig(wbits=3, abits=8, first_layer_wbits="same", classifier_bits="same", adaround=200)
+    ada = prepare(net, ada_cfg, calibration=[calib[:16], calib[16:]])
+    r_rtn, r_ada = evaluate(rtn, [test]), evaluate(ada, [test])  # images never seen in calibration
+    assert r_ada.logit_sqnr_db > r_rtn.logit_sqnr_db + 1.0
+    assert all(v[1] <= v[0] for v in ada.adaround.loss.values())
+    # saved with the statistics and reused: identical network, no calibration images needed
+    path = ada.stats.save(tmp_path / "s.npz")
+    loaded = ModelStatistics.load(path)
+    key = adaround_key(ada_cfg, loaded)
+    assert loaded.result("adaround", key) is not None
+    again = prepare(net, ada_cfg, stats=loaded)
+    with torch.no_grad():
+        assert torch.equal(again(test), ada(test))
+    for name, lq in ada.layers.items():
+        assert torch.equal(again.layers[name].weight.codes, lq.weight.codes)
+    # another configuration is not served from the cache: it needs images
+    with pytest.raises(CalibrationError, match="AdaRound needs calibration images"):
+        prepare(net, QuantConfig(wbits=4, abits=8, first_layer_wbits="same", classifier_bits="same", adaround=200),
+                stats=loaded)
+
+
+# ----------------------------------------------------------------------------------------------- bias correction
+def _site_means(qm, x: torch.Tensor, float_net: bool) -> dict[str, torch.Tensor]:
+    means = {}
+
+    def hook(name):
+        def f(mod, inp, out):
+            means[name] = out.detach().double().mean(dim=[d for d in range(out.dim()) if d != 1])
+        return f
+
+    handles = [s.register_forward_hook(hook(n)) for n, s in qm.sites.items()]
+    with torch.no_grad():
+        (qm.float_forward if float_net else qm)(x)
+    for h in handles:
+        h.remove()
+    return means
+
+
+def test_empirical_bias_correction_matches_output_means():
+    net = make_block()
+    x = images(32, 7)
+    plain = prepare(net, QuantConfig(wbits=3, abits=4), calibration=[x])
+    corr = prepare(net, QuantConfig(wbits=3, abits=4, bias_correction="empirical"), calibration=[x])
+    ref = _site_means(corr, x, float_net=True)
+    got, before = _site_means(corr, x, float_net=False), _site_means(plain, x, float_net=False)
+    for name in ("expand", "dw", "project", "fc"):
+        err_before = float((before[name] - ref[name]).abs().max())
+        err_after = float((got[name] - ref[name]).abs().max())
+        assert err_after < 0.2 * err_before, name
+    # the corrections are bias additions, reused from the statistics they are stored with
+    assert set(corr.bias_deltas) == set(corr.layers)
+    for name, d in corr.bias_deltas.items():
+        assert torch.allclose(corr.quantized[name].bias, plain.quantized[name].bias + d.float(), atol=1e-6)
+    again = prepare(net, QuantConfig(wbits=3, abits=4, bias_correction="empirical"), stats=corr.stats)
+    with torch.no_grad():
+        assert torch.equal(again(x), corr(x))
+    assert evaluate(corr, [images(32, 8)]).kl_divergence < evaluate(plain, [images(32, 8)]).kl_divergence
+
+
+# ----------------------------------------------------------------------------------------------- recipes on a net
+@pytest.mark.parametrize("off", [None, "equalize", "adaround", "bias_correction"])
+def test_best_recipe_runs_every_part_and_each_flag_turns_its_part_off(off):
+    net = make_block(high_bias=True)
+    calib, test = images(24, 11), images(24, 12)
+    override = {"equalize": False, "adaround": 0, "bias_correction": None}
+    fields = {"adaround": 30}
+    if off is not None:
+        fields[off] = override[off]
+    cfg = recipe_config("best", 3, 8, **fields)
+    qm = prepare(net, cfg, calibration=[calib])
+    equalized = stats_equalized = bool(qm.stats.extra["equalized"])
+    if equalized:  # the float network the quantizer starts from has other weights than the folded original
+        equalized = any(not torch.equal(qm.floating[n].weight, qm.original[n].weight) for n in qm.layers)
+    assert equalized is stats_equalized is (off != "equalize")
+    assert (qm.adaround is not None) is (off != "adaround")
+    assert bool(qm.bias_deltas) is (off != "bias_correction")
+    if off is None:  # every part learned, none of it from the test images; the result still tracks FP32
+        naive = prepare(net, recipe_config("naive", 3, 8), calibration=[calib])
+        assert evaluate(qm, [test]).logit_sqnr_db > evaluate(naive, [test]).logit_sqnr_db
