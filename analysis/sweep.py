@@ -2,7 +2,7 @@
 
 The grid crosses bit widths (weights and activations together, e.g. 2, 3, 4, 5, 6, 8 and fractional
 bin-allocation targets such as 5.3), activation clipping methods, per-channel allocation on/off and bias
-correction on/off. Each point runs the quantized model once on the sweep images, measures its fidelity
+correction on/off, and adds whole recipes (default: ``best``) at each integer bit width. Each point runs the quantized model once on the sweep images, measures its fidelity
 (top-1 agreement, top-5 overlap, KL; top-1/top-5 accuracy with labels) and sizes the integer tensors of
 the first ``sweep_rate_images`` images exactly from their symbol counts
 (:func:`analysis.report.tensors.closed_form_rates`: the smallest of entropy's single, per-channel and bit-width
@@ -12,12 +12,14 @@ in both rate and fidelity (top-1 accuracy with labels, else top-1 agreement) for
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from analysis.errors import AnalysisError
+from analysis.report.learned import learns
 from analysis.plots import pareto_front
 from analysis.report.model_pass import run_quantized, tensor_inputs
 from analysis.report.tensors import closed_form_rates
@@ -37,13 +39,30 @@ class SweepPoint:
     clip: str
     allocation: bool
     bias_correction: bool
+    recipe: str | None = None  # a whole recipe (quant.recipes) instead of the four fields above
+
+    @classmethod
+    def of_recipe(cls, bits: float, recipe: str) -> "SweepPoint":
+        """Recipe ``recipe`` at ``bits`` (weights and activations)."""
+        from quant.recipes import recipe_settings
+
+        kw = recipe_settings(recipe)
+        return cls(float(bits), str(kw["clip"]), bool(kw["bit_alloc"] or kw["bin_alloc"]),
+                   kw["bias_correction"] is not None, recipe=recipe)
 
     @property
     def fractional(self) -> bool:
         return float(self.bits) != int(self.bits)
 
+    @property
+    def series(self) -> str:
+        """What the figure colours the point by: its clipping method, or its recipe."""
+        return f"{self.recipe} recipe" if self.recipe else self.clip
+
     def label(self) -> str:
         b = f"{self.bits:g}"
+        if self.recipe:
+            return f"W{b}A{b} {self.recipe} recipe"
         parts = [f"W{b}A{b}", self.clip]
         if self.allocation:
             parts.append("bin-alloc" if self.fractional else "bit-alloc")
@@ -51,9 +70,18 @@ class SweepPoint:
             parts.append("bias-corr")
         return " ".join(parts)
 
-    def quant_config(self):
-        """This point as a :class:`quant.pipeline.QuantConfig`."""
+    def quant_config(self, adaround: int | None = None):
+        """This point as a :class:`quant.pipeline.QuantConfig`; ``adaround`` replaces a recipe's AdaRound
+        iterations."""
         from quant.pipeline import QuantConfig
+
+        if self.recipe:
+            from quant.recipes import recipe_config
+
+            qc = recipe_config(self.recipe, self.bits, self.bits, stats_mode="offline")
+            if adaround is not None and qc.adaround:
+                qc = dataclasses.replace(qc, adaround=int(adaround))
+            return qc
 
         both = ("weights", "activations")
         return QuantConfig(
@@ -66,8 +94,9 @@ class SweepPoint:
 
 
 def sweep_grid(bits: Sequence[float], clips: Sequence[str], *, allocation: Sequence[bool] = (False, True),
-               bias_correction: Sequence[bool] = (False, True)) -> list[SweepPoint]:
-    """Every combination; fractional bit widths only with allocation (they need bin allocation)."""
+               bias_correction: Sequence[bool] = (False, True), recipes: Sequence[str] = ()) -> list[SweepPoint]:
+    """Every combination; fractional bit widths only with allocation (they need bin allocation). Then each of
+    ``recipes`` at every integer bit width."""
     if not bits or not clips:
         raise AnalysisError("the sweep needs at least one bit width and one clipping method")
     out = []
@@ -79,6 +108,8 @@ def sweep_grid(bits: Sequence[float], clips: Sequence[str], *, allocation: Seque
                     if p.fractional and not p.allocation:
                         continue
                     out.append(p)
+    for r in recipes:
+        out += [SweepPoint.of_recipe(b, r) for b in bits if float(b) == int(b)]
     return out
 
 
@@ -93,23 +124,32 @@ def mark_pareto(rows: list[dict], x: str = "coded_bits_per_value", y: str = "top
     return rows
 
 
-def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPoint] | None = None) -> list[dict]:
+def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPoint] | None = None, *,
+              learned: Any = None) -> list[dict]:
     """Run every point of ``grid`` (default: from ``cfg.sweep_bits`` x ``cfg.sweep_clips`` x allocation x bias
-    correction) on the first ``cfg.sweep_images`` report images; returns sweep.csv rows with the Pareto flag.
+    correction, plus ``cfg.sweep_recipes`` at each integer bit width) on the first ``cfg.sweep_images`` report
+    images; returns sweep.csv rows with the Pareto flag.
 
     ``src`` (:class:`~analysis.report.model_pass.ReportInputs`), ``stats`` and ``refs`` (FP32 logits per batch)
-    come from :func:`analysis.report.report`.
+    come from :func:`analysis.report.report`. Points that learn on the calibration images (equalization, AdaRound,
+    empirical bias correction) need ``learned`` (:class:`~analysis.report.learned.LearnedCalibration`).
     """
     from tqdm.auto import tqdm
 
     from quant.pipeline import prepare
 
-    points = list(grid) if grid is not None else sweep_grid(cfg.sweep_bits, cfg.sweep_clips)
+    points = list(grid) if grid is not None else sweep_grid(cfg.sweep_bits, cfg.sweep_clips,
+                                                            recipes=cfg.sweep_recipes)
     batches, brefs = _first_images(src.eval_batches, refs, cfg.sweep_images)
     rows = []
     for p in tqdm(points, desc="sweep", unit="point", disable=not cfg.progress):
-        qc = p.quant_config()
-        qm = prepare(src.module, qc, stats=stats, device=cfg.device, model_name=src.name, progress=False)
+        qc = p.quant_config(adaround=cfg.adaround)
+        if learns(qc):
+            if learned is None:
+                raise AnalysisError(f"sweep point {p.label()} learns on the calibration images: pass learned=")
+            qm = learned.prepare(qc, progress=False)
+        else:
+            qm = prepare(src.module, qc, stats=stats, device=cfg.device, model_name=src.name, progress=False)
         keep = cfg.sweep_rate_images
         fid, codes = run_quantized(qm, batches, brefs, record=True, progress=False, desc="sweep point",
                                     record_images=keep)
@@ -128,7 +168,7 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
             w.get("coded_bits_per_value", 0) * w.get("n_values", 0)
         rows.append({
             "wbits": p.bits, "abits": p.bits, "clip": p.clip, "allocation": p.allocation,
-            "bias_correction": p.bias_correction, "label": p.label(),
+            "bias_correction": p.bias_correction, "recipe": p.recipe or "", "series": p.series, "label": p.label(),
             "act_nominal_bits": act.get("nominal_bits"), "act_entropy_bits": act.get("entropy_bits"),
             "act_coded_bits_per_value": act.get("coded_bits_per_value"),
             "weight_nominal_bits": w.get("nominal_bits"), "weight_entropy_bits": w.get("entropy_bits"),

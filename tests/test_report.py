@@ -51,7 +51,7 @@ def tiny_report(tmp_path_factory):
     images = torch.randn(10, 3, 20, 20)
     files = tmp_path_factory.mktemp("files")
     cfg = R.ReportConfig(batch_size=4, progress=False, files_dir=str(files), verify_huffman_packing=True,
-                         zstd_sample_bytes=256)
+                         zstd_sample_bytes=256, adaround=10)
     rep = R.report(model, images, cfg)
     out = tmp_path_factory.mktemp("out")
     written = rep.write(out)
@@ -202,8 +202,20 @@ def test_summary_and_outputs(tiny_report):
         assert s["lossless"] is True
     assert all(r["lossless"] is True for r in doc["layers"])
     assert doc == json.loads(rep.to_json())
-    assert {c["role"] for c in doc["configs"]} == {"main", "baseline"}
-    assert 0.0 <= doc["configs"][0]["top1_agreement"] <= 1.0
+    assert [(c["role"], c["recipe"]) for c in doc["configs"]] == [("main", "paper"), ("naive", "naive"),
+                                                                   ("best", "best")]
+    from quant.recipes import recipe_config
+
+    for c in doc["configs"]:  # each row is its recipe at the main setting's bits, with its own fidelity and rates
+        want = recipe_config(c["recipe"], 4, 4, stats_mode="offline").to_dict()
+        if c["recipe"] == "best":
+            assert want["adaround"] > 0
+            want["adaround"] = 10  # ReportConfig.adaround replaces the recipe's iterations
+        assert c["config"] == want
+        lo, hi = c["top1_agreement_ci"]
+        assert lo <= c["top1_agreement"] <= hi
+        assert c["act_coded_bits_per_value"] > 0 and c["weight_coded_bits_per_value"] > 0
+    assert "## Recipes side by side" in (out / "report.md").read_text()
     assert doc["timing"]["ratio_to_fp32_and_calibration"] > 0
     table = list(csv.DictReader(io.StringIO((out / "layers.csv").read_text())))
     assert tuple(table[0]) == R.LAYER_COLUMNS and len(table) == len(rep.layers)
@@ -230,7 +242,7 @@ def test_analyze_tensors_rejects_bad_kind():
 
 def test_cli_report_json(tmp_path, capsys):
     code = main(["-q", "report", "--model", "resnet18", "--random-init", "--num-images", "2",
-                 "--num-calibration", "2", "--batch-size", "2", "--no-baseline", "--no-plots", "--json",
+                 "--num-calibration", "2", "--batch-size", "2", "--compare", "none", "--no-plots", "--json",
                  "--images", str(_image_dir(tmp_path)), "--out", str(tmp_path / "rep")])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
@@ -246,6 +258,42 @@ def test_cli_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["report", "--images", "a", "--imagenet", "b"])
     assert exc.value.code == 2
+    for bad in (["--compare", "naive,fastest"], ["--sweep-recipes", "nope"], ["--wbits", "0"], ["--clip", "what"]):
+        with pytest.raises(SystemExit) as exc:  # refused before the model loads
+            main(["report", *bad, "--out", str(tmp_path)])
+        assert exc.value.code == 2, bad
+    assert not any(tmp_path.iterdir())
+
+
+def test_learned_calibration_is_cached_and_checked(tmp_path):
+    """The best recipe's learned calibration is written once, reused by a second run (same numbers), and learned
+    again when the calibration images differ."""
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    images = torch.randn(8, 3, 20, 20)
+    cache = tmp_path / "calibration"
+
+    def run(imgs):
+        cfg = R.ReportConfig(batch_size=4, zstd_sample_bytes=256, adaround=5, compare=("best",),
+                             calibration_dir=str(cache), num_calibration=4)
+        return R.report(model, imgs, cfg)
+
+    first = run(images)
+    assert first.header["calibration_files"] == {"written": [str(cache / "equalized.npz")], "reused": []}
+    stamp = (cache / "equalized.npz").stat().st_mtime_ns
+    second = run(images)
+    assert second.header["calibration_files"] == {"written": [], "reused": [str(cache / "equalized.npz")]}
+    assert (cache / "equalized.npz").stat().st_mtime_ns == stamp
+    best1, best2 = first.configs[1], second.configs[1]
+    assert best1["recipe"] == best2["recipe"] == "best"
+    for key in ("top1_agreement", "kl_divergence", "act_coded_bits_per_value", "weight_coded_bits_per_value"):
+        assert best1[key] == best2[key], key
+    assert second.timing["learned_calibration_s"] < first.timing["learned_calibration_s"]
+    other = images.clone()
+    other[0] += 1.0  # a calibration image changed: the cache no longer applies
+    third = run(other)
+    assert third.header["calibration_files"]["reused"] == []
+    assert third.header["calibration_files"]["written"] == [str(cache / "equalized.npz")]
 
 
 def _image_dir(tmp_path):

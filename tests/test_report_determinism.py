@@ -27,7 +27,7 @@ def _run(files: Path) -> R.Report:
             bn.running_var.uniform_(0.5, 2.0)
     images = torch.randn(8, 3, 20, 20)
     cfg = R.ReportConfig(batch_size=4, files_dir=str(files), zstd_sample_bytes=256, sweep=True, sweep_bits=(3,),
-                         sweep_clips=("aciq-laplace",), sweep_images=8, sweep_rate_images=8)
+                         sweep_clips=("aciq-laplace",), sweep_images=8, sweep_rate_images=8, adaround=5)
     return R.report(model, images, cfg)
 
 
@@ -45,7 +45,9 @@ def _canonical(rep: R.Report) -> dict:
 def test_two_report_runs_are_identical(tmp_path):
     a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
     assert _canonical(a) == _canonical(b)
-    assert len(a.sweep) == 4  # allocation and bias correction on/off: the points that used to move
+    # allocation and bias correction on/off: the points that used to move
+    assert len([p for p in a.sweep if not p["recipe"]]) == 4
+    assert [p["recipe"] for p in a.sweep if p["recipe"]] == ["best"]  # AdaRound and its cache are deterministic too
     for kind in ("activations", "weights"):
         assert (tmp_path / "a" / f"{kind}.hqt").read_bytes() == (tmp_path / "b" / f"{kind}.hqt").read_bytes()
 

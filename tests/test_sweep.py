@@ -48,11 +48,16 @@ def test_mark_pareto():
 
 def test_sweep_end_to_end(tmp_path):
     torch.manual_seed(1)
-    cfg = R.ReportConfig(batch_size=3, progress=False, baseline=False, sweep=True, sweep_bits=(2, 4, 3.5),
-                         sweep_clips=("minmax", "aciq-laplace"), sweep_images=5)
+    cfg = R.ReportConfig(batch_size=3, progress=False, compare=(), sweep=True, sweep_bits=(2, 4, 3.5),
+                         sweep_clips=("minmax", "aciq-laplace"), sweep_images=5, adaround=5)
     rep = R.report(SmallNet().eval(), torch.randn(6, 3, 12, 12), cfg)
     rows = rep.sweep
-    assert len(rows) == len(S.sweep_grid((2, 4, 3.5), ("minmax", "aciq-laplace")))
+    grid = S.sweep_grid((2, 4, 3.5), ("minmax", "aciq-laplace"), recipes=("best",))
+    assert [r["label"] for r in rows] == [p.label() for p in grid]
+    # the best recipe at each integer bit width (not at the fractional one), as a whole recipe
+    best = [r for r in rows if r["recipe"] == "best"]
+    assert [r["wbits"] for r in best] == [2.0, 4.0] and {r["series"] for r in best} == {"best recipe"}
+    assert all(r["series"] == r["clip"] for r in rows if not r["recipe"])
     for r in rows:
         assert r["images"] == 5 and r["rate_images"] == 5
         assert 0.0 <= r["top1_agreement"] <= 1.0 and r["kl_divergence"] >= -1e-9
@@ -61,7 +66,7 @@ def test_sweep_end_to_end(tmp_path):
         # coded sizes include side information: never below the pooled entropy by more than channel codes allow
         assert r["act_coded_bits_per_value"] > 0 and r["weight_coded_bits_per_value"] > 0
     # fewer bits cost fewer coded bits (same method, allocation and correction)
-    by = {(r["wbits"], r["clip"], r["allocation"], r["bias_correction"]): r for r in rows}
+    by = {(r["wbits"], r["clip"], r["allocation"], r["bias_correction"]): r for r in rows if not r["recipe"]}
     for clip in ("minmax", "aciq-laplace"):
         assert by[(2.0, clip, False, False)]["weight_coded_bits_per_value"] < \
             by[(4.0, clip, False, False)]["weight_coded_bits_per_value"]

@@ -114,13 +114,14 @@ def add_image_arguments(parser: argparse.ArgumentParser, *, calibration: bool = 
 ADAROUND_DEFAULT_ITERATIONS = 300
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True) -> None:
-    """The QuantConfig options (a --recipe preset, then every flag given overrides it); ``stats``: also --stats and
-    --stats-mode."""
-    _add(parser, "--recipe", metavar="NAME", default=None,
+def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
+                         default_recipe: str = "naive") -> None:
+    """The QuantConfig options (a --recipe preset, default ``default_recipe``, then every flag given overrides it);
+    ``stats``: also --stats and --stats-mode."""
+    _add(parser, "--recipe", metavar="NAME", default=default_recipe,
          help="preset: naive (per-channel min/max), paper (ACIQ + bit allocation + bias correction) or best "
               "(equalization + ACIQ + AdaRound + empirical bias correction; see quant/METHODS.md); the flags below "
-              "override it (default: naive)")
+              f"override it (default: {default_recipe})")
     _add(parser, "--wbits", type=_bits, default=4.0, metavar="B", help="weight bits, or 'fp' (default 4)")
     _add(parser, "--abits", type=_bits, default=4.0, metavar="B", help="activation bits, or 'fp' (default 4)")
     _add(parser, "--clip", default=None, metavar="METHOD",

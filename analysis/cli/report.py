@@ -8,22 +8,26 @@ import sys
 from pathlib import Path
 
 from analysis.cli import UsageError
+from analysis.cli.evaluate import add_config_arguments, config_from_args
 
 COMMAND = "report"
 HELP = "bits-per-value report of a quantized network: entropy vs Huffman vs file, packing, plots"
 DESCRIPTION = (
-    "Quantize a network post-training (default: EfficientNet-Lite0, W4A4 with ACIQ clipping, per-channel bit\n"
-    "allocation and bias correction, plus the naive per-channel min/max baseline), export its integer\n"
-    "activations and weights, Huffman-code them in the smallest layout per layer, write and verify real .hqt\n"
+    "Quantize a network post-training (default: EfficientNet-Lite0 at W4A4 with the paper's recipe: ACIQ\n"
+    "clipping, per-channel bit allocation and bias correction), run the naive and best recipes side by side\n"
+    "(fidelity with its 95% interval, and coded bits), export the main setting's integer activations and weights, Huffman-code them in the smallest layout per layer, write and verify real .hqt\n"
     "files, and report per layer: nominal bits, pooled and per-channel entropy, average code length of every\n"
     "layout of the format, coded bits from the file, zstd -19, mixed-precision packings and the step ratio.\n"
-    "Writes report.md, layers.csv, summary.json (and sweep.csv with --sweep) and figures/*.png|pdf to --out."
+    "Writes report.md, layers.csv, summary.json (and sweep.csv with --sweep) and figures/*.png|pdf to --out.\n"
+    "What the recipes learn on the calibration images (AdaRound, statistics of the equalized network, bias\n"
+    "corrections) is kept in <out>/calibration/ and reused by the next run on the same model and images."
 )
 EPILOG = """examples:
   huffquant report                                   (EfficientNet-Lite0 on the built-in photos)
   huffquant report --sweep                           (+ the rate-fidelity sweep; regenerates reports/efficientnet-lite0)
   huffquant report --json > summary.json             (the summary document on stdout)
-  huffquant report --wbits 4 --abits 8 --clip kl --no-bit-alloc
+  huffquant report --wbits 4 --abits 8 --clip kl --bit-alloc none
+  huffquant report --recipe best --compare naive,paper  (the best recipe's tensors coded and written)
   huffquant report --model resnet18 --weights resnet18.pth --imagenet ~/data/imagenet/val --num-images 1000
   huffquant report --images ~/photos --out reports/mine --keep-files
   huffquant report --sweep --sweep-bits 2,3,4,5.3 --sweep-clips minmax,aciq-laplace,kl --sweep-images 16
@@ -47,10 +51,16 @@ def _names(text: str) -> tuple[str, ...]:
     return vals
 
 
-def _targets(text: str) -> tuple[str, ...]:
-    if text.lower() in ("none", "off", ""):
+def _recipes(text: str) -> tuple[str, ...]:
+    if text.strip().lower() in ("none", "off", ""):
         return ()
-    return _names(text)
+    from quant.errors import QuantError
+    from quant.recipes import check_recipe
+
+    try:
+        return tuple(dict.fromkeys(check_recipe(t) for t in _names(text)))
+    except QuantError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -64,23 +74,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--images", metavar="DIR", help="folder of images without labels (default: the built-in photos)")
     src.add_argument("--imagenet", metavar="DIR", help="ImageFolder-style labelled set (gives top-1/top-5)")
     m.add_argument("--num-images", type=int, metavar="N", help="images to evaluate (default: all)")
-    m.add_argument("--num-calibration", type=int, default=32, metavar="N", help="calibration images (default 32)")
+    m.add_argument("--num-calibration", type=int, default=None, metavar="N",
+                   help="calibration images (default: all 144 built-in calibration crops; with --images or "
+                        "--imagenet the first 32 report images)")
     m.add_argument("--activation-images", type=int, default=32, metavar="N",
                    help="export and code the activations of the first N evaluated images (0 = all; default 32)")
-    q = parser.add_argument_group("quantization (the main setting; the naive baseline runs too)")
-    q.add_argument("--wbits", type=float, default=4, metavar="B", help="weight bits (default 4)")
-    q.add_argument("--abits", type=float, default=4, metavar="B", help="activation bits (default 4)")
-    q.add_argument("--clip", default="aciq-laplace", metavar="METHOD",
-                   help="activation clipping: minmax, aciq-laplace, aciq-gauss, kl, mse, 2sigma, percentile:P "
-                        "(default aciq-laplace)")
-    q.add_argument("--bit-alloc", type=_targets, default=("weights", "activations"), metavar="KINDS",
-                   help="per-channel bit allocation for weights,activations (default both; 'none' for off)")
-    q.add_argument("--bin-alloc", type=_targets, default=(), metavar="KINDS",
-                   help="per-channel bin allocation (fractional bits, e.g. --wbits 5.3) for weights,activations")
-    q.add_argument("--no-bit-alloc", dest="bit_alloc", action="store_const", const=(), help="no bit allocation")
-    q.add_argument("--no-bias-correction", dest="bias_correction", action="store_const", const=None,
-                   default="mean", help="no weight bias correction (default: mean correction)")
-    q.add_argument("--no-baseline", action="store_true", help="skip the naive min/max baseline")
+    q = parser.add_argument_group("quantization (the main setting, whose files are written and verified)")
+    add_config_arguments(q, stats=False, default_recipe="paper")
+    q.add_argument("--compare", type=_recipes, default=("naive", "best"), metavar="RECIPES",
+                   help="recipes run side by side with the main setting, at its bit widths (default naive,best; "
+                        "'none' for none)")
     o = parser.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default reports/<model>)")
     o.add_argument("--json", action="store_true", help="print summary.json to stdout")
@@ -102,6 +105,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--sweep-clips", type=_names, default=("minmax", "aciq-laplace", "aciq-gauss", "2sigma"),
                    metavar="LIST", help="clipping methods (default minmax,aciq-laplace,aciq-gauss,2sigma; kl per "
                                         "channel is slow: minutes per point)")
+    s.add_argument("--sweep-recipes", type=_recipes, default=("best",), metavar="RECIPES",
+                   help="whole recipes added to the sweep at each integer bit width (default best; 'none')")
     s.add_argument("--sweep-images", type=int, default=32, metavar="N", help="images per sweep point (default 32)")
     s.add_argument("--sweep-rate-images", type=int, default=16, metavar="N",
                    help="images whose codes are sized per sweep point (default 16)")
@@ -123,13 +128,16 @@ def run(args: argparse.Namespace) -> int:
     if args.random_init and args.weights:
         raise UsageError("--random-init and --weights exclude each other")
     from quant.errors import QuantError
-    from quant.recipes import check_settings
+    from quant.models import check_model_name
 
     try:  # every configuration error before the model is loaded
-        check_settings(model=args.model, wbits=args.wbits, abits=args.abits, clip=args.clip, bit_alloc=args.bit_alloc,
-                       bin_alloc=args.bin_alloc, bias_correction=args.bias_correction)
+        check_model_name(args.model)
     except QuantError as exc:
         raise UsageError(str(exc)) from exc
+    main = config_from_args(args, default_mode="offline")
+    for name in args.compare + args.sweep_recipes:
+        config_from_args(argparse.Namespace(recipe=name, wbits=args.wbits, abits=args.abits))
+    settings = _overrides(args.recipe, main)
     from analysis.report import ReportConfig, report
     from quant.images import imagenet_folder
     from quant.models import load_model
@@ -142,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.images:
         images = args.images
     cfg = ReportConfig(
-        wbits=args.wbits, abits=args.abits, clip=args.clip, bit_alloc=args.bit_alloc, bin_alloc=args.bin_alloc,
-        bias_correction=args.bias_correction, baseline=not args.no_baseline, num_calibration=args.num_calibration,
+        recipe=args.recipe, wbits=args.wbits, abits=args.abits, settings=settings, compare=args.compare,
+        adaround=args.adaround or None, calibration_dir=str(out / "calibration"), sweep_recipes=args.sweep_recipes,
+        num_calibration=args.num_calibration,
         num_images=args.num_images, activation_images=args.activation_images or None, batch_size=args.batch_size,
         device=args.device,
         max_code_length=args.max_code_length, chunk_size=args.chunk_size,
@@ -163,6 +172,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(recipe: str, config) -> dict:
+    """The QuantConfig fields the command line changed from recipe ``recipe`` at the same bit widths."""
+    from quant.recipes import recipe_config
+
+    preset = recipe_config(recipe, config.wbits, config.abits, stats_mode="offline").to_dict()
+    wanted = config.to_dict()
+    return {k: getattr(config, k) for k, v in wanted.items() if k not in ("wbits", "abits") and preset[k] != v}
+
+
 def _print_summary(rep, out: Path, written: list) -> None:
     s = rep.summary
     lines = [f"{rep.header['model']}: {rep.header['settings']}", f"images: {rep.header['images']}"]
@@ -177,7 +195,13 @@ def _print_summary(rep, out: Path, written: list) -> None:
             f"lossless {'yes' if k['lossless'] else 'NO'}"
         )
     for c in rep.configs:
-        lines.append(f"fidelity  {c['label']}: top-1 agreement {c['top1_agreement']:.3f}, KL {c['kl_divergence']:.4f}")
+        ci = c.get("top1_agreement_ci")
+        ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+        bits = [f"{k} {c[key]:.3f}" for k, key in (("act", "act_coded_bits_per_value"),
+                                                     ("weights", "weight_coded_bits_per_value"))
+                if c.get(key) is not None]
+        lines.append(f"{c.get('recipe', c['role']):9s} top-1 agreement {c['top1_agreement']:.3f}{ci_text}, "
+                     f"KL {c['kl_divergence']:.4f}; coded bits/value: {', '.join(bits)}  [{c['label']}]")
     t = rep.timing
     if t.get("ratio_to_fp32_and_calibration") is not None:
         lines.append(f"time      {t.get('total_s', t['report_s']):.1f} s = {t['ratio_to_fp32_and_calibration']:.2f} x "

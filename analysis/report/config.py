@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from analysis import coding
@@ -14,20 +15,27 @@ HISTOGRAM_CLIPS = ("kl", "mse", "percentile")  # clipping methods that need per-
 
 @dataclass
 class ReportConfig:
-    """What :func:`report` runs. Defaults: the paper's W4A4 setting (ACIQ, bit allocation for weights and
-    activations, bias correction) plus the naive per-channel min/max baseline. Both use offline statistics
-    from the calibration images: a stored tensor has one set of scales, so its codes need fixed parameters
-    (the reference code's default re-fits them on every batch)."""
+    """What :func:`report` runs.
 
-    wbits: float = 4
-    abits: float = 4
-    clip: str = "aciq-laplace"
-    bit_alloc: tuple[str, ...] = ("weights", "activations")
-    bin_alloc: tuple[str, ...] = ()
-    bias_correction: str | None = "mean"
-    baseline: bool = True
-    baseline_rate_images: int | None = 16  # the baseline's coded bits are measured on these first images
-    num_calibration: int = 32
+    The main setting (whose tensors are coded, written and verified in full) is recipe ``recipe`` (default
+    ``paper``: ACIQ, bit allocation for weights and activations, mean bias correction, W4A4) with ``settings``
+    (any :class:`quant.pipeline.QuantConfig` field) overriding it. The recipes in ``compare`` (default ``naive``
+    and ``best``) run side by side at the same bit widths: fidelity on every evaluation image, coded bits on the
+    first ``compare_rate_images``. Every setting uses offline statistics from the calibration images: a stored
+    tensor has one set of scales, so its codes need fixed parameters (the reference code's default re-fits them
+    on every batch). What a recipe learns on the calibration images (statistics of the equalized network,
+    AdaRound roundings, empirical bias corrections) is kept in ``calibration_dir`` and reused by the next run.
+    """
+
+    recipe: str = "paper"
+    wbits: float | None = 4
+    abits: float | None = 4
+    settings: dict[str, Any] = field(default_factory=dict)  # QuantConfig fields over the recipe's
+    compare: tuple[str, ...] = ("naive", "best")
+    compare_rate_images: int | None = 16  # the compared recipes' coded bits are measured on these first images
+    adaround: int | None = None  # AdaRound iterations of every recipe that uses it (None: the recipe's own)
+    calibration_dir: str | None = None  # cache of what recipes learn (None: learned on every run, not kept)
+    num_calibration: int | None = None  # None: all built-in calibration crops, or 32 of the caller's images
     num_images: int | None = None  # evaluation images (None: all of the built-in evaluation split)
     activation_images: int | None = 32  # activations are exported and coded on the first N (None: all)
     batch_size: int = 32
@@ -40,6 +48,7 @@ class ReportConfig:
     sweep: bool = False
     sweep_bits: tuple[float, ...] = (2, 3, 4, 5, 6, 8, 5.3)
     sweep_clips: tuple[str, ...] = ("minmax", "aciq-laplace", "aciq-gauss", "2sigma")
+    sweep_recipes: tuple[str, ...] = ("best",)  # whole recipes added to the sweep at each integer bit width
     sweep_images: int | None = 32  # fidelity of each sweep point on the first N images
     sweep_rate_images: int | None = 16  # coded sizes of each sweep point on the first N images
     hist_layer: str | None = None
@@ -48,16 +57,23 @@ class ReportConfig:
     seed: int = 0
     command: str = ""
 
-    def quant_config(self, **overrides: Any):
-        """The main configuration as a :class:`quant.pipeline.QuantConfig`."""
-        from quant.pipeline import QuantConfig
+    def quant_config(self):
+        """The main setting as a :class:`quant.pipeline.QuantConfig` (raises QuantError for a bad field)."""
+        from quant.recipes import recipe_config
 
-        kw = dict(wbits=self.wbits, abits=self.abits, clip=self.clip, bit_alloc=self.bit_alloc,
-                  bin_alloc=self.bin_alloc, bias_correction=self.bias_correction, stats_mode="offline")
-        kw.update(overrides)
-        return QuantConfig(**kw)
+        qc = recipe_config(self.recipe, self.wbits, self.abits, **{"stats_mode": "offline", **self.settings})
+        return self._iterations(qc, explicit="adaround" in self.settings)
 
-    def baseline_config(self):
-        from quant.pipeline import QuantConfig
+    def recipe_config(self, name: str, wbits: float | None = None, abits: float | None = None):
+        """Recipe ``name`` at ``wbits``/``abits`` (default: the main setting's) with offline statistics, and
+        :attr:`adaround` iterations where the recipe uses AdaRound."""
+        from quant.recipes import recipe_config
 
-        return QuantConfig.naive(wbits=self.wbits, abits=self.abits, stats_mode="offline")
+        qc = recipe_config(name, self.wbits if wbits is None else wbits, self.abits if abits is None else abits,
+                           stats_mode="offline")
+        return self._iterations(qc)
+
+    def _iterations(self, qc: Any, explicit: bool = False) -> Any:
+        if self.adaround is None or not qc.adaround or explicit:
+            return qc
+        return dataclasses.replace(qc, adaround=int(self.adaround))

@@ -39,7 +39,7 @@ LAYER_COLUMNS = (
 
 #: Columns of sweep.csv, in order (documented in the README).
 SWEEP_COLUMNS = (
-    "wbits", "abits", "clip", "allocation", "bias_correction", "label",
+    "wbits", "abits", "clip", "allocation", "bias_correction", "recipe", "series", "label",
     "act_nominal_bits", "act_entropy_bits", "act_coded_bits_per_value",
     "weight_nominal_bits", "weight_entropy_bits", "weight_coded_bits_per_value",
     "coded_bits_per_value", "top1_agreement", "top5_overlap", "kl_divergence", "top1", "top5", "pareto",

@@ -134,7 +134,7 @@ def plot_figures(rep: Report, out_dir: str | os.PathLike[str]) -> list[Path]:
     if rep.sweep:
         labelled = all(p.get("top1") is not None for p in rep.sweep)
         paths += plots.plot_rate_fidelity(
-            rep.sweep, out_dir, y="top1" if labelled else "top1_agreement",
+            rep.sweep, out_dir, y="top1" if labelled else "top1_agreement", color_by="series",
             ylabel="top-1 accuracy (%)" if labelled else "top-1 agreement with FP32 (%)")
     if f.get("mse_curves"):
         paths += plots.plot_mse_alpha(f["mse_curves"], out_dir)

@@ -36,13 +36,19 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 3
     return "\n".join(lines)
 
 
+def _interval(row: dict) -> str:
+    ci = row.get("top1_agreement_ci")
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "–"
+
+
 def render_markdown(rep: Report) -> str:
     """The report as Markdown (what report.md holds)."""
     h = rep.header
     out = [f"# huffquant report: {h.get('model', '?')}", ""]
     out.append(_table(["", ""], [
         ("model", h.get("model")), ("images", h.get("images")), ("settings", h.get("settings")),
-        ("baseline", h.get("baseline_settings") or "–"), ("package", h.get("package")),
+        ("compared", "; ".join(f"{k}: {v}" for k, v in (h.get("compared") or {}).items()) or "–"),
+        ("package", h.get("package")),
         ("date", h.get("date")), ("device", h.get("device")), ("command", f"`{h.get('command', '')}`"),
     ]))
     out += ["", "## Whole model (element-weighted over layers)", ""]
@@ -59,13 +65,16 @@ def render_markdown(rep: Report) -> str:
             (t.get("description", k), t.get("value"), t.get("limit"), t.get("met")) for k, t in rep.targets.items()
         ]))
     if rep.configs:
-        out += ["", "## Configurations (fidelity to FP32 on the report images)", ""]
+        out += ["", "## Recipes side by side (fidelity to FP32 on the report images)", ""]
         out.append(_table(
-            ["configuration", "top-1 agreement", "top-5 overlap", "KL (nats)", "top-1", "act. coded bpv",
-             "weight coded bpv", "coded bpv on images"],
-            [(c.get("label"), c.get("top1_agreement"), c.get("top5_overlap"), c.get("kl_divergence"),
-              c.get("top1"), c.get("act_coded_bits_per_value"), c.get("weight_coded_bits_per_value"),
-              c.get("rate_images")) for c in rep.configs], digits=4))
+            ["recipe", "configuration", "top-1 agreement", "95% CI", "top-5 overlap", "KL (nats)", "top-1",
+             "act. coded bpv", "weight coded bpv", "coded bpv on images"],
+            [(c.get("recipe", c.get("role")), c.get("label"), c.get("top1_agreement"), _interval(c),
+              c.get("top5_overlap"), c.get("kl_divergence"), c.get("top1"), c.get("act_coded_bits_per_value"),
+              c.get("weight_coded_bits_per_value"), c.get("rate_images")) for c in rep.configs], digits=4))
+        out += ["", "The 95% interval of top-1 agreement is the Wilson score interval over the evaluated images "
+                "(which treats them as independent; crops of a few photos are not, so the real uncertainty is "
+                "larger). The first row's tensors are the ones coded, written and verified below."]
     for kind in KINDS:
         rows = [r for r in rep.layers if r["kind"] == kind]
         if not rows:
@@ -113,6 +122,14 @@ def render_markdown(rep: Report) -> str:
             [(p["label"], p["coded_bits_per_value"], p["act_coded_bits_per_value"],
               p["weight_coded_bits_per_value"], p["top1_agreement"], p.get("kl_divergence"))
              for p in sorted(front, key=lambda p: p["coded_bits_per_value"])], digits=4))
+        rec = [p for p in rep.sweep if p.get("recipe")]
+        if rec:
+            out += ["", "Whole recipes in the sweep (on the front or not):", ""]
+            out.append(_table(
+                ["label", "coded bpv", "act. bpv", "weight bpv", "top-1 agreement", "KL", "Pareto"],
+                [(p["label"], p["coded_bits_per_value"], p["act_coded_bits_per_value"],
+                  p["weight_coded_bits_per_value"], p["top1_agreement"], p.get("kl_divergence"), p.get("pareto"))
+                 for p in sorted(rec, key=lambda p: p["coded_bits_per_value"])], digits=4))
         out += ["", "All points: `sweep.csv`."]
     if rep.timing:
         out += ["", "## Timing", ""]

@@ -85,7 +85,7 @@ def resolve_inputs(model: Any, images: Any, calibration_images: Any, cfg: Report
     ev, desc, labelled = batches_of(images, cfg.num_images, "evaluation")
     if calibration_images is None and images is not None:
         # calibrate on the first images of the caller's set (the reference code's default of 32)
-        calib, left = [], cfg.num_calibration
+        calib, left = [], 32 if cfg.num_calibration is None else cfg.num_calibration
         for x, _ in ev:
             if left <= 0:
                 break

@@ -1,6 +1,6 @@
 """The report's driver: :func:`report` runs the whole job on a model and images.
 
-Calibrate, quantize (the main setting and the naive baseline), export the integer activations and weights
+Calibrate, quantize (the main setting and the compared recipes: naive and best by default), export the integer activations and weights
 (:mod:`analysis.report.model_pass`), code them, write real ``.hqt`` files, decode and verify them and measure
 (:mod:`analysis.report.tensors`, :mod:`analysis.report.summary`), gather the figures' data
 (:mod:`analysis.report.figures`), check the targets (:mod:`analysis.report.targets`), optionally run the
@@ -17,6 +17,7 @@ from typing import Any
 from analysis.report.config import HISTOGRAM_CLIPS, ReportConfig
 from analysis.report.document import Report
 from analysis.report.figures import figure_data
+from analysis.report.learned import LearnedCalibration, learns
 from analysis.report.model_pass import resolve_inputs, run_quantized, tensor_inputs
 from analysis.report.summary import summarize
 from analysis.report.targets import report_targets
@@ -41,14 +42,15 @@ def report(
     *,
     calibration_images: Any = None,
 ) -> Report:
-    """Run the whole report: calibrate, quantize (main setting and naive baseline), export the integer
+    """Run the whole report: calibrate, quantize (main setting and compared recipes), export the integer
     activations and weights, code them, write and verify real ``.hqt`` files, measure everything.
 
     ``model``: a name (see ``quant.models.available_models``), a ``LoadedModel`` or an ``nn.Module``.
     ``images``: None (the built-in evaluation photos), a folder, an ``ImageSet`` (e.g. ImageNet-style with
-    labels) or an image tensor ``(N, 3, H, W)``. ``calibration_images``: default the 32 built-in
-    calibration crops when ``images`` is None, else the first ``config.num_calibration`` report images.
-    Returns a :class:`Report`; nothing is printed and nothing is written outside ``config.files_dir``.
+    labels) or an image tensor ``(N, 3, H, W)``. ``calibration_images``: default the built-in calibration crops
+    (all 144, or ``config.num_calibration``) when ``images`` is None, else the first ``config.num_calibration``
+    (default 32) report images. Returns a :class:`Report`; nothing is printed, and nothing is written outside
+    ``config.files_dir`` and ``config.calibration_dir``.
     """
     import torch
 
@@ -66,9 +68,17 @@ def report(
     dev = torch.device(cfg.device)
 
     # the baseline of the speed target: FP32 forward pass and calibration on the same images
+    main_qc = cfg.quant_config()
+    configs = [("main", main_qc)]
+    for name in dict.fromkeys(cfg.compare):
+        qc = cfg.recipe_config(name)
+        if qc != main_qc:
+            configs.append((name, qc))
+    learned = LearnedCalibration(src.module, src.calib_batches, model_name=src.name, source="report calibration",
+                                 directory=cfg.calibration_dir, device=dev, progress=cfg.progress)
     t = time.perf_counter()
     inst = instrument(src.module, ActivationSite).to(dev)
-    clips = [cfg.clip] + (list(cfg.sweep_clips) if cfg.sweep else [])
+    clips = [qc.clip for _, qc in configs] + (list(cfg.sweep_clips) if cfg.sweep else [])
     per_channel_hist = any(c.split(":")[0] in HISTOGRAM_CLIPS for c in clips)  # per-channel KL, MSE, percentile
     stats = calibrate(inst, [x for x in src.calib_batches], model_name=src.name, device=dev,
                       progress=cfg.progress, total=len(src.calib_batches), channel_histograms=per_channel_hist)
@@ -81,41 +91,42 @@ def report(
     timing["fp32_forward_s"] = time.perf_counter() - t
     del inst
 
-    configs = [("main", cfg.quant_config())]
-    if cfg.baseline:
-        configs.append(("baseline", cfg.baseline_config()))
     conf_rows: list[dict] = []
     main_inputs: list[TensorInput] = []
-    main_q = None
+    main_q = main_stats = None
     for role, qc in configs:
         t = time.perf_counter()
-        qm = prepare(src.module, qc, stats=stats, device=dev, model_name=src.name, progress=False)
+        if learns(qc):
+            qm = learned.prepare(qc)
+            role_stats = learned.statistics(qc)
+        else:
+            qm = prepare(src.module, qc, stats=stats, device=dev, model_name=src.name, progress=False)
+            role_stats = stats
+        keep = cfg.activation_images if role == "main" else cfg.compare_rate_images
         fid, codes = run_quantized(qm, src.eval_batches, refs, record=True, progress=cfg.progress,
-                                    desc=f"quantized ({role})",
-                                    record_images=cfg.activation_images if role == "main" else cfg.baseline_rate_images)
-        keep = cfg.activation_images if role == "main" else cfg.baseline_rate_images
+                                    desc=f"quantized ({role})", record_images=keep)
         if keep:
             codes = {k: (c[:keep], p) for k, (c, p) in codes.items()}
-        inputs = tensor_inputs(qm, codes, stats if role == "main" else None, qc.abits)
+        inputs = tensor_inputs(qm, codes, role_stats if role == "main" else None, qc.abits)
         codes_n = {k: int(v[0].shape[0]) for k, v in codes.items()}
         del codes
         timing[f"{role}_quantized_s"] = time.perf_counter() - t
-        row = {"role": role, "label": qc.describe(), "config": qc.to_dict(), **fid}
+        recipe = role if role != "main" else (cfg.recipe if not cfg.settings else "custom")
+        row = {"role": role, "recipe": recipe, "label": qc.describe(), "config": qc.to_dict(), **fid}
+        row["rate_images"] = int(next(iter(codes_n.values()))) if codes_n else 0
         if role == "main":
-            main_inputs, main_q = inputs, qm
-            row["rate_images"] = int(next(iter(codes_n.values()))) if codes_n else 0
+            main_inputs, main_q, main_stats = inputs, qm, role_stats
         else:
             t = time.perf_counter()
             rates = closed_form_rates(inputs, max_code_length=cfg.max_code_length, chunk_size=cfg.chunk_size,
                                       clusters=())
-            row["rate_images"] = int(next(iter(codes_n.values()))) if codes_n else 0
-            timing["baseline_coding_s"] = time.perf_counter() - t
+            timing[f"{role}_coding_s"] = time.perf_counter() - t
             for kind, r in rates.items():
                 pre = "act" if kind == "activations" else "weight"
                 row[f"{pre}_coded_bits_per_value"] = r["coded_bits_per_value"]
                 row[f"{pre}_entropy_bits"] = r["entropy_bits"]
                 row[f"{pre}_nominal_bits"] = r["nominal_bits"]
-            del inputs
+            del inputs, qm
         conf_rows.append(row)
 
     # code, write, read back and verify the main configuration's tensors
@@ -152,18 +163,22 @@ def report(
             conf_rows[0][f"{pre}_entropy_bits"] = summary[kind]["entropy_bits"]
             conf_rows[0][f"{pre}_nominal_bits"] = summary[kind]["nominal_bits"]
 
-    figures = figure_data(results, main_q, stats, hist_layer=cfg.hist_layer, abits=cfg.abits)
+    figures = figure_data(results, main_q, main_stats, hist_layer=cfg.hist_layer, abits=main_qc.abits)
 
     sweep_rows = None
     if cfg.sweep:
         from analysis.sweep import run_sweep  # not at the top: the sweep imports this package's model pass
 
         t = time.perf_counter()
-        sweep_rows = run_sweep(src, stats, refs, cfg)
-        timing["sweep_s"] = time.perf_counter() - t
+        learned_before = learned.seconds
+        sweep_rows = run_sweep(src, stats, refs, cfg, learned=learned)
+        timing["sweep_s"] = time.perf_counter() - t - (learned.seconds - learned_before)
+    calibration_files = [str(p) for p in learned.save()]
+    timing["learned_calibration_s"] = learned.seconds
 
+    # what recipes learn (statistics of the equalized network, AdaRound, bias corrections) counts as calibration
     timing["report_s"] = time.perf_counter() - t_start - timing.get("sweep_s", 0.0)
-    base = timing["fp32_forward_s"] + timing["calibration_s"]
+    base = timing["fp32_forward_s"] + timing["calibration_s"] + timing["learned_calibration_s"]
     timing["ratio_to_fp32_and_calibration"] = timing["report_s"] / base if base > 0 else None
 
     targets = report_targets(summary, timing)
@@ -173,11 +188,13 @@ def report(
         f"(16 evenly spaced blocks, {zs // 1024} KiB per activation tensor and {4 * zs // 1024} KiB per weight "
         "tensor; the zstd_sample_fraction column gives the share of values compressed)." if zs else
         "zstd level 19 compresses every tensor's packed bytes in full.",
-        "The naive baseline's coded bits per value are measured on its first "
-        f"{cfg.baseline_rate_images} images, each tensor in the smallest of entropy's single, per-channel and "
-        "bit-width layouts (no clusters of channels), sized in closed form; its fidelity on all images."
-        if cfg.baseline and cfg.baseline_rate_images else
-        "The naive baseline's coded bits per value are measured on all images.",
+        (f"The compared recipes' coded bits per value are measured on their first {cfg.compare_rate_images} "
+         "images, each tensor in the smallest of entropy's single, per-channel and bit-width layouts (no clusters "
+         "of channels), sized in closed form; their fidelity on all images." if cfg.compare_rate_images else
+         "The compared recipes' coded bits per value are measured on all images."),
+        "Recipes: naive = per-channel min/max; paper = ACIQ + per-channel bit allocation + mean bias correction; "
+        "best = cross-layer equalization + ACIQ + AdaRound + empirical bias correction (quant/METHODS.md). "
+        "Top-1 agreement comes with its 95% Wilson interval.",
         "MSE vs α: the simulation clips Laplace(0, 1) samples to [-α, α] and rounds them to the centres of "
         "2^M equal bins, the quantizer eq. 5 models.",
         (f"Activations are the integer codes of the first {cfg.activation_images} evaluation images (the reference "
@@ -197,7 +214,9 @@ def report(
         "images": src.description,
         "labelled": src.labelled,
         "settings": configs[0][1].describe(),
-        "baseline_settings": configs[1][1].describe() if len(configs) > 1 else None,
+        "recipe": conf_rows[0]["recipe"],
+        "compared": {role: qc.describe() for role, qc in configs[1:]},
+        "calibration_files": {"written": calibration_files, "reused": list(learned.reused)},
         "package": _version(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device": str(dev),

@@ -9,7 +9,7 @@ bytes, the mixed-precision packings of :mod:`analysis.packing`, and a lossless c
 SHA-256 of both). Each kind (activations, weights) is one ``.hqt`` file written with :func:`entropy.plan_file`
 and :func:`entropy.write_plan`; a layer is one tensor in it, in its own shape and dtype with its channel axis.
 It is torch-free: it works on integer tensors and their quantization parameters.
-:func:`closed_form_rates` sizes tensors from their symbol counts alone (no file), for the baseline and sweep.
+:func:`closed_form_rates` sizes tensors from their symbol counts alone (no file), for the compared recipes and the sweep.
 """
 
 from __future__ import annotations
