@@ -2,7 +2,8 @@
 
 The grid crosses bit widths (weights and activations together, e.g. 2, 3, 4, 5, 6, 8 and fractional
 bin-allocation targets such as 5.3), activation clipping methods, per-channel allocation on/off and bias
-correction on/off, and adds whole recipes (default: ``best``) at each integer bit width. Each point runs the quantized model once on the sweep images, measures its fidelity
+correction on/off, and adds whole recipes (default: ``best``, at 4 and 8 bits). Each point runs the quantized
+model once on the sweep images, measures its fidelity
 (top-1 agreement, top-5 overlap, KL; top-1/top-5 accuracy with labels) and sizes the integer tensors of
 the first ``sweep_rate_images`` images exactly from their symbol counts
 (:func:`analysis.report.tensors.closed_form_rates`: the smallest of entropy's single, per-channel and bit-width
@@ -94,9 +95,10 @@ class SweepPoint:
 
 
 def sweep_grid(bits: Sequence[float], clips: Sequence[str], *, allocation: Sequence[bool] = (False, True),
-               bias_correction: Sequence[bool] = (False, True), recipes: Sequence[str] = ()) -> list[SweepPoint]:
+               bias_correction: Sequence[bool] = (False, True), recipes: Sequence[str] = (),
+               recipe_bits: Sequence[float] | None = None) -> list[SweepPoint]:
     """Every combination; fractional bit widths only with allocation (they need bin allocation). Then each of
-    ``recipes`` at every integer bit width."""
+    ``recipes`` at every integer bit width of ``bits`` (only those in ``recipe_bits`` when given)."""
     if not bits or not clips:
         raise AnalysisError("the sweep needs at least one bit width and one clipping method")
     out = []
@@ -109,7 +111,8 @@ def sweep_grid(bits: Sequence[float], clips: Sequence[str], *, allocation: Seque
                         continue
                     out.append(p)
     for r in recipes:
-        out += [SweepPoint.of_recipe(b, r) for b in bits if float(b) == int(b)]
+        out += [SweepPoint.of_recipe(b, r) for b in bits
+                if float(b) == int(b) and (recipe_bits is None or float(b) in {float(x) for x in recipe_bits})]
     return out
 
 
@@ -127,7 +130,7 @@ def mark_pareto(rows: list[dict], x: str = "coded_bits_per_value", y: str = "top
 def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPoint] | None = None, *,
               learned: Any = None) -> list[dict]:
     """Run every point of ``grid`` (default: from ``cfg.sweep_bits`` x ``cfg.sweep_clips`` x allocation x bias
-    correction, plus ``cfg.sweep_recipes`` at each integer bit width) on the first ``cfg.sweep_images`` report
+    correction, plus ``cfg.sweep_recipes`` at the integer bit widths of ``cfg.sweep_recipe_bits``) on the first ``cfg.sweep_images`` report
     images; returns sweep.csv rows with the Pareto flag.
 
     ``src`` (:class:`~analysis.report.model_pass.ReportInputs`), ``stats`` and ``refs`` (FP32 logits per batch)
@@ -139,7 +142,8 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
     from quant.pipeline import prepare
 
     points = list(grid) if grid is not None else sweep_grid(cfg.sweep_bits, cfg.sweep_clips,
-                                                            recipes=cfg.sweep_recipes)
+                                                            recipes=cfg.sweep_recipes,
+                                                            recipe_bits=cfg.sweep_recipe_bits)
     batches, brefs = _first_images(src.eval_batches, refs, cfg.sweep_images)
     rows = []
     for p in tqdm(points, desc="sweep", unit="point", disable=not cfg.progress):

@@ -27,7 +27,8 @@ def _run(files: Path) -> R.Report:
             bn.running_var.uniform_(0.5, 2.0)
     images = torch.randn(8, 3, 20, 20)
     cfg = R.ReportConfig(batch_size=4, files_dir=str(files), zstd_sample_bytes=256, sweep=True, sweep_bits=(3,),
-                         sweep_clips=("aciq-laplace",), sweep_images=8, sweep_rate_images=8, adaround=5)
+                         sweep_clips=("aciq-laplace",), sweep_images=8, sweep_rate_images=8, adaround=5,
+                         sweep_recipe_bits=None)
     return R.report(model, images, cfg)
 
 

@@ -39,6 +39,15 @@ def test_grid_rules():
         S.sweep_grid((), ("minmax",))
 
 
+def test_grid_recipe_points():
+    grid = S.sweep_grid((2, 4, 5.3, 8), ("minmax",), recipes=("best",), recipe_bits=(4, 8, 5.3))
+    rec = [p for p in grid if p.recipe]
+    assert [(p.bits, p.recipe) for p in rec] == [(4.0, "best"), (8.0, "best")]  # integer widths asked for only
+    assert len(grid) - len(rec) == len(S.sweep_grid((2, 4, 5.3, 8), ("minmax",)))
+    everywhere = S.sweep_grid((2, 4, 5.3, 8), ("minmax",), recipes=("best",))
+    assert [p.bits for p in everywhere if p.recipe] == [2.0, 4.0, 8.0]
+
+
 def test_mark_pareto():
     rows = [{"coded_bits_per_value": r, "top1_agreement": a} for r, a in
             [(1.0, 0.5), (2.0, 0.9), (2.0, 0.4), (3.0, 0.9), (0.5, 0.1), (4.0, 1.0)]]
@@ -49,7 +58,8 @@ def test_mark_pareto():
 def test_sweep_end_to_end(tmp_path):
     torch.manual_seed(1)
     cfg = R.ReportConfig(batch_size=3, progress=False, compare=(), sweep=True, sweep_bits=(2, 4, 3.5),
-                         sweep_clips=("minmax", "aciq-laplace"), sweep_images=5, adaround=5)
+                         sweep_clips=("minmax", "aciq-laplace"), sweep_images=5, adaround=5,
+                         sweep_recipe_bits=None)
     rep = R.report(SmallNet().eval(), torch.randn(6, 3, 12, 12), cfg)
     rows = rep.sweep
     grid = S.sweep_grid((2, 4, 3.5), ("minmax", "aciq-laplace"), recipes=("best",))

@@ -106,7 +106,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                    metavar="LIST", help="clipping methods (default minmax,aciq-laplace,aciq-gauss,2sigma; kl per "
                                         "channel is slow: minutes per point)")
     s.add_argument("--sweep-recipes", type=_recipes, default=("best",), metavar="RECIPES",
-                   help="whole recipes added to the sweep at each integer bit width (default best; 'none')")
+                   help="whole recipes added to the sweep (default best; 'none')")
+    s.add_argument("--sweep-recipe-bits", type=_floats, default=(4, 8), metavar="LIST",
+                   help="bit widths of the recipe points, among --sweep-bits (default 4,8: AdaRound takes minutes "
+                        "per bit width, and is cached in <out>/calibration)")
     s.add_argument("--sweep-images", type=int, default=32, metavar="N", help="images per sweep point (default 32)")
     s.add_argument("--sweep-rate-images", type=int, default=16, metavar="N",
                    help="images whose codes are sized per sweep point (default 16)")
@@ -152,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReportConfig(
         recipe=args.recipe, wbits=args.wbits, abits=args.abits, settings=settings, compare=args.compare,
         adaround=args.adaround or None, calibration_dir=str(out / "calibration"), sweep_recipes=args.sweep_recipes,
+        sweep_recipe_bits=args.sweep_recipe_bits,
         num_calibration=args.num_calibration,
         num_images=args.num_images, activation_images=args.activation_images or None, batch_size=args.batch_size,
         device=args.device,

@@ -48,7 +48,10 @@ class ReportConfig:
     sweep: bool = False
     sweep_bits: tuple[float, ...] = (2, 3, 4, 5, 6, 8, 5.3)
     sweep_clips: tuple[str, ...] = ("minmax", "aciq-laplace", "aciq-gauss", "2sigma")
-    sweep_recipes: tuple[str, ...] = ("best",)  # whole recipes added to the sweep at each integer bit width
+    sweep_recipes: tuple[str, ...] = ("best",)  # whole recipes added to the sweep
+    # ... at these bit widths (None: every integer one of sweep_bits). AdaRound costs minutes of CPU per bit width;
+    # 4 is the main setting's (learned once for both) and 8-bit weights get no AdaRound (quant/METHODS.md).
+    sweep_recipe_bits: tuple[float, ...] | None = (4, 8)
     sweep_images: int | None = 32  # fidelity of each sweep point on the first N images
     sweep_rate_images: int | None = 16  # coded sizes of each sweep point on the first N images
     hist_layer: str | None = None
