@@ -23,11 +23,11 @@ import numpy as np
 
 from analysis.errors import AnalysisError
 from entropy import LayoutChoice, array_record_bytes, layout_choices, metadata_arrays
-from entropy.channel_counts import TensorCounts, channel_entropies, channel_payload_bits
-from entropy.channel_counts import tensor_counts as _tensor_counts
+from entropy.layout.channel_counts import TensorCounts, channel_entropies, channel_payload_bits
+from entropy.layout.channel_counts import tensor_counts as _tensor_counts
 from entropy.errors import EntropyError
-from entropy.layouts import CLUSTER_COUNTS, best_layout
-from entropy.measures import shannon_entropy
+from entropy.layout.search import CLUSTER_COUNTS, best_layout
+from entropy.codec.measures import shannon_entropy
 
 __all__ = [
     "CLUSTER_COUNTS",
@@ -47,7 +47,7 @@ COLUMN_LAYOUTS = ("single", "channel", "bitwidth", "cluster")
 
 def tensor_counts(codes: np.ndarray, axis: int | None) -> TensorCounts:
     """Per-channel counts of integer ``codes`` along ``axis`` (None: one channel), from
-    :func:`entropy.channel_counts.tensor_counts`; raises AnalysisError for input it cannot count."""
+    :func:`entropy.layout.channel_counts.tensor_counts`; raises AnalysisError for input it cannot count."""
     try:
         return _tensor_counts(codes, axis)
     except EntropyError as exc:

@@ -16,25 +16,25 @@ from per-row histograms without encoding (for layout searches).
 
 Threads: every call that codes or decodes takes ``threads`` (None, the default: all cores of the process; 1: the
 calling thread only); large streams are cut into groups of chunks coded or decoded in parallel, with the same
-bytes and values whatever the thread count (:mod:`entropy.threads`).
+bytes and values whatever the thread count (:mod:`entropy.codec.threads`).
 """
 
 from __future__ import annotations
 
-from entropy.codebook import Codebook
-from entropy.codec import Accounting, CodecParams, EncodedTensor, decode, decode_chunks, decode_parts, encode
-from entropy.fileformat import (
+from entropy.codec.codebook import Codebook
+from entropy.codec.streams import Accounting, CodecParams, EncodedTensor, decode, decode_chunks, decode_parts, encode
+from entropy.format import (
     ALIGNMENT, FORMAT_VERSION, LAYOUTS, align, array_record_bytes, codebook_record_bytes, data_bytes, header_bytes,
     index_bytes, map_bytes, payload_bytes, stream_record_bytes, tensor_record_bytes,
 )
-from entropy.fileinfo import FileInfo, StreamInfo, TensorInfo
-from entropy.layouts import LayoutChoice, choose_layout, layout_choices
-from entropy.lengths import code_lengths
-from entropy.measures import shannon_entropy
-from entropy.plan import StreamPlan, plan_from_counts, symbol_histograms
-from entropy.planner import FilePlan, metadata_arrays, plan_file
-from entropy.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
-from entropy.writer import save, write_plan
+from entropy.file.info import FileInfo, StreamInfo, TensorInfo
+from entropy.layout.search import LayoutChoice, choose_layout, layout_choices
+from entropy.codec.lengths import code_lengths
+from entropy.codec.measures import shannon_entropy
+from entropy.codec.modes import StreamPlan, plan_from_counts, symbol_histograms
+from entropy.file.plan import FilePlan, metadata_arrays, plan_file
+from entropy.file.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
+from entropy.file.writer import save, write_plan
 
 __all__ = [
     "Codebook",

@@ -14,21 +14,21 @@ Public API::
     info(path) -> FileInfo                        # header only, no decoding
     HQTFile(path, *, max_decoded_bytes=None)      # random-access reader (context manager)
 
-The implementation is split by job: :mod:`entropy.fileformat` (byte layout, records, size arithmetic,
-parsing primitives), :mod:`entropy.fileheader` (parsing a header; version-1 records in
-:mod:`entropy.fileformat_v1`), :mod:`entropy.fileinfo` (what the header says, byte
-accounting), :mod:`entropy.layouts` (the layout choice), :mod:`entropy.planner` (a whole file's plan),
-:mod:`entropy.reader` and :mod:`entropy.writer`. ``threads`` (None: all cores; 1: the calling thread only) is
-the codec's (:mod:`entropy.threads`); files are the same bytes whatever it is.
+The implementation is split by job: :mod:`entropy.format` (byte layout, records, size arithmetic,
+parsing primitives), :mod:`entropy.file.header` (parsing a header; version-1 records in
+:mod:`entropy.file.format_v1`), :mod:`entropy.file.info` (what the header says, byte
+accounting), :mod:`entropy.layout.search` (the layout choice), :mod:`entropy.file.plan` (a whole file's plan),
+:mod:`entropy.file.reader` and :mod:`entropy.file.writer`. ``threads`` (None: all cores; 1: the calling thread only) is
+the codec's (:mod:`entropy.codec.threads`); files are the same bytes whatever it is.
 """
 
 from __future__ import annotations
 
-from entropy.fileformat import ALIGNMENT, FORMAT_VERSION, MAGIC, PREAMBLE_SIZE
-from entropy.fileinfo import FileInfo, StreamInfo, TensorInfo
-from entropy.planner import FilePlan, plan_file
-from entropy.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
-from entropy.writer import save, write_plan
+from entropy.format import ALIGNMENT, FORMAT_VERSION, MAGIC, PREAMBLE_SIZE
+from entropy.file.info import FileInfo, StreamInfo, TensorInfo
+from entropy.file.plan import FilePlan, plan_file
+from entropy.file.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
+from entropy.file.writer import save, write_plan
 
 __all__ = [
     "MAGIC",

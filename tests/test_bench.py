@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import entropy.threads as eth
+import entropy.codec.threads as eth
 from analysis.benchmarks import bench_markdown, evaluate_targets
 from analysis.benchmarks.codec import METHODS, codec_rows, make_datasets, reference_bits
 from analysis.cli import main

@@ -1,4 +1,4 @@
-"""Canonical codebooks: codes vs the bitarray oracle, validation, serialization (entropy/codebook.py)."""
+"""Canonical codebooks: codes vs the bitarray oracle, validation, serialization (entropy/codec/codebook.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from bitarray.util import canonical_huffman
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entropy.codebook import Codebook
+from entropy.codec.codebook import Codebook
 from entropy.errors import CodebookError
 
 
@@ -192,7 +192,7 @@ def _rle_tokens_for_run(length: int, m: int) -> list[int]:
 
 @pytest.mark.parametrize("m", [1, 2, 3, 129, 130, 131, 132, 258, 259, 260, 261, 1000])
 def test_rle_repeat_token_cap(m):
-    from entropy.codebook import _decode_rle, _encode_rle, _varint
+    from entropy.codec.codebook import _decode_rle, _encode_rle, _varint
 
     lengths = np.array([5] * m + [3], dtype=np.uint8)
     want = bytes([0x50]) + _varint(m + 1) + bytes(_rle_tokens_for_run(5, m) + [3])
@@ -203,7 +203,7 @@ def test_rle_repeat_token_cap(m):
 
 
 def test_rle_repeat_token_limits_on_decode():
-    from entropy.codebook import _decode_rle
+    from entropy.codec.codebook import _decode_rle
 
     # 0xFF = the longest repeat, 129 more copies: 1 + 129 = 130 lengths exactly
     assert np.array_equal(_decode_rle(bytes([0x50, 0x82, 0x01, 0x07, 0xFF])), np.full(130, 7, np.uint8))

@@ -1,4 +1,4 @@
-"""Array codec: round trips, bitarray oracle, grouping, accounting (entropy/codec.py)."""
+"""Array codec: round trips, bitarray oracle, grouping, accounting (entropy/codec/streams.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropy import Codebook, decode, decode_chunks, encode, shannon_entropy
-from entropy.codec import PAD_BASE_SYMBOL, SUPPORTED_DTYPES, CodecParams, EncodedTensor, decode_parts
+from entropy.codec.streams import PAD_BASE_SYMBOL, SUPPORTED_DTYPES, CodecParams, EncodedTensor, decode_parts
 from entropy.errors import CodebookError, EntropyError, SymbolError
-from entropy.measures import counts_of
+from entropy.codec.measures import counts_of
 
 
 def _distinct_symbols(x, group):
@@ -344,7 +344,7 @@ def test_import_is_light():
 
 
 def test_stream_parameter_block_round_trips_and_rejects_damage():
-    from entropy.codec import CodecParams
+    from entropy.codec.streams import CodecParams
     from entropy.errors import StreamError
 
     for p in (

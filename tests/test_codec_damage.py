@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropy import Codebook, decode, decode_chunks, encode
-from entropy.codec import CodecParams, EncodedTensor, decode_parts
+from entropy.codec.streams import CodecParams, EncodedTensor, decode_parts
 from entropy.errors import StreamError
 
 

@@ -1,4 +1,4 @@
-"""Silent-corruption regressions: byte order, every code length, the writer's self-check (entropy/codec.py)."""
+"""Silent-corruption regressions: byte order, every code length, the writer's self-check (entropy/codec/streams.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from analysis.cli import main
 from entropy import Codebook, decode, decode_chunks, encode
 from entropy import container as C
-from entropy.codec import check_tail, decode_parts, prepare_encode
+from entropy.codec.streams import check_tail, decode_parts, prepare_encode
 from entropy.errors import StreamError
-from entropy.lengths import MAX_SUPPORTED_LENGTH, huffman_lengths
+from entropy.codec.lengths import MAX_SUPPORTED_LENGTH, huffman_lengths
 
 # ---- byte order -------------------------------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ def test_cli_every_max_code_length(tmp_path):
 
 def _flip_in_chunk(monkeypatch, which: str):
     """Make the encoder kernel return a stream with one bit flipped in the first or last chunk."""
-    from entropy import kernels
+    from entropy.codec import kernels
 
     real = kernels.encode_symbols
 
@@ -173,7 +173,7 @@ def test_self_check_refuses_a_wrong_stream(monkeypatch, tmp_path, which):
 
 def test_encoder_never_writes_past_its_buffer():
     # sizes that do not describe the values (an internal fault) end in an error, never in a write past the buffer
-    from entropy import kernels
+    from entropy.codec import kernels
 
     rng = np.random.default_rng(2)
     cases = {

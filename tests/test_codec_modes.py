@@ -1,4 +1,4 @@
-"""Symbol modes (run symbols, escapes), any integer alphabet, and the histogram/size API (entropy/plan.py)."""
+"""Symbol modes (run symbols, escapes), any integer alphabet, and the histogram/size API (entropy/codec/modes.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from entropy import CodecParams, decode, decode_chunks, encode, plan_from_counts, shannon_entropy, symbol_histograms
 from entropy import container as C
-from entropy.codec import SUPPORTED_DTYPES
+from entropy.codec.streams import SUPPORTED_DTYPES
 from entropy.errors import EntropyError, SymbolError
 
 # ---- an independent parser of run/escape symbols (the spec of FORMAT.md section 7, written plainly) ---------------

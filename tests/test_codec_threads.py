@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import entropy.threads as eth
-from entropy import CodecParams, decode, decode_chunks, encode, kernels, load, load_tensor, save
-from entropy.codec import decode_parts, prepare_encode
+import entropy.codec.threads as eth
+from entropy import CodecParams, decode, decode_chunks, encode, load, load_tensor, save
+from entropy.codec import kernels
+from entropy.codec.streams import decode_parts, prepare_encode
 from entropy.errors import EntropyError, StreamError
-from entropy.plan import symbol_histograms
-from entropy.reader import HQTFile
-from entropy.threads import group_bounds, resolve, run_groups, using
+from entropy.codec.modes import symbol_histograms
+from entropy.file.reader import HQTFile
+from entropy.codec.threads import group_bounds, resolve, run_groups, using
 
 #: a low hand-over threshold: small arrays then cut into many groups (the real one needs arrays of 262,144 values)
 SMALL_GROUPS = 700

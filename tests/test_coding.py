@@ -9,7 +9,7 @@ import pytest
 import entropy
 from analysis import coding
 from analysis.errors import AnalysisError
-from entropy.measures import shannon_entropy
+from entropy.codec.measures import shannon_entropy
 
 
 def _activations(rng, shape, bits, dtype=np.uint8):

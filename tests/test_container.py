@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from entropy import container as C
-from entropy import iothread
-from entropy.atomic import atomic_write
-from entropy.codec import decode, encode
+from entropy.file import iothread
+from entropy.file.atomic import atomic_write
+from entropy.codec.streams import decode, encode
 from entropy.errors import FormatError, IntegrityError, MissingTensorError
 
 
@@ -250,7 +250,7 @@ _KILL_WRITER = textwrap.dedent(
     """
     import sys, numpy as np
     from entropy import container as C
-    from entropy.codec import encode
+    from entropy.codec.streams import encode
     rng = np.random.default_rng(0)
     enc = encode(rng.integers(0, 256, 2_000_000).astype(np.uint8), group=1)
     tensors = {f"t{i}": enc for i in range(int(sys.argv[2]))}

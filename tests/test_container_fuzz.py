@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entropy import container as C
-from entropy.fileformat import align
+from entropy.format import align
 from entropy.errors import EntropyError
 
 # values (<= 8 bytes each) the payload can hold, plus codec temporaries and fixed costs

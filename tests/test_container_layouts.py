@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import entropy
 from analysis.cli import main
 from entropy import container as C
-from entropy import reader as R
+from entropy.file import reader as R
 from entropy.errors import FormatError, IntegrityError
 
 
@@ -231,10 +231,10 @@ def test_one_code_tensors_are_smaller_than_in_version_1(tmp_path):
 
 from dataclasses import replace  # noqa: E402
 
-from entropy import channel_counts as CC  # noqa: E402
-from entropy import row_sets  # noqa: E402
-from entropy.params import CodecParams  # noqa: E402
-from entropy.plan import stream_histogram, symbol_histograms  # noqa: E402
+from entropy.layout import channel_counts as CC  # noqa: E402
+from entropy.layout import row_sets  # noqa: E402
+from entropy.codec.params import CodecParams  # noqa: E402
+from entropy.codec.modes import stream_histogram, symbol_histograms  # noqa: E402
 
 
 def _sparse_channels(rng, C, M, zeros, runs=False, levels=16):
@@ -293,7 +293,7 @@ def test_set_histograms_are_the_codecs(M, monkeypatch):
 
 
 def test_stream_histogram_sums_rows_in_bounded_memory(monkeypatch):
-    from entropy import plan as P
+    from entropy.codec import modes as P
 
     rng = np.random.default_rng(1)
     x = _sparse_channels(rng, 13, 301, zeros=[0.2, 0.9]).astype(np.int16)

@@ -11,8 +11,8 @@ import pytest
 
 from analysis.cli import main
 from entropy import container as C
-from entropy.fileformat import align
-from entropy.codec import encode
+from entropy.format import align
+from entropy.codec.streams import encode
 from entropy.errors import CodebookError, EntropyError, FormatError, StreamError
 
 

@@ -321,7 +321,7 @@ def test_independent_decoder_reads_4_byte_index_entries(tmp_path):
 def test_index_byte_order_is_pinned_by_the_spec_decoder(tmp_path, monkeypatch):
     """A writer and reader that agreed on the wrong byte order for the chunk index would still round-trip;
     the spec decoder (and only it) must catch that."""
-    import entropy.codec as codec
+    import entropy.codec.streams as codec
 
     def le_index(chunk_bits, params):
         return np.asarray(chunk_bits).astype("<u2" if params.index_entry_bytes == 2 else "<u4").tobytes()
@@ -388,7 +388,7 @@ def test_format_md_version_1_example_still_reads(tmp_path):
 def test_independent_decoder_reads_run_escape_and_row_streams(tmp_path):
     """The spec decoder (§6, §7 as written) reads every symbol mode the codec writes: run symbols, escapes,
     rows, pairs padded per row, and their combinations."""
-    from entropy.codec import CodecParams, encode
+    from entropy.codec.streams import CodecParams, encode
 
     rng = np.random.default_rng(21)
     sparse = np.where(rng.random((6, 700)) < 0.08, rng.integers(1, 16, (6, 700)), 0).astype(np.uint8)

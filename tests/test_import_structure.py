@@ -107,3 +107,54 @@ def test_dependencies_point_one_way():
             assert not top & {"torch", "quant", "analysis"}, m
         if m.startswith("quant"):
             assert "analysis" not in top, m
+
+
+# entropy's layers, bottom up: each module imports entropy modules of its own layer or below, never above
+ENTROPY_LAYERS = (
+    ("entropy.errors",),  # the exception types
+    ("entropy.codec",),  # one array <-> one stream
+    ("entropy.format",),  # the file's byte layout and size arithmetic (FORMAT.md)
+    ("entropy.layout",),  # how a tensor is split into streams, sized with the format's arithmetic
+    ("entropy.file",),  # planning, writing and reading whole files
+)
+
+
+def _layer(module: str) -> int | None:
+    """The layer of an entropy module (an index into ENTROPY_LAYERS), None for the package's front door."""
+    for i, prefixes in enumerate(ENTROPY_LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def test_entropy_layers_import_downwards_only():
+    mods = _modules()
+    entropy_mods = [m for m in mods if m.partition(".")[0] == "entropy"]
+    # every module but the front door belongs to a layer, and each layer has modules
+    assert [m for m in entropy_mods if _layer(m) is None] == ["entropy"] or \
+        sorted(m for m in entropy_mods if _layer(m) is None) == ["entropy", "entropy.container"]
+    assert {_layer(m) for m in entropy_mods} >= set(range(len(ENTROPY_LAYERS)))
+    wrong = []
+    for m in entropy_mods:
+        own = _layer(m)
+        if own is None:
+            continue
+        for n in _imports(mods[m]):
+            if n.partition(".")[0] != "entropy":
+                continue
+            other = _layer(n)
+            if other is None or other > own:
+                wrong.append(f"{m} imports {n}")
+    assert wrong == []
+
+
+def test_entropy_subpackage_inits_import_nothing():
+    """``import entropy.codec.params`` must not load the rest of the codec (lazy numba, fast startup)."""
+    for pkg in ("codec", "layout", "file"):
+        assert _imports(ROOT / "entropy" / pkg / "__init__.py") == set(), pkg
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert _layer("entropy.codec.streams") < _layer("entropy.format") < _layer("entropy.layout.search") \
+        < _layer("entropy.file.writer")
+    assert _layer("entropy") is None and _layer("entropy.codecs") is None

@@ -1,4 +1,4 @@
-"""Code lengths: optimality, limits, edge cases (entropy/lengths.py)."""
+"""Code lengths: optimality, limits, edge cases (entropy/codec/lengths.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropy.errors import CodebookError
-from entropy.lengths import code_lengths, code_lengths_rows, huffman_lengths, limited_lengths
-from entropy.measures import shannon_entropy
+from entropy.codec.lengths import code_lengths, code_lengths_rows, huffman_lengths, limited_lengths
+from entropy.codec.measures import shannon_entropy
 
 
 def _kraft(lens: np.ndarray) -> float:

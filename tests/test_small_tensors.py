@@ -1,5 +1,5 @@
 """Many small tensors: plans and payloads of small arrays are remembered per content relative to their smallest value
-(entropy.small_streams), exactly as a fresh encode makes them, and a file of 50,000 two-value arrays saves and
+(entropy.codec.small_streams), exactly as a fresh encode makes them, and a file of 50,000 two-value arrays saves and
 inspects in seconds."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 
 import entropy
 from analysis.cli import main
-from entropy import small_streams
-from entropy.codec import decode, encode
+from entropy.codec import small_streams
+from entropy.codec.streams import decode, encode
 
 
 def _fresh(x, **kw):

@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from entropy import decode, encode, shannon_entropy
-from entropy.lengths import huffman_lengths
-from entropy.measures import counts_of
-from entropy.threads import available_cores
+from entropy.codec.lengths import huffman_lengths
+from entropy.codec.measures import counts_of
+from entropy.codec.threads import available_cores
 
 __all__ = [
     "DATASETS",

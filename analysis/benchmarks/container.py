@@ -36,7 +36,7 @@ import numpy as np
 
 from analysis.benchmarks.codec import thread_counts, time_interleaved
 from entropy import shannon_entropy
-from entropy.channel_counts import channel_entropies, tensor_counts
+from entropy.layout.channel_counts import channel_entropies, tensor_counts
 from entropy.container import load, save
 
 __all__ = ["file_rows", "layout_rows", "activation", "ACTIVATION", "METHOD", "METHOD_NOSYNC", "METHOD_LAYOUT"]

@@ -75,7 +75,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     threads = threads_of(args)
     if getattr(args, "model", None):
-        from entropy.threads import using
+        from entropy.codec.threads import using
 
         with using(threads):
             return int(encode_model.run(args) or 0)

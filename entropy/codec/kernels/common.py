@@ -64,7 +64,7 @@ SPEC_FIELDS = ("vmin", "mask", "R", "V", "esc", "emin", "erange", "E", "runs", "
 def spec(itemsize: int, params) -> tuple:
     """The run/escape kernels' description of a stream (int64 fields named by :data:`SPEC_FIELDS`).
 
-    ``params`` is an :class:`entropy.codec.CodecParams` (only its attributes are read): window ``R`` base symbols
+    ``params`` is an :class:`entropy.codec.params.CodecParams` (only its attributes are read): window ``R`` base symbols
     from ``value_min``; ``V = R + esc`` symbols per run prefix (the escape symbol is ``R``); ``runs`` prefixes
     (0 = no run symbols); escaped raw values ``v - escape_min`` in ``E`` bits below ``erange``.
     """
@@ -170,7 +170,7 @@ def run_marks(u: np.ndarray, rv, threads: int = 1) -> np.ndarray:
     not ``rv`` (uint64 words, zero-padded by a word). One vectorised compare and pack (numpy releases the GIL for
     both: groups of 64-value blocks run on up to ``threads`` threads); the run kernels then find the next value
     that ends a run with a count-trailing-zeros, whatever the run length."""
-    from entropy.threads import group_bounds, run_groups
+    from entropy.codec.threads import group_bounds, run_groups
 
     n = u.size
     padded = np.zeros(8 * (n // 64 + 2), dtype=np.uint8)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import struct
 
-from entropy.codec import CodecParams
+from entropy.codec.streams import CodecParams
 from entropy.errors import EntropyError, FormatError
-from entropy.fileformat import (
+from entropy.format import (
     SINGLE, Cursor, StreamRecord, TensorRecord, _U16, check_informational, check_stream, check_tensor_dtype,
     parse_arrays, parse_dims, payload_bytes,
 )

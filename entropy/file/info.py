@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from entropy.errors import MissingTensorError
-from entropy.fileformat import PREAMBLE_SIZE, Header, TensorRecord, align, codebook_record_bytes
+from entropy.format import PREAMBLE_SIZE, Header, TensorRecord, align, codebook_record_bytes
 
 __all__ = ["StreamInfo", "TensorInfo", "FileInfo", "build_info"]
 

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from entropy.codebook import Codebook
-from entropy.codec import EncodedTensor, prepare_encode
+from entropy.codec.codebook import Codebook
+from entropy.codec.streams import EncodedTensor, prepare_encode
 from entropy.errors import EntropyError, FormatError
-from entropy.fileformat import (
+from entropy.format import (
     DTYPE_CODES, MAX_NDIM, TENSOR_DTYPE_CODES, data_bytes, dtype_code, header_bytes,
 )
-from entropy.layouts import CLUSTER_COUNTS, LayoutChoice, best_layout, layout_choices, single_layout
-from entropy.lengths import MAX_ALPHABET
+from entropy.layout.search import CLUSTER_COUNTS, LayoutChoice, best_layout, layout_choices, single_layout
+from entropy.codec.lengths import MAX_ALPHABET
 
 if TYPE_CHECKING:
-    from entropy.fileinfo import FileInfo
+    from entropy.file.info import FileInfo
 
 __all__ = ["TensorPlan", "FilePlan", "plan_file", "metadata_arrays"]
 
@@ -126,7 +126,7 @@ def _as_values(name: str, t: Any) -> np.ndarray:
 def _axes(channel_axis: int | Mapping[str, int | None] | None, arrays: Mapping[str, np.ndarray]) -> dict[str, int | None]:
     """The channel axis of each tensor: an int applies to every tensor it fits (others get none); a mapping
     names tensors (each axis must fit)."""
-    from entropy.channels import normalize_axis
+    from entropy.layout.channels import normalize_axis
 
     out: dict[str, int | None] = {}
     if channel_axis is None:
@@ -162,8 +162,8 @@ def _shared_layouts(
     counts; ``group="auto"`` picks, per pool, the grouping with the fewer payload + codebook bits. Pools that
     cannot share (alphabet too large) and empty tensors are coded on their own.
     """
-    from entropy import kernels  # numba; only needed here
-    from entropy.measures import payload_bits
+    from entropy.codec import kernels  # numba; only needed here
+    from entropy.codec.measures import payload_bits
 
     kw = dict(max_code_length=max_code_length, chunk_size=chunk_size)
     pools: dict[tuple[str, int], list[str]] = {}

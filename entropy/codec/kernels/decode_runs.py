@@ -16,10 +16,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from entropy.kernels.common import (
+from entropy.codec.kernels.common import (
     _ESCAPE, _INVALID, SPEC_FIELDS, _refill, first_failure, load_words, raise_failure, run_raw, spec,
 )
-from entropy.threads import group_bounds, run_groups
+from entropy.codec.threads import group_bounds, run_groups
 
 _FLAGS = _INVALID | _ESCAPE
 
@@ -103,8 +103,8 @@ def decode_runs(payload, offsets: np.ndarray, start: int, stop: int, cvals: np.n
     ``offsets`` (uint64[n_chunks + 1]) are validated chunk bit offsets inside the payload; ``cvals``
     (int64[stop - start]) the values of each chunk of the range (``out`` holds their sum); ``lengths`` /
     ``codes_order`` / ``max_length`` a valid canonical code with at least one symbol; ``params`` the stream's
-    :class:`entropy.codec.CodecParams` (window and escape range checked against ``out``'s dtype). ``threads``: as
-    for :func:`entropy.kernels.decode_symbols`. Raises :class:`DecodeFailure` naming the first bad chunk.
+    :class:`entropy.codec.params.CodecParams` (window and escape range checked against ``out``'s dtype). ``threads``: as
+    for :func:`entropy.codec.kernels.decode_symbols`. Raises :class:`DecodeFailure` naming the first bad chunk.
     """
     if stop <= start:
         return

@@ -8,8 +8,8 @@ import numba
 import numpy as np
 
 from entropy.errors import StreamError
-from entropy.kernels.common import _M32, _U1, _U32, _next_mark, _sym, _unsigned, run_marks, run_raw, spec
-from entropy.threads import group_bounds, run_groups
+from entropy.codec.kernels.common import _M32, _U1, _U32, _next_mark, _sym, _unsigned, run_marks, run_raw, spec
+from entropy.codec.threads import group_bounds, run_groups
 
 
 # Branch-free flush: the hot loops do not branch on "32 bits or more?" (that branch mispredicts about every other
@@ -145,7 +145,7 @@ def _encode_fused(values, vmin, mask, R, codes, lens, code2, len2, vstart, c_beg
 @numba.njit(cache=True, nogil=True)
 def _encode_gen(values, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, rv, words, codes, lens, vstart,
                 c_begin, c_end, out32, chunk_bits, acc, nacc, w, prev_bits):
-    """Run/escape symbols (see :mod:`entropy.kernels`), chunks [c_begin, c_end); carried state as in ``_encode``.
+    """Run/escape symbols (see :mod:`entropy.codec.kernels`), chunks [c_begin, c_end); carried state as in ``_encode``.
 
     Runs of the run value ``rv`` (as stored; ``words`` = :func:`run_marks`) are cut greedily: ``runs`` of them make the symbol
     (runs - 1, run value); the rest joins the next value as (r, value), or ends the chunk as (r - 1, run value).
@@ -248,7 +248,7 @@ def encode_symbols(
     piece_chunks: int = 256,
     threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Encode ``flat`` values as the stream ``params`` (a :class:`entropy.codec.CodecParams`) describes.
+    """Encode ``flat`` values as the stream ``params`` (a :class:`entropy.codec.params.CodecParams`) describes.
 
     Every value must be codable: inside the window or, with escapes, the escape range; every symbol without a
     code must have an escape symbol with a code (the codec guarantees both).

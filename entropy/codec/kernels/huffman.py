@@ -124,7 +124,7 @@ def package_merge(sorted_counts: np.ndarray, max_length: int) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True)
 def _rle_tokens(lengths, out):  # pragma: no cover - compiled
-    # mode-5 tokens of entropy.codebook (without the header): see its module docstring
+    # mode-5 tokens of entropy.codec.codebook (without the header): see its module docstring
     n = lengths.size
     t = 0
     i = 0
@@ -169,7 +169,7 @@ def _rle_tokens(lengths, out):  # pragma: no cover - compiled
 
 
 def rle_tokens(lengths: np.ndarray) -> bytes:
-    """The run-length tokens of a code-length table (mode 5 of :mod:`entropy.codebook`, without its header)."""
+    """The run-length tokens of a code-length table (mode 5 of :mod:`entropy.codec.codebook`, without its header)."""
     lens = np.ascontiguousarray(lengths, dtype=np.uint8)
     out = np.empty(2 * lens.size + 8, dtype=np.uint8)  # at most one literal + one repeat per length, + a varint
     return out[: _rle_tokens(lens, out)].tobytes()

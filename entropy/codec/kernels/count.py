@@ -1,6 +1,6 @@
 """Histograms of symbols, with the alphabet check: plain values, pairs, and run/escape symbols.
 
-The run/escape histograms parse the values exactly as the encoder does (see :mod:`entropy.kernels`), chunk by
+The run/escape histograms parse the values exactly as the encoder does (see :mod:`entropy.codec.kernels`), chunk by
 chunk: a run never crosses a chunk boundary, so histograms of streams (or of rows that each start a new
 stream) add up.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from entropy.kernels.common import _next_mark, _sym, _unsigned, run_marks, run_raw, spec
-from entropy.threads import group_bounds, resolve, run_groups
+from entropy.codec.kernels.common import _next_mark, _sym, _unsigned, run_marks, run_raw, spec
+from entropy.codec.threads import group_bounds, resolve, run_groups
 
 
 
@@ -157,11 +157,11 @@ def _count_rows(rows, flat, r0, r1, k, vmin, mask, R, V, esc, emin, erange, E, r
 
 def count_rows(values: np.ndarray, params, threads: int | None = None) -> tuple[np.ndarray, int]:
     """Symbol histogram of every row of the 2-D array ``values`` (int64 ``[rows, params.alphabet_size]``), each
-    row coded as its own stream with ``params`` (a :class:`entropy.codec.CodecParams`), and the flat index of the
+    row coded as its own stream with ``params`` (a :class:`entropy.codec.params.CodecParams`), and the flat index of the
     first value the stream cannot code (-1 if none; the histograms are then incomplete).
 
     In-window values are counted as their own symbols even when a codebook may later escape them; values
-    outside the window count as escape symbols. ``threads`` (None: the default of :mod:`entropy.threads`): a
+    outside the window count as escape symbols. ``threads`` (None: the default of :mod:`entropy.codec.threads`): a
     large array is counted in groups on up to this many threads (groups of rows, or of whole chunks of one row)
     and the groups' histograms added.
     """

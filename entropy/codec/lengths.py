@@ -5,11 +5,11 @@ length 0 (absent from the code). Edge cases, the same for every function here:
 
 * no symbol present (empty input): all lengths 0;
 * one distinct symbol: that symbol gets a 1-bit code (the code is then incomplete,
-  which :class:`entropy.codebook.Codebook` accepts only in this case);
+  which :class:`entropy.codec.codebook.Codebook` accepts only in this case);
 * otherwise the lengths form a complete prefix code (Kraft sum exactly 1).
 
 Unlimited lengths use the two-queue Huffman construction on sorted counts (linear after
-the sort), compiled with numba (:mod:`entropy.kernels`, imported on first use). Length-limited lengths use package-merge (Larmore and Hirschberg, 1990), compiled: one
+the sort), compiled with numba (:mod:`entropy.codec.kernels`, imported on first use). Length-limited lengths use package-merge (Larmore and Hirschberg, 1990), compiled: one
 merge of sorted arrays per bit of the limit, then the code length of each symbol is the
 number of levels whose selected prefix holds that symbol.
 """
@@ -48,14 +48,14 @@ def huffman_lengths(counts: np.ndarray) -> np.ndarray:
     """Optimal (unlimited) Huffman code lengths in bits, uint8 per symbol, 0 for absent symbols.
 
     Two-queue construction on the stably sorted counts (ties go to the leaf, which keeps the tree
-    shallow); compiled in :func:`entropy.kernels.huffman_rows`. Raises CodebookError if the optimal
+    shallow); compiled in :func:`entropy.codec.kernels.huffman_rows`. Raises CodebookError if the optimal
     code would need codes longer than 255 bits (impossible for counts below 2**64) or the counts are
     malformed.
     """
     c = _check_counts(counts)
     if c.size == 0 or not c.any():
         return np.zeros(c.size, dtype=np.uint8)
-    from entropy.kernels import huffman_rows  # numba: imported on first use only
+    from entropy.codec.kernels import huffman_rows  # numba: imported on first use only
 
     lens, longest = huffman_rows(c[None, :])
     if int(longest[0]) > 255:
@@ -83,7 +83,7 @@ def limited_lengths(counts: np.ndarray, max_length: int) -> np.ndarray:
         return out
     if n > (1 << L):
         raise CodebookError(f"{n} symbols present cannot be coded with codes of at most {L} bits (max {1 << L})")
-    from entropy.kernels import package_merge  # numba: imported on first use only
+    from entropy.codec.kernels import package_merge  # numba: imported on first use only
 
     order = present[np.argsort(c[present], kind="stable")]
     out[order] = package_merge(c[order], L)
@@ -130,7 +130,7 @@ def code_lengths_rows(counts: np.ndarray, max_length: int | None) -> np.ndarray:
         raise CodebookError(f"max_length must be an integer in 1..{MAX_SUPPORTED_LENGTH}, got {max_length!r}")
     if c.size == 0:
         return np.zeros(c.shape, dtype=np.uint8)
-    from entropy.kernels import huffman_rows  # numba: imported on first use only
+    from entropy.codec.kernels import huffman_rows  # numba: imported on first use only
 
     lens, longest = huffman_rows(c)
     if max_length is not None:

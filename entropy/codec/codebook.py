@@ -49,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 
 from entropy.errors import CodebookError
-from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH, code_lengths
+from entropy.codec.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH, code_lengths
 
 __all__ = ["Codebook"]
 
@@ -175,7 +175,7 @@ class Codebook:
 
     def average_length(self, counts: np.ndarray) -> float:
         """Average code length sum(p * len) in bits per symbol for the symbol ``counts``."""
-        from entropy.measures import average_code_length
+        from entropy.codec.measures import average_code_length
 
         return average_code_length(counts, self._lengths)
 
@@ -317,7 +317,7 @@ def _read_varint(b: bytes, pos: int, what: str) -> tuple[int, int]:
 
 
 def _encode_rle(lengths: np.ndarray) -> bytes:
-    from entropy.kernels import rle_tokens  # numba: loaded by the encoder already
+    from entropy.codec.kernels import rle_tokens  # numba: loaded by the encoder already
 
     return bytes([_MODE_RLE << 4]) + _varint(lengths.size) + rle_tokens(lengths)
 

@@ -1,10 +1,10 @@
-"""Writing ``.hqt`` files: :func:`save` (and :meth:`entropy.planner.FilePlan.write`).
+"""Writing ``.hqt`` files: :func:`save` (and :meth:`entropy.file.plan.FilePlan.write`).
 
-The file is planned first (:mod:`entropy.planner`: every layout and size fixed from exact closed forms, before any
+The file is planned first (:mod:`entropy.file.plan`: every layout and size fixed from exact closed forms, before any
 payload bit exists); each large payload is then streamed into the file while the codec produces it (the I/O
 thread writes, checksums and starts the disk writeback of each finished piece), so the writer adds no copy of the
 payload. Small pieces are gathered and written in few system calls. The header goes in last. The write is atomic
-(temporary file, fdatasync, rename; :mod:`entropy.atomic`).
+(temporary file, fdatasync, rename; :mod:`entropy.file.atomic`).
 
 What the writer always checks: that the codec's payload and index sizes of every stream equal the plan (so the
 layout in the header is the layout on disk), and that the header it wrote parses. ``verify=True`` adds a full
@@ -22,19 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from entropy import iothread
-from entropy.atomic import atomic_write
-from entropy.codec import PreparedEncode, decode
+from entropy.file import iothread
+from entropy.file.atomic import atomic_write
+from entropy.codec.streams import PreparedEncode, decode
 from entropy.errors import FormatError, IntegrityError
-from entropy.fileformat import (
+from entropy.format import (
     LAYOUTS, PREAMBLE_SIZE, StreamRecord, TensorRecord, pad, place, preamble,
     serialize_header, serialize_record,
 )
-from entropy.fileheader import parse_header
-from entropy.fileinfo import FileInfo, build_info
-from entropy.layouts import CLUSTER_COUNTS, prepare_streams
-from entropy.planner import FilePlan, TensorPlan, plan_file
-from entropy.threads import using as using_threads
+from entropy.file.header import parse_header
+from entropy.file.info import FileInfo, build_info
+from entropy.layout.search import CLUSTER_COUNTS, prepare_streams
+from entropy.file.plan import FilePlan, TensorPlan, plan_file
+from entropy.codec.threads import using as using_threads
 
 __all__ = ["save", "write_plan"]
 
@@ -174,7 +174,7 @@ def _write_tensor(out: _DataWriter, p: TensorPlan, rec: TensorRecord) -> None:
 
 def _verify(fd: int, path: str, plan: FilePlan) -> None:
     """Decode the written file from ``fd`` and compare every tensor with its input (IntegrityError if not)."""
-    from entropy.reader import HQTFile
+    from entropy.file.reader import HQTFile
 
     with HQTFile._of_descriptor(fd, path) as f:
         for p in plan.tensors:

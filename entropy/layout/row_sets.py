@@ -2,8 +2,8 @@
 and the clustering of channels into K shared codes.
 
 A set of channel rows is coded as one stream of its rows concatenated in channel order, each row starting its own
-chunks (``row_length``), so its symbol histogram in any mode is the sum of its rows' (:mod:`entropy.channel_counts`)
-and :func:`entropy.plan.best_plan` chooses its mode, escapes and code by exact size, as it does for a whole array.
+chunks (``row_length``), so its symbol histogram in any mode is the sum of its rows' (:mod:`entropy.layout.channel_counts`)
+and :func:`entropy.codec.modes.best_plan` chooses its mode, escapes and code by exact size, as it does for a whole array.
 Compiled counting only (numba, through the codec); everything here works on histograms.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropy.channel_counts import MAX_COUNT_CELLS, TensorCounts, channel_entropies, row_histograms, set_histogram
+from entropy.layout.channel_counts import MAX_COUNT_CELLS, TensorCounts, channel_entropies, row_histograms, set_histogram
 from entropy.errors import CodebookError, StreamError
-from entropy.fileformat import codebook_record_bytes, index_bytes, stream_record_bytes
-from entropy.lengths import MAX_ALPHABET, code_lengths_rows
-from entropy.params import MODES, CodecParams
-from entropy.plan import _RUNS_MIN_SHARE, RUN_PREFIXES, StreamPlan, best_plan, symbol_histograms
+from entropy.format import codebook_record_bytes, index_bytes, stream_record_bytes
+from entropy.codec.lengths import MAX_ALPHABET, code_lengths_rows
+from entropy.codec.params import MODES, CodecParams
+from entropy.codec.modes import _RUNS_MIN_SHARE, RUN_PREFIXES, StreamPlan, best_plan, symbol_histograms
 
 __all__ = ["set_params", "set_stream", "channel_layout_lower_bound", "cluster_labels", "mode_histograms"]
 
@@ -42,7 +42,7 @@ def set_params(tc: TensorCounts, channels: np.ndarray, *, max_code_length: int, 
 
 def set_stream(tc: TensorCounts, channels: np.ndarray, *, modes: tuple[str, ...], max_code_length: int,
                chunk_size: int, run_value: int | None) -> StreamPlan | None:
-    """The smallest stream of the rows ``channels`` (increasing) over ``modes`` (:func:`entropy.plan.best_plan`: plain
+    """The smallest stream of the rows ``channels`` (increasing) over ``modes`` (:func:`entropy.codec.modes.best_plan`: plain
     symbols with rare values escaped where that pays, pairs, run symbols of ``run_value`` with 16, 64 or 256
     prefixes), or None when no mode applies. Exact: the codec codes these rows with the plan's params and codebook
     to exactly its payload bits.
@@ -50,7 +50,7 @@ def set_stream(tc: TensorCounts, channels: np.ndarray, *, modes: tuple[str, ...]
     Each row starts its own chunks (``row_length``), so that the set's histogram is the sum of its rows' in every
     mode; that costs an index entry per row and chunk, a lot for short rows (a few weights per channel). So the
     rows are also tried concatenated without row structure, in the modes whose histogram still follows from the
-    rows' there (:func:`entropy.channel_counts.set_histogram`): plain symbols and pairs."""
+    rows' there (:func:`entropy.layout.channel_counts.set_histogram`): plain symbols and pairs."""
     plans = []
     n = int(np.size(channels)) * tc.row_length
     tries = [(True, modes)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from entropy.kernels.common import _INVALID, _chunk_fault, _refill, first_failure, load_words, raise_failure
-from entropy.threads import group_bounds, run_groups
+from entropy.codec.kernels.common import _INVALID, _chunk_fault, _refill, first_failure, load_words, raise_failure
+from entropy.codec.threads import group_bounds, run_groups
 
 # ---- decoder ------------------------------------------------------------------------
 

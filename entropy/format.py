@@ -1,6 +1,6 @@
 """The ``.hqt`` file format's byte layout (FORMAT.md): constants, type codes, records, the size arithmetic of
 every part, the serialization of the header, and the parsing primitives that every record version shares (the
-header itself is parsed in :mod:`entropy.fileheader`).
+header itself is parsed in :mod:`entropy.file.header`).
 
 Parsing never trusts the file: every count, length and offset is checked against the header or the file size
 before anything is allocated, the layout must be exactly the canonical one (so every byte of the file is covered
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from entropy.codebook import Codebook
-from entropy.codec import SUPPORTED_DTYPES, CodecParams
+from entropy.codec.codebook import Codebook
+from entropy.codec.streams import SUPPORTED_DTYPES, CodecParams
 from entropy.errors import EntropyError, FormatError, MissingTensorError, StreamError
 
 __all__ = [

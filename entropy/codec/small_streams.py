@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from entropy.params import MAX_ESCAPE_RANGE, CodecParams
+from entropy.codec.params import MAX_ESCAPE_RANGE, CodecParams
 
 __all__ = ["SMALL_VALUES", "key", "plan", "remember_plan", "payload", "remember_payload"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from entropy.errors import StreamError
-from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
+from entropy.codec.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 
 __all__ = ["CodecParams", "MAX_RUNS", "MAX_ESCAPE_RANGE", "MAX_CHUNK_SIZE", "MODES"]
 

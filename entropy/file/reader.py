@@ -1,6 +1,6 @@
 """Reading ``.hqt`` files: the random-access :class:`HQTFile` and the one-call helpers.
 
-Opening a file checks its preamble, header checksum, layout and codebooks (:mod:`entropy.fileformat`); reading a
+Opening a file checks its preamble, header checksum, layout and codebooks (:mod:`entropy.format`); reading a
 tensor touches only that tensor's index and payload and verifies their checksums first. No pickle anywhere.
 """
 
@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from entropy import iothread
-from entropy.channels import from_rows
-from entropy.codec import Accounting, EncodedTensor, decode_chunks, decode_parts
+from entropy.file import iothread
+from entropy.layout.channels import from_rows
+from entropy.codec.streams import Accounting, EncodedTensor, decode_chunks, decode_parts
 from entropy.errors import EntropyError, FormatError, IntegrityError
-from entropy.fileformat import PREAMBLE_SIZE, SINGLE, TensorRecord, align
-from entropy.fileheader import parse_header
-from entropy.fileinfo import FileInfo, build_info
-from entropy import threads as codec_threads
-from entropy.threads import resolve as resolve_threads
+from entropy.format import PREAMBLE_SIZE, SINGLE, TensorRecord, align
+from entropy.file.header import parse_header
+from entropy.file.info import FileInfo, build_info
+from entropy.codec import threads as codec_threads
+from entropy.codec.threads import resolve as resolve_threads
 
 __all__ = ["HQTFile", "load", "load_tensor", "load_quant", "dequantize", "info"]
 

@@ -1,9 +1,9 @@
 """Per-channel counts of one integer tensor, for the exact sizes of its layouts and for measures.
 
-A tensor is viewed as channel rows (:mod:`entropy.channels`). :func:`tensor_counts` counts the values of every row
+A tensor is viewed as channel rows (:mod:`entropy.layout.channels`). :func:`tensor_counts` counts the values of every row
 (the histogram the measures use: channel entropies, the clustering of channels). The symbol histograms of the other
 modes (pairs, run symbols) come on demand, per row, from the codec's own counting
-(:func:`entropy.plan.symbol_histograms`, one pass per mode) and are kept: a set of rows coded as one stream, each row
+(:func:`entropy.codec.modes.symbol_histograms`, one pass per mode) and are kept: a set of rows coded as one stream, each row
 starting its own chunks (``row_length``), has the sum of its rows' histograms (:func:`set_histogram`).
 """
 
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from entropy.channels import channel_rows
+from entropy.layout.channels import channel_rows
 from entropy.errors import EntropyError, StreamError
-from entropy.lengths import MAX_ALPHABET, code_lengths_rows
-from entropy.measures import shannon_entropy
-from entropy.params import CodecParams
+from entropy.codec.lengths import MAX_ALPHABET, code_lengths_rows
+from entropy.codec.measures import shannon_entropy
+from entropy.codec.params import CodecParams
 
 __all__ = [
     "MAX_COUNT_CELLS",
@@ -115,7 +115,7 @@ def tensor_counts(values: np.ndarray, axis: int | None, *, value_min: int | None
     R = hi - lo + 1
     if R > MAX_ALPHABET:
         raise EntropyError(f"alphabet of {R} values exceeds {MAX_ALPHABET}; per-channel counts need at most 16 bits")
-    from entropy.plan import symbol_histograms
+    from entropy.codec.modes import symbol_histograms
 
     tc = TensorCounts(rows=rows, counts=np.empty((rows.shape[0], R), np.int64), value_min=lo,
                       shape=tuple(int(d) for d in a.shape), axis=ax, dtype=a.dtype.name)
@@ -143,7 +143,7 @@ def row_histograms(tc: TensorCounts, key: CodecParams, *, skip_first: bool = Fal
         except StreamError:
             ok = False
         if ok:
-            from entropy.plan import symbol_histograms
+            from entropy.codec.modes import symbol_histograms
 
             got = symbol_histograms(tc.rows[:, 1:] if skip_first else tc.rows, key)
         tc._cache[ck] = got
@@ -179,7 +179,7 @@ def set_histogram(tc: TensorCounts, channels: np.ndarray, params: CodecParams) -
                     run_symbol=params.run_symbol + off if params.runs else 0)
     per_row = row_histograms(tc, key)
     if per_row is None:  # too many symbols in the tensor's window to keep per row: count this set's stream itself
-        from entropy.plan import stream_histogram
+        from entropy.codec.modes import stream_histogram
 
         return stream_histogram(tc.rows[channels], params)
     if params.group == 2 and not whole_rows and M % 2:

@@ -10,7 +10,7 @@ Values of any shape and byte order are flattened in C order and coded as symbols
 
 and, with escapes, base symbol ``value_range`` is an escape: the value follows raw, so arrays whose values
 do not fit a window of 65536 values or a code of ``2**L`` symbols still code compactly. :func:`prepare_encode`
-chooses mode, window, escapes and code-length limit by exact total size (:mod:`entropy.plan`).
+chooses mode, window, escapes and code-length limit by exact total size (:mod:`entropy.codec.modes`).
 
 Symbols are cut into chunks of ``chunk_size`` values; each chunk's payload bits are recorded, so any range of
 chunks decodes on its own. Chunk index (``EncodedTensor.index_bytes``): one unsigned big-endian integer per
@@ -31,16 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from entropy import small_streams
-from entropy.codebook import Codebook
+from entropy.codec import small_streams
+from entropy.codec.codebook import Codebook
 from entropy.errors import CodebookError, EntropyError, StreamError, SymbolError
-from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
-from entropy.measures import shannon_entropy
-from entropy.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
-from entropy.plan import StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms
-from entropy.threads import resolve as resolve_threads
-from entropy.threads import group_bounds, run_groups
-from entropy.threads import using as using_threads
+from entropy.codec.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
+from entropy.codec.measures import shannon_entropy
+from entropy.codec.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
+from entropy.codec.modes import StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms
+from entropy.codec.threads import resolve as resolve_threads
+from entropy.codec.threads import group_bounds, run_groups
+from entropy.codec.threads import using as using_threads
 
 __all__ = [
     "CodecParams",
@@ -376,8 +376,8 @@ class PreparedEncode:
     codebook: Codebook
     accounting: Accounting
     _flat: np.ndarray
-    threads: int | None = None  # the default of run(): None = the enclosing entropy.threads.using(), else all cores
-    _memo: tuple | None = None  # a small array's description (entropy.small_streams)
+    threads: int | None = None  # the default of run(): None = the enclosing entropy.codec.threads.using(), else all cores
+    _memo: tuple | None = None  # a small array's description (entropy.codec.small_streams)
 
     @property
     def payload_length(self) -> int:
@@ -399,7 +399,7 @@ class PreparedEncode:
         values (:func:`check_tail`); a mismatch raises StreamError, so a writer that calls this never stores a
         stream that does not decode to its input.
         """
-        from entropy import kernels  # numba: imported on first use only
+        from entropy.codec import kernels  # numba: imported on first use only
 
         cb, p = self.codebook, self.params
         nt = resolve_threads(self.threads if threads is None else threads)
@@ -498,7 +498,7 @@ def encode(
         its own chunks - no chunk, pair or run crosses from one row into the next, so a range of rows decodes as a
         range of chunks (:meth:`CodecParams.chunk_starts`) and a set of rows' histogram is the sum of theirs.
     threads: None (default) codes large arrays on every core of the process (histograms and groups of chunks;
-        see :mod:`entropy.threads`), 1 on the calling thread only, N on up to N threads. Arrays below about
+        see :mod:`entropy.codec.threads`), 1 on the calling thread only, N on up to N threads. Arrays below about
         262,144 values always code on the calling thread. The stream is the same bytes whatever ``threads``.
 
     Raises SymbolError for a value the given window, params or codebook cannot code, CodebookError when a
@@ -578,7 +578,7 @@ def _prepare(shape, dtype, params, codebook, chunk_bits, payload):
 
 def _decode_range(n, dt, params, codebook, offsets, payload, start, stop, threads: int = 1) -> np.ndarray:
     """Values of chunks [start, stop) (flat), pair padding checked and dropped; on ``threads`` threads."""
-    from entropy import kernels
+    from entropy.codec import kernels
 
     k, R = params.group, params.value_range
     n_chunks = offsets.size - 1
@@ -649,7 +649,7 @@ def decode(enc: EncodedTensor, *, threads: int | None = None) -> np.ndarray:
     """Decode an EncodedTensor to an array of its shape and dtype. Raises StreamError on damage.
 
     ``threads``: None (default) decodes groups of chunks on every core of the process (see
-    :mod:`entropy.threads`), 1 on the calling thread only, N on up to N threads; small streams (below about
+    :mod:`entropy.codec.threads`), 1 on the calling thread only, N on up to N threads; small streams (below about
     ``2 * PARALLEL_MIN_VALUES`` = 262,144 values) always decode on the calling thread. The result, and the chunk
     an error names (the lowest bad one), do not depend on it.
     """

@@ -32,12 +32,12 @@ by chunk number. This package imports numba, so the codec imports it lazily (``i
 kernels compile on first use and are cached on disk (``cache=True``).
 """
 
-from entropy.kernels.common import DecodeFailure
-from entropy.kernels.count import count_buckets, count_rows, count_symbols
-from entropy.kernels.decode import decode_symbols, decode_table, decode_table_x2
-from entropy.kernels.decode_runs import decode_runs
-from entropy.kernels.encode import encode_symbols
-from entropy.kernels.huffman import huffman_rows, package_merge, rle_tokens
+from entropy.codec.kernels.common import DecodeFailure
+from entropy.codec.kernels.count import count_buckets, count_rows, count_symbols
+from entropy.codec.kernels.decode import decode_symbols, decode_table, decode_table_x2
+from entropy.codec.kernels.decode_runs import decode_runs
+from entropy.codec.kernels.encode import encode_symbols
+from entropy.codec.kernels.huffman import huffman_rows, package_merge, rle_tokens
 
 __all__ = [
     "count_symbols", "encode_symbols", "decode_symbols", "decode_table", "decode_table_x2", "DecodeFailure",

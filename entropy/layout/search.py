@@ -1,11 +1,11 @@
 """Choosing how a tensor is split into coded streams (its layout), from exact closed-form sizes.
 
-With a channel axis, a tensor is a set of channel rows (:mod:`entropy.channels`); a layout assigns every row to
+With a channel axis, a tensor is a set of channel rows (:mod:`entropy.layout.channels`); a layout assigns every row to
 one of K streams, each coded with its own canonical Huffman code in the symbol mode that makes it smallest, and
 stores the rows of a stream concatenated in channel order (FORMAT.md §4.2):
 
 ``single``    one stream (without an axis: the values in C order; with one: the channel rows in order), chosen by
-              the codec exactly as :func:`entropy.encode` chooses (:func:`entropy.codec.prepare_encode`);
+              the codec exactly as :func:`entropy.encode` chooses (:func:`entropy.codec.streams.prepare_encode`);
 ``channel``   one stream per channel;
 ``bitwidth``  one stream per group of channels with the same nominal bit width (the tensor's ``bits`` array);
 ``cluster``   K streams shared by clusters of similar channels (Lloyd iterations on exact payload bits, on the
@@ -13,11 +13,11 @@ stores the rows of a stream concatenated in channel order (FORMAT.md §4.2):
               map is stored.
 
 Every stream of the channel layouts gets its mode (plain values with rare values escaped where that pays, pairs,
-run symbols with 16, 64 or 256 prefixes), escapes and code by exact size (:func:`entropy.row_sets.set_stream`,
-through the codec's own decision, :func:`entropy.plan.best_plan`), from per-row histograms of each mode counted
-once per tensor (:mod:`entropy.channel_counts`), never from a trial encode. The other sizes (codebook, stream
+run symbols with 16, 64 or 256 prefixes), escapes and code by exact size (:func:`entropy.layout.row_sets.set_stream`,
+through the codec's own decision, :func:`entropy.codec.modes.best_plan`), from per-row histograms of each mode counted
+once per tensor (:mod:`entropy.layout.channel_counts`), never from a trial encode. The other sizes (codebook, stream
 record, map, index, metadata-array and alignment bytes) come from the format's own arithmetic
-(:mod:`entropy.fileformat`). The writer encodes the chosen streams and checks that the codec's sizes equal these
+(:mod:`entropy.format`). The writer encodes the chosen streams and checks that the codec's sizes equal these
 (:func:`prepare_streams`).
 """
 
@@ -31,19 +31,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from entropy.channels import channel_rows, normalize_axis
-from entropy.codebook import Codebook
-from entropy.codec import CodecParams, EncodedTensor, PreparedEncode, prepare_encode
+from entropy.layout.channels import channel_rows, normalize_axis
+from entropy.codec.codebook import Codebook
+from entropy.codec.streams import CodecParams, EncodedTensor, PreparedEncode, prepare_encode
 from entropy.errors import EntropyError, FormatError
-from entropy.channel_counts import MAX_COUNT_CELLS, tensor_counts
-from entropy.fileformat import (
+from entropy.layout.channel_counts import MAX_COUNT_CELLS, tensor_counts
+from entropy.format import (
     LAYOUTS, align, codebook_record_bytes, index_bytes, map_bytes, payload_bytes, stream_record_bytes,
     tensor_record_bytes,
 )
-from entropy.lengths import MAX_ALPHABET
-from entropy.measures import shannon_entropy
-from entropy.params import MODES
-from entropy.row_sets import channel_layout_lower_bound, cluster_labels, group_modes, mode_histograms, set_stream
+from entropy.codec.lengths import MAX_ALPHABET
+from entropy.codec.measures import shannon_entropy
+from entropy.codec.params import MODES
+from entropy.layout.row_sets import channel_layout_lower_bound, cluster_labels, group_modes, mode_histograms, set_stream
 
 __all__ = [
     "CLUSTER_COUNTS",

@@ -8,8 +8,8 @@ The public part is what a layout search needs to compare ways of coding a tensor
 * :func:`plan_from_counts` - the best code for a histogram and the exact payload, codebook and index sizes.
 
 :func:`best_plan` picks the mode, escapes and code of a stream from any source of its histograms (:data:`Histograms`):
-:func:`choose_plan` (used by :func:`entropy.codec.prepare_encode`) for one array, with its window; the layout search
-(:mod:`entropy.layouts`) for sets of channel rows, from per-row histograms.
+:func:`choose_plan` (used by :func:`entropy.codec.streams.prepare_encode`) for one array, with its window; the layout search
+(:mod:`entropy.layout.search`) for sets of channel rows, from per-row histograms.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from entropy.codebook import Codebook
+from entropy.codec.codebook import Codebook
 from entropy.errors import CodebookError, EntropyError, SymbolError
-from entropy.lengths import MAX_ALPHABET, code_lengths
-from entropy.measures import shannon_entropy
-from entropy.params import MAX_ESCAPE_RANGE, MODES, CodecParams
+from entropy.codec.lengths import MAX_ALPHABET, code_lengths
+from entropy.codec.measures import shannon_entropy
+from entropy.codec.params import MAX_ESCAPE_RANGE, MODES, CodecParams
 
 __all__ = ["StreamPlan", "Histograms", "symbol_histograms", "stream_histogram", "plan_from_counts", "best_plan", "choose_plan", "DEFAULT_RUNS",
            "RUN_PREFIXES", "MAX_RAISED_LENGTH"]
@@ -93,7 +93,7 @@ def symbol_histograms(values: np.ndarray, params: CodecParams) -> np.ndarray:
 
     Raises SymbolError naming the first value the stream cannot code (outside the window and the escape range).
     """
-    from entropy import kernels  # numba: imported on first use only
+    from entropy.codec import kernels  # numba: imported on first use only
 
     params.validate()
     v = np.asarray(values)
@@ -282,7 +282,7 @@ def _entropy_of_values(flat: np.ndarray, counts1: np.ndarray | None) -> float:
 def _window(flat: np.ndarray, lo: int, hi: int, width: int) -> int:
     """Start of a window of ``width`` values inside [lo, hi] holding about the most values: coarse histograms,
     narrowed to the densest bucket until a window spans several buckets, then the densest run of buckets."""
-    from entropy import kernels
+    from entropy.codec import kernels
 
     a, last = lo, hi  # search range [a, last]
     while last - a + 1 > width:
@@ -304,7 +304,7 @@ def stream_histogram(values: np.ndarray, params: CodecParams) -> np.ndarray:
     with ``row_length``, the sum of its rows' histograms): int64 ``[params.alphabet_size]``, as the encoder parses
     it. Compiled; one pass, and a few histograms of memory however many rows (:func:`symbol_histograms` keeps one
     per row). Raises SymbolError naming the first value the stream cannot code."""
-    from entropy import kernels
+    from entropy.codec import kernels
 
     flat = np.asarray(values).reshape(-1)
     n_rows, M = params.rows(flat.size)

@@ -1,5 +1,5 @@
 """Parsing a whole ``.hqt`` header (FORMAT.md §3-4): preamble checks, metadata, the codebook table and the tensor
-records of every readable version (version 2 here, version 1 in :mod:`entropy.fileformat_v1`), then the codebook
+records of every readable version (version 2 here, version 1 in :mod:`entropy.file.format_v1`), then the codebook
 checks and the canonical placement of every tensor's data.
 
 Nothing is trusted: every count is checked against the header bytes left before anything is allocated, every
@@ -12,17 +12,17 @@ import zlib
 
 import numpy as np
 
-from entropy.codebook import Codebook
-from entropy.codec import CodecParams
+from entropy.codec.codebook import Codebook
+from entropy.codec.streams import CodecParams
 from entropy.errors import CodebookError, EntropyError, FormatError, IntegrityError
-from entropy.fileformat import (
+from entropy.format import (
     ALIGNMENT, BITWIDTH, CHANNEL, CLUSTER, LAYOUTS, MAGIC, NO_AXIS, PREAMBLE_SIZE, READABLE_VERSIONS, SINGLE,
     Cursor, Header, StreamRecord,
     TensorRecord, _MIN_STREAM_BYTES, _PREAMBLE, _STREAM_TAIL, _TENSOR_BODY, _TENSOR_HEAD, _U16, _U32,
     _params_of_block, _unpack_map, check_informational, check_stream, check_tensor_dtype, map_bytes,
     parse_arrays, parse_dims, place,
 )
-from entropy.fileformat_v1 import MIN_RECORD_BYTES as _MIN_RECORD_BYTES_V1, parse_record_v1
+from entropy.file.format_v1 import MIN_RECORD_BYTES as _MIN_RECORD_BYTES_V1, parse_record_v1
 
 __all__ = ["parse_header"]
 
