@@ -47,10 +47,10 @@ def export_tensors(
     share_codebooks: bool = False,
     verify: bool = False,
 ) -> Any:
-    """Write :class:`quant.pipeline.LayerTensors` (per layer) with :func:`entropy.container.save`; returns FileInfo.
+    """Write :class:`quant.pipeline.LayerTensors` (per layer) with :func:`entropy.save`; returns FileInfo.
 
     ``verify``: decode the written file and compare it with the codes before it replaces ``path``."""
-    from entropy.container import save
+    from entropy import save
 
     arrays: dict[str, np.ndarray] = {}
     quant: dict[str, dict[str, Any]] = {}

@@ -245,7 +245,7 @@ def encode_file(
 
     ``channel_axis``, ``layout``, ``verify`` and ``threads`` are those of :func:`entropy.save`.
     """
-    from entropy.container import save
+    from entropy import save
 
     tensors = read_tensors(input_path)
     ints, quant = quantize_tensors(tensors, bits=bits, clip=clip, per_channel=per_channel)
@@ -276,7 +276,7 @@ def decode_file(
     ``max_decoded_bytes``: refuse (before decoding) when the selected tensors would decode to more bytes.
     ``threads``: as for :func:`entropy.load`. Returns what was written.
     """
-    from entropy.container import HQTFile
+    from entropy import HQTFile
 
     suffix = suffix_of(output_path)  # fail before decoding on a bad extension or name
     out: dict[str, np.ndarray] = {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.tensor_io import read_tensors, suffix_of
-from entropy.container import HQTFile
+from entropy import HQTFile
 from entropy.errors import EntropyError
 
 __all__ = ["TensorCheck", "VerifyReport", "array_sha256", "verify_file"]

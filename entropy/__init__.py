@@ -24,8 +24,8 @@ from __future__ import annotations
 from entropy.codec.codebook import Codebook
 from entropy.codec.streams import Accounting, CodecParams, EncodedTensor, decode, decode_chunks, decode_parts, encode
 from entropy.format import (
-    ALIGNMENT, FORMAT_VERSION, LAYOUTS, align, array_record_bytes, codebook_record_bytes, data_bytes, header_bytes,
-    index_bytes, map_bytes, payload_bytes, stream_record_bytes, tensor_record_bytes,
+    ALIGNMENT, FORMAT_VERSION, LAYOUTS, MAGIC, PREAMBLE_SIZE, align, array_record_bytes, codebook_record_bytes,
+    data_bytes, header_bytes, index_bytes, map_bytes, payload_bytes, stream_record_bytes, tensor_record_bytes,
 )
 from entropy.file.info import FileInfo, StreamInfo, TensorInfo
 from entropy.layout.search import LayoutChoice, choose_layout, layout_choices
@@ -70,6 +70,8 @@ __all__ = [
     "LAYOUTS",
     "FORMAT_VERSION",
     "ALIGNMENT",
+    "MAGIC",
+    "PREAMBLE_SIZE",
     "align",
     "codebook_record_bytes",
     "stream_record_bytes",

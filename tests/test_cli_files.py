@@ -9,7 +9,7 @@ import pytest
 
 from analysis.cli import main
 from analysis.tensor_io import read_tensors, write_tensors
-from entropy import container as C
+import entropy as C
 
 
 def _tensors() -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ import pytest
 
 from analysis.cli import main
 from entropy import Codebook, decode, decode_chunks, encode
-from entropy import container as C
+import entropy as C
 from entropy.codec.streams import check_tail, decode_parts, prepare_encode
 from entropy.errors import StreamError
 from entropy.codec.lengths import MAX_SUPPORTED_LENGTH, huffman_lengths

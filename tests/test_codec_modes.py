@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropy import CodecParams, decode, decode_chunks, encode, plan_from_counts, shannon_entropy, symbol_histograms
-from entropy import container as C
+import entropy as C
 from entropy.codec.streams import SUPPORTED_DTYPES
 from entropy.errors import EntropyError, SymbolError
 

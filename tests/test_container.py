@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import pytest
 
-from entropy import container as C
+import entropy as C
 from entropy.file import iothread
 from entropy.file.atomic import atomic_write
 from entropy.codec.streams import decode, encode
@@ -249,7 +249,7 @@ def test_atomic_write_keeps_old_file_on_exception(tmp_path):
 _KILL_WRITER = textwrap.dedent(
     """
     import sys, numpy as np
-    from entropy import container as C
+    import entropy as C
     from entropy.codec.streams import encode
     rng = np.random.default_rng(0)
     enc = encode(rng.integers(0, 256, 2_000_000).astype(np.uint8), group=1)

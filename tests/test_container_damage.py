@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from entropy import container as C
+import entropy as C
 from entropy.errors import EntropyError
 
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entropy import container as C
+import entropy as C
 from entropy.format import align
 from entropy.errors import EntropyError
 
@@ -208,7 +208,7 @@ import random, resource, struct, sys, zlib
 sys.path.insert(0, "tests")
 import numpy as np
 import test_container_fuzz as T
-from entropy import container as C
+import entropy as C
 from entropy.errors import EntropyError
 from pathlib import Path
 

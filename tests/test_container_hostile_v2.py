@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from entropy import container as C
+import entropy as C
 from entropy.errors import CodebookError, EntropyError, FormatError
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import entropy
 from analysis.cli import main
-from entropy import container as C
+import entropy as C
 from entropy.file import reader as R
 from entropy.errors import FormatError, IntegrityError
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from analysis.cli import main
-from entropy import container as C
+import entropy as C
 from entropy.format import align
 from entropy.codec.streams import encode
 from entropy.errors import CodebookError, EntropyError, FormatError, StreamError

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import entropy
-from entropy import container as C
+import entropy as C
 
 TYPES = {1: "<u1", 2: "<i1", 3: "<u2", 4: "<i2", 5: "<u4", 6: "<i4", 7: "<u8", 8: "<i8", 9: "<f2", 10: "<f4",
          11: "<f8", 12: "?"}

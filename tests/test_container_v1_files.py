@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import entropy
-from entropy import container as C
+import entropy as C
 
 DATA = Path(__file__).parent / "data" / "v1"
 MANIFEST = json.loads((DATA / "manifest.json").read_text())

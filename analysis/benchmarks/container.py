@@ -3,11 +3,11 @@
 Rows follow the codec rows' schema (``dataset, method, threads, bits_per_value, entropy,
 encode_MBps, decode_MBps, lossless``) with method ``"huffquant-file"``:
 
-* encode: ``entropy.container.save`` of the tensor (codec encode, CRCs, atomic write with
+* encode: ``entropy.save`` of the tensor (codec encode, CRCs, atomic write with
   fsync) as a new file in a temporary folder (each timed run writes its own file: replacing an
   existing one would add the file system's cost of freeing the old file's blocks, which is not
   the writer's work);
-* decode: ``entropy.container.load`` (mmap, CRC checks, codec decode);
+* decode: ``entropy.load`` (mmap, CRC checks, codec decode);
 * bits_per_value: the whole file's bytes * 8 / values; entropy: the codec's order-0 entropy.
 
 A second row per dataset, method ``"huffquant-file-nosync"``, writes with
@@ -37,7 +37,7 @@ import numpy as np
 from analysis.benchmarks.codec import thread_counts, time_interleaved
 from entropy import shannon_entropy
 from entropy.layout.channel_counts import channel_entropies, tensor_counts
-from entropy.container import load, save
+from entropy import load, save
 
 __all__ = ["file_rows", "layout_rows", "activation", "ACTIVATION", "METHOD", "METHOD_NOSYNC", "METHOD_LAYOUT"]
 

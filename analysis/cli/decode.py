@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     threads = threads_of(args)
     if args.output.lower().endswith(".npy") and not (args.tensor and len(args.tensor) == 1):
-        from entropy.container import info
+        from entropy import info
 
         n = len(info(args.input).tensors)
         if n != 1:

@@ -42,7 +42,7 @@ def _groups(t) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from entropy.container import info
+    from entropy import info
 
     fi = info(args.file)
     if args.json:

@@ -219,7 +219,7 @@ def prepare_encode(
     """Everything :func:`encode` decides before it writes a bit: mode, alphabet, codebook and exact sizes.
 
     Takes the arguments of :func:`encode` and raises its errors; :meth:`PreparedEncode.run` then writes the
-    payload, or streams it to a file while coding (:func:`entropy.container.save`). ``threads`` is used for the
+    payload, or streams it to a file while coding (:func:`entropy.save`). ``threads`` is used for the
     histograms here and kept as the default of :meth:`PreparedEncode.run`.
     """
     with using_threads(threads):
