@@ -22,7 +22,8 @@ bytes and values whatever the thread count (:mod:`entropy.codec.threads`).
 from __future__ import annotations
 
 from entropy.codec.codebook import Codebook
-from entropy.codec.streams import Accounting, CodecParams, EncodedTensor, decode, decode_chunks, decode_parts, encode
+from entropy.codec.params import CodecParams
+from entropy.codec.streams import Accounting, EncodedTensor, decode, decode_chunks, decode_parts, encode
 from entropy.format import (
     ALIGNMENT, FORMAT_VERSION, LAYOUTS, MAGIC, PREAMBLE_SIZE, align, array_record_bytes, codebook_record_bytes,
     data_bytes, header_bytes, index_bytes, map_bytes, payload_bytes, stream_record_bytes, tensor_record_bytes,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from entropy.codec.codebook import Codebook
-from entropy.codec.streams import SUPPORTED_DTYPES, CodecParams
+from entropy.codec.params import SUPPORTED_DTYPES, CodecParams
 from entropy.errors import EntropyError, FormatError, MissingTensorError, StreamError
 
 __all__ = [

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropy import Codebook, decode, decode_chunks, encode, shannon_entropy
-from entropy.codec.streams import PAD_BASE_SYMBOL, SUPPORTED_DTYPES, CodecParams, EncodedTensor, decode_parts
+from entropy.codec.params import SUPPORTED_DTYPES, CodecParams
+from entropy.codec.streams import PAD_BASE_SYMBOL, EncodedTensor, decode_parts
 from entropy.errors import CodebookError, EntropyError, SymbolError
 from entropy.codec.measures import counts_of
 
@@ -344,7 +345,7 @@ def test_import_is_light():
 
 
 def test_stream_parameter_block_round_trips_and_rejects_damage():
-    from entropy.codec.streams import CodecParams
+    from entropy.codec.params import CodecParams
     from entropy.errors import StreamError
 
     for p in (

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropy import Codebook, decode, decode_chunks, encode
-from entropy.codec.streams import CodecParams, EncodedTensor, decode_parts
+from entropy.codec.params import CodecParams
+from entropy.codec.streams import EncodedTensor, decode_parts
 from entropy.errors import StreamError
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from entropy import CodecParams, decode, decode_chunks, encode, plan_from_counts, shannon_entropy, symbol_histograms
 import entropy as C
-from entropy.codec.streams import SUPPORTED_DTYPES
+from entropy.codec.params import SUPPORTED_DTYPES
 from entropy.errors import EntropyError, SymbolError
 
 # ---- an independent parser of run/escape symbols (the spec of FORMAT.md section 7, written plainly) ---------------

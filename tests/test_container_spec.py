@@ -388,7 +388,8 @@ def test_format_md_version_1_example_still_reads(tmp_path):
 def test_independent_decoder_reads_run_escape_and_row_streams(tmp_path):
     """The spec decoder (§6, §7 as written) reads every symbol mode the codec writes: run symbols, escapes,
     rows, pairs padded per row, and their combinations."""
-    from entropy.codec.streams import CodecParams, encode
+    from entropy.codec.params import CodecParams
+    from entropy.codec.streams import encode
 
     rng = np.random.default_rng(21)
     sparse = np.where(rng.random((6, 700)) < 0.08, rng.integers(1, 16, (6, 700)), 0).astype(np.uint8)

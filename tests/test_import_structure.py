@@ -157,3 +157,11 @@ def test_the_layer_check_sees_an_upward_import():
     assert _layer("entropy.codec.streams") < _layer("entropy.format") < _layer("entropy.layout.search") \
         < _layer("entropy.file.writer")
     assert _layer("entropy") is None and _layer("entropy.codecs") is None
+
+
+def test_the_format_needs_only_the_codecs_parameters_and_codebooks():
+    """The byte layout describes streams (CodecParams, Codebook); it never runs the coder or the kernels."""
+    graph = _graph()
+    for m in ("entropy.format", "entropy.file.header", "entropy.file.format_v1"):
+        codec = {n for n in graph[m] if n.startswith("entropy.codec")}
+        assert codec <= {"entropy.codec.params", "entropy.codec.codebook"}, (m, codec)

@@ -16,8 +16,10 @@ import numpy as np
 from entropy.errors import StreamError
 from entropy.codec.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 
-__all__ = ["CodecParams", "MAX_RUNS", "MAX_ESCAPE_RANGE", "MAX_CHUNK_SIZE", "MODES"]
+__all__ = ["CodecParams", "MAX_RUNS", "MAX_ESCAPE_RANGE", "MAX_CHUNK_SIZE", "MODES", "SUPPORTED_DTYPES"]
 
+#: dtypes the codec accepts and restores (names of numpy dtypes)
+SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64")
 #: the symbol modes: one value per symbol, two values per symbol, a run of the run value and one value per symbol
 MODES = ("plain", "pairs", "runs")
 #: most run prefixes (a run symbol stands for at most this many values)

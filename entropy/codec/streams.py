@@ -36,14 +36,13 @@ from entropy.codec.codebook import Codebook
 from entropy.errors import CodebookError, EntropyError, StreamError, SymbolError
 from entropy.codec.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 from entropy.codec.measures import shannon_entropy
-from entropy.codec.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
+from entropy.codec.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, SUPPORTED_DTYPES, CodecParams
 from entropy.codec.modes import StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms
 from entropy.codec.threads import resolve as resolve_threads
 from entropy.codec.threads import group_bounds, run_groups
 from entropy.codec.threads import using as using_threads
 
 __all__ = [
-    "CodecParams",
     "PreparedEncode",
     "prepare_encode",
     "Accounting",
@@ -53,13 +52,9 @@ __all__ = [
     "decode_chunks",
     "decode_parts",
     "check_tail",
-    "SUPPORTED_DTYPES",
     "PAD_BASE_SYMBOL",
-    "MODES",
 ]
 
-#: dtypes the codec accepts and restores.
-SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64")
 #: base symbol used to complete the last pair when ``group = 2`` and the value count is odd.
 PAD_BASE_SYMBOL = 0
 

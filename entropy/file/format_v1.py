@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from entropy.codec.streams import CodecParams
+from entropy.codec.params import CodecParams
 from entropy.errors import EntropyError, FormatError
 from entropy.format import (
     SINGLE, Cursor, StreamRecord, TensorRecord, _U16, check_informational, check_stream, check_tensor_dtype,

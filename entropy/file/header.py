@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 
 from entropy.codec.codebook import Codebook
-from entropy.codec.streams import CodecParams
+from entropy.codec.params import CodecParams
 from entropy.errors import CodebookError, EntropyError, FormatError, IntegrityError
 from entropy.format import (
     ALIGNMENT, BITWIDTH, CHANNEL, CLUSTER, LAYOUTS, MAGIC, NO_AXIS, PREAMBLE_SIZE, READABLE_VERSIONS, SINGLE,

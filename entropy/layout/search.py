@@ -33,7 +33,8 @@ import numpy as np
 
 from entropy.layout.channels import channel_rows, normalize_axis
 from entropy.codec.codebook import Codebook
-from entropy.codec.streams import CodecParams, EncodedTensor, PreparedEncode, prepare_encode
+from entropy.codec.params import CodecParams
+from entropy.codec.streams import EncodedTensor, PreparedEncode, prepare_encode
 from entropy.errors import EntropyError, FormatError
 from entropy.layout.channel_counts import MAX_COUNT_CELLS, tensor_counts
 from entropy.format import (
