@@ -123,6 +123,22 @@ def test_dense_data_keeps_plain_or_pairs():
     assert encode(uni).params.mode == "plain"
 
 
+def test_run_symbols_are_tried_exactly_from_the_public_share_gate():
+    """``may_try_runs`` (what the layout search applies per row) is the codec's own gate: one run value fewer than
+    its threshold keeps plain symbols, at the threshold run symbols win (data where they clearly pay)."""
+    from entropy.codec.modes import may_try_runs
+
+    n = 4000
+    k = int(np.argmax(may_try_runs(np.arange(n + 1), n)))  # fewest run values that pass the gate
+    assert 0 < k < n and may_try_runs(k, n) and not may_try_runs(k - 1, n)
+    rest = np.random.default_rng(9).integers(1, 5, n).astype(np.uint8)  # each below the run value's count
+    for zeros, mode in ((k - 1, "plain"), (k, "runs")):
+        x = rest.copy()
+        x[:zeros] = 0  # one long run: run symbols cost almost nothing for it
+        enc = encode(x, mode=("plain", "runs"))
+        assert enc.params.mode == mode and np.array_equal(decode(enc), x)
+
+
 def test_forced_modes_and_errors():
     x = np.random.default_rng(5).integers(0, 40_000, 1000).astype(np.uint16)
     x[::3] = 777

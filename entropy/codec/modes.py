@@ -26,7 +26,7 @@ from entropy.codec.measures import shannon_entropy
 from entropy.codec.params import MAX_ESCAPE_RANGE, MODES, CodecParams
 
 __all__ = ["StreamPlan", "Histograms", "symbol_histograms", "stream_histogram", "plan_from_counts", "best_plan", "choose_plan", "DEFAULT_RUNS",
-           "RUN_PREFIXES", "MAX_RAISED_LENGTH"]
+           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs"]
 
 #: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value); 64 and
 #: 256 prefixes are tried too on data whose mean run reaches a quarter of that
@@ -479,6 +479,15 @@ def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: 
     return min(plans, key=lambda p: p.cost_bits)
 
 
+def may_try_runs(run_count: int | np.ndarray, n_values: int | np.ndarray) -> bool | np.ndarray:
+    """Whether the codec tries run symbols, unforced, on a stream of ``n_values`` values in which the run value
+    occurs ``run_count`` times: the run value must take a large enough share of the values (elementwise on arrays).
+
+    This is the first of :func:`best_plan`'s gates for run symbols, the one a layout search can apply to each row
+    from its counts; the others depend on the plain plan."""
+    return run_count >= _RUNS_MIN_SHARE * n_values
+
+
 def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: int, n_chunks: int,
                plain_plan: StreamPlan | None, forced: bool, narrow: bool, lo: int, hi: int,
                run_value: int | None, to_beat: float = float("inf")) -> StreamPlan | None:
@@ -495,7 +504,7 @@ def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: i
         return None  # the run value does not occur in this stream
     run_count = int(window[run_value - base.value_min])
     if not forced:
-        if run_count < _RUNS_MIN_SHARE * n or plain_plan is None:
+        if not may_try_runs(run_count, n) or plain_plan is None:
             return None
         # the entropy bound the plain code could approach: of pairs when known (captures some clustering)
         H = shannon_entropy(counts2) / 2 if counts2 is not None else shannon_entropy(counts1)

@@ -16,7 +16,7 @@ from entropy.errors import CodebookError, StreamError
 from entropy.format import codebook_record_bytes, index_bytes, stream_record_bytes
 from entropy.codec.lengths import MAX_ALPHABET, code_lengths_rows
 from entropy.codec.params import MODES, CodecParams
-from entropy.codec.modes import _RUNS_MIN_SHARE, RUN_PREFIXES, StreamPlan, best_plan, symbol_histograms
+from entropy.codec.modes import RUN_PREFIXES, StreamPlan, best_plan, may_try_runs, symbol_histograms
 
 __all__ = ["set_params", "set_stream", "channel_layout_lower_bound", "cluster_labels", "mode_histograms"]
 
@@ -117,7 +117,7 @@ def channel_layout_lower_bound(tc: TensorCounts, *, modes: tuple[str, ...], max_
         else:
             bound = np.minimum(bound, f)
     if "runs" in modes:
-        may_run = tc.counts[:, run_value - tc.value_min] >= _RUNS_MIN_SHARE * M  # best_plan's gate
+        may_run = may_try_runs(tc.counts[:, run_value - tc.value_min], M)  # best_plan's gate
         if may_run.any():
             exact = RUN_PREFIXES[-1] * T <= MAX_ALPHABET  # else a set may use fewer prefixes than these
             for r in RUN_PREFIXES:
