@@ -7,7 +7,9 @@ and where (tensor name, chunk number, byte offset).
 
 from __future__ import annotations
 
-__all__ = ["EntropyError", "CodebookError", "StreamError", "FormatError", "IntegrityError", "MissingTensorError"]
+__all__ = [
+    "EntropyError", "CodebookError", "StreamError", "FormatError", "IntegrityError", "MissingTensorError", "SymbolError",
+]
 
 
 class EntropyError(Exception):

@@ -1,7 +1,7 @@
 """Planning an ``.hqt`` file: every tensor's layout, codebooks and exact sizes, before a payload bit is written.
 
 :func:`plan_file` takes what :func:`entropy.save` takes and returns a :class:`FilePlan` whose ``file_bytes`` is
-the exact size of the file :meth:`FilePlan.write` (or ``save``) then writes.
+the exact size of the file :func:`entropy.write_plan` (or ``save``) then writes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Writing ``.hqt`` files: :func:`save` (and :meth:`entropy.file.plan.FilePlan.write`).
+"""Writing ``.hqt`` files: :func:`save`, and :func:`write_plan` for a plan made by :func:`entropy.plan_file`.
 
 The file is planned first (:mod:`entropy.file.plan`: every layout and size fixed from exact closed forms, before any
 payload bit exists); each large payload is then streamed into the file while the codec produces it (the I/O

@@ -55,7 +55,6 @@ __all__ = [
     "choose_layout",
     "single_layout",
     "prepare_streams",
-    "stream_values",
 ]
 
 logger = logging.getLogger(__name__)
@@ -351,15 +350,6 @@ def best_layout(choices: Mapping[str, LayoutChoice]) -> LayoutChoice:
 def choose_layout(values: np.ndarray, **kwargs) -> LayoutChoice:
     """The smallest layout of ``values`` (:func:`layout_choices` arguments)."""
     return best_layout(layout_choices(values, **kwargs))
-
-
-def stream_values(values: np.ndarray, choice: LayoutChoice, j: int) -> np.ndarray:
-    """The values of stream ``j`` of ``choice`` in stream order (flat; a copy unless already contiguous)."""
-    s = choice.streams[j]
-    if choice.axis is None:
-        return np.asarray(values).reshape(-1)
-    rows = channel_rows(values, choice.axis)
-    return rows.reshape(-1) if s.channels is None else rows[s.channels].reshape(-1)
 
 
 def prepare_streams(values: np.ndarray, choice: LayoutChoice) -> list[PreparedEncode | EncodedTensor]:
