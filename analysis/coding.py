@@ -22,12 +22,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from analysis.errors import AnalysisError
-from entropy import LayoutChoice, array_record_bytes, layout_choices, metadata_arrays
-from entropy.layout.channel_counts import TensorCounts, channel_entropies, channel_payload_bits
-from entropy.layout.channel_counts import tensor_counts as _tensor_counts
-from entropy.errors import EntropyError
-from entropy.layout.search import CLUSTER_COUNTS, best_layout
-from entropy.codec.measures import shannon_entropy
+from entropy import (
+    CLUSTER_COUNTS, EntropyError, LayoutChoice, TensorCounts, array_record_bytes, best_layout, channel_entropies,
+    channel_payload_bits, layout_choices, metadata_arrays, shannon_entropy,
+)
+from entropy import tensor_counts as _tensor_counts
 
 __all__ = [
     "CLUSTER_COUNTS",
@@ -47,7 +46,7 @@ COLUMN_LAYOUTS = ("single", "channel", "bitwidth", "cluster")
 
 def tensor_counts(codes: np.ndarray, axis: int | None) -> TensorCounts:
     """Per-channel counts of integer ``codes`` along ``axis`` (None: one channel), from
-    :func:`entropy.layout.channel_counts.tensor_counts`; raises AnalysisError for input it cannot count."""
+    :func:`entropy.tensor_counts`; raises AnalysisError for input it cannot count."""
     try:
         return _tensor_counts(codes, axis)
     except EntropyError as exc:

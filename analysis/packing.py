@@ -258,7 +258,7 @@ def check_huffman(codes: np.ndarray, axis: int | None, result: PackingResult,
     from pathlib import Path
 
     import entropy
-    from entropy.errors import EntropyError
+    from entropy import EntropyError
 
     layouts = ["single"] + (["bitwidth"] if result.huffman_bitwidth_bits is not None else [])
     want = {"single": result.huffman_layer_bits, "bitwidth": result.huffman_bitwidth_bits}

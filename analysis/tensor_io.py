@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from analysis.errors import InputFormatError, TensorNameError
-from entropy.file.atomic import atomic_write
+from entropy import atomic_write
 
 __all__ = [
     "SUFFIXES", "read_tensors", "write_tensors", "suffix_of", "name_problem", "check_names", "quantize_tensors",

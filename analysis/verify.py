@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.tensor_io import read_tensors, suffix_of
-from entropy import HQTFile
-from entropy.errors import EntropyError
+from entropy import EntropyError, HQTFile
 
 __all__ = ["TensorCheck", "VerifyReport", "array_sha256", "verify_file"]
 

@@ -165,3 +165,38 @@ def test_the_format_needs_only_the_codecs_parameters_and_codebooks():
     for m in ("entropy.format", "entropy.file.header", "entropy.file.format_v1"):
         codec = {n for n in graph[m] if n.startswith("entropy.codec")}
         assert codec <= {"entropy.codec.params", "entropy.codec.codebook"}, (m, codec)
+
+
+def _entropy_imports(path: Path) -> list[str]:
+    """How a file imports entropy: the module named by each ``import``/``from ... import`` of it, and
+    ``entropy.X`` for each ``from entropy import X`` (TYPE_CHECKING blocks included: they name modules too)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names if a.name.partition(".")[0] == "entropy"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                and node.module.partition(".")[0] == "entropy":
+            out.append(node.module)
+            out += [f"{node.module}.{a.name}" for a in node.names]
+    return out
+
+
+def _behind_the_front_door(names: list[str], mods: dict[str, Path]) -> list[str]:
+    """The names that reach into entropy: a module inside it (``entropy.file``, ``entropy.codec.streams``...)."""
+    return [n for n in names if n != "entropy" and (n in mods or n.rpartition(".")[0] != "entropy")]
+
+
+def test_analysis_and_quant_use_only_entropys_front_door():
+    """analysis (and quant) import ``entropy`` itself, never a module inside it: what they need is public there."""
+    mods = _modules()
+    wrong = [f"{m}: {n}" for m, path in mods.items() if m.partition(".")[0] in ("analysis", "quant")
+             for n in _behind_the_front_door(_entropy_imports(path), mods)]
+    assert wrong == []
+    assert any(_entropy_imports(p) for m, p in mods.items() if m.startswith("analysis"))  # (the check sees them)
+
+
+def test_the_front_door_check_sees_a_submodule(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import entropy.codec.streams\nfrom entropy.file import reader\nfrom entropy import save, format\n")
+    assert _behind_the_front_door(_entropy_imports(bad), _modules()) == [
+        "entropy.codec.streams", "entropy.file", "entropy.file.reader", "entropy.format"]

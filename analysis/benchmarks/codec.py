@@ -29,10 +29,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from entropy import decode, encode, shannon_entropy
-from entropy.codec.lengths import huffman_lengths
-from entropy.codec.measures import counts_of
-from entropy.codec.threads import available_cores
+from entropy import available_cores, code_lengths, counts_of, decode, encode, shannon_entropy
 
 __all__ = [
     "DATASETS",
@@ -126,7 +123,7 @@ def reference_bits(values: np.ndarray) -> dict[str, float]:
     v = np.asarray(values).ravel()
     lo = int(v.min())
     counts = counts_of(v, int(v.max()) - lo + 1, lo)
-    lens = huffman_lengths(counts)
+    lens = code_lengths(counts, None)
     return {
         "entropy": shannon_entropy(counts),
         "huffman": float(np.dot(counts, lens.astype(np.int64)) / v.size),

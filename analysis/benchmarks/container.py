@@ -35,9 +35,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from analysis.benchmarks.codec import thread_counts, time_interleaved
-from entropy import shannon_entropy
-from entropy.layout.channel_counts import channel_entropies, tensor_counts
-from entropy import load, save
+from entropy import channel_entropies, load, save, shannon_entropy, tensor_counts
 
 __all__ = ["file_rows", "layout_rows", "activation", "ACTIVATION", "METHOD", "METHOD_NOSYNC", "METHOD_LAYOUT"]
 

@@ -75,9 +75,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     threads = threads_of(args)
     if getattr(args, "model", None):
-        from entropy.codec.threads import using
+        from entropy import using_threads
 
-        with using(threads):
+        with using_threads(threads):
             return int(encode_model.run(args) or 0)
     if not args.input:
         raise UsageError("INPUT is required (or --model NAME)")

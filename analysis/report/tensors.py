@@ -25,8 +25,7 @@ import numpy as np
 
 from analysis import coding, packing
 from analysis.errors import AnalysisError
-from entropy.layout.channels import channel_rows
-from entropy.errors import EntropyError
+from entropy import EntropyError, channel_rows
 
 __all__ = ["KINDS", "TensorInput", "TensorResult", "analyze_tensors", "closed_form_rates"]
 
