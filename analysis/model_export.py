@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from analysis.errors import AnalysisError
+
+if TYPE_CHECKING:
+    from entropy import FileOptions
 
 __all__ = ["export_tensors", "export_model", "tensor_name"]
 
@@ -41,15 +44,12 @@ def export_tensors(
     tensors: dict[str, Any],
     *,
     metadata: dict[str, str] | None = None,
-    max_code_length: int = 12,
-    chunk_size: int = 4096,
-    group: int | str = "auto",
-    share_codebooks: bool = False,
-    verify: bool = False,
+    options: FileOptions | None = None,
 ) -> Any:
     """Write :class:`quant.pipeline.LayerTensors` (per layer) with :func:`entropy.save`; returns FileInfo.
 
-    ``verify``: decode the written file and compare it with the codes before it replaces ``path``."""
+    ``options``: an :class:`entropy.FileOptions` (codec, codebook sharing, ``verify`` to decode the written file
+    and compare it with the codes before it replaces ``path``...); None: the defaults."""
     from entropy import save
 
     arrays: dict[str, np.ndarray] = {}
@@ -63,8 +63,7 @@ def export_tensors(
             quant[name] = _quant_meta(qt)
     if not arrays:
         raise AnalysisError("nothing to export: every layer is FP32")
-    return save(path, arrays, metadata, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size,
-                group=group, share_codebooks=share_codebooks, verify=verify)
+    return save(path, arrays, metadata, options=options, quant=quant)
 
 
 def export_model(
@@ -81,13 +80,13 @@ def export_model(
     device: str = "cpu",
     progress: bool = False,
     metadata: dict[str, str] | None = None,
-    **save_options: Any,
+    options: FileOptions | None = None,
 ) -> Any:
     """Quantize ``model`` (a :class:`quant.models.LoadedModel`) with ``config`` and write its codes to ``path``.
 
     ``activations`` adds the feature maps over ``images`` (default: the built-in evaluation crops; offline
     statistics from ``stats`` or ``calibration_images``, default the 32 built-in calibration crops).
-    Returns the written file's FileInfo.
+    ``options``: as for :func:`export_tensors`. Returns the written file's FileInfo.
     """
     from quant.pipeline import run_export
 
@@ -104,4 +103,4 @@ def export_model(
     elif activations:
         meta["images"] = "built-in evaluation crops"
     meta.update(metadata or {})
-    return export_tensors(path, tensors, metadata=meta, **save_options)
+    return export_tensors(path, tensors, metadata=meta, options=options)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from analysis.errors import InputFormatError, TensorNameError
-from entropy import atomic_write
+from entropy import FileOptions, atomic_write
 
 __all__ = [
     "SUFFIXES", "read_tensors", "write_tensors", "suffix_of", "name_problem", "check_names", "quantize_tensors",
@@ -232,18 +232,13 @@ def encode_file(
     clip: str | None = None,
     per_channel: bool = False,
     metadata: Mapping[str, str] | None = None,
-    max_code_length: int = 12,
-    chunk_size: int = 4096,
-    group: int | str = "auto",
-    share_codebooks: bool = False,
-    channel_axis: int | None = None,
-    layout: str = "auto",
-    verify: bool = False,
+    options: FileOptions | None = None,
     threads: int | None = None,
 ):
     """Read a tensor file, quantize floats if asked, and write one .hqt file; returns its FileInfo.
 
-    ``channel_axis``, ``layout``, ``verify`` and ``threads`` are those of :func:`entropy.save`.
+    ``options`` (:class:`entropy.FileOptions`: codec, channel axis, layout, verification...) and ``threads`` are
+    those of :func:`entropy.save`.
     """
     from entropy import save
 
@@ -253,11 +248,7 @@ def encode_file(
     if bits is not None and quant:
         meta.update({"method": f"{clip}", "bits": str(bits)})
     meta.update(metadata or {})
-    return save(
-        output_path, ints, meta, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size,
-        group=group, share_codebooks=share_codebooks, channel_axis=channel_axis, layout=layout, verify=verify,
-        threads=threads,
-    )
+    return save(output_path, ints, meta, options=options, quant=quant, threads=threads)
 
 
 def decode_file(

@@ -5,13 +5,13 @@ decode); never imports torch. Everything below is importable from ``entropy`` it
 door; the modules behind it are grouped in three layers, each importing only those below it:
 
 * :mod:`entropy.codec`: one integer array <-> one chunked canonical-Huffman stream. :func:`encode` /
-  :func:`decode` (plain values, pairs or run symbols, escapes for any integer alphabet, chosen by exact size);
-  :func:`symbol_histograms` and :func:`plan_from_counts` give exact stream sizes from
+  :func:`decode` (plain values, pairs or run symbols, escapes for any integer alphabet, chosen by exact size;
+  :class:`CodecOptions`); :func:`symbol_histograms` and :func:`plan_from_counts` give exact stream sizes from
   per-row histograms without encoding; :func:`code_lengths`, :func:`shannon_entropy`, :func:`counts_of`.
 * :mod:`entropy.layout`: how a tensor is split into streams. :func:`layout_choices` / :func:`choose_layout` /
   :func:`best_layout`, from per-channel counts (:func:`tensor_counts`, :func:`channel_entropies`,
   :func:`channel_payload_bits`, :func:`channel_rows`).
-* :mod:`entropy.file`: the ``.hqt`` file. :func:`save` (:func:`plan_file` for the exact
+* :mod:`entropy.file`: the ``.hqt`` file. :func:`save` (:class:`FileOptions`; :func:`plan_file` for the exact
   size of a file before writing it and :func:`write_plan` to write such a plan), :func:`load`,
   :func:`load_tensor`, :func:`load_quant`, :func:`dequantize`, :func:`info`, :class:`HQTFile`;
   :func:`atomic_write` for any file that must be replaced whole or not at all.
@@ -33,6 +33,7 @@ from entropy.codec.codebook import Codebook
 from entropy.codec.lengths import code_lengths
 from entropy.codec.measures import counts_of, shannon_entropy
 from entropy.codec.modes import StreamPlan, plan_from_counts, symbol_histograms
+from entropy.codec.options import CodecOptions
 from entropy.codec.params import CodecParams
 from entropy.codec.streams import Accounting, EncodedTensor, decode, decode_chunks, decode_parts, encode
 from entropy.codec.threads import available_cores
@@ -42,6 +43,7 @@ from entropy.errors import (
 )
 from entropy.file.atomic import atomic_write
 from entropy.file.info import FileInfo, StreamInfo, TensorInfo
+from entropy.file.options import FileOptions
 from entropy.file.plan import FilePlan, metadata_arrays, plan_file
 from entropy.file.reader import HQTFile, dequantize, info, load, load_quant, load_tensor
 from entropy.file.writer import save, write_plan
@@ -57,6 +59,7 @@ __all__ = [
     # the codec
     "Codebook",
     "CodecParams",
+    "CodecOptions",
     "Accounting",
     "EncodedTensor",
     "encode",
@@ -84,6 +87,7 @@ __all__ = [
     "channel_rows",
     # the file
     "save",
+    "FileOptions",
     "plan_file",
     "write_plan",
     "FilePlan",

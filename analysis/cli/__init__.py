@@ -24,6 +24,10 @@ import importlib
 import logging
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from entropy import FileOptions
 
 __all__ = ["main", "build_parser"]
 
@@ -60,6 +64,18 @@ def threads_of(args: argparse.Namespace) -> int | None:
     if n is not None and n < 1:
         raise UsageError(f"--threads must be >= 1, got {n}")
     return n
+
+
+def file_options_of(args: argparse.Namespace) -> FileOptions:
+    """The :class:`entropy.FileOptions` that ``huffquant encode``'s flags ask for (INPUT or --model): the codec's
+    (``--max-code-length``, ``--chunk-size``, ``--group``), the layout's (``--channel-axis``, ``--layout``),
+    ``--share-codebooks`` and ``--verify``. Raises entropy's EntropyError for a bad value."""
+    from entropy import CodecOptions, FileOptions
+
+    codec = CodecOptions(max_code_length=args.max_code_length, chunk_size=args.chunk_size, group=args.group)
+    return FileOptions(codec=codec, channel_axis=getattr(args, "channel_axis", None),
+                       layout=getattr(args, "layout", "auto"), share_codebooks=args.share_codebooks,
+                       verify=getattr(args, "verify", False))
 
 
 def _load_commands() -> list[ModuleType]:

@@ -7,7 +7,7 @@ import json
 import re
 import sys
 
-from analysis.cli import UsageError, add_threads_argument, encode_model, threads_of
+from analysis.cli import UsageError, add_threads_argument, encode_model, file_options_of, threads_of
 
 COMMAND = "encode"
 HELP = "code integer tensors (or quantize float ones) into one .hqt file"
@@ -97,9 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     fi = encode_file(
         args.input, args.output, bits=args.bits, clip=args.clip, per_channel=args.per_channel, metadata=meta,
-        max_code_length=args.max_code_length, chunk_size=args.chunk_size, group=args.group,
-        share_codebooks=args.share_codebooks, channel_axis=args.channel_axis, layout=args.layout, verify=args.verify,
-        threads=threads,
+        options=file_options_of(args), threads=threads,
     )
     if args.json:
         json.dump(fi.to_dict(), sys.stdout, indent=2)

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from analysis.cli import UsageError
+from analysis.cli import UsageError, file_options_of
 from analysis.cli.evaluate import (
     _add,
     add_config_arguments,
@@ -72,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     fi = export_model(args.output, lm, cfg, activations=args.activations, images=images, calibration_images=calib,
                       stats=stats, batch_size=args.batch_size, device=args.device,
                       progress=not args.quiet and not getattr(args, "json", False), metadata=meta,
-                      max_code_length=args.max_code_length, chunk_size=args.chunk_size, group=args.group,
-                      share_codebooks=args.share_codebooks, verify=getattr(args, "verify", False))
+                      options=file_options_of(args))
     n = len(fi.tensors)
     if getattr(args, "json", False):
         doc = {"output": str(args.output), "model": lm.name, "config": cfg.describe(), "tensors": n,

@@ -25,18 +25,21 @@ and last chunk are decoded and compared before it is handed out (:func:`check_ta
 from __future__ import annotations
 
 import functools
+import inspect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from entropy.codec import small_streams
 from entropy.codec.codebook import Codebook
 from entropy.errors import CodebookError, EntropyError, StreamError, SymbolError
-from entropy.codec.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
+from entropy.codec.lengths import MAX_ALPHABET
 from entropy.codec.measures import shannon_entropy
-from entropy.codec.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, SUPPORTED_DTYPES, CodecParams
+from entropy.codec.options import CodecOptions, check_int
+from entropy.codec.params import MAX_ROW_LENGTH, SUPPORTED_DTYPES, CodecParams
 from entropy.codec.modes import StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms
 from entropy.codec.threads import resolve as resolve_threads
 from entropy.codec.threads import group_bounds, run_groups
@@ -157,39 +160,6 @@ def _check_dtype(dtype: object, err: type[EntropyError]) -> np.dtype:
     return native
 
 
-def _int_arg(name: str, x: object, lo: int, hi: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise EntropyError(f"{name} must be an integer, got {x!r}")
-    if not lo <= int(x) <= hi:
-        raise EntropyError(f"{name} must be in {lo}..{hi}, got {x}")
-    return int(x)
-
-
-_MODES_OF: dict[tuple, tuple[str, ...]] = {}  # (group, mode) -> modes, for the usual arguments
-
-
-def _modes(group: int | str, mode: str | Iterable[str]) -> tuple[str, ...]:
-    """The modes allowed by ``group`` (1: no pairs, 2: pairs only) and ``mode`` (one, several or "auto")."""
-    usual = type(group) in (int, str) and isinstance(mode, str)
-    if usual and (group, mode) in _MODES_OF:
-        return _MODES_OF[group, mode]
-    if group not in (1, 2, "auto"):
-        raise EntropyError(f"group must be 1, 2 or 'auto', got {group!r}")
-    wanted = (mode,) if isinstance(mode, str) else tuple(mode)
-    if "auto" in wanted:
-        wanted = MODES
-    bad = [m for m in wanted if m not in MODES]
-    if bad or not wanted:
-        raise EntropyError(f"mode must be 'auto' or among {', '.join(MODES)}, got {mode!r}")
-    by_group = {1: ("plain", "runs"), 2: ("pairs",), "auto": MODES}[group]
-    allowed = tuple(m for m in MODES if m in wanted and m in by_group)
-    if not allowed:
-        raise EntropyError(f"group {group!r} and mode {mode!r} leave no symbol mode")
-    if usual:
-        _MODES_OF[group, mode] = allowed
-    return allowed
-
-
 def _native_flat(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.dtype]:
     arr = np.asarray(values)
     dt = _check_dtype(arr.dtype, EntropyError)
@@ -198,18 +168,15 @@ def _native_flat(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.dtype]:
 
 def prepare_encode(
     values: np.ndarray,
+    options: CodecOptions | None = None,
     *,
-    max_code_length: int = 12,
-    chunk_size: int = 4096,
-    group: int | str = "auto",
     codebook: Codebook | None = None,
+    params: CodecParams | None = None,
     value_min: int | None = None,
     value_range: int | None = None,
-    mode: str | Iterable[str] = "auto",
-    escape: bool = True,
-    params: CodecParams | None = None,
     row_length: int = 0,
     threads: int | None = None,
+    **option_fields: object,
 ) -> PreparedEncode:
     """Everything :func:`encode` decides before it writes a bit: mode, alphabet, codebook and exact sizes.
 
@@ -217,21 +184,19 @@ def prepare_encode(
     payload, or streams it to a file while coding (:func:`entropy.save`). ``threads`` is used for the
     histograms here and kept as the default of :meth:`PreparedEncode.run`.
     """
+    opts = CodecOptions.of(options, **option_fields)
     with using_threads(threads):
-        return _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_min, value_range, mode,
-                               escape, params, row_length, threads)
+        return _prepare_encode(values, opts, codebook, value_min, value_range, params, row_length, threads)
 
 
-def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_min, value_range, mode, escape,
-                    params, row_length, threads) -> PreparedEncode:
+def _prepare_encode(values, opts: CodecOptions, codebook, value_min, value_range, params, row_length,
+                    threads) -> PreparedEncode:
     arr, flat, dt = _native_flat(values)
     n = flat.size
-    L = _int_arg("max_code_length", max_code_length, 1, MAX_SUPPORTED_LENGTH)
-    C = _int_arg("chunk_size", chunk_size, 1, MAX_CHUNK_SIZE)
-    M = _int_arg("row_length", row_length, 0, MAX_ROW_LENGTH)
+    L, C, group, modes, escape = opts.max_code_length, opts.chunk_size, opts.group, opts.modes, opts.escape
+    M = check_int("row_length", row_length, 0, MAX_ROW_LENGTH)
     if M and n % M:
         raise EntropyError(f"{n} values are not whole rows of row_length {M}")
-    modes = _modes(group, mode)
     dlo, dhi = _dtype_bounds(dt)
     if params is not None or codebook is not None:
         p = _shared_params(codebook, params, L, C, group, value_min, value_range, M)
@@ -254,7 +219,7 @@ def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_
             lo, hi = _value_span(flat, resolve_threads(threads))
         if value_min is not None or value_range is not None:
             vmin = lo if value_min is None else int(value_min)
-            R = max(1, hi - vmin + 1) if value_range is None else _int_arg("value_range", value_range, 1, MAX_ALPHABET)
+            R = max(1, hi - vmin + 1) if value_range is None else check_int("value_range", value_range, 1, MAX_ALPHABET)
             if R > MAX_ALPHABET:
                 raise SymbolError(f"values span {R} symbols [{vmin}, {vmin + R - 1}], above the supported {MAX_ALPHABET}")
             if vmin < dlo or vmin + R - 1 > dhi:
@@ -308,7 +273,7 @@ def _shared_params(codebook, params, L, C, group, value_min, value_range, M) -> 
     A = codebook.alphabet_size
     vmin = 0 if value_min is None else int(value_min)
     if value_range is not None:
-        R = _int_arg("value_range", value_range, 1, MAX_ALPHABET)
+        R = check_int("value_range", value_range, 1, MAX_ALPHABET)
         if R == A and group in (1, "auto"):
             k = 1
         elif R * R == A and group in (2, "auto"):
@@ -452,37 +417,13 @@ def check_tail(enc: EncodedTensor, values: np.ndarray) -> None:
     _self_check(flat, dt, enc.params, enc.codebook, enc.chunk_bits, buf)
 
 
-def encode(
-    values: np.ndarray,
-    *,
-    max_code_length: int = 12,
-    chunk_size: int = 4096,
-    group: int | str = "auto",
-    codebook: Codebook | None = None,
-    value_min: int | None = None,
-    value_range: int | None = None,
-    mode: str | Iterable[str] = "auto",
-    escape: bool = True,
-    params: CodecParams | None = None,
-    row_length: int = 0,
-    threads: int | None = None,
-) -> EncodedTensor:
+def encode(values: np.ndarray, options: CodecOptions | None = None, **kwargs: Any) -> EncodedTensor:
     """Encode an integer array into a chunked canonical-Huffman stream.
 
     values: any shape, any byte order, dtype in SUPPORTED_DTYPES. Every array of up to 32-bit values codes
         (int64 too when its values span at most 2**32).
-    max_code_length: code-length limit L in bits (1..24; 12 keeps the decode table 16 KiB). When more distinct
-        symbols occur than ``2**L`` codes exist, the codec either raises the limit just enough (at most to
-        16 bits) or escapes the rarest values, whichever is smaller; the stream's params carry the limit used.
-    chunk_size: values per chunk (even for pairs).
-    group: 1 (no pairs), 2 (pairs only) or "auto".
-    mode: "auto", or one or several of "plain", "pairs", "runs" to choose among (with ``group``).
-        "auto" picks the smallest total by exact size; pairs are considered when at most 256 values occur and
-        chunk_size is even, run symbols when the most frequent value is common and the plain code is
-        measurably above the entropy.
-    escape: allow escapes (values coded raw after an escape symbol) for values outside a 65536-value window
-        and for rare values when the code cannot hold them all; False raises SymbolError for values spanning
-        more than 65536 instead.
+    options: how to code it, a :class:`CodecOptions` (code-length limit, chunk size, symbol modes, escapes);
+        its fields may be given as keyword arguments instead, or on top (``encode(x, max_code_length=10)``).
     codebook: a shared code to use instead of building one; value_min then defaults to 0
         and value_range to its alphabet size (group 1) or its square root (group 2), unless ``params``
         (any mode) is given.
@@ -498,12 +439,20 @@ def encode(
 
     Raises SymbolError for a value the given window, params or codebook cannot code, CodebookError when a
     given codebook's codes are longer than ``max_code_length``, EntropyError for bad arguments.
+
+    >>> import numpy as np, entropy
+    >>> x = np.array([0, 0, 0, 1, 0, 2, 0, 0], dtype=np.int8)
+    >>> enc = entropy.encode(x, chunk_size=4)
+    >>> enc.n_chunks, enc.accounting.payload_bits  # 0 takes 1 bit, 1 and 2 take 2 bits each
+    (2, 10)
+    >>> np.array_equal(entropy.decode(enc), x)
+    True
     """
-    return prepare_encode(
-        values, max_code_length=max_code_length, chunk_size=chunk_size, group=group, codebook=codebook,
-        value_min=value_min, value_range=value_range, mode=mode, escape=escape, params=params, row_length=row_length,
-        threads=threads,
-    ).run()
+    return prepare_encode(values, options, **kwargs).run()
+
+
+encode.__signature__ = inspect.signature(prepare_encode).replace(  # (help() shows the real parameters)
+    return_annotation=EncodedTensor)
 
 
 def _prepare(shape, dtype, params, codebook, chunk_bits, payload):

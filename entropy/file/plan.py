@@ -6,6 +6,7 @@ the exact size of the file :func:`entropy.write_plan` (or ``save``) then writes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Mapping
@@ -20,7 +21,9 @@ from entropy.errors import EntropyError, FormatError
 from entropy.format import (
     DTYPE_CODES, MAX_NDIM, TENSOR_DTYPE_CODES, data_bytes, dtype_code, header_bytes,
 )
-from entropy.layout.search import CLUSTER_COUNTS, LayoutChoice, best_layout, layout_choices, single_layout
+from entropy.codec.options import CodecOptions
+from entropy.file.options import FileOptions
+from entropy.layout.search import LayoutChoice, best_layout, layout_choices, single_layout
 from entropy.codec.lengths import MAX_ALPHABET
 
 if TYPE_CHECKING:
@@ -52,6 +55,7 @@ class FilePlan:
     tensors: list[TensorPlan]
     header_bytes: int  # preamble + header, padded
     file_bytes: int
+    options: FileOptions = FileOptions()  # what it was planned with (write_plan takes durable and verify from it)
 
 
 @functools.lru_cache(maxsize=1)
@@ -153,25 +157,25 @@ def _axes(channel_axis: int | Mapping[str, int | None] | None, arrays: Mapping[s
 
 
 def _shared_layouts(
-    arrays: Mapping[str, np.ndarray], stored: Mapping[str, dict[str, np.ndarray]], *, max_code_length: int,
-    chunk_size: int, group: int | str,
+    arrays: Mapping[str, np.ndarray], stored: Mapping[str, dict[str, np.ndarray]], opts: CodecOptions,
 ) -> dict[str, LayoutChoice]:
     """Single layouts of tensors of equal dtype and equal bit width (ceil(log2(range))) sharing one pooled code.
 
     The pool's alphabet is the union of the members' value ranges; its code is built from the summed symbol
-    counts; ``group="auto"`` picks, per pool, the grouping with the fewer payload + codebook bits. Pools that
-    cannot share (alphabet too large) and empty tensors are coded on their own.
+    counts of plain values or pairs, whichever ``opts`` allows (both: the grouping with the fewer payload +
+    codebook bits, per pool). Pools that cannot share (alphabet too large, or neither mode allowed) and empty
+    tensors are coded on their own.
     """
     from entropy.codec import kernels  # numba; only needed here
     from entropy.codec.measures import payload_bits
 
-    kw = dict(max_code_length=max_code_length, chunk_size=chunk_size)
+    max_code_length, chunk_size = opts.max_code_length, opts.chunk_size
     pools: dict[tuple[str, int], list[str]] = {}
     out: dict[str, LayoutChoice] = {}
     spans: dict[str, tuple[int, int]] = {}
     for name, a in arrays.items():
         if a.size == 0:
-            out[name] = single_layout(a, name=name, arrays=stored[name], group=group, **kw)
+            out[name] = single_layout(a, opts, name=name, arrays=stored[name])
             continue
         lo, hi = int(a.min()), int(a.max())
         spans[name] = (lo, hi)
@@ -179,11 +183,11 @@ def _shared_layouts(
     for names in pools.values():
         lo = min(spans[n][0] for n in names)
         R = max(spans[n][1] for n in names) - lo + 1
-        ks = [1, 2] if group == "auto" else [int(group)]
+        ks = [k for k, mode in ((1, "plain"), (2, "pairs")) if mode in opts.modes]
         ks = [k for k in ks if R**k <= MAX_ALPHABET and chunk_size % k == 0]
         if len(names) == 1 or not ks:
             for n in names:
-                out[n] = single_layout(arrays[n], name=n, arrays=stored[n], group=group, **kw)
+                out[n] = single_layout(arrays[n], opts, name=n, arrays=stored[n])
             continue
         best = None
         for k in ks:
@@ -197,7 +201,8 @@ def _shared_layouts(
         _, k, cb = best
         for n in names:
             try:
-                prep = prepare_encode(arrays[n], group=k, codebook=cb, value_min=lo, value_range=R, **kw)
+                prep = prepare_encode(arrays[n], dataclasses.replace(opts, group=k), codebook=cb, value_min=lo,
+                                      value_range=R)
             except EntropyError as exc:
                 raise type(exc)(f"tensor {n!r}: {exc}") from exc
             out[n] = single_layout(prep, name=n, arrays=stored[n])
@@ -208,16 +213,23 @@ def plan_file(
     tensors: Mapping[str, Any],
     metadata: Mapping[str, str] | None = None,
     *,
+    options: FileOptions | None = None,
     quant: Mapping[str, Mapping[str, Any]] | None = None,
-    max_code_length: int = 12,
-    chunk_size: int = 4096,
-    group: int | str = "auto",
-    share_codebooks: bool = False,
-    channel_axis: int | Mapping[str, int | None] | None = None,
-    layout: str | Mapping[str, str] = "auto",
-    clusters: tuple[int, ...] = CLUSTER_COUNTS,
+    **option_fields: Any,
 ) -> FilePlan:
-    """Decide everything about a file (arguments of :func:`entropy.save`) and its exact size, writing nothing."""
+    """Decide everything about a file (arguments of :func:`entropy.save`) and its exact size, writing nothing.
+
+    The plan's ``file_bytes`` is the size of the file :func:`entropy.write_plan` then writes, and its tensors'
+    ``choice`` the layout each gets.
+
+    >>> import numpy as np, entropy
+    >>> w = (np.arange(1024) % 16 + 16 * (np.arange(1024) // 256)).astype(np.uint8).reshape(4, 256)
+    >>> plan = entropy.plan_file({"w": w}, channel_axis=0)  # channel c holds the values 16c .. 16c + 15
+    >>> plan.tensors[0].choice.layout, plan.file_bytes < entropy.plan_file({"w": w}).file_bytes
+    ('channel', True)
+    """
+    opts = FileOptions.of(options, **option_fields)
+    codec, channel_axis, layout = opts.codec, opts.channel_axis, opts.layout
     quant = dict(quant or {})
     unknown = set(quant) - set(tensors)
     if unknown:
@@ -237,19 +249,18 @@ def plan_file(
     layouts = {n: (layout.get(n, "auto") if isinstance(layout, Mapping) else layout) for n in values}
     if isinstance(layout, Mapping) and set(layout) - set(values):
         raise FormatError(f"layout given for unknown or pre-encoded tensors: {sorted(set(layout) - set(values))[:5]}")
-    kw = dict(max_code_length=max_code_length, chunk_size=chunk_size, group=group)
-    if share_codebooks:
+    if opts.share_codebooks:
         pooled = {n: a for n, a in values.items() if axes[n] is None and layouts[n] in ("auto", "single")}
         if len(pooled) > 1:
-            choices.update(_shared_layouts(pooled, stored, **kw))
+            choices.update(_shared_layouts(pooled, stored, codec))
     for name, a in values.items():
         if name in choices:
             continue
         if axes[name] is None and layouts[name] in ("auto", "single"):  # (the only layout: no search)
-            choices[name] = single_layout(a, name=name, arrays=stored[name], **kw)
+            choices[name] = single_layout(a, codec, name=name, arrays=stored[name])
             continue
-        found = layout_choices(a, name=name, axis=axes[name], arrays=stored[name], layout=layouts[name],
-                               clusters=clusters, **kw)
+        found = layout_choices(a, codec, name=name, axis=axes[name], arrays=stored[name], layout=layouts[name],
+                               clusters=opts.clusters)
         choices[name] = best_layout(found)
     plans = []
     for name in tensors:  # the caller's order
@@ -271,4 +282,4 @@ def plan_file(
                 codebooks.append(b)
     head = header_bytes(meta, codebooks, [p.choice.record_bytes for p in plans])
     data = sum(data_bytes(p.choice.index_bytes, p.choice.payload_bytes) for p in plans)
-    return FilePlan(meta, codebooks, plans, head, head + data)
+    return FilePlan(meta, codebooks, plans, head, head + data, opts)

@@ -32,7 +32,8 @@ from entropy.format import (
 )
 from entropy.file.header import parse_header
 from entropy.file.info import FileInfo, build_info
-from entropy.layout.search import CLUSTER_COUNTS, prepare_streams
+from entropy.layout.search import prepare_streams
+from entropy.file.options import FileOptions
 from entropy.file.plan import FilePlan, TensorPlan, plan_file
 from entropy.codec.threads import using as using_threads
 
@@ -187,11 +188,21 @@ def _verify(fd: int, path: str, plan: FilePlan) -> None:
                                      f"({bad} of {want.size} differ); not written")
 
 
-def write_plan(plan: FilePlan, path: str | os.PathLike[str], *, durable: bool = True, verify: bool = False,
-               threads: int | None = None) -> FileInfo:
-    """Write ``plan`` atomically to ``path``; returns the written file's FileInfo (see :func:`save`)."""
+def write_plan(plan: FilePlan, path: str | os.PathLike[str], *, options: FileOptions | None = None,
+               threads: int | None = None, **option_fields: Any) -> FileInfo:
+    """Write ``plan`` atomically to ``path``; returns the written file's FileInfo (see :func:`save`).
+
+    ``options`` (default: the plan's, :attr:`FilePlan.options`) or its fields as keyword arguments: ``durable``
+    and ``verify`` apply here, the rest were the plan's. The file is exactly ``plan.file_bytes`` long.
+
+    >>> import os, numpy as np, entropy
+    >>> plan = entropy.plan_file({"x": np.arange(100, dtype=np.uint8) % 7})
+    >>> entropy.write_plan(plan, "x.hqt").file_bytes == plan.file_bytes == os.path.getsize("x.hqt")
+    True
+    """
+    opts = FileOptions.of(plan.options if options is None else options, **option_fields)
     with using_threads(threads):  # the codec's encodes (and the verify's decodes) follow it
-        return _write_plan(plan, path, durable, verify)
+        return _write_plan(plan, path, opts.durable, opts.verify)
 
 
 def _write_plan(plan: FilePlan, path: str | os.PathLike[str], durable: bool, verify: bool) -> FileInfo:
@@ -225,41 +236,41 @@ def save(
     tensors: Mapping[str, Any],
     metadata: Mapping[str, str] | None = None,
     *,
+    options: FileOptions | None = None,
     quant: Mapping[str, Mapping[str, Any]] | None = None,
-    max_code_length: int = 12,
-    chunk_size: int = 4096,
-    group: int | str = "auto",
-    share_codebooks: bool = False,
-    channel_axis: int | Mapping[str, int | None] | None = None,
-    layout: str | Mapping[str, str] = "auto",
-    clusters: tuple[int, ...] = CLUSTER_COUNTS,
-    durable: bool = True,
-    verify: bool = False,
     threads: int | None = None,
+    **option_fields: Any,
 ) -> FileInfo:
     """Code ``tensors`` (integer numpy arrays, or ready :class:`EncodedTensor`) into one .hqt file.
 
     ``metadata``: file-level strings (model, method...; ``tool`` is added when missing).
+    ``options``: how the file is planned and written, a :class:`~entropy.FileOptions` (channel axis, layout, codec
+    options, codebook sharing, durability, verification); its fields and those of its
+    :class:`~entropy.CodecOptions` may be given as keyword arguments instead, or on top
+    (``save(path, tensors, channel_axis=1, max_code_length=10)``).
     ``quant``: per tensor name, numeric quantization metadata (``scale``, ``zero_point``, ``bits``, ``levels``,
     ``axis``, or any other named numeric array; ``None`` values are skipped).
-    ``max_code_length`` (bits), ``chunk_size`` (values) and ``group`` (1: single values or run symbols, 2: pairs,
-    "auto": any of them, with escapes, chosen per stream of every layout by exact size; an explicit 2 falls back
-    to 1 where pairs cannot apply) go to the codec.
-    ``channel_axis``: an int (every tensor that has that axis) or a mapping name -> axis. A tensor with a channel
-    axis gets the smallest of its layouts (one code; one per channel; one per group of channels with the same
-    ``bits``; K clusters of similar channels, for K in ``clusters``), from exact sizes; ``layout`` (one name for
-    all, or a mapping name -> name: ``auto``, ``single``, ``channel``, ``bitwidth``, ``cluster``, ``clusterK``)
-    forces one. ``share_codebooks`` codes tensors without a channel axis with pooled codebooks. Identical codebooks
-    are always stored once. The write is atomic (temporary file + rename); ``durable=False`` skips the fsyncs
-    (still atomic if the process dies, but not across a power loss); ``verify=True`` decodes the written file and
-    compares it with the input before it replaces ``path``. ``threads``: None (default) uses every core of the
-    process for the histograms of large tensors and the coding of large streams, 1 the calling thread only, N up to
-    N threads (see :func:`entropy.encode`); the file is the same bytes whatever it is. Returns the file's
-    :class:`FileInfo`; its size is what :func:`entropy.plan_file` predicts.
+    ``threads``: None (default) uses every core of the process for the histograms of large tensors and the coding
+    of large streams, 1 the calling thread only, N up to N threads (see :func:`entropy.encode`); the file is the
+    same bytes whatever it is.
+
+    The write is atomic (temporary file + rename). Returns the file's :class:`FileInfo`; its size is what
+    :func:`entropy.plan_file` predicts.
+
+    >>> import os, numpy as np, entropy
+    >>> codes = np.array([[0, 1, 1, 0], [3, 3, 2, 3]], dtype=np.int8)
+    >>> fi = entropy.save("codes.hqt", {"layer1": codes}, {"model": "toy"}, channel_axis=0)
+    >>> fi.file_bytes == os.path.getsize("codes.hqt"), fi.tensor("layer1").shape
+    (True, (2, 4))
+    >>> np.array_equal(entropy.load("codes.hqt")["layer1"], codes)
+    True
+    >>> opts = entropy.FileOptions(channel_axis=0, codec=entropy.CodecOptions(max_code_length=8), verify=True)
+    >>> _ = entropy.save("a.hqt", {"layer1": codes}, options=opts)
+    >>> _ = entropy.save("b.hqt", {"layer1": codes}, channel_axis=0, max_code_length=8, verify=True)
+    >>> open("a.hqt", "rb").read() == open("b.hqt", "rb").read()
+    True
     """
+    opts = FileOptions.of(options, **option_fields)
     with using_threads(threads):  # the layout search's histograms and the codec follow it
-        plan = plan_file(
-            tensors, metadata, quant=quant, max_code_length=max_code_length, chunk_size=chunk_size, group=group,
-            share_codebooks=share_codebooks, channel_axis=channel_axis, layout=layout, clusters=clusters,
-        )
-        return write_plan(plan, path, durable=durable, verify=verify)
+        plan = plan_file(tensors, metadata, options=opts, quant=quant)
+        return write_plan(plan, path)

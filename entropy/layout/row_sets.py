@@ -15,7 +15,8 @@ from entropy.layout.channel_counts import MAX_COUNT_CELLS, TensorCounts, channel
 from entropy.errors import CodebookError, StreamError
 from entropy.format import codebook_record_bytes, index_bytes, stream_record_bytes
 from entropy.codec.lengths import MAX_ALPHABET, code_lengths_rows
-from entropy.codec.params import MODES, CodecParams
+from entropy.codec.options import CodecOptions
+from entropy.codec.params import CodecParams
 from entropy.codec.modes import RUN_PREFIXES, StreamPlan, best_plan, may_try_runs, symbol_histograms
 
 __all__ = ["set_params", "set_stream", "channel_layout_lower_bound", "cluster_labels", "mode_histograms"]
@@ -41,7 +42,7 @@ def set_params(tc: TensorCounts, channels: np.ndarray, *, max_code_length: int, 
 
 
 def set_stream(tc: TensorCounts, channels: np.ndarray, *, modes: tuple[str, ...], max_code_length: int,
-               chunk_size: int, run_value: int | None) -> StreamPlan | None:
+               chunk_size: int, run_value: int | None, escapes: bool = True) -> StreamPlan | None:
     """The smallest stream of the rows ``channels`` (increasing) over ``modes`` (:func:`entropy.codec.modes.best_plan`: plain
     symbols with rare values escaped where that pays, pairs, run symbols of ``run_value`` with 16, 64 or 256
     prefixes), or None when no mode applies. Exact: the codec codes these rows with the plan's params and codebook
@@ -50,7 +51,8 @@ def set_stream(tc: TensorCounts, channels: np.ndarray, *, modes: tuple[str, ...]
     Each row starts its own chunks (``row_length``), so that the set's histogram is the sum of its rows' in every
     mode; that costs an index entry per row and chunk, a lot for short rows (a few weights per channel). So the
     rows are also tried concatenated without row structure, in the modes whose histogram still follows from the
-    rows' there (:func:`entropy.layout.channel_counts.set_histogram`): plain symbols and pairs."""
+    rows' there (:func:`entropy.layout.channel_counts.set_histogram`): plain symbols and pairs. ``escapes``: rare
+    values may be escaped when the code cannot hold them all (else the code-length limit is raised)."""
     plans = []
     n = int(np.size(channels)) * tc.row_length
     tries = [(True, modes)]
@@ -61,7 +63,7 @@ def set_stream(tc: TensorCounts, channels: np.ndarray, *, modes: tuple[str, ...]
     for rows, ms in tries:
         base = set_params(tc, channels, max_code_length=max_code_length, chunk_size=chunk_size, rows=rows)
         lo, hi = base.value_min, base.value_min + base.value_range - 1
-        plan, _ = best_plan(lambda p: set_histogram(tc, channels, p), base, n, modes=ms, rare_escapes=True,
+        plan, _ = best_plan(lambda p: set_histogram(tc, channels, p), base, n, modes=ms, rare_escapes=escapes,
                             narrow_runs=False, lo=lo, hi=hi, run_value=run_value)
         if plan is not None:
             plans.append(plan)
@@ -193,12 +195,11 @@ def cluster_labels(tc: TensorCounts, k: int, max_code_length: int, counts: np.nd
     return remap[labels]
 
 
-def group_modes(group: int | str) -> list[tuple[str, ...]]:
-    """The symbol modes a stream may use for ``group`` (1, 2 or "auto"), in the order tried: ``group=2`` asks for
-    pairs and falls back to single values where pairs cannot apply."""
-    if group == 2:
-        return [("pairs",), ("plain", "runs")]
-    if group == 1:
-        return [("plain", "runs")]
-    return [MODES]
+def group_modes(options: CodecOptions) -> list[tuple[str, ...]]:
+    """The symbol modes a stream of a file may use, in the order tried: those ``options`` allow; ``group=2`` asks
+    for pairs and falls back to the other modes its ``mode`` allows (single values) where pairs cannot apply."""
+    if options.group == 2:
+        rest = tuple(m for m in CodecOptions(mode=options.mode).modes if m != "pairs")
+        return [("pairs",), rest] if rest else [("pairs",)]
+    return [options.modes]
 

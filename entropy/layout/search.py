@@ -23,6 +23,7 @@ record, map, index, metadata-array and alignment bytes) come from the format's o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -33,6 +34,7 @@ import numpy as np
 
 from entropy.layout.channels import channel_rows, normalize_axis
 from entropy.codec.codebook import Codebook
+from entropy.codec.options import CodecOptions
 from entropy.codec.params import CodecParams
 from entropy.codec.streams import EncodedTensor, PreparedEncode, prepare_encode
 from entropy.errors import EntropyError, FormatError
@@ -54,6 +56,7 @@ __all__ = [
     "best_layout",
     "choose_layout",
     "single_layout",
+    "layout_request",
     "prepare_streams",
 ]
 
@@ -163,12 +166,12 @@ def _assemble(
 
 
 def single_layout(
-    values: np.ndarray | EncodedTensor | PreparedEncode, *, name: str = "tensor", axis: int | None = None,
-    arrays: Mapping[str, np.ndarray] | None = None, max_code_length: int = 12, chunk_size: int = 4096,
-    group: int | str = "auto", rows: np.ndarray | None = None,
+    values: np.ndarray | EncodedTensor | PreparedEncode, options: CodecOptions | None = None, *, name: str = "tensor",
+    axis: int | None = None, arrays: Mapping[str, np.ndarray] | None = None, rows: np.ndarray | None = None,
 ) -> LayoutChoice:
-    """The ``single`` layout (one code) of ``values``, or of an already planned/encoded stream; ``group=2`` falls
-    back to 1 where pairs cannot apply. ``rows``: the channel rows of ``values`` when already made."""
+    """The ``single`` layout (one code) of ``values`` coded with ``options``, or of an already planned/encoded
+    stream; ``group=2`` falls back to single values where pairs cannot apply (:func:`group_modes`). ``rows``: the
+    channel rows of ``values`` when already made."""
     if isinstance(values, (EncodedTensor, PreparedEncode)):
         enc, shape, axis = values, tuple(values.shape), None
     else:
@@ -177,12 +180,13 @@ def single_layout(
         if axis is not None and rows is None:
             rows = channel_rows(a, axis)
         flat = rows.reshape(-1) if axis is not None else a
-        g = group
-        if g == 2 and a.size and ((int(a.max()) - int(a.min()) + 1) ** 2 > MAX_ALPHABET or chunk_size % 2):
+        opts = CodecOptions.of(options)
+        fallback = group_modes(opts)[1:]
+        if fallback and a.size and ((int(a.max()) - int(a.min()) + 1) ** 2 > MAX_ALPHABET or opts.chunk_size % 2):
             logger.info("tensor %r: group 2 impossible (alphabet or odd chunk size), using 1", name)
-            g = 1
+            opts = dataclasses.replace(opts, group=1, mode=fallback[0])
         try:
-            enc = prepare_encode(flat, max_code_length=max_code_length, chunk_size=chunk_size, group=g)
+            enc = prepare_encode(flat, opts)
         except EntropyError as exc:
             raise type(exc)(f"tensor {name!r}: {exc}") from exc
     acct = enc.accounting
@@ -190,32 +194,33 @@ def single_layout(
     return _assemble("single", "single", name, shape, axis, [stream], None, arrays, acct.entropy_bits)
 
 
-def _layout_request(layout: str) -> tuple[str, int | None]:
-    if layout in _PLAIN_REQUESTS:
-        return layout, None
-    m = re.fullmatch(r"cluster(\d+)", layout)
-    if m:
-        return "cluster", int(m.group(1))
-    if layout not in ("auto",) + LAYOUTS:
-        raise FormatError(f"unknown layout {layout!r}: use auto, {', '.join(LAYOUTS)} or clusterK (e.g. cluster16)")
-    return layout, None
+def layout_request(layout: str) -> tuple[str, int | None]:
+    """A layout name (``auto``, one of LAYOUTS, or ``clusterK``) as (layout, K or None); FormatError when it is
+    none of them."""
+    if isinstance(layout, str):
+        if layout in _PLAIN_REQUESTS:
+            return layout, None
+        m = re.fullmatch(r"cluster(\d+)", layout)
+        if m:
+            return "cluster", int(m.group(1))
+    raise FormatError(f"unknown layout {layout!r}: use auto, {', '.join(LAYOUTS)} or clusterK (e.g. cluster16)")
 
 
 def layout_choices(
     values: np.ndarray,
+    options: CodecOptions | None = None,
     *,
     name: str = "tensor",
     axis: int | None = None,
     arrays: Mapping[str, np.ndarray] | None = None,
-    max_code_length: int = 12,
-    chunk_size: int = 4096,
-    group: int | str = "auto",
     layout: str = "auto",
     clusters: Sequence[int] = CLUSTER_COUNTS,
     prune: bool = True,
+    **option_fields: object,
 ) -> dict[str, LayoutChoice]:
     """Every layout of ``values`` the search considers, by name, with exact sizes (see the module docstring).
 
+    ``options``: how every stream is coded (:class:`~entropy.CodecOptions`, or its fields as keyword arguments).
     ``name`` and ``arrays`` (the tensor's metadata arrays, as stored) enter the record size; a ``bits`` array of
     one entry per channel enables ``bitwidth``. ``layout`` restricts the search to one layout (``"clusterK"``:
     K clusters); ``clusters`` are the cluster counts tried. ``prune`` skips ``channel`` when a lower bound shows
@@ -225,13 +230,14 @@ def layout_choices(
     a = np.asarray(values)
     if a.dtype.kind in "iu" and not a.dtype.isnative:  # the codec counts native integers
         a = a.astype(a.dtype.newbyteorder("="))
-    kind, k_req = _layout_request(layout)
-    kw = dict(max_code_length=max_code_length, chunk_size=chunk_size)
+    opts = CodecOptions.of(options, **option_fields)
+    kind, k_req = layout_request(layout)
+    kw = dict(max_code_length=opts.max_code_length, chunk_size=opts.chunk_size)
     ax = None if axis is None else normalize_axis(axis, a.ndim, f"tensor {name!r}")
     out: dict[str, LayoutChoice] = {}
     rows = channel_rows(a, ax) if ax is not None else None  # (one copy, shared by every layout)
     if kind in ("auto", "single"):
-        out["single"] = single_layout(a, name=name, axis=ax, arrays=arrays, group=group, rows=rows, **kw)
+        out["single"] = single_layout(a, opts, name=name, axis=ax, arrays=arrays, rows=rows)
     if kind == "single":
         return out
     why = _no_channel_layouts(a, ax)
@@ -244,7 +250,7 @@ def layout_choices(
     pooled = tc.pooled()
     entropy = shannon_entropy(pooled)
     run_value = tc.value_min + int(np.argmax(pooled))  # one run value for every set: its runs counted once per row
-    mode_lists = group_modes(group)
+    mode_lists = group_modes(opts)
 
     def streams_of(groups: list[np.ndarray], limit: float = float("inf"), floors: np.ndarray | None = None,
                    fixed: int = 0) -> list[LayoutStream] | None:
@@ -257,7 +263,7 @@ def layout_choices(
         for j, ch in enumerate(groups):
             plan = None
             for modes in mode_lists:
-                plan = set_stream(tc, ch, modes=modes, run_value=run_value, **kw)
+                plan = set_stream(tc, ch, modes=modes, run_value=run_value, escapes=opts.escape, **kw)
                 if plan is not None:
                     break
             if plan is None:
@@ -304,7 +310,7 @@ def layout_choices(
                 raise FormatError(f"tensor {name!r}: cluster count must be at least 1, got {k}")
             seen: list[np.ndarray] = []
             for h in sources:
-                labels = cluster_labels(tc, min(k, C), max_code_length, counts=h)
+                labels = cluster_labels(tc, min(k, C), opts.max_code_length, counts=h)
                 kk = int(labels.max()) + 1
                 if (kk < 2 and kind == "auto") or any(np.array_equal(labels, x) for x in seen):
                     continue
