@@ -79,6 +79,40 @@ def test_the_reference_check_sees_a_wrong_reference():
     assert not _resolves("entropy.codec.CodecParams", writer)
 
 
+# ---- examples in the docs --------------------------------------------------------------------------------------
+
+#: the public entry points whose docstrings must show an example (run below, so that none can rot)
+EXAMPLED = (
+    "encode", "decode", "save", "load", "load_tensor", "info", "plan_file", "write_plan", "layout_choices",
+    "choose_layout", "HQTFile", "code_lengths", "shannon_entropy", "tensor_counts", "atomic_write", "CodecOptions",
+    "FileOptions",
+)
+
+
+def test_the_main_entry_points_show_an_example():
+    assert [n for n in EXAMPLED if ">>>" not in (getattr(entropy, n).__doc__ or "")] == []
+
+
+def test_the_examples_in_entropys_docstrings_run(tmp_path, monkeypatch):
+    """Every ``>>>`` example in entropy's modules runs and prints what its docstring says (in a scratch folder:
+    the file examples write files)."""
+    import doctest
+
+    monkeypatch.chdir(tmp_path)
+    attempted, failed, where = 0, [], set()
+    for name in _entropy_modules():
+        module = importlib.import_module(name)
+        finder = doctest.DocTestFinder(exclude_empty=True)
+        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+        for test in finder.find(module, name):
+            if test.examples:
+                where.add(test.name.rpartition(".")[2])
+            result = runner.run(test, out=lambda s: failed.append(s))
+            attempted += result.attempted
+    assert failed == []
+    assert set(EXAMPLED) <= where and attempted >= 3 * len(EXAMPLED)
+
+
 # ---- the options objects ---------------------------------------------------------------------------------------
 
 import dataclasses  # noqa: E402

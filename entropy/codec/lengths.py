@@ -95,6 +95,12 @@ def code_lengths(counts: np.ndarray, max_length: int | None) -> np.ndarray:
 
     With a limit, the unlimited Huffman lengths are returned when they already fit
     (they are then optimal under the limit too); otherwise package-merge is used.
+
+    >>> import numpy as np, entropy
+    >>> entropy.code_lengths(np.array([8, 4, 2, 1, 1]), None).tolist()
+    [1, 2, 3, 4, 4]
+    >>> entropy.code_lengths(np.array([8, 4, 2, 1, 1]), 3).tolist()  # the best code of at most 3 bits
+    [1, 3, 3, 3, 3]
     """
     if max_length is None:
         return huffman_lengths(counts)

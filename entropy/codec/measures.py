@@ -26,6 +26,12 @@ def shannon_entropy(counts: np.ndarray) -> float:
     """Order-0 Shannon entropy -sum(p log2 p) of the distribution ``counts``, in bits per symbol.
 
     0.0 for an empty or single-symbol distribution.
+
+    >>> import numpy as np, entropy
+    >>> entropy.shannon_entropy(np.array([8, 4, 2, 1, 1]))  # 1/2, 1/4, 1/8, 1/16, 1/16
+    1.875
+    >>> entropy.shannon_entropy(entropy.counts_of(np.array([3, 3, 3, 3]), alphabet=4))
+    0.0
     """
     c = _as_counts(counts)
     total = int(c.sum())

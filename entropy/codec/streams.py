@@ -596,6 +596,12 @@ def decode(enc: EncodedTensor, *, threads: int | None = None) -> np.ndarray:
     :mod:`entropy.codec.threads`), 1 on the calling thread only, N on up to N threads; small streams (below about
     ``2 * PARALLEL_MIN_VALUES`` = 262,144 values) always decode on the calling thread. The result, and the chunk
     an error names (the lowest bad one), do not depend on it.
+
+    >>> import numpy as np, entropy
+    >>> x = np.array([[5, 5, 7], [5, 6, 5]], dtype=np.uint16)
+    >>> y = entropy.decode(entropy.encode(x))
+    >>> y.dtype.name, y.tolist()
+    ('uint16', [[5, 5, 7], [5, 6, 5]])
     """
     return decode_parts(
         shape=enc.shape,

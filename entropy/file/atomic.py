@@ -54,6 +54,12 @@ def atomic_write(path: str | os.PathLike[str], size: int | None = None, *, durab
     (one extent allocation instead of many; it halves the fsync cost on ext4).
     ``durable=False`` skips both fsyncs: still atomic if the process dies, not if the
     machine loses power.
+
+    >>> import entropy
+    >>> with entropy.atomic_write("notes.txt") as fh:
+    ...     _ = fh.write(b"all or nothing")
+    >>> open("notes.txt", "rb").read()
+    b'all or nothing'
     """
     user_path = os.fspath(path)
     target = os.path.abspath(user_path)

@@ -35,6 +35,13 @@ class HQTFile:
     ``max_decoded_bytes`` (optional) bounds what one call may return: a read whose values would take more bytes
     (values x item size; the sum over tensors for :meth:`read_all`) raises :class:`FormatError` before anything
     is decoded.
+
+    >>> import numpy as np, entropy
+    >>> w = np.arange(24, dtype=np.int16).reshape(4, 6) % 5
+    >>> _ = entropy.save("w.hqt", {"w": w, "b": np.array([1, -1], np.int8)}, channel_axis={"w": 0})
+    >>> with entropy.HQTFile("w.hqt") as f:
+    ...     f.names, f.read("w", channels=slice(1, 3)).tolist()
+    (['w', 'b'], [[1, 2, 3, 4, 0, 1], [2, 3, 4, 0, 1, 2]])
     """
 
     def __init__(self, path: str | os.PathLike[str], *, max_decoded_bytes: int | None = None) -> None:
@@ -337,6 +344,11 @@ def load(path: str | os.PathLike[str], *, max_decoded_bytes: int | None = None,
     ``max_decoded_bytes``: refuse (FormatError) a file whose tensors would decode to more bytes than this.
     ``threads``: None (default) decodes large tensors on every core, 1 on the calling thread only, N on up to N
     threads (see :meth:`HQTFile.read`).
+
+    >>> import numpy as np, entropy
+    >>> _ = entropy.save("ab.hqt", {"a": np.arange(6, dtype=np.uint8), "b": np.zeros((2, 2), np.int32)})
+    >>> {name: (a.dtype.name, a.shape) for name, a in entropy.load("ab.hqt").items()}
+    {'a': ('uint8', (6,)), 'b': ('int32', (2, 2))}
     """
     with HQTFile(path, max_decoded_bytes=max_decoded_bytes) as f:
         return f.read_all(threads=threads)
@@ -347,7 +359,14 @@ def load_tensor(
     threads: int | None = None,
 ) -> np.ndarray:
     """Decode one tensor by name (or only its ``channels``, see :meth:`HQTFile.read`); the other tensors' data is
-    never read. ``max_decoded_bytes`` and ``threads`` as in :func:`load`."""
+    never read. ``max_decoded_bytes`` and ``threads`` as in :func:`load`.
+
+    >>> import numpy as np, entropy
+    >>> x = np.arange(12, dtype=np.int8).reshape(3, 4)
+    >>> _ = entropy.save("x.hqt", {"x": x, "y": np.ones(1000, np.uint8)}, channel_axis=0)
+    >>> entropy.load_tensor("x.hqt", "x", channels=slice(2, 3)).tolist()
+    [[8, 9, 10, 11]]
+    """
     with HQTFile(path, max_decoded_bytes=max_decoded_bytes) as f:
         return f.read(name, channels=channels, threads=threads)
 
@@ -368,7 +387,14 @@ def dequantize(path: str | os.PathLike[str], name: str, *, max_decoded_bytes: in
 
 
 def info(path: str | os.PathLike[str]) -> FileInfo:
-    """Sizes, bits per value and statistics of every tensor, from the header alone."""
+    """Sizes, bits per value and statistics of every tensor, from the header alone.
+
+    >>> import numpy as np, entropy
+    >>> _ = entropy.save("z.hqt", {"z": np.zeros(1000, np.uint8)}, {"model": "toy"})
+    >>> fi = entropy.info("z.hqt")
+    >>> fi.metadata["model"], fi.tensor("z").n_values, fi.tensor("z").entropy_bits
+    ('toy', 1000, 0.0)
+    """
     with HQTFile(path) as f:
         return f.info()
 
