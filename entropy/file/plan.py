@@ -199,10 +199,10 @@ def _shared_layouts(
             if best is None or bits < best[0]:
                 best = (bits, k, cb)
         _, k, cb = best
+        pooled = dataclasses.replace(opts, group=k)
         for n in names:
             try:
-                prep = prepare_encode(arrays[n], dataclasses.replace(opts, group=k), codebook=cb, value_min=lo,
-                                      value_range=R)
+                prep = prepare_encode(arrays[n], pooled, codebook=cb, value_min=lo, value_range=R)
             except EntropyError as exc:
                 raise type(exc)(f"tensor {n!r}: {exc}") from exc
             out[n] = single_layout(prep, name=n, arrays=stored[n])

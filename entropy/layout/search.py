@@ -383,8 +383,7 @@ def prepare_streams(values: np.ndarray, choice: LayoutChoice) -> list[PreparedEn
             continue
         assert rows is not None and s.channels is not None
         p = s.params
-        enc = prepare_encode(rows[s.channels].reshape(-1), max_code_length=p.max_code_length,
-                             chunk_size=p.chunk_size, params=p, codebook=s.codebook)
+        enc = prepare_encode(rows[s.channels].reshape(-1), params=p, codebook=s.codebook)  # (p fixes the coding)
         if enc.accounting.payload_bits != s.payload_bits or enc.index_length != s.index_bytes:
             raise FormatError(
                 f"{choice.name} stream {j}: the codec gives {enc.accounting.payload_bits} payload bits and "
