@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,7 +18,9 @@ from entropy.codec.lengths import MAX_SUPPORTED_LENGTH
 from entropy.codec.params import MAX_CHUNK_SIZE, MODES
 from entropy.errors import EntropyError
 
-__all__ = ["CodecOptions", "check_int"]
+__all__ = ["CodecOptions", "check_int", "given_or_default"]
+
+T = TypeVar("T")
 
 _GROUPS = {1: ("plain", "runs"), 2: ("pairs",), "auto": MODES}  # the symbol modes each ``group`` allows
 
@@ -29,6 +32,15 @@ def check_int(name: str, x: object, lo: int, hi: int) -> int:
     if not lo <= int(x) <= hi:
         raise EntropyError(f"{name} must be in {lo}..{hi}, got {x}")
     return int(x)
+
+
+def given_or_default(options: T | None, default: T) -> T:
+    """``options`` when it is of ``default``'s type, ``default`` when None (EntropyError for anything else)."""
+    if options is None:
+        return default
+    if not isinstance(options, type(default)):
+        raise EntropyError(f"options must be {type(default).__name__}, got {type(options).__name__}")
+    return options
 
 
 def _allowed_modes(group: object, mode: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -106,10 +118,7 @@ class CodecOptions:
         >>> CodecOptions.of(CodecOptions(chunk_size=1024), max_code_length=11)
         CodecOptions(max_code_length=11, chunk_size=1024, group='auto', mode='auto', escape=True)
         """
-        if options is None:
-            options = _DEFAULT
-        elif not isinstance(options, CodecOptions):
-            raise EntropyError(f"options must be CodecOptions, got {type(options).__name__}")
+        options = given_or_default(options, _DEFAULT)
         if not fields:
             return options
         unknown = sorted(set(fields) - set(FIELDS))

@@ -15,7 +15,7 @@ from types import MappingProxyType
 import numpy as np
 
 from entropy.codec.options import FIELDS as CODEC_FIELDS
-from entropy.codec.options import CodecOptions
+from entropy.codec.options import CodecOptions, given_or_default
 from entropy.errors import EntropyError, FormatError
 from entropy.layout.search import CLUSTER_COUNTS, layout_request
 
@@ -102,10 +102,7 @@ class FileOptions:
         :class:`~entropy.CodecOptions` (``max_code_length``, ...) replace those of ``options.codec``. How every
         file entry point turns its keyword arguments into options: raises TypeError for a name that is neither,
         EntropyError for a bad value."""
-        if options is None:
-            options = _DEFAULT
-        elif not isinstance(options, FileOptions):
-            raise EntropyError(f"options must be FileOptions, got {type(options).__name__}")
+        options = given_or_default(options, _DEFAULT)
         if not fields:
             return options
         codec_fields = {k: fields.pop(k) for k in list(fields) if k in CODEC_FIELDS}
