@@ -18,7 +18,7 @@ import entropy
 from analysis import report as R
 from analysis.cli import main
 from analysis.errors import AnalysisError
-from entropy.container import HQTFile
+from entropy import HQTFile
 
 
 class TinyNet(nn.Module):
