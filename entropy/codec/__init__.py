@@ -1,6 +1,7 @@
 """The codec: integer arrays <-> chunked canonical-Huffman bitstreams (the bottom layer of :mod:`entropy`).
 
-:mod:`~entropy.codec.params` (a stream's parameters, :class:`CodecParams`), :mod:`~entropy.codec.lengths` (code
+:mod:`~entropy.codec.options` (how a stream is coded, :class:`CodecOptions`), :mod:`~entropy.codec.params` (a
+stream's parameters, :class:`CodecParams`), :mod:`~entropy.codec.lengths` (code
 lengths), :mod:`~entropy.codec.codebook` (canonical codes and their serialized form), :mod:`~entropy.codec.measures`
 (entropies and payload sizes), :mod:`~entropy.codec.modes` (a stream's symbol mode, window, escapes and code, by
 exact size), :mod:`~entropy.codec.streams` (encode and decode one array), :mod:`~entropy.codec.small_streams`
