@@ -37,7 +37,9 @@ from entropy.errors import CodebookError, EntropyError, StreamError, SymbolError
 from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 from entropy.measures import shannon_entropy
 from entropy.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
-from entropy.plan import StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms
+from entropy.plan import (
+    RAW_COUNT_MIN_VALUES, ByteCounts, StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms,
+)
 from entropy.threads import resolve as resolve_threads
 from entropy.threads import group_bounds, run_groups
 from entropy.threads import using as using_threads
@@ -253,8 +255,12 @@ def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_
         H = _value_entropy(flat, p, counts)
     else:
         small = flat.tolist() if n <= small_streams.SMALL_VALUES else None  # (Python ints: faster for a few)
+        raw = None
         if small is not None:
             lo, hi = (min(small), max(small)) if small else (0, 0)
+        elif dt.itemsize == 1 and not M and n >= RAW_COUNT_MIN_VALUES:  # span and histograms from one count
+            raw = ByteCounts(flat, pairs="pairs" in modes and C % 2 == 0, max_code_length=L)
+            lo, hi = raw.span()
         else:
             lo, hi = _value_span(flat, resolve_threads(threads))
         if value_min is not None or value_range is not None:
@@ -273,7 +279,7 @@ def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_
         got = small_streams.plan(memo, lo)
         if got is None:
             plan, H = choose_plan(flat, max_code_length=L, chunk_size=C, modes=modes, escape=bool(escape), lo=lo,
-                                  hi=hi, row_length=M, **window)
+                                  hi=hi, row_length=M, byte_counts=raw, **window)
             got = plan.params, plan.codebook, _accounting(plan, n, H)
             small_streams.remember_plan(memo, lo, *got)
         params, codebook, accounting = got

@@ -341,6 +341,75 @@ def stream_histogram(values: np.ndarray, params: CodecParams) -> np.ndarray:
     return total
 
 
+#: 1-byte streams without rows of at least this many values are counted once by raw byte or byte pair
+#: (:class:`ByteCounts`): their span and their histograms of any window from one pass
+RAW_COUNT_MIN_VALUES = 1 << 16
+#: values whose distinct pairs tell whether a pair code could be chosen at all
+_PAIR_PROBE_VALUES = 1 << 16
+
+
+class ByteCounts:
+    """One raw count of a 1-byte stream without rows, for its span and its plain and pair histograms of any window.
+
+    The values are counted by byte pair (``(v[2i], v[2i + 1])``: 65536 counts, the byte counts follow) when a pair
+    code could be chosen, else by byte: pairs are left out when their first values already hold more distinct
+    pairs than ``2**max_code_length`` codes (:func:`best_plan` then never builds a pair code), and counted later
+    only if asked for anyway. One pass over the values replaces a min, a max and a histogram.
+    """
+
+    def __init__(self, flat: np.ndarray, *, pairs: bool, max_code_length: int) -> None:
+        from entropy import kernels
+
+        self._u = flat.view(np.uint8)
+        self._signed = flat.dtype.kind == "i"
+        self.few_pairs = pairs and kernels.distinct_pairs(self._u, _PAIR_PROBE_VALUES) <= 1 << max_code_length
+        self._pairs = kernels.raw_byte_counts(self._u, True) if self.few_pairs else None
+        self._bytes = None if self.few_pairs else kernels.raw_byte_counts(self._u, False)
+
+    def _byte_counts(self) -> np.ndarray:
+        if self._bytes is None:
+            sq = self._pairs.reshape(256, 256)  # [second, first]
+            self._bytes = sq.sum(axis=0) + sq.sum(axis=1)
+            if self._u.size % 2:
+                self._bytes[self._u[-1]] += 1
+        return self._bytes
+
+    def span(self) -> tuple[int, int]:
+        """Smallest and largest value ((0, 0) when empty)."""
+        present = np.flatnonzero(self._byte_counts())
+        if present.size == 0:
+            return 0, 0
+        vals = ((present + 128) & 255) - 128 if self._signed else present
+        return int(vals.min()), int(vals.max())
+
+    def share(self, value_min: int, value_range: int) -> float:
+        """Share of the values taken by the most frequent one in the window."""
+        n = self._u.size
+        return float(self._byte_counts()[(int(value_min) + np.arange(value_range)) & 255].max()) / n if n else 0.0
+
+    def histogram(self, p: CodecParams) -> np.ndarray | None:
+        """The symbol histogram of ``p`` when it is plain symbols or pairs without rows, escapes and runs, and every
+        value lies in its window; else None."""
+        if p.runs or p.escape_range or p.row_length:
+            return None
+        from entropy import kernels
+
+        n, R = self._u.size, p.value_range
+        v = (int(p.value_min) + np.arange(R)) & 255
+        if p.group == 1:
+            got = self._byte_counts()[v]
+            return got if int(got.sum()) == n else None
+        if self._pairs is None:
+            self._pairs = kernels.raw_byte_counts(self._u, True)
+        got = self._pairs[v[:, None] | (v[None, :] << 8)].reshape(-1)
+        if n % 2:  # the last value, paired with base symbol 0
+            s = (int(self._u[-1]) - int(p.value_min)) & 255
+            if s >= R:
+                return None
+            got[s * R] += 1
+        return got if int(got.sum()) == -(-n // 2) else None
+
+
 def choose_plan(
     flat: np.ndarray,
     *,
@@ -353,13 +422,15 @@ def choose_plan(
     value_min: int | None = None,
     value_range: int | None = None,
     row_length: int = 0,
+    byte_counts: ByteCounts | None = None,
 ) -> tuple[StreamPlan, float]:
     """The smallest plan for the native-order 1-D array ``flat`` (values in [lo, hi]) over the allowed
     ``modes`` (:func:`best_plan`), and the order-0 entropy of its values (bits/value).
 
     With ``value_min``/``value_range`` the window is fixed and nothing is escaped. ``row_length``: see
     :class:`CodecParams`. Otherwise the window is the values' span when it holds at most 65536 values, else (with
-    ``escape``) a 65535-wide window of the densest values with the whole span as escape range.
+    ``escape``) a 65535-wide window of the densest values with the whole span as escape range. ``byte_counts``: the
+    raw counts of a 1-byte ``flat`` without rows, where the histograms come from when they can.
     """
     n = flat.size
     L, C = max_code_length, chunk_size
@@ -383,8 +454,19 @@ def choose_plan(
                        escape_min=esc_min, escape_range=esc_range, row_length=row_length)
     modes = tuple(m for m in MODES if m in set(modes))
     free = escape and not fixed
-    best, counts1 = best_plan(lambda p: stream_histogram(flat, p), base, n, modes=modes, rare_escapes=free, narrow_runs=free,
-                              lo=lo, hi=hi)
+    def histograms(p: CodecParams) -> np.ndarray | None:
+        if byte_counts is not None:
+            if (p.group == 2 and not byte_counts.few_pairs and modes != ("pairs",)
+                    and not ("runs" in modes and byte_counts.share(vmin, R) >= _RUNS_MIN_SHARE)):
+                # more distinct pairs than codes: best_plan would not build a pair code, and the run symbols are
+                # not judged by the pairs' entropy
+                return None
+            got = byte_counts.histogram(p)
+            if got is not None:
+                return got
+        return stream_histogram(flat, p)
+
+    best, counts1 = best_plan(histograms, base, n, modes=modes, rare_escapes=free, narrow_runs=free, lo=lo, hi=hi)
     if best is None:
         raise EntropyError(f"none of the modes {', '.join(modes)} can code these values")
     # entropy of the values: from the window histogram unless values lie outside it

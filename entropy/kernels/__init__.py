@@ -33,7 +33,7 @@ kernels compile on first use and are cached on disk (``cache=True``).
 """
 
 from entropy.kernels.common import DecodeFailure
-from entropy.kernels.count import count_buckets, count_rows, count_symbols
+from entropy.kernels.count import count_buckets, count_rows, count_symbols, distinct_pairs, raw_byte_counts
 from entropy.kernels.decode import decode_symbols, decode_table, decode_table_x2
 from entropy.kernels.decode_runs import decode_runs
 from entropy.kernels.encode import encode_symbols
@@ -41,5 +41,6 @@ from entropy.kernels.huffman import huffman_rows, package_merge, rle_tokens
 
 __all__ = [
     "count_symbols", "encode_symbols", "decode_symbols", "decode_table", "decode_table_x2", "DecodeFailure",
-    "huffman_rows", "package_merge", "rle_tokens", "count_rows", "count_buckets", "decode_runs",
+    "huffman_rows", "package_merge", "rle_tokens", "count_rows", "count_buckets", "decode_runs", "raw_byte_counts",
+    "distinct_pairs",
 ]
