@@ -7,6 +7,7 @@ Values of any shape and byte order are flattened in C order and coded as symbols
   value ``value_min``, which the decoder checks and drops);
 * runs: symbol ``r * V + b`` stands for ``r`` copies of the run value (the most frequent one) and then the
   value of base symbol ``b`` - runs of a sparse map's zeros cost little inside a canonical Huffman code;
+* stored: no code, every value ``v - value_min`` in the bits of the window (incompressible data, at copy speed);
 
 and, with escapes, base symbol ``value_range`` is an escape: the value follows raw, so arrays whose values
 do not fit a window of 65536 values or a code of ``2**L`` symbols still code compactly. :func:`prepare_encode`
@@ -15,7 +16,8 @@ chooses mode, window, escapes and code-length limit by exact total size (:mod:`e
 Symbols are cut into chunks of ``chunk_size`` values; each chunk's payload bits are recorded, so any range of
 chunks decodes on its own. Chunk index (``EncodedTensor.index_bytes``): one unsigned big-endian integer per
 chunk, its payload bits; 2 bytes per entry when a full chunk can never need more than 65535 bits
-(:attr:`CodecParams.index_entry_bytes`), else 4 bytes.
+(:attr:`CodecParams.index_entry_bytes`), else 4 bytes; none for a stored stream (its chunks' bits follow from
+their values).
 
 The payload is MSB-first, chunks concatenated without padding, zero bits up to the next byte. Nothing here
 trusts a stream: every inconsistency raises :class:`StreamError` naming the chunk. Every new stream's first
@@ -27,7 +29,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -38,7 +40,8 @@ from entropy.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 from entropy.measures import shannon_entropy
 from entropy.params import MAX_CHUNK_SIZE, MAX_ROW_LENGTH, MODES, CodecParams
 from entropy.plan import (
-    RAW_COUNT_MIN_VALUES, ByteCounts, StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms,
+    RAW_COUNT_MIN_VALUES, RawCounts, StreamPlan, choose_plan, plan_from_counts, stored_plan, stream_histogram,
+    symbol_histograms,
 )
 from entropy.threads import resolve as resolve_threads
 from entropy.threads import group_bounds, run_groups
@@ -114,21 +117,30 @@ class EncodedTensor:
         return _index_bytes(self.chunk_bits, self.params)
 
     @staticmethod
-    def parse_index(buf: bytes, n_chunks: int, params: CodecParams) -> np.ndarray:
-        """Parse and validate a chunk index; returns uint32[n_chunks] (raises StreamError)."""
+    def parse_index(buf: bytes, n_chunks: int, params: CodecParams, n_values: int | None = None) -> np.ndarray:
+        """Parse and validate a chunk index; returns uint32[n_chunks] (raises StreamError). A stored stream has no
+        index (``buf`` is empty): its chunks' bits follow from their value counts, which take ``n_values`` (the
+        stream's values)."""
         params.validate()
         w = params.index_entry_bytes
         if n_chunks < 0:
             raise StreamError(f"negative chunk count {n_chunks}")
         if len(buf) != n_chunks * w:
             raise StreamError(f"chunk index is {len(buf)} bytes, expected {n_chunks} chunks x {w} bytes")
+        if params.stored:
+            if n_values is None or params.n_chunks(n_values) != n_chunks:
+                raise StreamError(f"a stored stream of {n_chunks} chunks needs its value count, got {n_values}")
+            return params.chunk_bit_bounds(n_values)[0].astype(np.uint32)  # (fewest = most bits)
         arr = np.frombuffer(bytes(buf), dtype=">u2" if w == 2 else ">u4").astype(np.uint32)
         _check_chunk_bits(arr, params)
         return arr
 
 
 def _index_bytes(chunk_bits: np.ndarray, params: CodecParams) -> bytes:
+    if params.stored:
+        return b""
     return np.asarray(chunk_bits).astype(">u2" if params.index_entry_bytes == 2 else ">u4").tobytes()
+
 
 
 def _check_chunk_bits(arr: np.ndarray, params: CodecParams) -> None:
@@ -188,7 +200,7 @@ def _modes(group: int | str, mode: str | Iterable[str]) -> tuple[str, ...]:
     bad = [m for m in wanted if m not in MODES]
     if bad or not wanted:
         raise EntropyError(f"mode must be 'auto' or among {', '.join(MODES)}, got {mode!r}")
-    by_group = {1: ("plain", "runs"), 2: ("pairs",), "auto": MODES}[group]
+    by_group = {1: ("plain", "runs"), 2: ("pairs",), "auto": MODES}[group]  # (stored: no code, with "auto")
     allowed = tuple(m for m in MODES if m in wanted and m in by_group)
     if not allowed:
         raise EntropyError(f"group {group!r} and mode {mode!r} leave no symbol mode")
@@ -247,19 +259,22 @@ def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_
             p.rows(n)
         except StreamError as exc:
             raise EntropyError(str(exc)) from None
-        counts = stream_histogram(flat, p)
-        try:
-            plan = plan_from_counts(counts, p, p.n_chunks(n), codebook=codebook)
-        except SymbolError as exc:
-            raise SymbolError(f"{exc} in the {'shared codebook' if codebook is not None else 'code'}") from None
-        H = _value_entropy(flat, p, counts)
+        if p.stored:
+            plan, H = _stored_encode(flat, p, codebook)
+        else:
+            counts = stream_histogram(flat, p)
+            try:
+                plan = plan_from_counts(counts, p, p.n_chunks(n), codebook=codebook)
+            except SymbolError as exc:
+                raise SymbolError(f"{exc} in the {'shared codebook' if codebook is not None else 'code'}") from None
+            H = _value_entropy(flat, p, counts)
     else:
         small = flat.tolist() if n <= small_streams.SMALL_VALUES else None  # (Python ints: faster for a few)
         raw = None
         if small is not None:
             lo, hi = (min(small), max(small)) if small else (0, 0)
-        elif dt.itemsize == 1 and not M and n >= RAW_COUNT_MIN_VALUES:  # span and histograms from one count
-            raw = ByteCounts(flat, pairs="pairs" in modes and C % 2 == 0, max_code_length=L)
+        elif dt.itemsize <= 2 and not M and n >= RAW_COUNT_MIN_VALUES:  # span and histograms from one count
+            raw = RawCounts(flat, pairs="pairs" in modes and C % 2 == 0, max_code_length=L)
             lo, hi = raw.span()
         else:
             lo, hi = _value_span(flat, resolve_threads(threads))
@@ -279,7 +294,7 @@ def _prepare_encode(values, max_code_length, chunk_size, group, codebook, value_
         got = small_streams.plan(memo, lo)
         if got is None:
             plan, H = choose_plan(flat, max_code_length=L, chunk_size=C, modes=modes, escape=bool(escape), lo=lo,
-                                  hi=hi, row_length=M, byte_counts=raw, **window)
+                                  hi=hi, row_length=M, raw_counts=raw, **window)
             got = plan.params, plan.codebook, _accounting(plan, n, H)
             small_streams.remember_plan(memo, lo, *got)
         params, codebook, accounting = got
@@ -338,6 +353,23 @@ def _shared_params(codebook, params, L, C, group, value_min, value_range, M) -> 
     if codebook.max_length > L:
         raise CodebookError(f"shared codebook has {codebook.max_length}-bit codes, above max_code_length {L}")
     return CodecParams(group=k, max_code_length=L, chunk_size=C, value_min=vmin, value_range=R, row_length=M)
+
+
+def _stored_encode(flat: np.ndarray, p: CodecParams, codebook: Codebook | None) -> tuple[StreamPlan, float]:
+    """The plan of coding ``flat`` as the given stored stream ``p`` (every value must lie in its window), and the
+    order-0 entropy of the values."""
+    if codebook is not None and codebook.n_present:
+        raise EntropyError("a stored stream's codebook must be the empty code (it has none)")
+    lo, hi = _value_span(flat)
+    if flat.size and (lo < p.value_min or hi > p.value_min + p.value_range - 1):
+        bad = int(np.flatnonzero((flat < p.value_min) | (flat > p.value_min + p.value_range - 1))[0])
+        raise SymbolError(f"value {int(flat[bad])} at flat index {bad} is outside the stored window "
+                          f"[{p.value_min}, {p.value_min + p.value_range - 1}]")
+    if p.value_range <= MAX_ALPHABET:
+        H = shannon_entropy(stream_histogram(flat, replace(p, stored=False, row_length=0)))
+    else:
+        H = shannon_entropy(np.unique(flat, return_counts=True)[1]) if flat.size else 0.0
+    return stored_plan(p, flat.size), H
 
 
 def _value_entropy(flat: np.ndarray, p: CodecParams, counts: np.ndarray) -> float:
@@ -486,11 +518,12 @@ def encode(
         symbols occur than ``2**L`` codes exist, the codec either raises the limit just enough (at most to
         16 bits) or escapes the rarest values, whichever is smaller; the stream's params carry the limit used.
     chunk_size: values per chunk (even for pairs).
-    group: 1 (no pairs), 2 (pairs only) or "auto".
-    mode: "auto", or one or several of "plain", "pairs", "runs" to choose among (with ``group``).
+    group: 1 (single values in a code: plain or run symbols), 2 (pairs only) or "auto" (any mode, stored too).
+    mode: "auto", or one or several of "plain", "pairs", "runs", "stored" to choose among (with ``group``).
         "auto" picks the smallest total by exact size; pairs are considered when at most 256 values occur and
         chunk_size is even, run symbols when the most frequent value is common and the plain code is
-        measurably above the entropy.
+        measurably above the entropy; with group "auto", "stored" (no code: every value in the bits of its window,
+        at copy speed) whenever a code would not be smaller.
     escape: allow escapes (values coded raw after an escape symbol) for values outside a 65536-value window
         and for rare values when the code cannot hold them all; False raises SymbolError for values spanning
         more than 65536 instead.
@@ -577,7 +610,10 @@ def _prepare(shape, dtype, params, codebook, chunk_bits, payload):
         raise StreamError(f"payload is {buf.size} bytes, the chunk index says {total} bits = {need} bytes")
     if total % 8 and int(buf[-1]) & ((1 << (8 - total % 8)) - 1):
         raise StreamError(f"chunk {n_chunks - 1}: nonzero padding bits after the payload's last code")
-    if n and codebook.n_present == 0:
+    if params.stored:  # (its chunks' bits were checked exactly above: fewest = most)
+        if codebook.n_present:
+            raise StreamError("a stored stream's codebook must be the empty code")
+    elif n and codebook.n_present == 0:
         raise StreamError(f"{n} values to decode but the codebook has no code")
     return n, dt, offsets, buf
 
@@ -592,6 +628,13 @@ def _decode_range(n, dt, params, codebook, offsets, payload, start, stop, thread
     cvals = np.diff(starts)
     if starts[-1] <= starts[0]:
         return np.empty(0, dtype=dt)
+    if params.stored:
+        out = np.empty(int(starts[-1] - starts[0]), dtype=dt)
+        try:
+            kernels.decode_stored(payload, params, n, start, stop, out, threads)
+        except kernels.DecodeFailure as exc:
+            raise StreamError(f"chunk {exc.chunk} of {n_chunks}: {exc}") from None
+        return out
     if params.runs or params.escape_range:
         out = np.empty(int(starts[-1] - starts[0]), dtype=dt)
         try:

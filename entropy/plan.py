@@ -23,10 +23,10 @@ from entropy.codebook import Codebook
 from entropy.errors import CodebookError, EntropyError, SymbolError
 from entropy.lengths import MAX_ALPHABET, code_lengths
 from entropy.measures import shannon_entropy
-from entropy.params import MAX_ESCAPE_RANGE, MODES, CodecParams
+from entropy.params import MAX_ESCAPE_RANGE, MAX_STORED_RANGE, MODES, CodecParams
 
 __all__ = ["StreamPlan", "Histograms", "symbol_histograms", "stream_histogram", "plan_from_counts", "best_plan", "choose_plan", "DEFAULT_RUNS",
-           "RUN_PREFIXES", "MAX_RAISED_LENGTH"]
+           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "STORED_CODEBOOK", "stored_plan"]
 
 #: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value); 64 and
 #: 256 prefixes are tried too on data whose mean run reaches a quarter of that
@@ -168,6 +168,25 @@ def _limit_for(n_present: int) -> int:
     return max(1, (max(n_present, 1) - 1).bit_length())
 
 
+#: the codebook of every stored stream: the empty code of one symbol (a stored stream has no code)
+STORED_CODEBOOK = Codebook(np.zeros(1, dtype=np.uint8))
+
+
+def stored_plan(params: CodecParams, n_values: int) -> StreamPlan | None:
+    """A stream of ``n_values`` values stored in the bits of a window, with its exact sizes: ``params`` itself when
+    it is a stored stream, else the stored stream of its window (of its escape range when it has escapes), without
+    rows (a stored stream reads any range of values directly); None when that window holds fewer than 2 or more
+    than 2**32 values."""
+    if not params.stored:
+        lo, R = (params.escape_min, params.escape_range) if params.escape_range else (params.value_min, params.value_range)
+        if not 2 <= R <= MAX_STORED_RANGE:
+            return None
+        params = CodecParams(group=1, max_code_length=params.max_code_length, chunk_size=params.chunk_size,
+                             value_min=lo, value_range=R, stored=True)
+    return StreamPlan(params=params, codebook=STORED_CODEBOOK, payload_bits=int(n_values) * params.stored_bits,
+                      escape_bits=0, codebook_bits=STORED_CODEBOOK.serialized_bits, index_bits=0)
+
+
 def plan_from_counts(counts: np.ndarray, params: CodecParams, n_chunks: int, *,
                      codebook: Codebook | None = None) -> StreamPlan:
     """The smallest way to code a stream whose symbol histogram is ``counts`` (int64 ``[params.alphabet_size]``,
@@ -184,9 +203,11 @@ def plan_from_counts(counts: np.ndarray, params: CodecParams, n_chunks: int, *,
 
     Deterministic: the same counts and params give the same plan. Sizes: ``payload_bits`` =
     sum(count x length) + escaped occurrences x ``escape_bits``; ``codebook_bits`` = 8 x len(codebook.to_bytes());
-    ``index_bits`` = 8 x n_chunks x ``params.index_entry_bytes``.
+    ``index_bits`` = 8 x n_chunks x ``params.index_entry_bytes``. (A stored stream has no code: :func:`stored_plan`.)
     """
     params.validate()
+    if params.stored:
+        raise EntropyError("a stored stream has no code to plan from counts (see stored_plan)")
     c = np.asarray(counts)
     if c.shape != (params.alphabet_size,) or not np.issubdtype(c.dtype, np.integer):
         raise EntropyError(f"counts must be an integer array of {params.alphabet_size} symbols, got {c.dtype} {c.shape}")
@@ -341,66 +362,78 @@ def stream_histogram(values: np.ndarray, params: CodecParams) -> np.ndarray:
     return total
 
 
-#: 1-byte streams without rows of at least this many values are counted once by raw byte or byte pair
-#: (:class:`ByteCounts`): their span and their histograms of any window from one pass
+#: 1- and 2-byte streams without rows of at least this many values are counted once by raw value (or byte pair)
+#: (:class:`RawCounts`): their span and their histograms of any window from one pass
 RAW_COUNT_MIN_VALUES = 1 << 16
 #: values whose distinct pairs tell whether a pair code could be chosen at all
 _PAIR_PROBE_VALUES = 1 << 16
 
 
-class ByteCounts:
-    """One raw count of a 1-byte stream without rows, for its span and its plain and pair histograms of any window.
+class RawCounts:
+    """One raw count of a 1- or 2-byte stream without rows, for its span and its plain (and pair) histograms of any
+    window: one pass over the values where a min, a max and a histogram would each read them.
 
-    The values are counted by byte pair (``(v[2i], v[2i + 1])``: 65536 counts, the byte counts follow) when a pair
-    code could be chosen, else by byte: pairs are left out when their first values already hold more distinct
-    pairs than ``2**max_code_length`` codes (:func:`best_plan` then never builds a pair code), and counted later
-    only if asked for anyway. One pass over the values replaces a min, a max and a histogram.
+    1-byte values are counted by byte pair (``(v[2i], v[2i + 1])``: 65536 counts, the byte counts follow) when a
+    pair code could be chosen, else by byte: pairs are left out when the first values already hold more distinct
+    pairs than ``2**max_code_length`` codes (then :func:`best_plan` never builds a pair code:
+    :attr:`pairs_excluded`), and counted later only if asked for. 2-byte values are counted by value (65536
+    counts); their pairs are counted the ordinary way.
     """
 
     def __init__(self, flat: np.ndarray, *, pairs: bool, max_code_length: int) -> None:
         from entropy import kernels
 
-        self._u = flat.view(np.uint8)
+        self._u = flat.view(f"u{flat.dtype.itemsize}")
+        self._bits = 8 * flat.dtype.itemsize
         self._signed = flat.dtype.kind == "i"
-        self.few_pairs = pairs and kernels.distinct_pairs(self._u, _PAIR_PROBE_VALUES) <= 1 << max_code_length
-        self._pairs = kernels.raw_byte_counts(self._u, True) if self.few_pairs else None
-        self._bytes = None if self.few_pairs else kernels.raw_byte_counts(self._u, False)
+        self._pairs = self._values = None
+        self.pairs_excluded = False
+        if self._bits == 8 and pairs:
+            self.pairs_excluded = kernels.distinct_pairs(self._u, _PAIR_PROBE_VALUES) > 1 << max_code_length
+        if self._bits == 8 and pairs and not self.pairs_excluded:
+            self._pairs = kernels.raw_counts(self._u, pairs=True)
+        else:
+            self._values = kernels.raw_counts(self._u)
 
-    def _byte_counts(self) -> np.ndarray:
-        if self._bytes is None:
+    def _value_counts(self) -> np.ndarray:
+        if self._values is None:
             sq = self._pairs.reshape(256, 256)  # [second, first]
-            self._bytes = sq.sum(axis=0) + sq.sum(axis=1)
+            self._values = sq.sum(axis=0) + sq.sum(axis=1)
             if self._u.size % 2:
-                self._bytes[self._u[-1]] += 1
-        return self._bytes
+                self._values[self._u[-1]] += 1
+        return self._values
 
     def span(self) -> tuple[int, int]:
         """Smallest and largest value ((0, 0) when empty)."""
-        present = np.flatnonzero(self._byte_counts())
+        present = np.flatnonzero(self._value_counts())
         if present.size == 0:
             return 0, 0
-        vals = ((present + 128) & 255) - 128 if self._signed else present
+        half = 1 << (self._bits - 1)
+        vals = ((present + half) & (2 * half - 1)) - half if self._signed else present
         return int(vals.min()), int(vals.max())
+
+    def _window(self, value_min: int, value_range: int) -> np.ndarray:
+        return (int(value_min) + np.arange(value_range)) & ((1 << self._bits) - 1)
 
     def share(self, value_min: int, value_range: int) -> float:
         """Share of the values taken by the most frequent one in the window."""
         n = self._u.size
-        return float(self._byte_counts()[(int(value_min) + np.arange(value_range)) & 255].max()) / n if n else 0.0
+        return float(self._value_counts()[self._window(value_min, value_range)].max()) / n if n else 0.0
 
     def histogram(self, p: CodecParams) -> np.ndarray | None:
-        """The symbol histogram of ``p`` when it is plain symbols or pairs without rows, escapes and runs, and every
-        value lies in its window; else None."""
-        if p.runs or p.escape_range or p.row_length:
+        """The symbol histogram of ``p`` when it is plain symbols (or, of 1-byte values, pairs) without rows,
+        escapes and runs, and every value lies in its window; else None."""
+        if p.runs or p.escape_range or p.row_length or p.stored or (p.group == 2 and self._bits != 8):
             return None
         from entropy import kernels
 
         n, R = self._u.size, p.value_range
-        v = (int(p.value_min) + np.arange(R)) & 255
+        v = self._window(p.value_min, R)
         if p.group == 1:
-            got = self._byte_counts()[v]
+            got = self._value_counts()[v]
             return got if int(got.sum()) == n else None
         if self._pairs is None:
-            self._pairs = kernels.raw_byte_counts(self._u, True)
+            self._pairs = kernels.raw_counts(self._u, pairs=True)
         got = self._pairs[v[:, None] | (v[None, :] << 8)].reshape(-1)
         if n % 2:  # the last value, paired with base symbol 0
             s = (int(self._u[-1]) - int(p.value_min)) & 255
@@ -422,15 +455,15 @@ def choose_plan(
     value_min: int | None = None,
     value_range: int | None = None,
     row_length: int = 0,
-    byte_counts: ByteCounts | None = None,
+    raw_counts: RawCounts | None = None,
 ) -> tuple[StreamPlan, float]:
     """The smallest plan for the native-order 1-D array ``flat`` (values in [lo, hi]) over the allowed
     ``modes`` (:func:`best_plan`), and the order-0 entropy of its values (bits/value).
 
     With ``value_min``/``value_range`` the window is fixed and nothing is escaped. ``row_length``: see
     :class:`CodecParams`. Otherwise the window is the values' span when it holds at most 65536 values, else (with
-    ``escape``) a 65535-wide window of the densest values with the whole span as escape range. ``byte_counts``: the
-    raw counts of a 1-byte ``flat`` without rows, where the histograms come from when they can.
+    ``escape``) a 65535-wide window of the densest values with the whole span as escape range. ``raw_counts``: the
+    raw counts of a 1- or 2-byte ``flat`` without rows, where the histograms come from when they can.
     """
     n = flat.size
     L, C = max_code_length, chunk_size
@@ -455,13 +488,13 @@ def choose_plan(
     modes = tuple(m for m in MODES if m in set(modes))
     free = escape and not fixed
     def histograms(p: CodecParams) -> np.ndarray | None:
-        if byte_counts is not None:
-            if (p.group == 2 and not byte_counts.few_pairs and modes != ("pairs",)
-                    and not ("runs" in modes and byte_counts.share(vmin, R) >= _RUNS_MIN_SHARE)):
+        if raw_counts is not None:
+            if (p.group == 2 and raw_counts.pairs_excluded and modes != ("pairs",)
+                    and not ("runs" in modes and raw_counts.share(vmin, R) >= _RUNS_MIN_SHARE)):
                 # more distinct pairs than codes: best_plan would not build a pair code, and the run symbols are
                 # not judged by the pairs' entropy
                 return None
-            got = byte_counts.histogram(p)
+            got = raw_counts.histogram(p)
             if got is not None:
                 return got
         return stream_histogram(flat, p)
@@ -509,12 +542,17 @@ def best_plan(
         counts1[0] -= int(np.count_nonzero(base.chunk_values(n) % 2))  # the pad of each chunk of an odd count
     else:
         counts1 = histograms(base)
-    cands: list[StreamPlan] = []
+    # the stored stream first: a code that is not smaller loses to it
+    stored = stored_plan(base, n) if "stored" in modes and n else None
+    cands: list[StreamPlan] = [stored] if stored is not None else []
     plain_plan = None
     if "plain" in modes or "runs" in modes:  # runs are judged against the plain code
-        plain_plan = _plain_plans(counts1, base, n_chunks, rare_escapes)
-        if "plain" in modes:
-            cands.append(plain_plan)
+        # no plain code can beat a stored stream below its floor (nor run symbols, unless they are judged)
+        if stored is None or not _stored_wins(counts1, base, n_chunks, stored) or (
+                "runs" in modes and _runs_judged(counts1, base, n, modes, run_value)):
+            plain_plan = _plain_plans(counts1, base, n_chunks, rare_escapes)
+            if "plain" in modes:
+                cands.append(plain_plan)
     # pairs that need a raised limit are tried only when asked for alone (a 65536-symbol code costs time, and
     # plain symbols of such data are as good)
     if counts2 is not None and (modes == ("pairs",) or int(np.count_nonzero(counts2)) <= 1 << base.max_code_length):
@@ -529,8 +567,29 @@ def best_plan(
     return (min(cands, key=lambda p: p.cost_bits) if cands else None), counts1
 
 
+def _runs_judged(counts1: np.ndarray, base: CodecParams, n: int, modes: tuple[str, ...], run_value: int | None) -> bool:
+    """Whether :func:`_runs_plan` may try run symbols (it needs the plain plan then): run symbols asked for alone, or
+    the run value common enough."""
+    if modes == ("runs",):
+        return True
+    window = counts1[: base.value_range]
+    if run_value is None:
+        run_count = int(window.max()) if window.size else 0
+    elif 0 <= run_value - base.value_min < base.value_range:
+        run_count = int(window[run_value - base.value_min])
+    else:
+        return False
+    return n > 0 and run_count >= _RUNS_MIN_SHARE * n
+
+
 def _best_cost(plans: list[StreamPlan]) -> float:
     return min((p.cost_bits for p in plans), default=float("inf"))
+
+
+def _fixed_floor(params: CodecParams, n_chunks: int) -> int:
+    """Bits every coded stream of ``params`` takes besides its payload: a 1-byte codebook at least, the index and the
+    parameter block."""
+    return 8 + 8 * params.index_bytes(n_chunks) + 8 * params.block_bytes
 
 
 def _cost_floor(counts: np.ndarray, params: CodecParams, n_chunks: int) -> float:
@@ -538,7 +597,18 @@ def _cost_floor(counts: np.ndarray, params: CodecParams, n_chunks: int) -> float
     (no escapes): the entropy bound on the payload, a 1-byte codebook, the index and the parameter block. A plan
     whose floor is not below the best so far cannot win (ties keep the earlier plan), so it is not built."""
     payload = shannon_entropy(counts) * int(counts.sum())
-    return payload * (1 - 1e-9) - 1e-6 + 8 + 8 * params.index_bytes(n_chunks) + 8 * params.block_bytes
+    return payload * (1 - 1e-9) - 1e-6 + _fixed_floor(params, n_chunks)
+
+
+def _stored_wins(counts1: np.ndarray, base: CodecParams, n_chunks: int, stored: StreamPlan) -> bool:
+    """Whether no plain code of ``counts1`` (limited, raised or with escapes: each is a prefix code of the values)
+    can cost fewer bits than the ``stored`` plan: by the entropy bound, else by the optimal prefix code's payload
+    (one sort, no code lengths), each with the fixed part of the smallest parameters a plain code has."""
+    if _cost_floor(counts1, base, n_chunks) >= stored.cost_bits:
+        return True
+    from entropy import kernels
+
+    return kernels.huffman_cost(counts1) + _fixed_floor(base, n_chunks) >= stored.cost_bits
 
 
 def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: bool) -> StreamPlan:

@@ -55,7 +55,7 @@ def set_stream(tc: TensorCounts, channels: np.ndarray, *, modes: tuple[str, ...]
     n = int(np.size(channels)) * tc.row_length
     tries = [(True, modes)]
     if np.size(channels) > 1 and tc.row_length % chunk_size:
-        flat_modes = tuple(m for m in modes if m in ("plain", "pairs"))
+        flat_modes = tuple(m for m in modes if m in ("plain", "pairs", "stored"))
         if flat_modes:
             tries.append((False, flat_modes))
     for rows, ms in tries:
@@ -106,7 +106,8 @@ def channel_layout_lower_bound(tc: TensorCounts, *, modes: tuple[str, ...], max_
     Every channel's payload is at least the optimal Huffman payload of its histogram in the mode it uses, so at
     least the smallest of those over the modes it may use, where they are counted per row (0 bits for a channel that may use
     a mode that is not: pairs of a wide tensor, run symbols with fewer prefixes than counted); every stream adds a
-    stream record and an index; one codebook record at least."""
+    stream record and an index - but a stored stream, which has no index, and whose payload is the bits of the
+    channel's span per value; one codebook record at least."""
     M, T = tc.row_length, tc.value_range
     bound = _payload_floor(tc.counts)  # plain symbols (a mode more in the minimum only lowers the bound)
     free = np.zeros(tc.n_channels, dtype=bool)  # channels that may use a mode not counted per row
@@ -132,8 +133,12 @@ def channel_layout_lower_bound(tc: TensorCounts, *, modes: tuple[str, ...], max_
     bound[free] = 0
     smallest = CodecParams(group=1, max_code_length=max_code_length, chunk_size=chunk_size, value_min=0,
                            value_range=1)
-    per_channel = -(-bound // 8) + stream_record_bytes(smallest) + index_bytes(smallest, M)
-    return per_channel, codebook_record_bytes(b"\0")
+    per_channel = -(-bound // 8) + index_bytes(smallest, M)
+    if "stored" in modes:  # a stored channel: the bits of its own span per value, and no index
+        span = tc.row_max - tc.row_min + 1
+        bits = np.array([(int(s) - 1).bit_length() for s in span], dtype=np.int64)
+        per_channel = np.where(span >= 2, np.minimum(per_channel, -(-(bits * M) // 8)), per_channel)
+    return per_channel + stream_record_bytes(smallest), codebook_record_bytes(b"\0")
 
 
 def mode_histograms(tc: TensorCounts, params: CodecParams) -> np.ndarray | None:

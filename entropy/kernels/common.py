@@ -113,6 +113,41 @@ def _load_be64(typingctx, arr, off):
     return types.uint64(arr, off), codegen
 
 
+def _load_be_n(width: int):
+    """An intrinsic: the ``width`` bytes of an array's memory from byte ``off`` on, big-endian, as a uint64."""
+
+    @intrinsic
+    def load(typingctx, arr, off):
+        def codegen(context, builder, sig, args):
+            v = builder.load(_at(context, builder, sig.args[0], args[0], args[1], width), align=1)
+            return builder.zext(builder.bswap(v), ir.IntType(64))
+
+        return types.uint64(arr, off), codegen
+
+    return load
+
+
+def _store_be_n(width: int):
+    """An intrinsic: store the low ``width`` bytes of a uint64 big-endian at byte ``off`` of an array's memory."""
+
+    @intrinsic
+    def store(typingctx, arr, off, val):
+        def codegen(context, builder, sig, args):
+            v = builder.trunc(context.cast(builder, args[2], sig.args[2], types.uint64), ir.IntType(8 * width))
+            builder.store(builder.bswap(v), _at(context, builder, sig.args[0], args[0], args[1], width), align=1)
+            return context.get_dummy_value()
+
+        return types.void(arr, off, val), codegen
+
+    return store
+
+
+_load_be16 = _load_be_n(2)
+_load_be32 = _load_be_n(4)
+_store_be16 = _store_be_n(2)
+_store_be32 = _store_be_n(4)
+
+
 @intrinsic
 def _load_le16(typingctx, arr, off):
     """The 2 bytes of ``arr``'s memory from byte ``off`` on, as a little-endian uint16 widened to uint64."""

@@ -144,23 +144,49 @@ def distinct_pairs(u: np.ndarray, n: int) -> int:
     return int(_distinct_pairs(u, np.int64(n))) if n else 0
 
 
-def raw_byte_counts(u: np.ndarray, pairs: bool, threads: int | None = None) -> np.ndarray:
-    """Counts of the byte values of the 1-byte array ``u`` (int64[256]), or with ``pairs`` of its aligned pairs
-    ``(u[2i], u[2i + 1])`` (int64[65536], index ``u[2i] | u[2i + 1] << 8``; an odd last value is left out).
-    Window-free: a value's symbol follows from its byte (modulo 256). ``threads``: a large array is counted in
-    groups on up to this many threads."""
+@numba.njit(cache=True, nogil=True)
+def _count_raw_words(values, out):
+    """Add the counts of the 2-byte values of ``values`` to ``out`` (int64[65536]); uint32 counts (a 256 KiB table)
+    drained before they could overflow."""
+    sub = np.zeros(1 << 16, dtype=np.uint32)
+    n = np.uint64(values.size)
+    i = np.uint64(0)
+    while i < n:
+        stop = min(n, i + np.uint64(1 << 31))
+        while i + np.uint64(4) <= stop:
+            sub[values[i]] += 1
+            sub[values[i + np.uint64(1)]] += 1
+            sub[values[i + np.uint64(2)]] += 1
+            sub[values[i + np.uint64(3)]] += 1
+            i += np.uint64(4)
+        while i < stop:
+            sub[values[i]] += 1
+            i += np.uint64(1)
+        for k in range(1 << 16):
+            out[k] += np.int64(sub[k])
+            sub[k] = 0
+
+
+def raw_counts(u: np.ndarray, pairs: bool = False, threads: int | None = None) -> np.ndarray:
+    """Counts of the raw values of the 1- or 2-byte unsigned array ``u`` (int64[256] or [65536]), or with
+    ``pairs`` (1-byte values) of its aligned pairs ``(u[2i], u[2i + 1])`` (int64[65536], index
+    ``u[2i] | u[2i + 1] << 8``; an odd last value is left out). Window-free: a value's symbol follows from its raw
+    bits (modulo 2**bits). ``threads``: a large array is counted in groups on up to this many threads."""
     nt = resolve(threads)
     even = u.size - u.size % 2
     bounds = group_bounds(even // 2, even, nt, per_thread=2) * 2
-    size = 1 << 16 if pairs else 256
+    size = 1 << 16 if pairs or u.itemsize == 2 else 256
 
     def one(g: int) -> np.ndarray:
         a, b = int(bounds[g]), int(bounds[g + 1])
+        b = u.size if g == bounds.size - 2 and not pairs else b  # (the odd last value)
         c = np.zeros(size, dtype=np.int64)
         if pairs:
             _count_raw_pairs(u, np.int64(a), np.int64(b), c)
+        elif u.itemsize == 2:
+            _count_raw_words(u[a:b], c)
         else:
-            _count_raw_bytes(u[a : u.size if g == bounds.size - 2 else b], c)
+            _count_raw_bytes(u[a:b], c)
         return c
 
     parts = run_groups(one, bounds.size - 1, nt)
@@ -254,6 +280,8 @@ def count_rows(values: np.ndarray, params, threads: int | None = None) -> tuple[
     v = np.asarray(values)
     if v.ndim != 2:
         raise ValueError(f"values must be 2-D (rows, row length), got shape {v.shape}")
+    if params.stored:
+        raise ValueError("a stored stream has no symbols to count")
     n_rows, row_len = v.shape
     counts = np.zeros((n_rows, params.alphabet_size), dtype=np.int64)
     if v.size == 0:

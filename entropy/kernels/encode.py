@@ -318,7 +318,8 @@ def encode_symbols(
     piece_chunks: int = 256,
     threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Encode ``flat`` values as the stream ``params`` (a :class:`entropy.codec.CodecParams`) describes.
+    """Encode ``flat`` values as the stream ``params`` (a :class:`entropy.codec.CodecParams`) describes (a stored
+    stream: :func:`entropy.kernels.stored.encode_stored`; ``codes`` and ``lengths`` are then unused).
 
     Every value must be codable: inside the window or, with escapes, the escape range; every symbol without a
     code must have an escape symbol with a code (the codec guarantees both).
@@ -335,6 +336,11 @@ def encode_symbols(
     each range continues the bit writer, the others are coded into their own buffers and appended bit-exactly
     after it (:func:`_append`), so the payload is the same bytes whatever the thread count.
     """
+    if params.stored:
+        from entropy.kernels.stored import encode_stored
+
+        return encode_stored(flat, params, total_bits, sink=sink, piece_values=piece_chunks * params.chunk_size,
+                             threads=threads)
     n = flat.size
     vstart = params.chunk_starts(n)
     n_chunks = vstart.size - 1
