@@ -241,7 +241,7 @@ def _run_symbol(out, cap, ent, s, V, R, rv_raw, acc, nacc, p):
 def _append(out, acc, nacc, p, src, nbits):
     """Append the first ``nbits`` bits of ``src`` (a payload as the encoders write it, with its spare bytes) to the
     bit writer (acc, nacc < 8, p) of ``out``: a group of chunks coded on its own, spliced in after the groups before
-    it. Whole bytes go 4 at a time (one load, one shift, one store), or as one copy when ``nacc`` is 0."""
+    it. Whole bytes go 7 at a time (one load, one shift, one store), or as one copy when ``nacc`` is 0."""
     cap = np.int64(out.size - 8)
     nbytes = nbits >> 3
     if nacc == 0:
@@ -250,12 +250,12 @@ def _append(out, acc, nacc, p, src, nbits):
         p += nbytes
     else:
         j = 0
-        while j + 4 <= nbytes:
-            acc |= ((_load_be64(src, j) >> np.uint64(32)) << np.uint64(32)) >> nacc
+        while j + 7 <= nbytes:
+            acc |= (_load_be64(src, j) & _CODE) >> nacc  # 7 bytes, below the pending bits
             _store_be64(out, min(p, cap), acc)
-            acc <<= np.uint64(32)
-            p += 4
-            j += 4
+            acc <<= _U56
+            p += 7
+            j += 7
         while j < nbytes:
             acc, nacc = _add(acc, nacc, _entry(src[j], 8))
             acc, nacc, p = _flush(out, min(p, cap), acc, nacc, p)
