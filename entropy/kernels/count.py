@@ -108,21 +108,24 @@ def _count_raw_pairs(values, a, b, out):
 
 @numba.njit(cache=True, nogil=True)
 def _count_raw_bytes(values, out):
-    """Add the counts of the byte values of ``values`` to ``out`` (int64[256]); 4 sub-histograms."""
-    sub = np.zeros((4, 256), dtype=np.int64)
+    """Add the counts of the byte values of ``values`` to ``out`` (int64[256]): 8 sub-histograms of uint32 (a run of
+    one value does not wait on its own increments), drained before they could overflow."""
+    sub = np.zeros((8, 256), dtype=np.uint32)
     n = np.uint64(values.size)
     i = np.uint64(0)
-    while i + np.uint64(4) <= n:
-        sub[0, values[i]] += 1
-        sub[1, values[i + np.uint64(1)]] += 1
-        sub[2, values[i + np.uint64(2)]] += 1
-        sub[3, values[i + np.uint64(3)]] += 1
-        i += np.uint64(4)
     while i < n:
-        sub[0, values[i]] += 1
-        i += np.uint64(1)
-    for k in range(256):
-        out[k] += sub[0, k] + sub[1, k] + sub[2, k] + sub[3, k]
+        stop = min(n, i + np.uint64(1 << 31))
+        while i + np.uint64(8) <= stop:
+            for j in range(8):
+                sub[j, values[i + np.uint64(j)]] += 1
+            i += np.uint64(8)
+        while i < stop:
+            sub[0, values[i]] += 1
+            i += np.uint64(1)
+        for k in range(256):
+            for j in range(8):
+                out[k] += np.int64(sub[j, k])
+                sub[j, k] = 0
 
 
 @numba.njit(cache=True, nogil=True)

@@ -33,7 +33,7 @@ _U7 = np.uint64(7)
 _U56 = np.uint64(56)
 _U64 = np.uint64(64)
 _SPARE = 16  # bytes after a buffer's payload: room for the last 8-byte store (and the appender's 8-byte loads)
-_HOT_ROOM = 24  # a hot-loop iteration (two flushes of at most 7 bytes, 8-byte stores) stays this far from the end
+_HOT_ROOM = 16  # the hot loops' last store (8 bytes) ends this far from the end of the buffer, or further
 
 
 # ---- the bit writer ------------------------------------------------------------------------------------------------
@@ -52,6 +52,16 @@ def _flush(out, at, acc, nacc, p):
     that does not know it has room) and drop the whole bytes: returns the new (acc, nacc < 8, p)."""
     _store_be64(out, at, acc)
     return (acc & _CODE) << (nacc & _U56), nacc & _U7, p + np.int64(nacc >> _U3)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _hot_end(i, i1, p, hot, step, step_bytes):
+    """Where a hot loop coding ``step`` values at a time from value ``i`` of a chunk ending at ``i1`` must stop:
+    before the buffer's last ``_HOT_ROOM`` bytes, however long the codes (``step_bytes``: the most bytes one step
+    writes). One bound per chunk instead of a check per step; the rest of the chunk goes through the clamped loop."""
+    if p > hot:
+        return i
+    return min(i1, i + np.uint64((hot - p) // step_bytes) * np.uint64(step))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -84,16 +94,18 @@ def _idx(v, vmin, mask, R, raw):
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode_plain(values, vmin, mask, R, raw, ent, four, vstart, c0, c1, out, chunk_bits, acc, nacc, p, prev_bits):
+def _encode_plain(values, vmin, mask, R, raw, ent, four, step_bytes, vstart, c0, c1, out, chunk_bits, acc, nacc, p,
+                  prev_bits):
     """One code per value; ``four`` None: codes of at most 12 bits, 4 per flush, else False: 2 per flush (codes of
-    up to 24 bits). ``raw``: see :func:`_idx`."""
+    up to 24 bits). ``raw``: see :func:`_idx`; ``step_bytes``: see :func:`_hot_end` (4 values)."""
     cap = np.int64(out.size - 8)
     hot = np.int64(out.size - _HOT_ROOM)
     uR = np.uint64(R)
     for c in range(c0, c1):
         i = np.uint64(vstart[c])
         i1 = np.uint64(vstart[c + 1])
-        while i + np.uint64(4) <= i1 and p <= hot:
+        end = _hot_end(i, i1, p, hot, 4, step_bytes)
+        while i + np.uint64(4) <= end:
             e0 = ent[_idx(values[i], vmin, mask, uR, raw)]
             e1 = ent[_idx(values[i + np.uint64(1)], vmin, mask, uR, raw)]
             e2 = ent[_idx(values[i + np.uint64(2)], vmin, mask, uR, raw)]
@@ -128,13 +140,13 @@ def _pair_idx(values, i, vmin, mask, R1, raw):
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode_pairs(values, vmin, mask, R, raw, ent2, four, pad, ent1, vstart, c0, c1, out, chunk_bits,
+def _encode_pairs(values, vmin, mask, R, raw, ent2, four, step_bytes, pad, ent1, vstart, c0, c1, out, chunk_bits,
                   acc, nacc, p, prev_bits):
     """Two values per lookup in the pair table ``ent2`` (``four`` None: pair codes of at most 12 bits, 4 per flush,
     else False: 2, of up to 24 bits). Pair symbols (group 2) and group-1 values coded through the table of their
     codes' concatenations alike; a chunk's odd last value is the pair (value, base symbol 0) with ``pad`` (pair
     symbols), else its own code in ``ent1`` (R + 1 entries). Indexing: :func:`_pair_idx` (``raw``: None or
-    False)."""
+    False); ``step_bytes``: see :func:`_hot_end` (8 values)."""
     cap = np.int64(out.size - 8)
     hot = np.int64(out.size - _HOT_ROOM)
     uR = np.uint64(R)
@@ -142,7 +154,8 @@ def _encode_pairs(values, vmin, mask, R, raw, ent2, four, pad, ent1, vstart, c0,
     for c in range(c0, c1):
         i = np.uint64(vstart[c])
         i1 = np.uint64(vstart[c + 1])
-        while i + np.uint64(8) <= i1 and p <= hot:
+        end = _hot_end(i, i1, p, hot, 8, step_bytes)
+        while i + np.uint64(8) <= end:
             e0 = ent2[_pair_idx(values, i, vmin, mask, R1, raw)]
             e1 = ent2[_pair_idx(values, i + np.uint64(2), vmin, mask, R1, raw)]
             e2 = ent2[_pair_idx(values, i + np.uint64(4), vmin, mask, R1, raw)]
@@ -365,18 +378,20 @@ def encode_symbols(
             # a pair per lookup: pair symbols, or the concatenated codes of two values (one lookup, one shift)
             raw = None if u.itemsize == 1 else False
             tab2 = _pair_table(ent, np.int64(R), group == 1, np.int64(params.value_min), raw is None)
-            four = None if (2 * max_len if group == 1 else max_len) <= 12 else False
+            pair_len = 2 * max_len if group == 1 else max_len
+            four = None if pair_len <= 12 else False
             tab1 = np.append(ent[:R], np.uint64(0))
+            step_bytes = np.int64(-(-4 * pair_len // 8) + 1)
 
             def run(c0, c1, state, buf):
-                return _encode_pairs(u, np.int64(vmin_u), mask, np.int64(R), raw, tab2, four, group == 2, tab1, vstart,
-                                     np.int64(c0), np.int64(c1), buf, chunk_bits, *state)
+                return _encode_pairs(u, np.int64(vmin_u), mask, np.int64(R), raw, tab2, four, step_bytes, group == 2,
+                                     tab1, vstart, np.int64(c0), np.int64(c1), buf, chunk_bits, *state)
         else:
             tab1, vmin, msk, R_idx = _value_tables(params, ent, u.itemsize, vmin_u, mask)
 
             def run(c0, c1, state, buf):
                 return _encode_plain(u, np.int64(vmin), np.int64(msk), np.int64(R_idx), None if u.itemsize == 1 else False,
-                                     tab1, None if max_len <= 12 else False, vstart,
+                                     tab1, None if max_len <= 12 else False, np.int64(-(-4 * max_len // 8) + 1), vstart,
                                      np.int64(c0), np.int64(c1), buf, chunk_bits, *state)
 
     zero = (np.uint64(0), np.uint64(0), np.int64(0), np.int64(0))  # pending bits, their count, bytes out, bits out
