@@ -13,6 +13,7 @@ from entropy import decode, decode_chunks, encode
 from entropy.codebook import Codebook
 from entropy.codec import CodecParams, decode_parts
 from entropy.errors import EntropyError, FormatError, IntegrityError, StreamError, SymbolError
+from test_codec_damage import _parts
 
 DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "int64"]
 
@@ -126,13 +127,6 @@ def test_given_stored_params_check_the_window():
     with pytest.raises(EntropyError):  # stored streams need the whole window free of run symbols and pairs
         encode(x, params=CodecParams(group=2, max_code_length=12, chunk_size=4, value_min=-3, value_range=8,
                                      stored=True))
-
-
-def _parts(enc, **over):
-    d = dict(shape=enc.shape, dtype=enc.dtype, params=enc.params, codebook=enc.codebook,
-             chunk_bits=enc.chunk_bits, payload=enc.payload)
-    d.update(over)
-    return d
 
 
 def test_damaged_stored_streams_raise_stream_errors():

@@ -56,6 +56,12 @@ def _decode_one(W, pos, nsym, table, L, B, out, o, v0, v1, k):
     return pos, flag
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _four(offs, ostart, c):
+    """First bits and first output positions of chunks c..c+3 (decoded interleaved)."""
+    return offs[c], offs[c + 1], offs[c + 2], offs[c + 3], ostart[c], ostart[c + 1], ostart[c + 2], ostart[c + 3]
+
+
 @numba.njit(cache=True, nogil=True)
 def _decode_chunks(W, offs, ostart, nsyms, c0, c1, table, L, B, out, v0, v1, k, status):
     """Decode chunks [c0, c1) (chunk c: ``nsyms[c]`` symbols into ``out[ostart[c]:]``); on failure
@@ -63,14 +69,7 @@ def _decode_chunks(W, offs, ostart, nsyms, c0, c1, table, L, B, out, v0, v1, k, 
     shift = np.uint64(64 - L)
     c = c0
     while c + 4 <= c1:
-        p0 = offs[c]
-        p1 = offs[c + 1]
-        p2 = offs[c + 2]
-        p3 = offs[c + 3]
-        o0 = ostart[c]
-        o1 = ostart[c + 1]
-        o2 = ostart[c + 2]
-        o3 = ostart[c + 3]
+        p0, p1, p2, p3, o0, o1, o2, o3 = _four(offs, ostart, c)
         f0 = np.uint32(0)
         f1 = np.uint32(0)
         f2 = np.uint32(0)
@@ -426,14 +425,7 @@ def _decode_bytes(Wb, offs, ostart, c0, c1, table, out, status):
     c = c0
     span = np.int64(_SPAN)
     while c + 4 <= c1:
-        p0 = offs[c]
-        p1 = offs[c + 1]
-        p2 = offs[c + 2]
-        p3 = offs[c + 3]
-        o0 = ostart[c]
-        o1 = ostart[c + 1]
-        o2 = ostart[c + 2]
-        o3 = ostart[c + 3]
+        p0, p1, p2, p3, o0, o1, o2, o3 = _four(offs, ostart, c)
         l0 = o1 - span
         l1 = o2 - span
         l2 = o3 - span

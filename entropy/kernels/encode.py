@@ -55,6 +55,19 @@ def _flush(out, at, acc, nacc, p):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _add4(out, acc, nacc, p, e0, e1, e2, e3, four):
+    """Append four entries and flush: once (``four`` None: they take at most 48 bits) or after each two (at most 24
+    bits each). Only in the hot loops: the store is not clamped."""
+    acc, nacc = _add(acc, nacc, e0)
+    acc, nacc = _add(acc, nacc, e1)
+    if four is not None:  # (compile time)
+        acc, nacc, p = _flush(out, p, acc, nacc, p)
+    acc, nacc = _add(acc, nacc, e2)
+    acc, nacc = _add(acc, nacc, e3)
+    return _flush(out, p, acc, nacc, p)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _hot_end(i, i1, p, hot, step, step_bytes):
     """Where a hot loop coding ``step`` values at a time from value ``i`` of a chunk ending at ``i1`` must stop:
     before the buffer's last ``_HOT_ROOM`` bytes, however long the codes (``step_bytes``: the most bytes one step
@@ -110,13 +123,7 @@ def _encode_plain(values, vmin, mask, R, raw, ent, four, step_bytes, vstart, c0,
             e1 = ent[_idx(values[i + np.uint64(1)], vmin, mask, uR, raw)]
             e2 = ent[_idx(values[i + np.uint64(2)], vmin, mask, uR, raw)]
             e3 = ent[_idx(values[i + np.uint64(3)], vmin, mask, uR, raw)]
-            acc, nacc = _add(acc, nacc, e0)
-            acc, nacc = _add(acc, nacc, e1)
-            if four is not None:  # (compile time)
-                acc, nacc, p = _flush(out, p, acc, nacc, p)
-            acc, nacc = _add(acc, nacc, e2)
-            acc, nacc = _add(acc, nacc, e3)
-            acc, nacc, p = _flush(out, p, acc, nacc, p)
+            acc, nacc, p = _add4(out, acc, nacc, p, e0, e1, e2, e3, four)
             i += np.uint64(4)
         while i < i1:
             acc, nacc = _add(acc, nacc, ent[_idx(values[i], vmin, mask, uR, raw)])
@@ -160,13 +167,7 @@ def _encode_pairs(values, vmin, mask, R, raw, ent2, four, step_bytes, pad, ent1,
             e1 = ent2[_pair_idx(values, i + np.uint64(2), vmin, mask, R1, raw)]
             e2 = ent2[_pair_idx(values, i + np.uint64(4), vmin, mask, R1, raw)]
             e3 = ent2[_pair_idx(values, i + np.uint64(6), vmin, mask, R1, raw)]
-            acc, nacc = _add(acc, nacc, e0)
-            acc, nacc = _add(acc, nacc, e1)
-            if four is not None:  # (compile time)
-                acc, nacc, p = _flush(out, p, acc, nacc, p)
-            acc, nacc = _add(acc, nacc, e2)
-            acc, nacc = _add(acc, nacc, e3)
-            acc, nacc, p = _flush(out, p, acc, nacc, p)
+            acc, nacc, p = _add4(out, acc, nacc, p, e0, e1, e2, e3, four)
             i += np.uint64(8)
         while i + np.uint64(2) <= i1:
             acc, nacc = _add(acc, nacc, ent2[_pair_idx(values, i, vmin, mask, R1, raw)])
