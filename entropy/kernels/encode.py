@@ -1,17 +1,6 @@
-"""Canonical-Huffman bit writers: chunked MSB-first payload and per-chunk bit counts.
-
-One bit writer serves every encoder: :func:`_add` appends a code, :func:`_flush` stores the finished bytes. Its
-state is ``(acc, nacc, p)``: the ``nacc`` pending bits are the top bits of the 64-bit ``acc`` (first bit in bit 63),
-and ``p`` is the payload byte they start at. A code is an *entry*: ``code << (64 - length) | length`` (the code
-left-aligned, its length in the low byte), so appending it is one shift, one or and one add, with no dependence on
-the previous code's value. The length byte is or-ed in too: it lands in ``acc``'s low byte, which holds no pending
-bit as long as at most 56 are pending, and a flush clears it. A flush stores all 8 bytes of ``acc`` at ``p`` (one
-unaligned big-endian store; a later store at the same place completes a partial byte) and drops the whole bytes,
-leaving fewer than 8 bits pending: up to 49 bits enter between two flushes, so the hot loops flush once every 2 to
-4 codes (2 or 4 pair codes), with no branch on the fill level. Buffers carry spare bytes for the last store; the
-hot loops run while a few iterations' stores fit in the buffer, the other loops clamp each store, so a store never
-leaves the buffer (an encoder fault shows in the bit count).
-"""
+"""Canonical-Huffman encoders: chunked MSB-first payload and per-chunk bit counts, through the one bit writer of
+:mod:`entropy.kernels.bitwriter` (plain values, pairs, fused pairs of values, run/escape symbols; stored streams
+in :mod:`entropy.kernels.stored`)."""
 
 from __future__ import annotations
 
@@ -21,75 +10,11 @@ import numba
 import numpy as np
 
 from entropy.errors import StreamError
-from entropy.kernels.common import (
-    _load_be64, _load_le16, _next_mark, _store_be64, _sym, _unsigned, run_marks, run_raw, spec,
+from entropy.kernels.bitwriter import (
+    _CODE, _HOT_ROOM, _LEN, _SPARE, _U56, _add, _add4, _entry, _flush, _hot_end, entries,
 )
+from entropy.kernels.common import _load_be64, _load_le16, _next_mark, _store_be64, _sym, _unsigned, run_marks, run_raw, spec
 from entropy.threads import group_bounds, run_groups
-
-_LEN = np.uint64(0xFF)  # the length byte of an entry
-_CODE = ~np.uint64(0xFF)  # the code bits of an entry (codes of up to 56 bits)
-_U3 = np.uint64(3)
-_U7 = np.uint64(7)
-_U56 = np.uint64(56)
-_U64 = np.uint64(64)
-_SPARE = 16  # bytes after a buffer's payload: room for the last 8-byte store (and the appender's 8-byte loads)
-_HOT_ROOM = 16  # the hot loops' last store (8 bytes) ends this far from the end of the buffer, or further
-
-
-# ---- the bit writer ------------------------------------------------------------------------------------------------
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _add(acc, nacc, e):
-    """Append the entry ``e`` (code left-aligned, length in the low byte); ``nacc`` + its length must stay <= 56
-    until the next flush."""
-    return acc | (e >> nacc), nacc + (e & _LEN)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _flush(out, at, acc, nacc, p):
-    """Store the pending bits (at most 56) at byte ``at`` of ``out`` (``p``, or ``p`` clamped to the buffer by a loop
-    that does not know it has room) and drop the whole bytes: returns the new (acc, nacc < 8, p)."""
-    _store_be64(out, at, acc)
-    return (acc & _CODE) << (nacc & _U56), nacc & _U7, p + np.int64(nacc >> _U3)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _add4(out, acc, nacc, p, e0, e1, e2, e3, four):
-    """Append four entries and flush: once (``four`` None: they take at most 48 bits) or after each two (at most 24
-    bits each). Only in the hot loops: the store is not clamped."""
-    acc, nacc = _add(acc, nacc, e0)
-    acc, nacc = _add(acc, nacc, e1)
-    if four is not None:  # (compile time)
-        acc, nacc, p = _flush(out, p, acc, nacc, p)
-    acc, nacc = _add(acc, nacc, e2)
-    acc, nacc = _add(acc, nacc, e3)
-    return _flush(out, p, acc, nacc, p)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _hot_end(i, i1, p, hot, step, step_bytes):
-    """Where a hot loop coding ``step`` values at a time from value ``i`` of a chunk ending at ``i1`` must stop:
-    before the buffer's last ``_HOT_ROOM`` bytes, however long the codes (``step_bytes``: the most bytes one step
-    writes). One bound per chunk instead of a check per step; the rest of the chunk goes through the clamped loop."""
-    if p > hot:
-        return i
-    return min(i1, i + np.uint64((hot - p) // step_bytes) * np.uint64(step))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _entry(x, n):
-    """The entry of the ``n`` (1..32) low bits of ``x`` (raw escape bits, spliced bits)."""
-    return ((np.uint64(x) << (_U64 - np.uint64(n))) & _CODE) | np.uint64(n)
-
-
-def entries(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Entries (uint64) of a code table: ``code << (64 - length) | length``, 0 for symbols without a code."""
-    ln = lengths.astype(np.uint64)
-    c = codes.astype(np.uint64)
-    has = ln > 0
-    return np.where(has, (c << (np.uint64(64) - np.where(has, ln, 1))) | ln, 0).astype(np.uint64)
-
 
 # ---- encoders ------------------------------------------------------------------------------------------------------
 # Chunks [c0, c1), chunk c = values [vstart[c], vstart[c + 1]); (acc, nacc, p, prev_bits) carry the bit writer from
@@ -305,8 +230,8 @@ def _pair_table(ent, R, fuse, vmin, raw):
     return tab
 
 
-#: pair tables (two values per lookup) for group-1 streams of at least this many values: the table has 65536
-#: entries for 1-byte values, more than a small stream pays back
+#: pair tables (two values per lookup) for group-1 streams, and pair tables indexed by raw bytes, for streams of at
+#: least this many values: the table has 65536 entries for 1-byte values, more than a small stream pays back
 FUSED_MIN_VALUES = 1 << 16
 
 
@@ -377,7 +302,7 @@ def encode_symbols(
     else:
         if group == 2 or (R * R <= 1 << 16 and max_len <= 12 and n >= FUSED_MIN_VALUES):
             # a pair per lookup: pair symbols, or the concatenated codes of two values (one lookup, one shift)
-            raw = None if u.itemsize == 1 else False
+            raw = None if u.itemsize == 1 and n >= FUSED_MIN_VALUES else False  # (the raw table: 65536 entries)
             tab2 = _pair_table(ent, np.int64(R), group == 1, np.int64(params.value_min), raw is None)
             pair_len = 2 * max_len if group == 1 else max_len
             four = None if pair_len <= 12 else False

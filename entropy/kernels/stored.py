@@ -3,7 +3,7 @@
 ``W`` is the bit length of ``value_range - 1`` (1..32). No code, no chunk index: chunk ``c`` is bits
 ``W * chunk_starts[c]`` up to ``W * chunk_starts[c + 1]`` of the payload, so any range of values is read directly.
 Widths of whole bytes (8, 16, 32) are big-endian words: numpy's byte-swapping copies, at memory speed; other
-widths go through the encoders' bit writer and a 64-bit window per value. The decoder checks every value against
+widths go through the encoders' bit writer (:mod:`entropy.kernels.bitwriter`) and a 64-bit window per value. The decoder checks every value against
 the window (a stored value ``>= value_range`` is damage) when the window does not fill its ``W`` bits.
 """
 
@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from entropy.kernels.common import DecodeFailure, _load_be64, _sym, _unsigned
-from entropy.kernels.encode import _SPARE, _add, _entry, _flush
+from entropy.kernels.bitwriter import _SPARE, _add, _entry, _flush
 from entropy.threads import group_bounds, run_groups
 
 _U3 = np.uint64(3)
