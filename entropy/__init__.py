@@ -11,7 +11,7 @@ The file API: :func:`save` (with :func:`plan_file` for the exact size of a file 
 no one needs to copy its constants.
 
 The codec: :func:`encode` / :func:`decode` (plain values, pairs or run symbols, escapes for any integer
-alphabet, chosen by exact size); :func:`symbol_histograms` and :func:`plan_from_counts` give exact stream sizes
+alphabet, or values stored in the bits of their window where no code is smaller, chosen by exact size); :func:`symbol_histograms` and :func:`plan_from_counts` give exact stream sizes
 from per-row histograms without encoding (for layout searches).
 
 Threads: every call that codes or decodes takes ``threads`` (None, the default: all cores of the process; 1: the
