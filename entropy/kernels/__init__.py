@@ -4,10 +4,12 @@ Public functions (all single-threaded, working on chunk ranges; numpy arrays in,
 
 * :func:`count_symbols` / :func:`count_rows` - symbol histograms (of a stream, or of every row of a 2-D array
   coded one stream per row), with the alphabet check; :func:`count_buckets` - coarse value histograms;
+  :func:`raw_counts` - window-free counts of 1- and 2-byte values (or byte pairs), :func:`distinct_pairs`;
 * :func:`encode_symbols` - canonical-Huffman bitstream of a stream, per-chunk bit counts;
 * :func:`decode_symbols` (plain values, pairs) and :func:`decode_runs` (run symbols, escapes) - table-driven
   decoders of a range of chunks into values (they build their own tables, so the layout can change behind them);
 * :func:`huffman_rows`, :func:`package_merge`, :func:`rle_tokens` - code lengths and their serialization;
+  :func:`huffman_cost` - the optimal prefix code's payload bits, without the lengths;
 * :func:`decode_stored` (and :func:`encode_symbols` for them) - stored streams, values in a fixed number of bits.
 
 Symbols (FORMAT.md §7): a value ``v`` of the window is base symbol ``v - value_min`` in ``[0, R)``; pairs
