@@ -5,9 +5,10 @@ decode); never imports torch. Everything below is importable from ``entropy`` it
 door; the modules behind it are grouped in three layers, each importing only those below it:
 
 * :mod:`entropy.codec`: one integer array <-> one chunked canonical-Huffman stream. :func:`encode` /
-  :func:`decode` (plain values, pairs or run symbols, escapes for any integer alphabet, chosen by exact size;
-  :class:`CodecOptions`); :func:`symbol_histograms` and :func:`plan_from_counts` give exact stream sizes from
-  per-row histograms without encoding; :func:`code_lengths`, :func:`shannon_entropy`, :func:`counts_of`.
+  :func:`decode` (plain values, pairs or run symbols, escapes for any integer alphabet, or values stored in the
+  bits of their window where no code is smaller, chosen by exact size; :class:`CodecOptions`);
+  :func:`symbol_histograms` and :func:`plan_from_counts` give exact stream sizes from per-row histograms without
+  encoding; :func:`code_lengths`, :func:`shannon_entropy`, :func:`counts_of`.
 * :mod:`entropy.layout`: how a tensor is split into streams. :func:`layout_choices` / :func:`choose_layout` /
   :func:`best_layout`, from per-channel counts (:func:`tensor_counts`, :func:`channel_entropies`,
   :func:`channel_payload_bits`, :func:`channel_rows`).

@@ -132,8 +132,11 @@ def test_edge_cases():
     enc = _roundtrip(np.full(1001, -5, dtype=np.int8))
     # every symbol of a 16-bit alphabet present
     x = np.random.default_rng(0).permutation(np.arange(65536)).astype(np.uint16)
-    enc = _roundtrip(x, max_code_length=16)
+    enc = _roundtrip(x, max_code_length=16, mode="plain")
     assert enc.codebook.n_present == 65536
+    # ... a code of them is no smaller than 16 bits per value: stored
+    enc = _roundtrip(x, max_code_length=16)
+    assert enc.params.mode == "stored" and enc.accounting.payload_bits == 16 * x.size
     # shapes
     x = np.random.default_rng(1).integers(-8, 8, size=(3, 5, 7, 11)).astype(np.int8)
     _roundtrip(x, chunk_size=6)
@@ -354,6 +357,7 @@ def test_stream_parameter_block_round_trips_and_rejects_damage():
         CodecParams(group=1, max_code_length=16, chunk_size=64, value_min=-40, value_range=65535, escape_min=-2**31,
                     escape_range=2**32),
         CodecParams(group=2, max_code_length=9, chunk_size=64, value_min=0, value_range=16, row_length=1001),
+        CodecParams(group=1, max_code_length=12, chunk_size=4096, value_min=-2**31, value_range=2**32, stored=True),
         CodecParams(group=1, max_code_length=9, chunk_size=64, value_min=-5, value_range=100, runs=64, run_symbol=5,
                     escape_min=-9, escape_range=300, row_length=7),
     ):
@@ -363,8 +367,14 @@ def test_stream_parameter_block_round_trips_and_rejects_damage():
         assert len(block) == want == p.block_bytes and CodecParams.from_bytes(block) == p
     plain = CodecParams(group=1, max_code_length=12, chunk_size=4096, value_min=0, value_range=16).to_bytes()
     assert plain == bytes([1, 12, 0, 0]) + (4096).to_bytes(4, "little") + bytes(8) + (16).to_bytes(8, "little")
-    with pytest.raises(StreamError, match="reserved"):  # flag bits 3..15
-        CodecParams.from_bytes(block[:2] + b"\x08\x00" + block[4:])
+    with pytest.raises(StreamError, match="reserved"):  # flag bits 4..15
+        CodecParams.from_bytes(block[:2] + b"\x10\x00" + block[4:])
+    stored = plain[:2] + b"\x08\x00" + plain[4:]  # flag bit 3: the same window stored, 4 bits per value
+    assert CodecParams.from_bytes(stored).stored and CodecParams.from_bytes(stored).stored_bits == 4
+    with pytest.raises(StreamError, match="stored"):  # a stored stream takes no run symbols
+        CodecParams.from_bytes(plain[:2] + b"\x09\x00" + plain[4:] + (16).to_bytes(2, "little") + bytes(2))
+    with pytest.raises(StreamError, match="stored"):  # nor a window of fewer than 2 values (0 bits per value)
+        CodecParams.from_bytes(stored[:16] + (1).to_bytes(8, "little"))
     with pytest.raises(StreamError, match="flags"):  # an extension missing or one too many
         CodecParams.from_bytes(block[:-1])
     with pytest.raises(StreamError, match="flags"):

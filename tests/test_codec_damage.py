@@ -299,3 +299,16 @@ def test_pair_padding_checked_in_every_row():
     assert decode(good).tolist() == [1, 2, 3, 1, 2, 3]
     with pytest.raises(StreamError, match="whole rows"):  # a value count that is not whole rows
         decode_parts(**_parts(good, shape=(5,)))
+
+
+def test_one_symbol_code_of_a_large_byte_stream_rejects_bits_that_are_no_code():
+    """A one-symbol code has bit patterns that are no code ('1'); a large 1-byte stream's multi-value decoder,
+    whose table assumes a complete code, hands such a code to the decoder that checks every lookup."""
+    x = np.full(20_000, 7, np.uint8)
+    enc = encode(x, mode="plain")
+    assert enc.codebook.n_present == 1 and enc.payload == bytes(2500)
+    assert np.array_equal(decode(enc), x)
+    bad = bytearray(enc.payload)
+    bad[1000] |= 0x10  # bit 8004: value 8004, in chunk 1
+    with pytest.raises(StreamError, match="chunk 1 of 5: .*not a code"):
+        decode_parts(**_parts(enc, payload=bytes(bad)))

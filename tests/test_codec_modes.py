@@ -120,7 +120,8 @@ def test_dense_data_keeps_plain_or_pairs():
     lap = np.clip(np.round(rng.laplace(0, 2, 200_000)), -8, 7).astype(np.int8)
     assert encode(lap).params.mode in ("plain", "pairs")
     uni = rng.integers(0, 16, 200_000).astype(np.uint8)
-    assert encode(uni).params.mode == "plain"
+    assert encode(uni, mode=("plain", "pairs", "runs")).params.mode == "plain"
+    assert encode(uni).params.mode == "stored"  # 4 bits per value, and no codebook or chunk index
 
 
 def test_run_symbols_are_tried_exactly_from_the_public_share_gate():
@@ -185,12 +186,17 @@ def test_huge_spans(dtype):
         enc = encode(x)
         assert np.array_equal(decode(enc), x)
         p = enc.params
+        if p.stored:  # the values' span in its bits, where no code is smaller
+            assert p.value_min == int(x.min()) and p.value_range == int(x.max()) - int(x.min()) + 1
+            assert enc.accounting.payload_bits == x.size * p.stored_bits == x.size * (p.value_range - 1).bit_length()
+            continue
         assert p.escape_range == int(x.max()) - int(x.min()) + 1 and p.escape_bits == math.ceil(math.log2(p.escape_range))
         a = enc.accounting
         assert a.escape_bits % p.escape_bits == 0 and a.escape_bits <= a.payload_bits
         fewest, most = p.payload_bit_bounds(x.size)  # each symbol: 1 .. L + E bits, 1 .. runs values
         assert fewest <= a.payload_bits <= most == x.size * p.max_symbol_bits
-    assert encode(uniform).accounting.bits_per_value < 33.1  # escape code (~1 bit) + 32 raw bits
+    assert encode(uniform).accounting.bits_per_value < 32.01  # stored: 32 bits per value
+    assert encode(uniform, mode=("plain", "pairs", "runs")).accounting.bits_per_value < 33.1  # escape code + 32 raw
     assert encode(peaked).accounting.bits_per_value < 0.85 * 32
 
 

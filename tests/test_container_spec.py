@@ -87,7 +87,9 @@ def _spec_chunk_values(s: dict) -> list[int]:
 
 
 def _spec_width(s: dict) -> int:
-    """§6: bytes per chunk-index entry."""
+    """§6: bytes per chunk-index entry (none for a stored stream)."""
+    if s.get("stored"):
+        return 0
     E = (s["erange"] - 1).bit_length() if s.get("erange") else 0
     return 2 if (s["C"] // s["k"]) * (s["L"] + E) <= 0xFFFF else 4
 
@@ -96,6 +98,16 @@ def _spec_stream(raw: bytes, stream: dict, books: list[bytes], index_at: int, pa
     """§6, §7: the n values of one stream (plain, pairs or run symbols; escapes; rows)."""
     k, L, C, vmin, R, P, n = (stream[x] for x in ("k", "L", "C", "vmin", "R", "P", "n"))
     runs, run_sym, emin, erange = (stream.get(x, 0) for x in ("runs", "run_sym", "emin", "erange"))
+    if stream.get("stored"):  # §7.5: no code, W bits per value, MSB-first; §5: the empty code; §6: no index
+        assert k == 1 and not runs and not erange and 2 <= R <= 2**32
+        assert _spec_lengths(books[stream["cb"]], 1) == [0]
+        W = math.ceil(math.log2(R))
+        assert P == n * W
+        bits = "".join(f"{b:08b}" for b in raw[payload_at : payload_at + -(-P // 8)])
+        assert set(bits[P:]) <= {"0"}
+        us = [int(bits[i * W : (i + 1) * W], 2) for i in range(n)]
+        assert all(u < R for u in us)
+        return [vmin + u for u in us]
     V = R + (1 if erange else 0)
     E = (erange - 1).bit_length() if erange else 0
     A = runs * V if runs else V**k
@@ -172,8 +184,8 @@ def _spec_decode(raw: bytes) -> dict[str, np.ndarray]:
             for _ in range(K):
                 block = r.bytes(r.take("<H"))
                 k, L, flags, C, vmin, R = struct.unpack_from("<BBHIqQ", block)  # §7.1
-                assert flags & ~7 == 0
-                st = dict(k=k, L=L, C=C, vmin=vmin, R=R)
+                assert flags & ~15 == 0
+                st = dict(k=k, L=L, C=C, vmin=vmin, R=R, stored=bool(flags & 8))
                 at = 24
                 if flags & 1:
                     st["runs"], st["run_sym"] = struct.unpack_from("<HH", block, at)
@@ -326,7 +338,7 @@ def test_index_byte_order_is_pinned_by_the_spec_decoder(tmp_path, monkeypatch):
     def le_index(chunk_bits, params):
         return np.asarray(chunk_bits).astype("<u2" if params.index_entry_bytes == 2 else "<u4").tobytes()
 
-    def le_parse(buf, n_chunks, params):
+    def le_parse(buf, n_chunks, params, n_values=None):
         w = params.index_entry_bytes
         arr = np.frombuffer(bytes(buf), dtype="<u2" if w == 2 else "<u4").astype(np.uint32)
         assert arr.size == n_chunks
@@ -387,7 +399,7 @@ def test_format_md_version_1_example_still_reads(tmp_path):
 
 def test_independent_decoder_reads_run_escape_and_row_streams(tmp_path):
     """The spec decoder (§6, §7 as written) reads every symbol mode the codec writes: run symbols, escapes,
-    rows, pairs padded per row, and their combinations."""
+    rows, pairs padded per row, stored values, and their combinations."""
     from entropy.codec.params import CodecParams
     from entropy.codec.streams import encode
 
@@ -397,10 +409,15 @@ def test_independent_decoder_reads_run_escape_and_row_streams(tmp_path):
     wide[::50] = rng.integers(-(2**31), 2**31 - 1, wide[::50].size)
     rows_pairs = rng.integers(0, 6, (9, 7)).astype(np.int8)
     mixed = np.where(rng.random(4000) < 0.7, 3, rng.integers(-500, 500, 4000)).astype(np.int16)
+    stored = rng.integers(-300, 700, 3001).astype(np.int16)  # 10 bits per value
     tensors = {
         "sparse": sparse,
-        "wide": wide,
+        "wide": encode(wide, mode=("plain", "pairs", "runs"), chunk_size=512),  # (stored is smaller here)
         "rows_pairs": encode(rows_pairs.reshape(-1), mode="pairs", chunk_size=4, row_length=7),
+        "stored": stored,
+        "stored_rows": encode(stored[:3000], params=CodecParams(group=1, max_code_length=12, chunk_size=64,
+                                                                value_min=-300, value_range=1000, row_length=100,
+                                                                stored=True)),
         "runs_escape_rows": encode(mixed, chunk_size=256, row_length=400, params=CodecParams(
             group=1, max_code_length=12, chunk_size=256, value_min=-20, value_range=40, runs=16, run_symbol=23,
             escape_min=-500, escape_range=1000, row_length=400)),
@@ -410,8 +427,10 @@ def test_independent_decoder_reads_run_escape_and_row_streams(tmp_path):
     modes = {t.name: {(st.mode, bool(st.escape_range)) for st in t.streams} for t in C.info(path).tensors}
     assert ("runs", False) in modes["sparse"] and ("plain", True) in modes["wide"]
     assert modes["rows_pairs"] == {("pairs", False)} and modes["runs_escape_rows"] == {("runs", True)}
+    assert modes["stored"] == modes["stored_rows"] == {("stored", False)}
     got = _spec_decode(path.read_bytes())
-    want = {"sparse": sparse, "wide": wide, "rows_pairs": rows_pairs.reshape(-1), "runs_escape_rows": mixed}
+    want = {"sparse": sparse, "wide": wide, "rows_pairs": rows_pairs.reshape(-1), "stored": stored,
+            "stored_rows": stored[:3000], "runs_escape_rows": mixed}
     for k, v in want.items():
         assert np.array_equal(got[k].reshape(-1), v.reshape(-1)), k
     for k, v in C.load(path).items():

@@ -5,7 +5,9 @@ The public part is what a layout search needs to compare ways of coding a tensor
 * :func:`symbol_histograms` - per-row symbol histograms of a 2-D array for given :class:`CodecParams`
   (compiled); each row is coded as its own stream, so the histogram of a set of rows is the sum of theirs;
   :func:`stream_histogram` - the (summed) histogram of one stream;
-* :func:`plan_from_counts` - the best code for a histogram and the exact payload, codebook and index sizes.
+* :func:`plan_from_counts` - the best code for a histogram and the exact payload, codebook and index sizes;
+  :func:`stored_plan` - the exact sizes of a stream stored without a code, in the bits of its window;
+* :func:`may_try_runs` - the codec's gate for run symbols, which a layout search applies per row.
 
 :func:`best_plan` picks the mode, escapes and code of a stream from any source of its histograms (:data:`Histograms`):
 :func:`choose_plan` (used by :func:`entropy.codec.streams.prepare_encode`) for one array, with its window; the layout search
@@ -23,10 +25,10 @@ from entropy.codec.codebook import Codebook
 from entropy.errors import CodebookError, EntropyError, SymbolError
 from entropy.codec.lengths import MAX_ALPHABET, code_lengths
 from entropy.codec.measures import shannon_entropy
-from entropy.codec.params import MAX_ESCAPE_RANGE, MODES, CodecParams
+from entropy.codec.params import MAX_ESCAPE_RANGE, MAX_STORED_RANGE, MODES, CodecParams
 
 __all__ = ["StreamPlan", "Histograms", "symbol_histograms", "stream_histogram", "plan_from_counts", "best_plan", "choose_plan", "DEFAULT_RUNS",
-           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs"]
+           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs", "STORED_CODEBOOK", "stored_plan"]
 
 #: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value); 64 and
 #: 256 prefixes are tried too on data whose mean run reaches a quarter of that
@@ -168,6 +170,25 @@ def _limit_for(n_present: int) -> int:
     return max(1, (max(n_present, 1) - 1).bit_length())
 
 
+#: the codebook of every stored stream: the empty code of one symbol (a stored stream has no code)
+STORED_CODEBOOK = Codebook(np.zeros(1, dtype=np.uint8))
+
+
+def stored_plan(params: CodecParams, n_values: int) -> StreamPlan | None:
+    """A stream of ``n_values`` values stored in the bits of a window, with its exact sizes: ``params`` itself when
+    it is a stored stream, else the stored stream of its window (of its escape range when it has escapes), without
+    rows (a stored stream reads any range of values directly); None when that window holds fewer than 2 or more
+    than 2**32 values."""
+    if not params.stored:
+        lo, R = (params.escape_min, params.escape_range) if params.escape_range else (params.value_min, params.value_range)
+        if not 2 <= R <= MAX_STORED_RANGE:
+            return None
+        params = CodecParams(group=1, max_code_length=params.max_code_length, chunk_size=params.chunk_size,
+                             value_min=lo, value_range=R, stored=True)
+    return StreamPlan(params=params, codebook=STORED_CODEBOOK, payload_bits=int(n_values) * params.stored_bits,
+                      escape_bits=0, codebook_bits=STORED_CODEBOOK.serialized_bits, index_bits=0)
+
+
 def plan_from_counts(counts: np.ndarray, params: CodecParams, n_chunks: int, *,
                      codebook: Codebook | None = None) -> StreamPlan:
     """The smallest way to code a stream whose symbol histogram is ``counts`` (int64 ``[params.alphabet_size]``,
@@ -184,9 +205,11 @@ def plan_from_counts(counts: np.ndarray, params: CodecParams, n_chunks: int, *,
 
     Deterministic: the same counts and params give the same plan. Sizes: ``payload_bits`` =
     sum(count x length) + escaped occurrences x ``escape_bits``; ``codebook_bits`` = 8 x len(codebook.to_bytes());
-    ``index_bits`` = 8 x n_chunks x ``params.index_entry_bytes``.
+    ``index_bits`` = 8 x n_chunks x ``params.index_entry_bytes``. (A stored stream has no code: :func:`stored_plan`.)
     """
     params.validate()
+    if params.stored:
+        raise EntropyError("a stored stream has no code to plan from counts (see stored_plan)")
     c = np.asarray(counts)
     if c.shape != (params.alphabet_size,) or not np.issubdtype(c.dtype, np.integer):
         raise EntropyError(f"counts must be an integer array of {params.alphabet_size} symbols, got {c.dtype} {c.shape}")
@@ -341,6 +364,86 @@ def stream_histogram(values: np.ndarray, params: CodecParams) -> np.ndarray:
     return total
 
 
+#: 1- and 2-byte streams without rows of at least this many values are counted once by raw value (or byte pair)
+#: (:class:`RawCounts`): their span and their histograms of any window from one pass
+RAW_COUNT_MIN_VALUES = 1 << 16
+#: values whose distinct pairs tell whether a pair code could be chosen at all
+_PAIR_PROBE_VALUES = 1 << 16
+
+
+class RawCounts:
+    """One raw count of a 1- or 2-byte stream without rows, for its span and its plain (and pair) histograms of any
+    window: one pass over the values where a min, a max and a histogram would each read them.
+
+    1-byte values are counted by byte pair (``(v[2i], v[2i + 1])``: 65536 counts, the byte counts follow) when a
+    pair code could be chosen, else by byte: pairs are left out when the first values already hold more distinct
+    pairs than ``2**max_code_length`` codes (then :func:`best_plan` never builds a pair code:
+    ``pairs_excluded``), and counted later only if asked for. 2-byte values are counted by value (65536
+    counts); their pairs are counted the ordinary way.
+    """
+
+    def __init__(self, flat: np.ndarray, *, pairs: bool, max_code_length: int) -> None:
+        from entropy.codec import kernels
+
+        self._u = flat.view(f"u{flat.dtype.itemsize}")
+        self._bits = 8 * flat.dtype.itemsize
+        self._signed = flat.dtype.kind == "i"
+        self._pairs = self._values = None
+        self.pairs_excluded = False
+        if self._bits == 8 and pairs:
+            self.pairs_excluded = kernels.distinct_pairs(self._u, _PAIR_PROBE_VALUES) > 1 << max_code_length
+        if self._bits == 8 and pairs and not self.pairs_excluded:
+            self._pairs = kernels.raw_counts(self._u, pairs=True)
+        else:
+            self._values = kernels.raw_counts(self._u)
+
+    def _value_counts(self) -> np.ndarray:
+        if self._values is None:
+            sq = self._pairs.reshape(256, 256)  # [second, first]
+            self._values = sq.sum(axis=0) + sq.sum(axis=1)
+            if self._u.size % 2:
+                self._values[self._u[-1]] += 1
+        return self._values
+
+    def span(self) -> tuple[int, int]:
+        """Smallest and largest value ((0, 0) when empty)."""
+        present = np.flatnonzero(self._value_counts())
+        if present.size == 0:
+            return 0, 0
+        half = 1 << (self._bits - 1)
+        vals = ((present + half) & (2 * half - 1)) - half if self._signed else present
+        return int(vals.min()), int(vals.max())
+
+    def _window(self, value_min: int, value_range: int) -> np.ndarray:
+        return (int(value_min) + np.arange(value_range)) & ((1 << self._bits) - 1)
+
+    def top_count(self, value_min: int, value_range: int) -> int:
+        """How often the most frequent value of the window occurs (0 when empty)."""
+        return int(self._value_counts()[self._window(value_min, value_range)].max()) if self._u.size else 0
+
+    def histogram(self, p: CodecParams) -> np.ndarray | None:
+        """The symbol histogram of ``p`` when it is plain symbols (or, of 1-byte values, pairs) without rows,
+        escapes and runs, and every value lies in its window; else None."""
+        if p.runs or p.escape_range or p.row_length or p.stored or (p.group == 2 and self._bits != 8):
+            return None
+        from entropy.codec import kernels
+
+        n, R = self._u.size, p.value_range
+        v = self._window(p.value_min, R)
+        if p.group == 1:
+            got = self._value_counts()[v]
+            return got if int(got.sum()) == n else None
+        if self._pairs is None:
+            self._pairs = kernels.raw_counts(self._u, pairs=True)
+        got = self._pairs[v[:, None] | (v[None, :] << 8)].reshape(-1)
+        if n % 2:  # the last value, paired with base symbol 0
+            s = (int(self._u[-1]) - int(p.value_min)) & 255
+            if s >= R:
+                return None
+            got[s * R] += 1
+        return got if int(got.sum()) == -(-n // 2) else None
+
+
 def choose_plan(
     flat: np.ndarray,
     *,
@@ -353,13 +456,15 @@ def choose_plan(
     value_min: int | None = None,
     value_range: int | None = None,
     row_length: int = 0,
+    raw_counts: RawCounts | None = None,
 ) -> tuple[StreamPlan, float]:
     """The smallest plan for the native-order 1-D array ``flat`` (values in [lo, hi]) over the allowed
     ``modes`` (:func:`best_plan`), and the order-0 entropy of its values (bits/value).
 
     With ``value_min``/``value_range`` the window is fixed and nothing is escaped. ``row_length``: see
     :class:`CodecParams`. Otherwise the window is the values' span when it holds at most 65536 values, else (with
-    ``escape``) a 65535-wide window of the densest values with the whole span as escape range.
+    ``escape``) a 65535-wide window of the densest values with the whole span as escape range. ``raw_counts``: the
+    raw counts of a 1- or 2-byte ``flat`` without rows, where the histograms come from when they can.
     """
     n = flat.size
     L, C = max_code_length, chunk_size
@@ -383,8 +488,19 @@ def choose_plan(
                        escape_min=esc_min, escape_range=esc_range, row_length=row_length)
     modes = tuple(m for m in MODES if m in set(modes))
     free = escape and not fixed
-    best, counts1 = best_plan(lambda p: stream_histogram(flat, p), base, n, modes=modes, rare_escapes=free, narrow_runs=free,
-                              lo=lo, hi=hi)
+    def histograms(p: CodecParams) -> np.ndarray | None:
+        if raw_counts is not None:
+            if (p.group == 2 and raw_counts.pairs_excluded and modes != ("pairs",)
+                    and not ("runs" in modes and may_try_runs(raw_counts.top_count(vmin, R), n))):
+                # more distinct pairs than codes: best_plan would not build a pair code, and the run symbols are
+                # not judged by the pairs' entropy
+                return None
+            got = raw_counts.histogram(p)
+            if got is not None:
+                return got
+        return stream_histogram(flat, p)
+
+    best, counts1 = best_plan(histograms, base, n, modes=modes, rare_escapes=free, narrow_runs=free, lo=lo, hi=hi)
     if best is None:
         raise EntropyError(f"none of the modes {', '.join(modes)} can code these values")
     # entropy of the values: from the window histogram unless values lie outside it
@@ -427,12 +543,18 @@ def best_plan(
         counts1[0] -= int(np.count_nonzero(base.chunk_values(n) % 2))  # the pad of each chunk of an odd count
     else:
         counts1 = histograms(base)
-    cands: list[StreamPlan] = []
+    # the stored stream first: a code that is not smaller loses to it
+    stored = stored_plan(base, n) if "stored" in modes and n else None
+    cands: list[StreamPlan] = [stored] if stored is not None else []
     plain_plan = None
     if "plain" in modes or "runs" in modes:  # runs are judged against the plain code
-        plain_plan = _plain_plans(counts1, base, n_chunks, rare_escapes)
-        if "plain" in modes:
-            cands.append(plain_plan)
+        # no plain code can beat a stored stream below its floor (nor run symbols, unless they are judged against it)
+        run = _run_of(counts1, base, run_value) if "runs" in modes else None
+        if stored is None or not _stored_wins(counts1, base, n_chunks, stored) or (
+                run is not None and may_try_runs(run[1], n)):
+            plain_plan = _plain_plans(counts1, base, n_chunks, rare_escapes)
+            if "plain" in modes:
+                cands.append(plain_plan)
     # pairs that need a raised limit are tried only when asked for alone (a 65536-symbol code costs time, and
     # plain symbols of such data are as good)
     if counts2 is not None and (modes == ("pairs",) or int(np.count_nonzero(counts2)) <= 1 << base.max_code_length):
@@ -451,12 +573,29 @@ def _best_cost(plans: list[StreamPlan]) -> float:
     return min((p.cost_bits for p in plans), default=float("inf"))
 
 
+def _fixed_floor(params: CodecParams, n_chunks: int) -> int:
+    """Bits every coded stream of ``params`` takes besides its payload: a 1-byte codebook at least, the index and the
+    parameter block."""
+    return 8 + 8 * params.index_bytes(n_chunks) + 8 * params.block_bytes
+
+
 def _cost_floor(counts: np.ndarray, params: CodecParams, n_chunks: int) -> float:
     """Fewer :attr:`StreamPlan.cost_bits` than any code of the symbol histogram ``counts`` can take with ``params``
     (no escapes): the entropy bound on the payload, a 1-byte codebook, the index and the parameter block. A plan
     whose floor is not below the best so far cannot win (ties keep the earlier plan), so it is not built."""
     payload = shannon_entropy(counts) * int(counts.sum())
-    return payload * (1 - 1e-9) - 1e-6 + 8 + 8 * params.index_bytes(n_chunks) + 8 * params.block_bytes
+    return payload * (1 - 1e-9) - 1e-6 + _fixed_floor(params, n_chunks)
+
+
+def _stored_wins(counts1: np.ndarray, base: CodecParams, n_chunks: int, stored: StreamPlan) -> bool:
+    """Whether no plain code of ``counts1`` (limited, raised or with escapes: each is a prefix code of the values)
+    can cost fewer bits than the ``stored`` plan: by the entropy bound, else by the optimal prefix code's payload
+    (one sort, no code lengths), each with the fixed part of the smallest parameters a plain code has."""
+    if _cost_floor(counts1, base, n_chunks) >= stored.cost_bits:
+        return True
+    from entropy.codec import kernels
+
+    return kernels.huffman_cost(counts1) + _fixed_floor(base, n_chunks) >= stored.cost_bits
 
 
 def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: bool) -> StreamPlan:
@@ -483,9 +622,21 @@ def may_try_runs(run_count: int | np.ndarray, n_values: int | np.ndarray) -> boo
     """Whether the codec tries run symbols, unforced, on a stream of ``n_values`` values in which the run value
     occurs ``run_count`` times: the run value must take a large enough share of the values (elementwise on arrays).
 
-    This is the first of :func:`best_plan`'s gates for run symbols, the one a layout search can apply to each row
+    This is the first of :func:`best_plan`'s gates for run symbols (and so for building the plain code they are
+    judged against where a stored stream beats every plain code), the one a layout search can apply to each row
     from its counts; the others depend on the plain plan."""
     return run_count >= _RUNS_MIN_SHARE * n_values
+
+
+def _run_of(counts1: np.ndarray, base: CodecParams, run_value: int | None) -> tuple[int, int] | None:
+    """The run value (``run_value``, or by default the most frequent value of the window) and its count in the plain
+    histogram ``counts1``; None when ``run_value`` lies outside the window."""
+    window = counts1[: base.value_range]  # (without the escape symbol's count)
+    if run_value is None:
+        run_value = base.value_min + int(np.argmax(window))
+    elif not 0 <= run_value - base.value_min < base.value_range:
+        return None
+    return run_value, int(window[run_value - base.value_min])
 
 
 def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: int, n_chunks: int,
@@ -497,12 +648,10 @@ def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: i
     ``DEFAULT_RUNS`` prefixes need a window of at most 4095 values (with its escape symbol: ``16 * 4096`` symbols);
     a wider one is narrowed around the run value with escapes for the rest (``narrow``), else the prefixes
     are fewer."""
-    window = counts1[: base.value_range]  # (without the escape symbol's count)
-    if run_value is None:
-        run_value = base.value_min + int(np.argmax(window))
-    elif not 0 <= run_value - base.value_min < base.value_range:
+    run = _run_of(counts1, base, run_value)
+    if run is None:
         return None  # the run value does not occur in this stream
-    run_count = int(window[run_value - base.value_min])
+    run_value, run_count = run
     if not forced:
         if not may_try_runs(run_count, n) or plain_plan is None:
             return None

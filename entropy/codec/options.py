@@ -22,7 +22,8 @@ __all__ = ["CodecOptions", "check_int", "given_or_default"]
 
 T = TypeVar("T")
 
-_GROUPS = {1: ("plain", "runs"), 2: ("pairs",), "auto": MODES}  # the symbol modes each ``group`` allows
+# the modes each ``group`` allows: 1 single values in a code, 2 pairs in a code, "auto" any mode (only it stores)
+_GROUPS = {1: ("plain", "runs"), 2: ("pairs",), "auto": MODES}
 
 
 def check_int(name: str, x: object, lo: int, hi: int) -> int:
@@ -65,11 +66,13 @@ class CodecOptions:
     symbols occur than ``2**L`` codes exist, the codec either raises the limit just enough (at most to 16 bits) or
     escapes the rarest values, whichever is smaller; a stream's params carry the limit used.
     ``chunk_size``: values per chunk (1..2**24; even for pairs).
-    ``group``: 1 (no pairs), 2 (pairs only) or ``"auto"``.
-    ``mode``: ``"auto"``, or one or several of ``"plain"``, ``"pairs"``, ``"runs"`` to choose among (with
-    ``group``). ``"auto"`` picks the smallest total by exact size; pairs are considered when at most 256 values
-    occur and ``chunk_size`` is even, run symbols when the most frequent value is common and the plain code is
-    measurably above the entropy.
+    ``group``: 1 (single values in a code: plain or run symbols), 2 (pairs only) or ``"auto"`` (any mode, stored
+    too).
+    ``mode``: ``"auto"``, or one or several of ``"plain"``, ``"pairs"``, ``"runs"``, ``"stored"`` to choose among
+    (with ``group``). ``"auto"`` picks the smallest total by exact size; pairs are considered when at most 256
+    values occur and ``chunk_size`` is even, run symbols when the most frequent value is common and the plain code
+    is measurably above the entropy; with ``group="auto"``, ``"stored"`` (no code: every value in the bits of its
+    window, at copy speed) whenever no code is smaller (a tie goes to the stored stream).
     ``escape``: allow escapes (values coded raw after an escape symbol) for values outside a 65536-value window and
     for rare values when the code cannot hold them all; False raises SymbolError for values spanning more than
     65536 instead.

@@ -1,9 +1,10 @@
 """Stream parameters: what a decoder must know besides the codebook, the chunk index and the payload.
 
-:class:`CodecParams` describes one coded stream: the symbol mode (plain values, pairs of values, or run
-symbols), the window of values that have symbols, the optional escape range of values coded raw, the code-length
-limit and the chunk size. ``to_bytes`` / ``from_bytes`` are the only serialization of these fields (a file
-stores the block opaquely); ``from_bytes`` and ``validate`` check every rule of FORMAT.md §7.
+:class:`CodecParams` describes one coded stream: the symbol mode (plain values, pairs of values, run symbols, or
+values stored in a fixed number of bits), the window of values that have symbols, the optional escape range of
+values coded raw, the code-length limit and the chunk size. ``to_bytes`` / ``from_bytes`` are the only
+serialization of these fields (a file stores the block opaquely); ``from_bytes`` and ``validate`` check every rule
+of FORMAT.md §7.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import numpy as np
 from entropy.errors import StreamError
 from entropy.codec.lengths import MAX_ALPHABET, MAX_SUPPORTED_LENGTH
 
-__all__ = ["CodecParams", "MAX_RUNS", "MAX_ESCAPE_RANGE", "MAX_CHUNK_SIZE", "MODES", "SUPPORTED_DTYPES"]
+__all__ = ["CodecParams", "MAX_RUNS", "MAX_ESCAPE_RANGE", "MAX_CHUNK_SIZE", "MAX_STORED_RANGE", "MODES",
+           "SUPPORTED_DTYPES"]
 
 #: dtypes the codec accepts and restores (names of numpy dtypes)
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64")
-#: the symbol modes: one value per symbol, two values per symbol, a run of the run value and one value per symbol
-MODES = ("plain", "pairs", "runs")
+#: the symbol modes: one value per symbol, two values per symbol, a run of the run value and one value per symbol,
+#: and no code: every value stored in the bits its window needs
+MODES = ("plain", "pairs", "runs", "stored")
 #: most run prefixes (a run symbol stands for at most this many values)
 MAX_RUNS = 256
 #: widest escape range: raw escaped values take at most 32 bits
@@ -30,6 +33,8 @@ MAX_ESCAPE_RANGE = 1 << 32
 MAX_CHUNK_SIZE = 1 << 24
 #: most values per row
 MAX_ROW_LENGTH = 1 << 48
+#: widest window of a stored stream: its values take at most 32 bits
+MAX_STORED_RANGE = 1 << 32
 
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -51,6 +56,9 @@ class CodecParams:
     row_length: 0 (the values are one row), or M: the values are rows of M values (their count a multiple of M),
         each row cut into its own chunks, so no chunk, pair or run crosses from one row into the next (a set of
         channels coded as one stream: its histogram is the sum of the rows', and channel ranges are chunk ranges).
+    stored: no code: every value v is stored as v - value_min in :attr:`stored_bits` bits (the bits of
+        value_range - 1, 2 <= value_range <= 2**32), MSB-first, one after the other; chunks are then fixed runs of
+        values (no chunk index) and the stream's codebook is the empty code of one symbol.
     """
 
     group: int
@@ -63,14 +71,22 @@ class CodecParams:
     escape_min: int = 0
     escape_range: int = 0
     row_length: int = 0
+    stored: bool = False
 
     # -- derived sizes ---------------------------------------------------------------------------------------------
     @property
     def mode(self) -> str:
-        """"plain", "pairs" or "runs"."""
+        """"plain", "pairs", "runs" or "stored"."""
+        if self.stored:
+            return "stored"
         if self.group == 2:
             return "pairs"
         return "runs" if self.runs else "plain"
+
+    @property
+    def stored_bits(self) -> int:
+        """Bits of each value of a stored stream: those of value_range - 1 (0 for other streams)."""
+        return (self.value_range - 1).bit_length() if self.stored else 0
 
     @property
     def escape_bits(self) -> int:
@@ -84,7 +100,9 @@ class CodecParams:
 
     @property
     def alphabet_size(self) -> int:
-        """Number of symbols: V (plain), V**2 (pairs) or runs * V (run symbols)."""
+        """Number of symbols: V (plain), V**2 (pairs), runs * V (run symbols) or 1 (stored: the empty code)."""
+        if self.stored:
+            return 1
         if self.runs:
             return self.runs * self.base_symbols
         return self.base_symbols**self.group
@@ -101,12 +119,17 @@ class CodecParams:
 
     @property
     def max_symbol_bits(self) -> int:
-        """Most bits one symbol takes: L plus the escape bits."""
+        """Most bits one symbol takes: L plus the escape bits (stored: exactly :attr:`stored_bits`)."""
+        if self.stored:
+            return self.stored_bits
         return self.max_code_length + self.escape_bits
 
     @property
     def index_entry_bytes(self) -> int:
-        """Bytes per chunk-index entry (2 or 4): 2 when a full chunk can never need more than 65535 bits."""
+        """Bytes per chunk-index entry (2 or 4): 2 when a full chunk can never need more than 65535 bits; 0 for a
+        stored stream (its chunks' sizes follow from their value counts: no index)."""
+        if self.stored:
+            return 0
         return 2 if self.chunk_symbols * self.max_symbol_bits <= 0xFFFF else 4
 
     def rows(self, n_values: int) -> tuple[int, int]:
@@ -142,8 +165,11 @@ class CodecParams:
 
     def chunk_bit_bounds(self, n_values: int) -> tuple[np.ndarray, np.ndarray]:
         """Fewest and most payload bits of each chunk of a stream of ``n_values`` values (int64 arrays): every
-        symbol takes 1 to ``max_symbol_bits`` bits and stands for 1 to ``max_values_per_symbol`` values."""
+        symbol takes 1 to ``max_symbol_bits`` bits and stands for 1 to ``max_values_per_symbol`` values (stored:
+        exactly ``stored_bits`` per value)."""
         vals = self.chunk_values(n_values)
+        if self.stored:
+            return vals * self.stored_bits, vals * self.stored_bits
         most_syms = -(-vals // self.group)
         fewest_syms = -(-vals // self.max_values_per_symbol)
         return fewest_syms, most_syms * self.max_symbol_bits
@@ -151,6 +177,9 @@ class CodecParams:
     def payload_bit_bounds(self, n_values: int) -> tuple[int, int]:
         """Fewest and most payload bits of a stream of ``n_values`` values (a file's sanity bound: the payload
         size bounds the value count a stream can claim). Closed form, O(1): a hostile count allocates nothing."""
+        if self.stored:
+            self.rows(n_values)  # (whole rows)
+            return int(n_values) * self.stored_bits, int(n_values) * self.stored_bits
         rows, M = self.rows(n_values)
         full, rest = divmod(M, self.chunk_size)
         vmax, k = self.max_values_per_symbol, self.group
@@ -162,12 +191,13 @@ class CodecParams:
     #: The block of :meth:`to_bytes` (little-endian): a 24-byte base - group u8, max_code_length u8, flags u16,
     #: chunk_size u32, value_min i64, value_range u64 - then, in this order, one extension per flag bit set:
     #: bit 0 run symbols (runs u16, run_symbol u16), bit 1 escapes (escape_min i64, escape_range u64), bit 2 rows
-    #: (row_length u64). A plain or pair stream takes 24 bytes. The codec owns this block; a file stores it opaquely.
+    #: (row_length u64); bit 3 (no extension) marks a stored stream. A plain or pair stream takes 24 bytes. The
+    #: codec owns this block; a file stores it opaquely.
     _BASE = struct.Struct("<BBHIqQ")
     _RUNS = struct.Struct("<HH")
     _ESCAPE = struct.Struct("<qQ")
     _ROWS = struct.Struct("<Q")
-    _FLAG_RUNS, _FLAG_ESCAPE, _FLAG_ROWS = 1, 2, 4
+    _FLAG_RUNS, _FLAG_ESCAPE, _FLAG_ROWS, _FLAG_STORED = 1, 2, 4, 8
 
     @property
     def block_bytes(self) -> int:
@@ -179,7 +209,7 @@ class CodecParams:
         """The stream-parameter block that a file stores for this stream (bytes; see ``_BASE``)."""
         self.validate()
         flags = ((self._FLAG_RUNS if self.runs else 0) | (self._FLAG_ESCAPE if self.escape_range else 0)
-                 | (self._FLAG_ROWS if self.row_length else 0))
+                 | (self._FLAG_ROWS if self.row_length else 0) | (self._FLAG_STORED if self.stored else 0))
         out = self._BASE.pack(self.group, self.max_code_length, flags, self.chunk_size, self.value_min, self.value_range)
         if self.runs:
             out += self._RUNS.pack(self.runs, self.run_symbol)
@@ -196,9 +226,10 @@ class CodecParams:
         if len(b) < cls._BASE.size:
             raise StreamError(f"stream parameter block is {len(b)} bytes, fewer than its {cls._BASE.size}-byte base")
         group, max_len, flags, chunk, vmin, vrange = cls._BASE.unpack_from(b, 0)
-        if flags & ~(cls._FLAG_RUNS | cls._FLAG_ESCAPE | cls._FLAG_ROWS):
+        if flags & ~(cls._FLAG_RUNS | cls._FLAG_ESCAPE | cls._FLAG_ROWS | cls._FLAG_STORED):
             raise StreamError(f"stream parameter block has unknown flags {flags:#06x} (reserved bits must be zero)")
-        fields = dict(group=group, max_code_length=max_len, chunk_size=chunk, value_min=vmin, value_range=vrange)
+        fields = dict(group=group, max_code_length=max_len, chunk_size=chunk, value_min=vmin, value_range=vrange,
+                      stored=bool(flags & cls._FLAG_STORED))
         pos = cls._BASE.size
         want = pos + sum(st.size for f, st in ((cls._FLAG_RUNS, cls._RUNS), (cls._FLAG_ESCAPE, cls._ESCAPE),
                                                 (cls._FLAG_ROWS, cls._ROWS)) if flags & f)
@@ -237,7 +268,14 @@ class CodecParams:
             raise StreamError(f"chunk_size {self.chunk_size} must be a positive multiple of group {self.group}")
         if self.chunk_size > MAX_CHUNK_SIZE:
             raise StreamError(f"chunk_size {self.chunk_size} exceeds 2**24 values")
-        if not 1 <= self.value_range <= MAX_ALPHABET:
+        if not isinstance(self.stored, (bool, np.bool_)):
+            raise StreamError(f"codec parameter stored must be a bool, got {self.stored!r}")
+        if self.stored:
+            if not 2 <= self.value_range <= MAX_STORED_RANGE:
+                raise StreamError(f"value_range {self.value_range} of a stored stream outside 2..2**32")
+            if self.group != 1 or self.runs or self.escape_range:
+                raise StreamError("a stored stream takes neither pairs, run symbols nor escapes")
+        elif not 1 <= self.value_range <= MAX_ALPHABET:
             raise StreamError(f"value_range {self.value_range} outside 1..{MAX_ALPHABET}")
         for name in ("value_min", "escape_min"):
             if not _I64[0] <= int(getattr(self, name)) <= _I64[1]:

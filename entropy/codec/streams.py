@@ -7,6 +7,7 @@ Values of any shape and byte order are flattened in C order and coded as symbols
   value ``value_min``, which the decoder checks and drops);
 * runs: symbol ``r * V + b`` stands for ``r`` copies of the run value (the most frequent one) and then the
   value of base symbol ``b`` - runs of a sparse map's zeros cost little inside a canonical Huffman code;
+* stored: no code, every value ``v - value_min`` in the bits of the window (incompressible data, at copy speed);
 
 and, with escapes, base symbol ``value_range`` is an escape: the value follows raw, so arrays whose values
 do not fit a window of 65536 values or a code of ``2**L`` symbols still code compactly. :func:`prepare_encode`
@@ -15,7 +16,8 @@ chooses mode, window, escapes and code-length limit by exact total size (:mod:`e
 Symbols are cut into chunks of ``chunk_size`` values; each chunk's payload bits are recorded, so any range of
 chunks decodes on its own. Chunk index (``EncodedTensor.index_bytes``): one unsigned big-endian integer per
 chunk, its payload bits; 2 bytes per entry when a full chunk can never need more than 65535 bits
-(:attr:`CodecParams.index_entry_bytes`), else 4 bytes.
+(:attr:`CodecParams.index_entry_bytes`), else 4 bytes; none for a stored stream (its chunks' bits follow from
+their values).
 
 The payload is MSB-first, chunks concatenated without padding, zero bits up to the next byte. Nothing here
 trusts a stream: every inconsistency raises :class:`StreamError` naming the chunk. Every new stream's first
@@ -28,7 +30,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,7 +42,10 @@ from entropy.codec.lengths import MAX_ALPHABET
 from entropy.codec.measures import shannon_entropy
 from entropy.codec.options import CodecOptions, check_int
 from entropy.codec.params import MAX_ROW_LENGTH, SUPPORTED_DTYPES, CodecParams
-from entropy.codec.modes import StreamPlan, choose_plan, plan_from_counts, stream_histogram, symbol_histograms
+from entropy.codec.modes import (
+    RAW_COUNT_MIN_VALUES, RawCounts, StreamPlan, choose_plan, plan_from_counts, stored_plan, stream_histogram,
+    symbol_histograms,
+)
 from entropy.codec.threads import resolve as resolve_threads
 from entropy.codec.threads import group_bounds, run_groups
 from entropy.codec.threads import using as using_threads
@@ -110,21 +115,30 @@ class EncodedTensor:
         return _index_bytes(self.chunk_bits, self.params)
 
     @staticmethod
-    def parse_index(buf: bytes, n_chunks: int, params: CodecParams) -> np.ndarray:
-        """Parse and validate a chunk index; returns uint32[n_chunks] (raises StreamError)."""
+    def parse_index(buf: bytes, n_chunks: int, params: CodecParams, n_values: int | None = None) -> np.ndarray:
+        """Parse and validate a chunk index; returns uint32[n_chunks] (raises StreamError). A stored stream has no
+        index (``buf`` is empty): its chunks' bits follow from their value counts, which take ``n_values`` (the
+        stream's values)."""
         params.validate()
         w = params.index_entry_bytes
         if n_chunks < 0:
             raise StreamError(f"negative chunk count {n_chunks}")
         if len(buf) != n_chunks * w:
             raise StreamError(f"chunk index is {len(buf)} bytes, expected {n_chunks} chunks x {w} bytes")
+        if params.stored:
+            if n_values is None or params.n_chunks(n_values) != n_chunks:
+                raise StreamError(f"a stored stream of {n_chunks} chunks needs its value count, got {n_values}")
+            return params.chunk_bit_bounds(n_values)[0].astype(np.uint32)  # (fewest = most bits)
         arr = np.frombuffer(bytes(buf), dtype=">u2" if w == 2 else ">u4").astype(np.uint32)
         _check_chunk_bits(arr, params)
         return arr
 
 
 def _index_bytes(chunk_bits: np.ndarray, params: CodecParams) -> bytes:
+    if params.stored:
+        return b""
     return np.asarray(chunk_bits).astype(">u2" if params.index_entry_bytes == 2 else ">u4").tobytes()
+
 
 
 def _check_chunk_bits(arr: np.ndarray, params: CodecParams) -> None:
@@ -205,16 +219,23 @@ def _prepare_encode(values, opts: CodecOptions, codebook, value_min, value_range
             p.rows(n)
         except StreamError as exc:
             raise EntropyError(str(exc)) from None
-        counts = stream_histogram(flat, p)
-        try:
-            plan = plan_from_counts(counts, p, p.n_chunks(n), codebook=codebook)
-        except SymbolError as exc:
-            raise SymbolError(f"{exc} in the {'shared codebook' if codebook is not None else 'code'}") from None
-        H = _value_entropy(flat, p, counts)
+        if p.stored:
+            plan, H = _stored_encode(flat, p, codebook)
+        else:
+            counts = stream_histogram(flat, p)
+            try:
+                plan = plan_from_counts(counts, p, p.n_chunks(n), codebook=codebook)
+            except SymbolError as exc:
+                raise SymbolError(f"{exc} in the {'shared codebook' if codebook is not None else 'code'}") from None
+            H = _value_entropy(flat, p, counts)
     else:
         small = flat.tolist() if n <= small_streams.SMALL_VALUES else None  # (Python ints: faster for a few)
+        raw = None
         if small is not None:
             lo, hi = (min(small), max(small)) if small else (0, 0)
+        elif dt.itemsize <= 2 and not M and n >= RAW_COUNT_MIN_VALUES:  # span and histograms from one count
+            raw = RawCounts(flat, pairs="pairs" in modes and C % 2 == 0, max_code_length=L)
+            lo, hi = raw.span()
         else:
             lo, hi = _value_span(flat, resolve_threads(threads))
         if value_min is not None or value_range is not None:
@@ -233,7 +254,7 @@ def _prepare_encode(values, opts: CodecOptions, codebook, value_min, value_range
         got = small_streams.plan(memo, lo)
         if got is None:
             plan, H = choose_plan(flat, max_code_length=L, chunk_size=C, modes=modes, escape=bool(escape), lo=lo,
-                                  hi=hi, row_length=M, **window)
+                                  hi=hi, row_length=M, raw_counts=raw, **window)
             got = plan.params, plan.codebook, _accounting(plan, n, H)
             small_streams.remember_plan(memo, lo, *got)
         params, codebook, accounting = got
@@ -292,6 +313,23 @@ def _shared_params(codebook, params, L, C, group, value_min, value_range, M) -> 
     if codebook.max_length > L:
         raise CodebookError(f"shared codebook has {codebook.max_length}-bit codes, above max_code_length {L}")
     return CodecParams(group=k, max_code_length=L, chunk_size=C, value_min=vmin, value_range=R, row_length=M)
+
+
+def _stored_encode(flat: np.ndarray, p: CodecParams, codebook: Codebook | None) -> tuple[StreamPlan, float]:
+    """The plan of coding ``flat`` as the given stored stream ``p`` (every value must lie in its window), and the
+    order-0 entropy of the values."""
+    if codebook is not None and codebook.n_present:
+        raise EntropyError("a stored stream's codebook must be the empty code (it has none)")
+    lo, hi = _value_span(flat)
+    if flat.size and (lo < p.value_min or hi > p.value_min + p.value_range - 1):
+        bad = int(np.flatnonzero((flat < p.value_min) | (flat > p.value_min + p.value_range - 1))[0])
+        raise SymbolError(f"value {int(flat[bad])} at flat index {bad} is outside the stored window "
+                          f"[{p.value_min}, {p.value_min + p.value_range - 1}]")
+    if p.value_range <= MAX_ALPHABET:
+        H = shannon_entropy(stream_histogram(flat, replace(p, stored=False, row_length=0)))
+    else:
+        H = shannon_entropy(np.unique(flat, return_counts=True)[1]) if flat.size else 0.0
+    return stored_plan(p, flat.size), H
 
 
 def _value_entropy(flat: np.ndarray, p: CodecParams, counts: np.ndarray) -> float:
@@ -442,11 +480,14 @@ def encode(values: np.ndarray, options: CodecOptions | None = None, **kwargs: An
 
     >>> import numpy as np, entropy
     >>> x = np.array([0, 0, 0, 1, 0, 2, 0, 0], dtype=np.int8)
-    >>> enc = entropy.encode(x, chunk_size=4)
+    >>> enc = entropy.encode(x, chunk_size=4, mode="plain")  # one code per value
     >>> enc.n_chunks, enc.accounting.payload_bits  # 0 takes 1 bit, 1 and 2 take 2 bits each
     (2, 10)
     >>> np.array_equal(entropy.decode(enc), x)
     True
+    >>> auto = entropy.encode(x, chunk_size=4)  # so few values cost less stored: no code and no chunk index
+    >>> auto.params.mode, auto.accounting.payload_bits  # 2 bits for each value of the window [0, 2]
+    ('stored', 16)
     """
     return prepare_encode(values, options, **kwargs).run()
 
@@ -515,7 +556,10 @@ def _prepare(shape, dtype, params, codebook, chunk_bits, payload):
         raise StreamError(f"payload is {buf.size} bytes, the chunk index says {total} bits = {need} bytes")
     if total % 8 and int(buf[-1]) & ((1 << (8 - total % 8)) - 1):
         raise StreamError(f"chunk {n_chunks - 1}: nonzero padding bits after the payload's last code")
-    if n and codebook.n_present == 0:
+    if params.stored:  # (its chunks' bits were checked exactly above: fewest = most)
+        if codebook.n_present:
+            raise StreamError("a stored stream's codebook must be the empty code")
+    elif n and codebook.n_present == 0:
         raise StreamError(f"{n} values to decode but the codebook has no code")
     return n, dt, offsets, buf
 
@@ -530,6 +574,13 @@ def _decode_range(n, dt, params, codebook, offsets, payload, start, stop, thread
     cvals = np.diff(starts)
     if starts[-1] <= starts[0]:
         return np.empty(0, dtype=dt)
+    if params.stored:
+        out = np.empty(int(starts[-1] - starts[0]), dtype=dt)
+        try:
+            kernels.decode_stored(payload, params, n, start, stop, out, threads)
+        except kernels.DecodeFailure as exc:
+            raise StreamError(f"chunk {exc.chunk} of {n_chunks}: {exc}") from None
+        return out
     if params.runs or params.escape_range:
         out = np.empty(int(starts[-1] - starts[0]), dtype=dt)
         try:

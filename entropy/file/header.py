@@ -135,6 +135,8 @@ def check_codebook(t: TensorRecord, books: list[Codebook], what: str) -> None:
             raise CodebookError(
                 f"{where}: codebook {s.codebook_id} has {cb.max_length}-bit codes, limit {p.max_code_length}"
             )
+        if p.stored and cb.n_present:
+            raise CodebookError(f"{where}: a stored stream's codebook {s.codebook_id} must be the empty code")
 
 
 def parse_header(buf: memoryview, file_size: int, path: str) -> Header:

@@ -31,7 +31,7 @@ class StreamInfo:
     payload_bytes: int
     index_bytes: int
     codebook_bytes: float  # this stream's share of its (maybe shared) codebook record
-    mode: str = "plain"  # symbol mode: plain, pairs or runs (FORMAT.md section 7.2)
+    mode: str = "plain"  # symbol mode: plain, pairs, runs (FORMAT.md section 7.2) or stored (7.5)
     escape_range: int = 0  # values codable raw after an escape symbol (0: no escapes)
 
     def to_dict(self) -> dict[str, Any]:

@@ -243,7 +243,7 @@ class HQTFile:
             codebook = self._header.books[s.codebook_id]  # validated against the stream when the header was read
             index = self._region(s.index_offset, s.index_length)
             try:
-                chunk_bits = EncodedTensor.parse_index(index, s.n_chunks, s.params)
+                chunk_bits = EncodedTensor.parse_index(index, s.n_chunks, s.params, s.n_values)
             finally:
                 index.release()
             total = int(np.sum(chunk_bits, dtype=np.uint64))

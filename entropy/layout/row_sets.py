@@ -51,13 +51,14 @@ def set_stream(tc: TensorCounts, channels: np.ndarray, *, modes: tuple[str, ...]
     Each row starts its own chunks (``row_length``), so that the set's histogram is the sum of its rows' in every
     mode; that costs an index entry per row and chunk, a lot for short rows (a few weights per channel). So the
     rows are also tried concatenated without row structure, in the modes whose histogram still follows from the
-    rows' there (:func:`entropy.layout.channel_counts.set_histogram`): plain symbols and pairs. ``escapes``: rare
-    values may be escaped when the code cannot hold them all (else the code-length limit is raised)."""
+    rows' there (:func:`entropy.layout.channel_counts.set_histogram`): plain symbols, pairs and stored values.
+    ``escapes``: rare values may be escaped when the code cannot hold them all (else the code-length limit is
+    raised)."""
     plans = []
     n = int(np.size(channels)) * tc.row_length
     tries = [(True, modes)]
     if np.size(channels) > 1 and tc.row_length % chunk_size:
-        flat_modes = tuple(m for m in modes if m in ("plain", "pairs"))
+        flat_modes = tuple(m for m in modes if m in ("plain", "pairs", "stored"))
         if flat_modes:
             tries.append((False, flat_modes))
     for rows, ms in tries:
@@ -108,7 +109,8 @@ def channel_layout_lower_bound(tc: TensorCounts, *, modes: tuple[str, ...], max_
     Every channel's payload is at least the optimal Huffman payload of its histogram in the mode it uses, so at
     least the smallest of those over the modes it may use, where they are counted per row (0 bits for a channel that may use
     a mode that is not: pairs of a wide tensor, run symbols with fewer prefixes than counted); every stream adds a
-    stream record and an index; one codebook record at least."""
+    stream record and an index - but a stored stream, which has no index, and whose payload is the bits of the
+    channel's span per value; one codebook record at least."""
     M, T = tc.row_length, tc.value_range
     bound = _payload_floor(tc.counts)  # plain symbols (a mode more in the minimum only lowers the bound)
     free = np.zeros(tc.n_channels, dtype=bool)  # channels that may use a mode not counted per row
@@ -134,8 +136,12 @@ def channel_layout_lower_bound(tc: TensorCounts, *, modes: tuple[str, ...], max_
     bound[free] = 0
     smallest = CodecParams(group=1, max_code_length=max_code_length, chunk_size=chunk_size, value_min=0,
                            value_range=1)
-    per_channel = -(-bound // 8) + stream_record_bytes(smallest) + index_bytes(smallest, M)
-    return per_channel, codebook_record_bytes(b"\0")
+    per_channel = -(-bound // 8) + index_bytes(smallest, M)
+    if "stored" in modes:  # a stored channel: the bits of its own span per value, and no index
+        span = tc.row_max - tc.row_min + 1
+        bits = np.array([(int(s) - 1).bit_length() for s in span], dtype=np.int64)
+        per_channel = np.where(span >= 2, np.minimum(per_channel, -(-(bits * M) // 8)), per_channel)
+    return per_channel + stream_record_bytes(smallest), codebook_record_bytes(b"\0")
 
 
 def mode_histograms(tc: TensorCounts, params: CodecParams) -> np.ndarray | None:
@@ -197,9 +203,11 @@ def cluster_labels(tc: TensorCounts, k: int, max_code_length: int, counts: np.nd
 
 def group_modes(options: CodecOptions) -> list[tuple[str, ...]]:
     """The symbol modes a stream of a file may use, in the order tried: those ``options`` allow; ``group=2`` asks
-    for pairs and falls back to the other modes its ``mode`` allows (single values) where pairs cannot apply."""
+    for pairs and falls back to the single-value codes its ``mode`` allows (those of ``group=1``: never a stored
+    stream) where pairs cannot apply."""
     if options.group == 2:
-        rest = tuple(m for m in CodecOptions(mode=options.mode).modes if m != "pairs")
+        single = CodecOptions(group=1).modes
+        rest = tuple(m for m in CodecOptions(mode=options.mode).modes if m in single)
         return [("pairs",), rest] if rest else [("pairs",)]
     return [options.modes]
 

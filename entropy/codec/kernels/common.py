@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM cttz
@@ -89,6 +90,99 @@ def _bswap64(typingctx, x):
     return types.uint64(types.uint64), codegen
 
 
+# ---- raw memory access ---------------------------------------------------------------------------------------------
+# Loads and stores of 2 or 8 bytes at any byte offset of an array's memory, unaligned, with no bounds check and no
+# negative-index wrap-around: what the hot loops need (one instruction each) and numba's indexing does not give.
+# The callers keep every access inside the array (the buffers carry slack for the widest access).
+
+
+def _at(context, builder, aryty, ary, off, width: int):
+    """Pointer to ``width`` bytes at byte offset ``off`` of the array's data."""
+    a = context.make_array(aryty)(context, builder, value=ary)
+    base = builder.bitcast(a.data, ir.IntType(8).as_pointer())
+    return builder.bitcast(builder.gep(base, [off]), ir.IntType(8 * width).as_pointer())
+
+
+@intrinsic
+def _load_be64(typingctx, arr, off):
+    """The 8 bytes of ``arr``'s memory from byte ``off`` on, read as a big-endian uint64 (the payload's order)."""
+
+    def codegen(context, builder, sig, args):
+        return builder.bswap(builder.load(_at(context, builder, sig.args[0], args[0], args[1], 8), align=1))
+
+    return types.uint64(arr, off), codegen
+
+
+def _load_be_n(width: int):
+    """An intrinsic: the ``width`` bytes of an array's memory from byte ``off`` on, big-endian, as a uint64."""
+
+    @intrinsic
+    def load(typingctx, arr, off):
+        def codegen(context, builder, sig, args):
+            v = builder.load(_at(context, builder, sig.args[0], args[0], args[1], width), align=1)
+            return builder.zext(builder.bswap(v), ir.IntType(64))
+
+        return types.uint64(arr, off), codegen
+
+    return load
+
+
+def _store_be_n(width: int):
+    """An intrinsic: store the low ``width`` bytes of a uint64 big-endian at byte ``off`` of an array's memory."""
+
+    @intrinsic
+    def store(typingctx, arr, off, val):
+        def codegen(context, builder, sig, args):
+            v = builder.trunc(context.cast(builder, args[2], sig.args[2], types.uint64), ir.IntType(8 * width))
+            builder.store(builder.bswap(v), _at(context, builder, sig.args[0], args[0], args[1], width), align=1)
+            return context.get_dummy_value()
+
+        return types.void(arr, off, val), codegen
+
+    return store
+
+
+_load_be16 = _load_be_n(2)
+_load_be32 = _load_be_n(4)
+_store_be16 = _store_be_n(2)
+_store_be32 = _store_be_n(4)
+
+
+@intrinsic
+def _load_le16(typingctx, arr, off):
+    """The 2 bytes of ``arr``'s memory from byte ``off`` on, as a little-endian uint16 widened to uint64."""
+
+    def codegen(context, builder, sig, args):
+        v = builder.load(_at(context, builder, sig.args[0], args[0], args[1], 2), align=1)
+        return builder.zext(v, ir.IntType(64))
+
+    return types.uint64(arr, off), codegen
+
+
+@intrinsic
+def _store_be64(typingctx, arr, off, val):
+    """Store the uint64 ``val`` big-endian at byte ``off`` of ``arr``'s memory (8 bytes)."""
+
+    def codegen(context, builder, sig, args):
+        v = context.cast(builder, args[2], sig.args[2], types.uint64)
+        builder.store(builder.bswap(v), _at(context, builder, sig.args[0], args[0], args[1], 8), align=1)
+        return context.get_dummy_value()
+
+    return types.void(arr, off, val), codegen
+
+
+@intrinsic
+def _store_le64(typingctx, arr, off, val):
+    """Store the uint64 ``val`` little-endian at byte ``off`` of ``arr``'s memory (8 bytes)."""
+
+    def codegen(context, builder, sig, args):
+        v = context.cast(builder, args[2], sig.args[2], types.uint64)
+        builder.store(v, _at(context, builder, sig.args[0], args[0], args[1], 8), align=1)
+        return context.get_dummy_value()
+
+    return types.void(arr, off, val), codegen
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _refill(W, pos):
     """The 64 payload bits from bit ``pos`` on; ``W`` holds the payload's raw bytes (:func:`load_words`), so each
@@ -130,6 +224,24 @@ def load_words(payload, offsets: np.ndarray, start: int, stop: int, walk_bits: i
     words.view(np.uint8)[:nbytes] = buf[b0:b1]
     local = offsets[start : stop + 1] - np.uint64(8 * b0)
     return words, local
+
+
+def payload_parts(payload, offsets: np.ndarray, start: int, stop: int,
+                  walk_bits: int) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+    """Chunks [start, stop) cut into at most two parts ``(bytes, chunk offsets rebased to them, first chunk, end
+    chunk)``: the chunks whose walk of ``walk_bits`` bits (and an 8-byte load after it) stays inside the payload
+    are read in place (no copy), the last few from a padded copy (:func:`load_words`). For decoders that read the
+    payload with :func:`_load_be64` at byte offsets."""
+    buf = np.frombuffer(payload, dtype=np.uint8)
+    limit = 8 * buf.size - walk_bits - 128
+    m = start if limit < 0 else min(stop, start + int(np.searchsorted(offsets[start:stop], limit, side="right")))
+    parts = []
+    if m > start:
+        parts.append((buf, offsets[start : m + 1], start, m))
+    if stop > m:
+        words, local = load_words(payload, offsets, m, stop, walk_bits)
+        parts.append((words, local, m, stop))
+    return parts
 
 
 def first_failure(bounds: np.ndarray, statuses: list[np.ndarray]) -> np.ndarray:

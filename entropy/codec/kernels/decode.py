@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM cttz
 
-from entropy.codec.kernels.common import _INVALID, _chunk_fault, _refill, first_failure, load_words, raise_failure
+from entropy.codec.kernels.common import (
+    _INVALID, _chunk_fault, _load_be64, _refill, _store_le64, first_failure, load_words, payload_parts,
+    raise_failure,
+)
 from entropy.codec.threads import group_bounds, run_groups
 
 # ---- decoder ------------------------------------------------------------------------
@@ -52,6 +56,12 @@ def _decode_one(W, pos, nsym, table, L, B, out, o, v0, v1, k):
     return pos, flag
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _four(offs, ostart, c):
+    """First bits and first output positions of chunks c..c+3 (decoded interleaved)."""
+    return offs[c], offs[c + 1], offs[c + 2], offs[c + 3], ostart[c], ostart[c + 1], ostart[c + 2], ostart[c + 3]
+
+
 @numba.njit(cache=True, nogil=True)
 def _decode_chunks(W, offs, ostart, nsyms, c0, c1, table, L, B, out, v0, v1, k, status):
     """Decode chunks [c0, c1) (chunk c: ``nsyms[c]`` symbols into ``out[ostart[c]:]``); on failure
@@ -59,14 +69,7 @@ def _decode_chunks(W, offs, ostart, nsyms, c0, c1, table, L, B, out, v0, v1, k, 
     shift = np.uint64(64 - L)
     c = c0
     while c + 4 <= c1:
-        p0 = offs[c]
-        p1 = offs[c + 1]
-        p2 = offs[c + 2]
-        p3 = offs[c + 3]
-        o0 = ostart[c]
-        o1 = ostart[c + 1]
-        o2 = ostart[c + 2]
-        o3 = ostart[c + 3]
+        p0, p1, p2, p3, o0, o1, o2, o3 = _four(offs, ostart, c)
         f0 = np.uint32(0)
         f1 = np.uint32(0)
         f2 = np.uint32(0)
@@ -309,6 +312,156 @@ def _decode_chunks_x2(W, offs, ostart, nsyms, c0, c1, table, T, out, v0, v1, k, 
     status[1] = 0
 
 
+# ---- bytes decoder: up to 5 one-byte values per lookup, 4 chunks interleaved ----------------------------------------
+# Entry (uint64) of the table indexed by the next T bits: bits 0-7 the bits of the codes decoded (<= T), bits 8-15
+# how many (1..5), bits 16-55 their values (one byte each, first value lowest), bits 56-62 the first code's length
+# (for one value at a time near a chunk's end), bit 63 "no code" (the first code's bits are none; then 0 bits, 1
+# value). A lookup stores all 8 bytes from bit 16 on at the output position (one unaligned store) and advances by
+# the count: the bytes past the count are overwritten by the next lookup, and a lookup only runs while 8 bytes of its
+# chunk's output remain, so no chunk writes into another's.
+
+MULTI_MAX = 5  # values per lookup
+_MULTI_BAD = np.uint64(1) << np.uint64(63)
+_U3 = np.uint64(3)
+_U7 = np.uint64(7)
+_U8 = np.uint64(8)
+_U16 = np.uint64(16)
+_U63 = np.uint64(63)
+_U56 = np.uint64(56)
+_UFF = np.uint64(0xFF)
+_U7F = np.uint64(0x7F)
+
+
+def decode_table_bytes(lengths: np.ndarray, codes_order: np.ndarray, max_length: int, table_bits: int,
+                       values: np.ndarray) -> np.ndarray:
+    """The table of :func:`_decode_bytes` (uint64[2**table_bits]): ``values`` (uint8[alphabet]) are the symbols'
+    one-byte values; the entry of a bit pattern decodes the codes that lie wholly inside its ``table_bits`` bits,
+    up to :data:`MULTI_MAX` of them."""
+    T = table_bits
+    if T < max_length:
+        raise ValueError(f"table_bits {T} < the longest code {max_length}")
+    single = decode_table(lengths, codes_order, T)
+    vals = np.asarray(values).view(np.uint8).astype(np.uint64)
+    idx = np.arange(1 << T, dtype=np.uint64)
+    full = np.uint64((1 << T) - 1)
+    used = np.zeros(1 << T, dtype=np.uint64)
+    count = np.zeros(1 << T, dtype=np.uint64)
+    out = np.zeros(1 << T, dtype=np.uint64)
+    alive = np.ones(1 << T, dtype=bool)
+    for k in range(MULTI_MAX):
+        e = single[(idx << used) & full].astype(np.uint64)
+        ln = e & np.uint64(31)
+        ok = alive & ((e & np.uint64(_INVALID)) == 0) & (used + ln <= np.uint64(T))
+        sym = (e >> np.uint64(8)).astype(np.int64)
+        out |= np.where(ok, vals[sym] << np.uint64(16 + 8 * k), np.uint64(0))
+        if k == 0:
+            out |= np.where(ok, ln << _U56, np.uint64(0))
+        used += np.where(ok, ln, np.uint64(0))
+        count += ok
+        alive &= ok
+    bad = count == 0
+    out |= used | (np.maximum(count, 1) << _U8)
+    out[bad] = _MULTI_BAD | (np.uint64(1) << _U8)
+    return out
+
+
+BYTES_TABLE_BITS = 12  # the bytes decoder's table: 4096 entries (32 KiB, in L1); codes of at most 12 bits
+_SHIFT = np.uint64(64 - BYTES_TABLE_BITS)
+_BLOCK = 4  # lookups per refill: a refill holds 56 bits, a lookup takes at most 12
+_SPAN = MULTI_MAX * _BLOCK + 3  # output a block may touch: its values, and the last store's 8 bytes
+_LOW = ~np.uint64(0xFF)
+_MARK = np.uint64(0x80)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _window(Wb, p):
+    """The 56 payload bits from bit ``p`` on, in the top of a word, and a marker bit below them (bit 7): the bits
+    consumed since are then ``trailing zeros - 7`` (no position to keep up to date per lookup)."""
+    return ((_load_be64(Wb, p >> _U3) << (p & _U7)) & _LOW) | _MARK
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _consumed(w):
+    return np.uint64(trailing_zeros(w)) - _U7
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lookup(table, w, out, o):
+    """One lookup: its values stored at ``out[o:]``, the window and the position advanced."""
+    e = table[w >> _SHIFT]
+    _store_le64(out, o, e >> _U16)
+    return w << (e & _U63), o + np.int64((e >> _U8) & _UFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bytes_one(Wb, p, o, end, table, out):
+    """Finish one chunk: blocks of lookups while 8 bytes of its output remain after them, then one value at a time
+    (the first code of each entry). Returns the end bit."""
+    last = end - np.int64(_SPAN)
+    while o <= last:
+        w = _window(Wb, p)
+        w, o = _lookup(table, w, out, o)
+        w, o = _lookup(table, w, out, o)
+        w, o = _lookup(table, w, out, o)
+        w, o = _lookup(table, w, out, o)
+        p += _consumed(w)
+    while o < end:
+        w = _window(Wb, p)
+        for _j in range(min(_BLOCK, end - o)):
+            e = table[w >> _SHIFT]
+            w <<= (e >> _U56) & _U7F
+            out[o] = np.uint8((e >> _U16) & _UFF)
+            o += 1
+        p += _consumed(w)
+    return p
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_bytes(Wb, offs, ostart, c0, c1, table, out, status):
+    """Decode chunks [c0, c1) of 1-byte values with the table of :func:`decode_table_bytes` (chunk c: values
+    ``out[ostart[c]:ostart[c + 1]]``, bits from ``offs[c]``); 4 chunks interleaved while all of them have a block
+    left (their dependency chains - window, lookup, shift - overlap). On failure status = (chunk, kind) of the first
+    bad chunk and returns early."""
+    c = c0
+    span = np.int64(_SPAN)
+    while c + 4 <= c1:
+        p0, p1, p2, p3, o0, o1, o2, o3 = _four(offs, ostart, c)
+        l0 = o1 - span
+        l1 = o2 - span
+        l2 = o3 - span
+        l3 = ostart[c + 4] - span
+        while o0 <= l0 and o1 <= l1 and o2 <= l2 and o3 <= l3:
+            w0 = _window(Wb, p0)
+            w1 = _window(Wb, p1)
+            w2 = _window(Wb, p2)
+            w3 = _window(Wb, p3)
+            for _j in range(_BLOCK):
+                w0, o0 = _lookup(table, w0, out, o0)
+                w1, o1 = _lookup(table, w1, out, o1)
+                w2, o2 = _lookup(table, w2, out, o2)
+                w3, o3 = _lookup(table, w3, out, o3)
+            p0 += _consumed(w0)
+            p1 += _consumed(w1)
+            p2 += _consumed(w2)
+            p3 += _consumed(w3)
+        p0 = _bytes_one(Wb, p0, o0, ostart[c + 1], table, out)
+        p1 = _bytes_one(Wb, p1, o1, ostart[c + 2], table, out)
+        p2 = _bytes_one(Wb, p2, o2, ostart[c + 3], table, out)
+        p3 = _bytes_one(Wb, p3, o3, ostart[c + 4], table, out)
+        if p0 != offs[c + 1] or p1 != offs[c + 2] or p2 != offs[c + 3] or p3 != offs[c + 4]:
+            break  # a fault in one of these chunks: decoded again one by one below, to name the first
+        c += 4
+    while c < c1:
+        p = _bytes_one(Wb, offs[c], ostart[c], ostart[c + 1], table, out)
+        if p != offs[c + 1]:
+            status[0] = c
+            status[1] = 2
+            return
+        c += 1
+    status[0] = -1
+    status[1] = 0
+
+
 def decode_symbols(
     payload: bytes | np.ndarray,
     offsets: np.ndarray,
@@ -341,7 +494,8 @@ def decode_symbols(
     # the two-symbol table is built with ~10 temporaries of 2**T entries: keep T small, and build it only when
     # there are enough symbols to pay for it (a chunk or two of a small tensor decodes faster without)
     x2 = lengths.size <= X2_MAX_ALPHABET and L <= X2_MAX_TABLE_BITS and int(nsyms.sum()) >= X2_MIN_SYMBOLS
-    T = max(L, X2_MIN_TABLE_BITS) if x2 else L
+    baked = x2 and group == 1 and out.dtype.itemsize == 1  # 1-byte values: the bytes decoder
+    T = BYTES_TABLE_BITS if baked else max(L, X2_MIN_TABLE_BITS) if x2 else L
     walk = int(nsyms.max()) * T
     ostart = np.zeros(nsyms.size + 1, dtype=np.int64)
     np.cumsum(nsyms * group, out=ostart[1:])
@@ -350,24 +504,36 @@ def decode_symbols(
     if v1 is None:
         v1 = v0
     v0, v1, out = v0.view(udt), v1.view(udt), out.view(udt)
-    baked = x2 and group == 1 and udt.itemsize == 1
-    if x2:
+    if baked:
+        table = decode_table_bytes(lengths, codes_order, L, T, v0)
+        if (table & _MULTI_BAD).any():  # an incomplete code (one symbol): bit patterns that are no code
+            baked, T = False, max(L, X2_MIN_TABLE_BITS)
+            walk = int(nsyms.max()) * T
+    if baked:
+        pass
+    elif x2:
         table = decode_table_x2(lengths, codes_order, L, T)
-        if baked:
-            table = bake_x2(table, v0)
     else:
         table = decode_table(lengths, codes_order, L)
     bounds = group_bounds(nsyms.size, int(ostart[-1]), threads)
 
     def run(g: int) -> np.ndarray:
         a, b = int(bounds[g]), int(bounds[g + 1])
-        words, local = load_words(payload, offsets, start + a, start + b, walk)
         status = np.zeros(2, dtype=np.int64)
+        if baked:  # the payload read in place where a damaged chunk's walk cannot leave it
+            for W, local, lo, hi in payload_parts(payload, offsets, start + a, start + b, walk):
+                lo, hi = lo - start, hi - start
+                _decode_bytes(W, local, ostart[lo : hi + 1] - ostart[lo], np.int64(0), np.int64(hi - lo), table,
+                              out[ostart[lo] : ostart[hi]], status)
+                if status[0] >= 0:
+                    status[0] += lo - a
+                    break
+            return status
+        words, local = load_words(payload, offsets, start + a, start + b, walk)
         head = (words, local, ostart[a:b] - ostart[a], nsyms[a:b], np.int64(0), np.int64(b - a))
         o = out[ostart[a] : ostart[b]]
         if x2:
-            maps = (None, None) if baked else (v0, v1)  # baked: compiled without the lookups
-            _decode_chunks_x2(*head, table, np.int64(T), o, *maps, np.int64(group), status)
+            _decode_chunks_x2(*head, table, np.int64(T), o, v0, v1, np.int64(group), status)
         else:
             _decode_chunks(*head, table, np.int64(L), np.int64(64 // L), o, v0, v1, np.int64(group), status)
         return status

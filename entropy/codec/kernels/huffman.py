@@ -59,6 +59,37 @@ def _huffman_rows(counts, out):  # pragma: no cover - compiled
     return longest
 
 
+@numba.njit(cache=True, nogil=True)
+def _huffman_cost(w):  # pragma: no cover - compiled
+    # Two-queue Huffman on the sorted weights: the payload is the sum of the merged nodes' weights.
+    n = w.size
+    nodes = np.empty(max(n - 1, 1), np.int64)
+    i = 0
+    j = 0
+    total = 0
+    for k in range(n - 1):
+        s = 0
+        for _ in range(2):
+            if i < n and (j >= k or w[i] <= nodes[j]):
+                s += w[i]
+                i += 1
+            else:
+                s += nodes[j]
+                j += 1
+        nodes[k] = s
+        total += s
+    return total
+
+
+def huffman_cost(counts: np.ndarray) -> int:
+    """Payload bits of the optimal (unlimited) prefix code of the int64 ``counts``: the fewest any code of them
+    takes (a lone symbol: 1 bit per occurrence). One sort and one linear pass, without the code lengths."""
+    w = np.sort(counts[counts > 0])
+    if w.size <= 1:
+        return int(w.sum())
+    return int(_huffman_cost(w.astype(np.int64)))
+
+
 def huffman_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Optimal Huffman code lengths of every row of a 2-D int64 count array: ``(lengths uint8 [R, K],
     longest code per row int64 [R])``; absent symbols get 0, a lone symbol 1 bit."""
