@@ -178,6 +178,18 @@ class HQTFile:
         except (ValueError, IndexError, OverflowError, TypeError) as exc:  # codec given hostile data
             raise FormatError(f"{what}: cannot decode ({type(exc).__name__}: {exc})") from exc
 
+    def _zero_padding(self, t: TensorRecord) -> None:
+        """The padding after the tensor's index and payload regions (at most 7 bytes each) must be zero
+        (FORMAT.md §1): the CRCs cover it, but a writer that left garbage there and checksummed it is still wrong."""
+        for label, end, length in (("index", t.index_offset + t.index_length, t.index_length),
+                                   ("payload", t.payload_offset + t.payload_length, t.payload_length)):
+            region = self._region(end, align(length) - length)
+            try:
+                if any(region):
+                    raise FormatError(f"non-zero bytes in the {label} region's padding at offset {end}")
+            finally:
+                region.release()
+
     def _decode_checked(self, t: TensorRecord, channels: tuple[int, int] | None, threads: int) -> np.ndarray:
         crc = self._crc(t.index_offset, t.payload_offset - t.index_offset)
         if crc != t.index_crc32:
@@ -192,6 +204,7 @@ class HQTFile:
         else:
             _check_payload_crc(t, self._crc(t.payload_offset, plen_padded))
         try:
+            self._zero_padding(t)  # (after the CRCs: a damaged byte there is reported as damage)
             out = self._decode_streams(t, channels, threads)
         except BaseException as exc:
             if pending is not None:
@@ -303,6 +316,8 @@ def _dequantize(q: np.ndarray, meta: Mapping[str, Any], what: str) -> np.ndarray
     axis = meta.get("axis")
     if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
         raise FormatError(f"{what}: stored channel axis {axis!r} is not an integer")
+    if axis is not None and not -q.ndim <= int(axis) < q.ndim:  # (FORMAT.md §4.3: negative = from the end)
+        raise FormatError(f"{what}: channel axis {int(axis)} out of range for shape {q.shape}")
     if scale.ndim > 1 or zp.ndim > 1:
         raise FormatError(f"{what}: scale/zero_point must be scalars or 1-D per-channel arrays")
     if scale.ndim == 1 or zp.ndim == 1:
