@@ -23,6 +23,7 @@ Usage (``make fuzz`` runs the first form with ``FUZZ_SECONDS``, default 60)::
     python fuzz/fuzz_reader.py --seconds 60 [--work build/fuzz] [-- extra libFuzzer flags]
     python fuzz/fuzz_reader.py --runs 500          # a fixed number of inputs (the test suite's smoke run)
     python fuzz/fuzz_reader.py --replay FILE...    # run the check on given inputs, no fuzzing
+    python fuzz/fuzz_reader.py --replay build/fuzz/corpus/* --lines   # which reader lines a corpus runs
 """
 
 from __future__ import annotations
@@ -161,6 +162,61 @@ class _Target:
         os.rmdir(self.dir)
 
 
+def _function_lines(code) -> set[int]:
+    """Line numbers of the function bodies in a code object (module and class bodies run at import: left out)."""
+    import inspect
+
+    lines = set()
+    if code.co_flags & inspect.CO_OPTIMIZED:
+        lines = {ln for _, _, ln in code.co_lines() if ln is not None and ln != code.co_firstlineno}
+    for const in code.co_consts:
+        if hasattr(const, "co_lines"):
+            lines |= _function_lines(const)
+    return lines
+
+
+def line_coverage(paths: list[str]) -> dict[str, tuple[int, int]]:
+    """Check every file of ``paths`` under a line tracer; returns, for each of entropy's Python modules that the
+    reading runs at all (the numba kernels left out: they run compiled), (lines run, lines) of its functions."""
+    import entropy
+
+    root = Path(entropy.__file__).resolve().parent
+    kernels = {p.resolve() for k in root.rglob("kernels") if k.is_dir() for p in k.rglob("*.py")}
+    files = [p for p in root.rglob("*.py") if p.resolve() not in kernels]
+    wanted = {str(p) for p in files}
+    ran: dict[str, set[int]] = {f: set() for f in wanted}
+
+    def tracer(frame, event, arg):
+        f = frame.f_code.co_filename
+        if f not in wanted:
+            return None
+        def local(frame, event, arg):
+            if event == "line":
+                ran[f].add(frame.f_lineno)
+            return local
+        return local
+
+    import threading
+
+    sys.settrace(tracer)
+    threading.settrace(tracer)
+    try:
+        for p in paths:
+            try:
+                check_file(p)
+            except Exception:  # a finding: still counted, reported by the caller's run
+                pass
+    finally:
+        sys.settrace(None)
+        threading.settrace(None)
+    out = {}
+    for p in sorted(files):
+        lines = _function_lines(compile(p.read_text(), str(p), "exec"))
+        if ran[str(p)] & lines:
+            out[str(p.relative_to(root.parent))] = (len(ran[str(p)] & lines), len(lines))
+    return out
+
+
 def _kernel_modules() -> list[str]:
     """Module names of entropy's numba kernels (wherever they live in the package): left uninstrumented."""
     import importlib.util
@@ -193,8 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="build/fuzz", help="directory of the seeds, the growing corpus and the "
                     "findings (default build/fuzz)")
     ap.add_argument("--replay", nargs="+", metavar="FILE", help="check these inputs and exit (no atheris needed)")
+    ap.add_argument("--lines", action="store_true", help="with --replay: print the lines of entropy's Python "
+                    "modules the inputs run (the kernels left out)")
     ap.add_argument("libfuzzer", nargs="*", help="further libFuzzer flags, after --")
     args = ap.parse_args(argv)
+    if args.replay and args.lines:
+        cov = line_coverage(args.replay)
+        for mod, (ran, total) in cov.items():
+            print(f"{mod:40s} {ran:5d} / {total:5d} lines")
+        ran, total = (sum(v[i] for v in cov.values()) for i in (0, 1))
+        print(f"{'all':40s} {ran:5d} / {total:5d} lines ({100.0 * ran / total:.1f}%) run by {len(args.replay)} inputs")
+        return 0
     if args.replay:
         for p in args.replay:
             check_file(p)
