@@ -308,11 +308,29 @@ def _check_payload_crc(t: TensorRecord, crc: int, cause: BaseException | None = 
         ) from cause
 
 
+def _zero_point(value: Any, what: str) -> np.ndarray:
+    """The stored zero point(s) as int64; FormatError unless every entry is an integer of the int64 range (an
+    integer type, or a float type holding whole numbers: FORMAT.md §4.3)."""
+    a = np.asarray(value)
+    if a.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(a) & (a == np.round(a)) & (np.abs(a) < 2.0**63)
+        if not whole.all():
+            bad = float(a.reshape(-1)[int(np.argmin(whole.reshape(-1)))])
+            raise FormatError(f"{what}: zero_point {bad!r} is not an integer of the int64 range")
+    elif a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise FormatError(f"{what}: zero_point {int(a.max())} is beyond the int64 range")
+    elif a.dtype.kind not in "iub":
+        raise FormatError(f"{what}: zero_point of type {a.dtype} is not a number")
+    return a.astype(np.int64)
+
+
 def _dequantize(q: np.ndarray, meta: Mapping[str, Any], what: str) -> np.ndarray:
     if "scale" not in meta:
         raise FormatError(f"{what}: no quantization scale stored; cannot dequantize")
-    scale = np.asarray(meta["scale"], dtype=np.float32)
-    zp = np.asarray(meta.get("zero_point", 0), dtype=np.int64)
+    with np.errstate(over="ignore"):  # a stored float64 scale beyond float32's range is inf, as below
+        scale = np.asarray(meta["scale"], dtype=np.float32)
+    zp = _zero_point(meta.get("zero_point", 0), what)
     axis = meta.get("axis")
     if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
         raise FormatError(f"{what}: stored channel axis {axis!r} is not an integer")

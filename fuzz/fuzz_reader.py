@@ -33,6 +33,7 @@ import os
 import struct
 import sys
 import tempfile
+import warnings
 import zlib
 from pathlib import Path
 
@@ -62,8 +63,15 @@ def _refused(exc: Exception) -> None:
 
 
 def check_file(path: str) -> None:
-    """Read every part of the .hqt file at ``path``; raises anything but EntropyError (a finding), and
-    MissingCheck for the reader's last-resort error."""
+    """Read every part of the .hqt file at ``path``; raises anything but EntropyError (a finding), MissingCheck
+    for the reader's last-resort error, and a RuntimeWarning (numpy's overflow or invalid-value warnings: the
+    library must not emit them, whatever the file says) as an exception."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _check_file(path)
+
+
+def _check_file(path: str) -> None:
     import entropy
     from entropy.errors import EntropyError
 
@@ -217,6 +225,44 @@ def line_coverage(paths: list[str]) -> dict[str, tuple[int, int]]:
     return out
 
 
+class _ArrayCompareGuard:
+    """atheris 3.0's comparison hook (``atheris._trace_cmp``, which instrumented code calls for every ``<``,
+    ``==``, ...) leaks memory when an operand is a numpy array or scalar: about 1.5 KB per input here, so that
+    the memory limit ended a 30-minute run. Such comparisons (of no use to the fuzzer's data-flow guidance) are
+    done directly; every other one still goes through the hook. ``atheris.Fuzz`` installs its hook when it
+    starts, so :meth:`ensure` puts the guard back in front of it at every input (one attribute check)."""
+
+    def __init__(self, atheris) -> None:
+        import dis
+        import operator
+
+        import numpy as np
+
+        self.atheris = atheris
+        ops = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt,
+               ">=": operator.ge}
+        try:
+            from atheris.version_dependent import CMP_OP_SHIFT_AMOUNT as shift
+        except ImportError:  # (older atheris: comparison arguments are not shifted)
+            shift = 0
+        by_arg = [ops[name] for name in dis.cmp_op]
+        numpy_types = (np.ndarray, np.generic)
+
+        def trace_cmp(left, right, op, counter, left_is_const):
+            if isinstance(left, numpy_types) or isinstance(right, numpy_types):
+                return by_arg[op >> shift](left, right)
+            return self.native(left, right, op, counter, left_is_const)
+
+        self.guard = trace_cmp
+        self.native = atheris._trace_cmp
+
+    def ensure(self) -> None:
+        hook = self.atheris._trace_cmp
+        if hook is not self.guard:
+            self.native = hook
+            self.atheris._trace_cmp = self.guard
+
+
 def _kernel_modules() -> list[str]:
     """Module names of entropy's numba kernels (wherever they live in the package): left uninstrumented."""
     import importlib.util
@@ -267,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import atheris
 
+    guard = _ArrayCompareGuard(atheris)
     with atheris.instrument_imports(include=["entropy"], exclude=_kernel_modules()):
         import entropy  # noqa: F401  (instrumented: its Python code reports coverage)
     from seeds import write_seeds
@@ -277,7 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     target = _Target()
     for p in sorted(seed_dir.iterdir()):  # compile or load the kernels before the clock starts
         target(p.read_bytes())
-    atheris.Setup(_libfuzzer_args(args, work, seed_dir), target)
+
+    def one_input(data: bytes) -> None:
+        guard.ensure()
+        target(data)
+
+    atheris.Setup(_libfuzzer_args(args, work, seed_dir), one_input)
     try:
         atheris.Fuzz()  # exits the process when done
     finally:
