@@ -184,8 +184,9 @@ def _function_lines(code) -> set[int]:
 
 
 def line_coverage(paths: list[str]) -> dict[str, tuple[int, int]]:
-    """Check every file of ``paths`` under a line tracer; returns, for each of entropy's Python modules that the
-    reading runs at all (the numba kernels left out: they run compiled), (lines run, lines) of its functions."""
+    """Run every file of ``paths`` through the fuzz target (as it is, then re-sealed) under a line tracer; returns,
+    for each of entropy's Python modules that the reading runs at all (the numba kernels left out: they run
+    compiled), (lines run, lines) of its functions."""
     import entropy
 
     root = Path(entropy.__file__).resolve().parent
@@ -206,17 +207,19 @@ def line_coverage(paths: list[str]) -> dict[str, tuple[int, int]]:
 
     import threading
 
+    target = _Target()
     sys.settrace(tracer)
     threading.settrace(tracer)
     try:
         for p in paths:
             try:
-                check_file(p)
-            except Exception:  # a finding: still counted, reported by the caller's run
+                target(Path(p).read_bytes())  # as the fuzzer runs it: as it is, then re-sealed
+            except Exception:  # a finding: still counted (a replay without --lines reports it)
                 pass
     finally:
         sys.settrace(None)
         threading.settrace(None)
+        target.close()
     out = {}
     for p in sorted(files):
         lines = _function_lines(compile(p.read_text(), str(p), "exec"))
