@@ -143,13 +143,18 @@ def resealed(data: bytes, path: str) -> bytes | None:
 
 
 class _Target:
-    """The fuzz target: writes each input to one reused file on a memory-backed file system and checks it as it
-    is, then with its checksums re-sealed (libFuzzer's mutations almost never keep a CRC right, and a reader that
+    """The fuzz target: writes each input to one reused file (``input.hqt`` in the given directory, else in a
+    temporary one, memory-backed where possible) and checks it as it is, then with its checksums re-sealed (libFuzzer's mutations almost never keep a CRC right, and a reader that
     stopped at every CRC would hide everything behind it)."""
 
-    def __init__(self) -> None:
-        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        self.dir = tempfile.mkdtemp(prefix="hqt-fuzz-", dir=base)
+    def __init__(self, directory: Path | None = None) -> None:
+        # a fuzzing run ends inside libFuzzer, which exits the process: it writes into its own work directory,
+        # which outlives it; other callers get a temporary directory, removed by close()
+        if directory is not None:
+            self.dir, self.owned = str(directory), False
+        else:
+            base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+            self.dir, self.owned = tempfile.mkdtemp(prefix="hqt-fuzz-", dir=base), True
         self.path = os.path.join(self.dir, "input.hqt")
 
     def __call__(self, data: bytes) -> None:
@@ -167,7 +172,8 @@ class _Target:
             os.remove(self.path)
         except OSError:
             pass
-        os.rmdir(self.dir)
+        if self.owned:
+            os.rmdir(self.dir)
 
 
 def _function_lines(code) -> set[int]:
@@ -324,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     seed_dir = work / "seeds"
     write_seeds(seed_dir)  # with the writer of this checkout
-    target = _Target()
+    target = _Target(work)
     for p in sorted(seed_dir.iterdir()):  # compile or load the kernels before the clock starts
         target(p.read_bytes())
 
