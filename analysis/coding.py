@@ -134,7 +134,7 @@ def measure_layouts(
     ``bits`` enables the bit-width layout) and pick the smallest, as ``entropy.save`` does. Raises AnalysisError
     when entropy cannot code the tensor or store its metadata."""
     try:
-        arrays = metadata_arrays(name, quant)
+        arrays = metadata_arrays(name, quant, np.ndim(codes))
         choices = layout_choices(codes, name=name, axis=axis, arrays=arrays, max_code_length=max_code_length,
                                  chunk_size=chunk_size, clusters=clusters)
         best = best_layout(choices)

@@ -32,11 +32,6 @@ def tensor_name(layer: str, kind: str) -> str:
     return f"{layer}/{kind}"
 
 
-def _quant_meta(qt: Any) -> dict[str, Any]:
-    meta = qt.metadata()
-    if int(meta["axis"]) < 0:
-        meta["axis"] = None  # per tensor: the file stores no axis
-    return meta
 
 
 def export_tensors(
@@ -60,7 +55,7 @@ def export_tensors(
                 continue
             name = tensor_name(layer, kind)
             arrays[name] = qt.codes.detach().cpu().numpy()
-            quant[name] = _quant_meta(qt)
+            quant[name] = qt.metadata()
     if not arrays:
         raise AnalysisError("nothing to export: every layer is FP32")
     return save(path, arrays, metadata, options=options, quant=quant)

@@ -487,6 +487,12 @@ def parse_arrays(cur: Cursor, n_arrays: int, what: str) -> dict[str, np.ndarray]
         p = cur.take(count * dt.itemsize, f"{what} metadata array {key!r} data")  # checked before allocating
         if key in arrays:
             raise FormatError(f"{what}: metadata array {key!r} appears twice")
+        if dt.kind == "b" and count:  # a bool is the byte 0 or 1 (FORMAT.md §4.4), not any byte
+            raw = np.frombuffer(cur.buf, dtype=np.uint8, count=count, offset=p)
+            if (raw > 1).any():
+                bad = int(np.flatnonzero(raw > 1)[0])
+                raise FormatError(f"{what}: metadata array {key!r} (bool) has byte {int(raw[bad])} at entry {bad} "
+                                  "(a bool is 0 or 1)")
         arrays[key] = np.frombuffer(cur.buf, dtype=dt, count=count, offset=p).reshape(dims).copy()
     return arrays
 

@@ -145,7 +145,7 @@ class QuantizedTensor:
     def metadata(self) -> dict[str, np.ndarray | int]:
         """Arrays a file needs to dequantize: ``scale`` (float32 per channel), ``zero_point``, ``qmin``, ``qmax``
         (integers), ``bits`` (log2 of the level count; integers when every channel has a power-of-two count),
-        and ``axis`` (-1 for per-tensor parameters).
+        and ``axis`` (None for per-tensor parameters: a file stores no axis then).
 
         Stored compactly, since a file carries them for every channel: integer arrays take the smallest
         fitting dtype, and an integer or bits array whose channels all agree is stored as one value
@@ -164,7 +164,7 @@ class QuantizedTensor:
             "qmin": _compact(p.qmin),
             "qmax": _compact(p.qmax),
             "bits": _collapse(bits),
-            "axis": -1 if p.axis is None else int(p.axis),
+            "axis": None if p.axis is None else int(p.axis),
         }
 
     @staticmethod

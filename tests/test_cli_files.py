@@ -178,3 +178,37 @@ def test_float_input_is_quantized_with_stored_params(tmp_path):
     out = tmp_path / "deq.npz"
     assert main(["-q", "decode", str(hqt), "-o", str(out), "--dequantize"]) == 0
     np.testing.assert_array_equal(read_tensors(out)["w"], deq)
+
+
+def test_inspect_json_says_what_the_table_says(tmp_path, capsys):
+    """The JSON document holds every field of the file's info (as ``dataclasses.asdict`` would give it) and, for
+    every tensor, the same facts as the table's row; one tensor per line."""
+    import dataclasses
+
+    import entropy
+
+    t = _tensors()
+    t["acts.axis"] = t["layer1.acts"].copy()
+    hqt = tmp_path / "i.hqt"
+    fi = entropy.save(hqt, t, channel_axis={"acts.axis": 1}, layout={"acts.axis": "cluster2"},
+                      quant={"layer1.weight": {"scale": np.float32(0.1), "bits": 4}})
+    capsys.readouterr()
+    assert main(["inspect", str(hqt), "--json"]) == 0
+    text = capsys.readouterr().out
+    doc = json.loads(text)
+    want = dataclasses.asdict(fi)
+    want["path"] = str(hqt)
+    assert doc == json.loads(json.dumps(want))  # tuples become lists; nothing missing, nothing added
+    tensor_lines = [ln for ln in text.splitlines() if ln.startswith('    {"name": ')]
+    assert [json.loads(ln.rstrip(","))["name"] for ln in tensor_lines] == list(t)
+    assert main(["inspect", str(hqt)]) == 0
+    table = {ln.split()[0]: ln.split() for ln in capsys.readouterr().out.splitlines() if ln.split()
+             and ln.split()[0] in t}
+    for r in doc["tensors"]:
+        row = table[r["name"]]
+        layout = r["layout"] if r["channel_axis"] is None else f"{r['layout']}@{r['channel_axis']}"
+        shape = "x".join(map(str, r["shape"])) or "()"
+        assert row[1:5] == [shape, r["dtype"], layout, str(r["n_codebooks"])]
+        assert row[6] == str(r["n_values"])
+        assert row[7:11] == [f"{r['nominal_bits']:.2f}", f"{r['entropy_bits']:.3f}", f"{r['avg_code_length']:.3f}",
+                             f"{r['coded_bits_per_value']:.3f}"]

@@ -5,85 +5,26 @@ says what is wrong, before anything is decoded or allocated."""
 from __future__ import annotations
 
 import struct
-import zlib
 
 import numpy as np
 import pytest
 
 import entropy as C
 from entropy.errors import CodebookError, EntropyError, FormatError
+from hqt_bytes import fields, seal
 
 
 def _fields(raw: bytes) -> dict[str, dict]:
-    """Offsets of the fields of every tensor record of a version-2 file (FORMAT.md §4), by tensor name."""
-    pos = 32
-
-    def u(fmt):
-        nonlocal pos
-        v = struct.unpack_from(fmt, raw, pos)[0]
-        pos += struct.calcsize(fmt)
-        return v
-
-    for _ in range(u("<I")):
-        n = u("<H")
-        pos += n
-        n = u("<I")
-        pos += n
-    for _ in range(u("<I")):
-        n = u("<I")
-        pos += n
-    out = {}
-    for _ in range(u("<I")):
-        n = u("<H")
-        name = raw[pos : pos + n].decode()
-        pos += n
-        f = {"head": pos}
-        _, ndim, layout, axis = struct.unpack_from("<BBBB", raw, pos)
-        pos += 4
-        f["shape"] = pos
-        shape = struct.unpack_from(f"<{ndim}Q", raw, pos)
-        pos += 8 * ndim
-        f["body"] = pos
-        K, n_arrays = struct.unpack_from("<II", raw, pos)
-        pos += 32
-        f["streams"] = []
-        for _ in range(K):
-            st = {"plen": pos}
-            plen = u("<H")
-            st["params"] = pos
-            pos += plen
-            st["cb"] = pos
-            st["bits"] = pos + 4
-            pos += 12
-            f["streams"].append(st)
-        f["map"] = pos
-        if layout == 3:
-            w = max(1, (K - 1).bit_length())
-            pos += -(-shape[axis] * w // 8)
-        f["arrays"] = {}
-        for _ in range(n_arrays):
-            key_at = pos
-            n = u("<H")
-            key = raw[pos : pos + n].decode()
-            pos += n
-            f["arrays"][key] = key_at
-            _, andim = struct.unpack_from("<BB", raw, pos)
-            pos += 2
-            dims = struct.unpack_from(f"<{andim}Q", raw, pos)
-            pos += 8 * andim
-            dt = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 8, 8: 8, 9: 2, 10: 4, 11: 8, 12: 1}[raw[key_at + 2 + len(key.encode())]]
-            pos += int(np.prod(dims)) * dt
-        out[name] = f
+    """Offsets of the fields of every tensor record of a version-2 file (FORMAT.md §4), by tensor name; a
+    metadata array by the offset of its name."""
+    out = fields(raw)["tensors"]
+    for f in out.values():
+        f["arrays"] = {k: a["at"] for k, a in f["arrays"].items()}
     return out
 
 
 def _sealed(raw: bytes | bytearray, edits: list[tuple[int, str, int]]) -> bytes:
-    out = bytearray(raw)
-    for at, fmt, value in edits:
-        struct.pack_into(fmt, out, at, value)
-    hlen = struct.unpack_from("<I", out, 12)[0]
-    struct.pack_into("<I", out, 28, zlib.crc32(bytes(out[32 : 32 + hlen]), zlib.crc32(bytes(out[:28]))))
-    return bytes(out)
+    return seal(raw, edits)
 
 
 @pytest.fixture(scope="module")

@@ -43,11 +43,14 @@ def _spec_lengths(b: bytes, n: int) -> list[int]:
     """§5: code lengths of an n-symbol codebook."""
     mode = b[0] >> 4
     nib = [x for byte in b for x in (byte >> 4, byte & 15)][1:]
-    if mode in (3, 4):
+    if mode in (3, 4):  # n explicit nibbles; mode 4 (n even) ends with a zero pad nibble
+        assert mode == (3 if n % 2 else 4) and len(nib) == n + (mode == 4) and not any(nib[n:])
         return nib[:n]
-    if mode in (1, 2):
+    if mode in (1, 2):  # n - 1 nibbles, the last length implied; mode 2 (n odd) ends with a zero pad nibble
+        assert mode == (2 if n % 2 else 1) and len(nib) == n - 1 + (mode == 2) and not any(nib[n - 1 :])
         lens = nib[: n - 1]
         rest = 1 - sum(2.0**-x for x in lens if x)
+        assert rest == 0 or (rest > 0 and -math.log2(rest) in range(1, 16)), "implied length"
         return lens + [0 if rest == 0 else int(-math.log2(rest))]
     assert mode == 5 and b[0] == 0x50
     pos = 1
@@ -59,6 +62,7 @@ def _spec_lengths(b: bytes, n: int) -> list[int]:
             x |= (b[pos] & 0x7F) << shift
             pos += 1
             if not b[pos - 1] & 0x80:
+                assert b[pos - 1] or not shift, "overlong varint"  # minimal varints (check)
                 return x
             shift += 7
 
@@ -78,12 +82,12 @@ def _spec_lengths(b: bytes, n: int) -> list[int]:
 
 
 def _spec_chunk_values(s: dict) -> list[int]:
-    """§6: the values of each chunk (rows of M values cut on their own when M > 0)."""
-    n, C, M = s["n"], s["C"], s.get("M", 0)
-    if not M:
-        return [min(C, n - c * C) for c in range(-(-n // C))]
-    assert n % M == 0
-    return [min(C, M - j * C) for _ in range(n // M) for j in range(-(-M // C))]
+    """§6: the values of each chunk (rows of row_length values cut on their own when row_length > 0)."""
+    n, chunk, row = s["n"], s["chunk_size"], s.get("row_length", 0)
+    if not row:
+        return [min(chunk, n - c * chunk) for c in range(-(-n // chunk))]
+    assert n % row == 0
+    return [min(chunk, row - j * chunk) for _ in range(n // row) for j in range(-(-row // chunk))]
 
 
 def _spec_width(s: dict) -> int:
@@ -91,18 +95,30 @@ def _spec_width(s: dict) -> int:
     if s.get("stored"):
         return 0
     E = (s["erange"] - 1).bit_length() if s.get("erange") else 0
-    return 2 if (s["C"] // s["k"]) * (s["L"] + E) <= 0xFFFF else 4
+    return 2 if (s["chunk_size"] // s["k"]) * (s["L"] + E) <= 0xFFFF else 4
+
+
+def _spec_payload_bounds(s: dict) -> tuple[int, int]:
+    """§4.1: fewest and most payload bits, summed chunk by chunk (§6); a stored stream's are both n * W (§7.5)."""
+    counts = _spec_chunk_values(s)
+    if s.get("stored"):
+        W = (s["R"] - 1).bit_length()  # ceil(log2(R))
+        return sum(m * W for m in counts), sum(m * W for m in counts)
+    E = (s["erange"] - 1).bit_length() if s.get("erange") else 0
+    vmax = s.get("runs") or s["k"]
+    return sum(-(-m // vmax) for m in counts), sum(-(-m // s["k"]) * (s["L"] + E) for m in counts)
 
 
 def _spec_stream(raw: bytes, stream: dict, books: list[bytes], index_at: int, payload_at: int) -> list[int]:
     """§6, §7: the n values of one stream (plain, pairs or run symbols; escapes; rows)."""
-    k, L, C, vmin, R, P, n = (stream[x] for x in ("k", "L", "C", "vmin", "R", "P", "n"))
+    k, L, vmin, R, P, n = (stream[x] for x in ("k", "L", "vmin", "R", "P", "n"))
     runs, run_sym, emin, erange = (stream.get(x, 0) for x in ("runs", "run_sym", "emin", "erange"))
     if stream.get("stored"):  # §7.5: no code, W bits per value, MSB-first; §5: the empty code; §6: no index
-        assert k == 1 and not runs and not erange and 2 <= R <= 2**32
+        assert k == 1 and not runs and not erange and 2 <= R <= 2**32  # §7.1
         assert _spec_lengths(books[stream["cb"]], 1) == [0]
-        W = math.ceil(math.log2(R))
-        assert P == n * W
+        W = (R - 1).bit_length()  # ceil(log2(R))
+        lo, hi = _spec_payload_bounds(stream)  # §4.1: both n * W
+        assert lo == hi == n * W and P == n * W, f"payload bits {P}, not {n} values of {W} bits"
         bits = "".join(f"{b:08b}" for b in raw[payload_at : payload_at + -(-P // 8)])
         assert set(bits[P:]) <= {"0"}
         us = [int(bits[i * W : (i + 1) * W], 2) for i in range(n)]
@@ -121,6 +137,8 @@ def _spec_stream(raw: bytes, stream: dict, books: list[bytes], index_at: int, pa
         table[(lengths[s], code)] = s
         code += 1
     counts = _spec_chunk_values(stream)
+    lo, hi = _spec_payload_bounds(stream)
+    assert lo <= P <= hi, f"payload bits {P} outside [{lo}, {hi}]"
     width = _spec_width(stream)
     chunk_bits = [int.from_bytes(raw[index_at + i * width : index_at + (i + 1) * width], "big") for i in range(len(counts))]
     assert sum(chunk_bits) == P
@@ -157,6 +175,14 @@ def _spec_stream(raw: bytes, stream: dict, books: list[bytes], index_at: int, pa
     return values
 
 
+def _spec_shape(r: _Reader, ndim: int) -> list[int]:
+    """§4.1, §4.3: ndim u64 dimensions whose non-zero ones multiply to at most 2^48."""
+    assert ndim <= 32
+    dims = [r.take("<Q") for _ in range(ndim)]
+    assert math.prod(d for d in dims if d) <= 2**48
+    return dims
+
+
 def _spec_decode(raw: bytes) -> dict[str, np.ndarray]:
     """Every tensor of an .hqt file (version 1 or 2), decoded by following FORMAT.md."""
     assert raw[:8] == b"\x89HQT\r\n\x1a\n"
@@ -171,21 +197,21 @@ def _spec_decode(raw: bytes) -> dict[str, np.ndarray]:
     for _ in range(r.take("<I")):
         t = {"name": r.text("<H")}
         if version == 1:
-            t["dtype"], ndim, k, L, C = r.take("<BBBBI")
-            t["shape"] = [r.take("<Q") for _ in range(ndim)]
+            t["dtype"], ndim, k, L, chunk = r.take("<BBBBI")
+            t["shape"] = _spec_shape(r, ndim)
             (vmin, R, P, ioff, ilen, poff, plen, cb, t["icrc"], t["pcrc"], n_arrays, _, _) = r.take("<qQQQQQQIIIIdd")
             t["layout"], t["axis"], t["offsets"] = 0, 255, (ioff, poff)
-            t["streams"] = [dict(k=k, L=L, C=C, vmin=vmin, R=R, P=P, cb=cb)]
+            t["streams"] = [dict(k=k, L=L, chunk_size=chunk, vmin=vmin, R=R, P=P, cb=cb)]
         else:
             t["dtype"], ndim, t["layout"], t["axis"] = r.take("<BBBB")
-            t["shape"] = [r.take("<Q") for _ in range(ndim)]
+            t["shape"] = _spec_shape(r, ndim)
             K, n_arrays, t["icrc"], t["pcrc"], _, _ = r.take("<IIIIdd")
             t["streams"] = []
             for _ in range(K):
                 block = r.bytes(r.take("<H"))
-                k, L, flags, C, vmin, R = struct.unpack_from("<BBHIqQ", block)  # §7.1
-                assert flags & ~15 == 0
-                st = dict(k=k, L=L, C=C, vmin=vmin, R=R, stored=bool(flags & 8))
+                k, L, flags, chunk, vmin, R = struct.unpack_from("<BBHIqQ", block)  # §7.1
+                assert flags & ~15 == 0 and k in (1, 2) and 1 <= L <= 24 and 1 <= chunk <= 2**24 and chunk % k == 0
+                st = dict(k=k, L=L, chunk_size=chunk, vmin=vmin, R=R, stored=bool(flags & 8))
                 at = 24
                 if flags & 1:
                     st["runs"], st["run_sym"] = struct.unpack_from("<HH", block, at)
@@ -194,7 +220,7 @@ def _spec_decode(raw: bytes) -> dict[str, np.ndarray]:
                     st["emin"], st["erange"] = struct.unpack_from("<qQ", block, at)
                     at += 16
                 if flags & 4:
-                    (st["M"],) = struct.unpack_from("<Q", block, at)
+                    (st["row_length"],) = struct.unpack_from("<Q", block, at)
                     at += 8
                 assert at == len(block)
                 st["cb"], st["P"] = r.take("<IQ")
@@ -209,9 +235,11 @@ def _spec_decode(raw: bytes) -> dict[str, np.ndarray]:
         for _ in range(n_arrays):
             key = r.text("<H")
             acode, andim = r.take("<BB")
-            adims = [r.take("<Q") for _ in range(andim)]
+            adims = _spec_shape(r, andim)
             count = math.prod(adims)
-            t["arrays"][key] = np.frombuffer(r.bytes(count * np.dtype(TYPES[acode]).itemsize), TYPES[acode], count)
+            data = r.bytes(count * np.dtype(TYPES[acode]).itemsize)
+            assert acode != 12 or max(data, default=0) <= 1, "a bool is the byte 0 or 1"  # §4.4 (check)
+            t["arrays"][key] = np.frombuffer(data, TYPES[acode], count)
         tensors.append(t)
     assert r.pos + (-r.pos % 8) == 32 + hlen and not any(raw[r.pos : 32 + hlen])
     out = {}
@@ -227,6 +255,7 @@ def _spec_decode(raw: bytes) -> dict[str, np.ndarray]:
         elif t["layout"] == 1:
             members = [[c] for c in range(n_ch)]
         elif t["layout"] == 2:
+            assert t["arrays"]["bits"].dtype.kind in "iuf"  # §4.2: an integer or float array, not bool
             widths = sorted(set(float(b) for b in t["arrays"]["bits"]))
             members = [[c for c in range(n_ch) if float(t["arrays"]["bits"][c]) == w] for w in widths]
         else:
@@ -241,6 +270,8 @@ def _spec_decode(raw: bytes) -> dict[str, np.ndarray]:
         end = -(-(payload_at + payload_len) // 8) * 8
         assert zlib.crc32(raw[index_at:payload_at]) == t["icrc"]
         assert zlib.crc32(raw[payload_at:end]) == t["pcrc"]
+        # §1: the padding after the index region and after the payload region is zero (check)
+        assert not any(raw[index_at + index_len : payload_at]) and not any(raw[payload_at + payload_len : end])
         pos = end
         rows = [None] * n_ch
         flat: list[int] = []

@@ -166,7 +166,7 @@ def test_metadata_is_compact():
     assert torch.equal(back.dequantize(), q.dequantize())
     assert torch.equal(back.params.qmin, q.params.qmin) and back.params.qmin.shape == (64,)
     per_tensor = quantize(x, -1.0, 1.0, 4).metadata()
-    assert per_tensor["axis"] == -1 and per_tensor["scale"].shape == ()
+    assert per_tensor["axis"] is None and per_tensor["scale"].shape == ()
 
 
 def test_numpy_input():

@@ -23,7 +23,8 @@ EPILOG = """examples:
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="the .hqt file")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON document on stdout (the file's fields, then one line per tensor)")
 
 
 def _fmt(x: float | None, nd: int = 3) -> str:
@@ -41,13 +42,25 @@ def _groups(t) -> str:
     return "+".join(map(str, gs)) or "-"
 
 
+def _json_document(d: dict) -> str:
+    """``d`` as JSON: the file's fields indented, then its tensors one per line. (The indented form of tens of
+    thousands of tensors takes seconds in json's pure-Python indenting encoder; one line each takes its C
+    encoder, and still reads and greps well.)"""
+    head = {k: v for k, v in d.items() if k != "tensors"}
+    text = json.dumps(head, indent=2)
+    if not d["tensors"]:
+        return text[:-2] + ',\n  "tensors": []\n}\n'
+    one = json.JSONEncoder().encode
+    lines = ",\n".join("    " + one(t) for t in d["tensors"])
+    return text[:-2] + ',\n  "tensors": [\n' + lines + "\n  ]\n}\n"
+
+
 def run(args: argparse.Namespace) -> int:
     from entropy import info
 
     fi = info(args.file)
     if args.json:
-        json.dump(fi.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.write(_json_document(fi.to_dict()))
         return 0
     head = ("name", "shape", "dtype", "layout", "codes", "sym", "values", "nominal", "entropy", "avg len",
             "coded b/v", "ratio")

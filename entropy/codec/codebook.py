@@ -38,10 +38,13 @@ exactly ``n`` lengths are defined:
 * ``0x80 | r`` (``r`` in 0..127): repeat the previous length ``r + 2`` more times
   (needs a previous symbol).
 
-Any other token value, trailing bytes after ``n`` lengths, a run past ``n``, a
-truncated varint, or a table that fails validation raises :class:`CodebookError`.
+Varints are minimal: the last byte of a varint of two or more bytes is not zero (an overlong spelling of a
+value is rejected). Any other token value, trailing bytes after ``n`` lengths, a run past ``n``, a
+truncated or overlong varint, or a table that fails validation raises :class:`CodebookError`.
 The low nibble of byte 0 must be 0 in modes 3..5 when nothing else occupies it: in
-modes 1..4 it is the first length nibble. The writer picks the shortest encoding.
+modes 1..4 it is the first length nibble. The writer picks the shortest encoding; of equally short ones, mode 5
+first, then the explicit modes (3, 4), then the implied ones (1, 2), so for an odd ``n`` it writes mode 3 where
+mode 2 would take as many bytes (readers accept both).
 """
 
 from __future__ import annotations
@@ -310,6 +313,8 @@ def _read_varint(b: bytes, pos: int, what: str) -> tuple[int, int]:
         pos += 1
         x |= (byte & 0x7F) << shift
         if not byte & 0x80:
+            if byte == 0 and shift:  # one value, one spelling: a zero last byte adds nothing (FORMAT.md §5)
+                raise CodebookError(f"codebook table: overlong {what} varint ending at byte {pos - 1}")
             return x, pos
         shift += 7
         if shift > 28:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,8 @@ class StreamInfo:
     escape_range: int = 0  # values codable raw after an escape symbol (0: no escapes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict (JSON-ready: numbers and strings)."""
+        return {k: getattr(self, k) for k in _STREAM_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,9 @@ class TensorInfo:
     streams: tuple[StreamInfo, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The fields as a dict (JSON-ready: tuples as lists, streams as dicts). Built field by field: files of
+        tens of thousands of tensors are common, and ``dataclasses.asdict`` deep-copies every value."""
+        d = {k: getattr(self, k) for k in _TENSOR_FIELDS}
         d["shape"] = list(self.shape)
         d["quant_keys"] = list(self.quant_keys)
         d["streams"] = [x.to_dict() for x in self.streams]
@@ -120,10 +123,16 @@ class FileInfo:
         raise MissingTensorError(f"{self.path}: no tensor named {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k != "tensors"}
+        """The fields as a dict (JSON-ready), every tensor's :meth:`TensorInfo.to_dict` under ``tensors``."""
+        d = {k: getattr(self, k) for k in _FILE_FIELDS}
+        d["metadata"] = dict(self.metadata)
         d["tensors"] = [t.to_dict() for t in self.tensors]
         return d
 
+
+_STREAM_FIELDS = tuple(f.name for f in fields(StreamInfo))
+_TENSOR_FIELDS = tuple(f.name for f in fields(TensorInfo))
+_FILE_FIELDS = tuple(f.name for f in fields(FileInfo))
 
 
 def _nominal_bits(t: TensorRecord, value_range: int) -> float:

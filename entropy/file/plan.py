@@ -80,15 +80,36 @@ def _as_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def metadata_arrays(name: str, meta: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+def _stored_axis(name: str, v: Any, ndim: int) -> np.ndarray:
+    """The ``axis`` entry as the file stores it (FORMAT.md §4.3): one integer in ``0..ndim-1``, a negative one
+    counted from the end as numpy does; anything else raises FormatError."""
+    a = np.asarray(v)
+    if a.ndim != 0 or a.dtype.kind not in "iu":
+        raise FormatError(f"tensor {name!r}: metadata 'axis' must be one integer (None for per-tensor "
+                          f"parameters), got {v!r}")
+    ax = int(a)
+    if not -ndim <= ax < ndim:
+        raise FormatError(f"tensor {name!r}: metadata 'axis' {ax} is out of range for {ndim} dimensions")
+    return np.asarray(ax % ndim, dtype=a.dtype)
+
+
+def metadata_arrays(name: str, meta: Mapping[str, Any] | None, ndim: int | None = None) -> dict[str, np.ndarray]:
     """Tensor ``name``'s quantization metadata (the ``quant`` entry of :func:`entropy.save`) as the arrays the file
-    stores: Python ints as int64, floats as float64, bools as bool, ``None`` values left out. Sizes computed from
-    them (:func:`entropy.array_record_bytes`, :func:`entropy.layout_choices`) are the record's. Raises FormatError
-    for a value the format cannot store."""
+    stores: Python ints as int64, floats as float64, bools as bool, ``None`` values left out, every other array in
+    its own dtype and shape (nothing is narrowed or collapsed here). With the tensor's ``ndim``, ``axis`` must be
+    one integer in ``-ndim..ndim-1`` and is stored non-negative (``axis=None``, or no ``axis``, means per-tensor
+    parameters: nothing is stored). Sizes computed from them (:func:`entropy.array_record_bytes`,
+    :func:`entropy.layout_choices`) are the record's. Raises FormatError for a value the format cannot store.
+
+    >>> metadata_arrays("w", {"scale": 0.5, "axis": -1, "zero_point": None}, ndim=2)
+    {'scale': array(0.5), 'axis': array(1)}
+    """
     out: dict[str, np.ndarray] = {}
     for k, v in (meta or {}).items():
         if v is None:  # e.g. axis=None for per-tensor parameters: absent means None
             continue
+        if k == "axis" and ndim is not None:
+            v = _stored_axis(name, v, ndim)
         if hasattr(v, "detach"):  # a torch tensor, without importing torch
             v = v.detach().cpu().numpy()
         if isinstance(v, bool):
@@ -235,7 +256,8 @@ def plan_file(
     if unknown:
         raise FormatError(f"quantization metadata given for unknown tensors: {sorted(unknown)}")
     meta = _as_metadata(metadata)
-    stored = {name: metadata_arrays(name, quant.get(name)) for name in tensors}
+    stored = {name: metadata_arrays(name, quant.get(name), np.ndim(t) if not isinstance(t, EncodedTensor)
+                                    else len(t.shape)) for name, t in tensors.items()}
     values: dict[str, np.ndarray] = {}
     choices: dict[str, LayoutChoice] = {}
     for name, t in tensors.items():

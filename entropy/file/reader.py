@@ -185,6 +185,18 @@ class HQTFile:
         except (ValueError, IndexError, OverflowError, TypeError) as exc:  # codec given hostile data
             raise FormatError(f"{what}: cannot decode ({type(exc).__name__}: {exc})") from exc
 
+    def _zero_padding(self, t: TensorRecord) -> None:
+        """The padding after the tensor's index and payload regions (at most 7 bytes each) must be zero
+        (FORMAT.md §1): the CRCs cover it, but a writer that left garbage there and checksummed it is still wrong."""
+        for label, end, length in (("index", t.index_offset + t.index_length, t.index_length),
+                                   ("payload", t.payload_offset + t.payload_length, t.payload_length)):
+            region = self._region(end, align(length) - length)
+            try:
+                if any(region):
+                    raise FormatError(f"non-zero bytes in the {label} region's padding at offset {end}")
+            finally:
+                region.release()
+
     def _decode_checked(self, t: TensorRecord, channels: tuple[int, int] | None, threads: int) -> np.ndarray:
         crc = self._crc(t.index_offset, t.payload_offset - t.index_offset)
         if crc != t.index_crc32:
@@ -199,6 +211,7 @@ class HQTFile:
         else:
             _check_payload_crc(t, self._crc(t.payload_offset, plen_padded))
         try:
+            self._zero_padding(t)  # (after the CRCs: a damaged byte there is reported as damage)
             out = self._decode_streams(t, channels, threads)
         except BaseException as exc:
             if pending is not None:
@@ -302,14 +315,34 @@ def _check_payload_crc(t: TensorRecord, crc: int, cause: BaseException | None = 
         ) from cause
 
 
+def _zero_point(value: Any, what: str) -> np.ndarray:
+    """The stored zero point(s) as int64; FormatError unless every entry is an integer of the int64 range (an
+    integer type, or a float type holding whole numbers: FORMAT.md §4.3)."""
+    a = np.asarray(value)
+    if a.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(a) & (a == np.round(a)) & (np.abs(a) < 2.0**63)
+        if not whole.all():
+            bad = float(a.reshape(-1)[int(np.argmin(whole.reshape(-1)))])
+            raise FormatError(f"{what}: zero_point {bad!r} is not an integer of the int64 range")
+    elif a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise FormatError(f"{what}: zero_point {int(a.max())} is beyond the int64 range")
+    elif a.dtype.kind not in "iub":
+        raise FormatError(f"{what}: zero_point of type {a.dtype} is not a number")
+    return a.astype(np.int64)
+
+
 def _dequantize(q: np.ndarray, meta: Mapping[str, Any], what: str) -> np.ndarray:
     if "scale" not in meta:
         raise FormatError(f"{what}: no quantization scale stored; cannot dequantize")
-    scale = np.asarray(meta["scale"], dtype=np.float32)
-    zp = np.asarray(meta.get("zero_point", 0), dtype=np.int64)
+    with np.errstate(over="ignore"):  # a stored float64 scale beyond float32's range is inf, as below
+        scale = np.asarray(meta["scale"], dtype=np.float32)
+    zp = _zero_point(meta.get("zero_point", 0), what)
     axis = meta.get("axis")
     if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
         raise FormatError(f"{what}: stored channel axis {axis!r} is not an integer")
+    if axis is not None and not -q.ndim <= int(axis) < q.ndim:  # (FORMAT.md §4.3: negative = from the end)
+        raise FormatError(f"{what}: channel axis {int(axis)} out of range for shape {q.shape}")
     if scale.ndim > 1 or zp.ndim > 1:
         raise FormatError(f"{what}: scale/zero_point must be scalars or 1-D per-channel arrays")
     if scale.ndim == 1 or zp.ndim == 1:
