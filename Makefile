@@ -24,18 +24,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/huffquant bench --quant
 
-# Coverage-guided fuzzing of the .hqt readers (atheris, the [fuzz] extra) for FUZZ_SECONDS seconds. Per-input
+# Coverage-guided fuzzing of the .hqt readers (atheris, in the [test] extra) for FUZZ_SECONDS seconds. Per-input
 # time limit, memory limit and decoded-size cap: see fuzz/fuzz_reader.py. Inputs that crash, hang or blow up
 # memory land in $(FUZZ_WORK)/findings/; the corpus grows in $(FUZZ_WORK)/corpus/ from run to run.
 FUZZ_SECONDS ?= 60
 FUZZ_WORK    ?= build/fuzz
-FUZZ_STAMP   := $(VENV)/.fuzz-installed
 
-$(FUZZ_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,fuzz]'
-	touch $(FUZZ_STAMP)
-
-fuzz: $(FUZZ_STAMP)
+fuzz: $(STAMP)
 	$(BIN)/python fuzz/fuzz_reader.py --seconds $(FUZZ_SECONDS) --work $(FUZZ_WORK)
 
 clean:

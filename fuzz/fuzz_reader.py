@@ -278,7 +278,14 @@ def _kernel_modules() -> list[str]:
 
     spec = importlib.util.find_spec("entropy")
     root = Path(spec.origin).parent
-    return ["entropy." + ".".join(p.relative_to(root).parts) for p in root.rglob("kernels") if p.is_dir()]
+    # atheris excludes exact module names, not packages with their submodules: name every module of each
+    # kernels package (its __init__ as the package itself)
+    out = []
+    for k in (p for p in root.rglob("kernels") if p.is_dir()):
+        for f in sorted(k.rglob("*.py")):
+            parts = f.relative_to(root).with_suffix("").parts
+            out.append("entropy." + ".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return out
 
 
 def _libfuzzer_args(args: argparse.Namespace, work: Path, seed_dir: Path) -> list[str]:

@@ -51,21 +51,29 @@ def _cases(rng: np.random.Generator) -> dict[str, tuple[dict[str, Any], dict[str
     deep_coded = entropy.encode(deep, params=entropy.CodecParams(group=1, max_code_length=16, chunk_size=64,
                                                                  value_min=0, value_range=17), codebook=long_codes)
     bits = np.array([2, 4, 2, 3, 4, 3], np.uint8)
+    coded = ("plain", "pairs", "runs")  # where a seed is about a code, pinned to one (stored is often smaller)
+    mix = np.concatenate([_laplace(rng, (3, 120), 2, 0, 63, np.int64) + 20, rng.integers(0, 64, (3, 120))])
+    stored_rows = entropy.encode(rng.integers(-300, 700, 400).astype(np.int16), params=entropy.CodecParams(
+        group=1, max_code_length=12, chunk_size=16, value_min=-300, value_range=1000, row_length=50, stored=True))
     return {
         "plain": ({"w4": rng.integers(0, 16, 301).astype(np.uint8)}, {"group": 1, "chunk_size": 64}),
         "pairs": ({"p": rng.integers(0, 4, 301).astype(np.uint16)}, {"group": 2, "chunk_size": 10}),
         "runs": ({"sparse": entropy.encode(sparse, mode="runs", chunk_size=128),
                   "runs_rows": entropy.encode(sparse.reshape(-1), mode="runs", chunk_size=32, row_length=90)}, {}),
-        "escapes": ({"wide": wide}, {"chunk_size": 128}),
+        "escapes": ({"wide": wide}, {"chunk_size": 128, "mode": coded}),
         "runs_escapes_rows": ({"r": runs_esc_rows}, {}),
         "pairs_rows": ({"pr": pairs_rows}, {}),
         "long_codes_mode5": ({"deep": deep_coded}, {}),
         "sparse_alphabet_mode5": ({"x": np.array([0, 100] * 20, np.uint8)}, {"group": 1}),
         "index_4_bytes": ({"x": _laplace(rng, 3000, 3, -20, 20, np.int8)},
                           {"chunk_size": 3000, "max_code_length": 24, "group": 1}),
-        "incompressible": ({"u16": rng.integers(0, 65536, 1500).astype(np.uint16)}, {}),
+        "incompressible": ({"u16": rng.integers(0, 65536, 1500).astype(np.uint16)}, {}),  # a stored stream
+        "stored": ({"ch": mix.astype(np.uint8), "rows": stored_rows,
+                    "w32": rng.integers(-(2**31), 2**31, 200, dtype=np.int64).astype(np.int32)},
+                   {"channel_axis": {"ch": 0}, "layout": {"ch": "channel"}, "chunk_size": 32}),
         "every_dtype": ({dt: _laplace(rng, 40, 4, -50, 50, np.int64).astype(dt) + (60 if dt[0] == "u" else 0)
-                         for dt in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64")}, {}),
+                         for dt in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64")},
+                        {"mode": coded}),
         "scalars_and_empty": ({"s": np.array(-2, np.int8), "one": np.array([7], np.int64), "same": np.full(30, 5,
                                np.int16), "e": np.zeros(0, np.int32), "e2": np.zeros((2, 0, 3), np.uint8)},
                               {"channel_axis": {"e2": 1}}),
@@ -74,9 +82,9 @@ def _cases(rng: np.random.Generator) -> dict[str, tuple[dict[str, Any], dict[str
                     {"channel_axis": {"single": 1, "channel": 0, "bitwidth": 1, "cluster": 1, "cluster3": 1},
                      "layout": {"single": "single", "channel": "channel", "bitwidth": "bitwidth", "cluster": "cluster2",
                                 "cluster3": "cluster3"},
-                     "quant": {"bitwidth": {"bits": bits}}, "chunk_size": 16}),
+                     "quant": {"bitwidth": {"bits": bits}}, "chunk_size": 16, "mode": coded}),
         "channel_axis_last": ({"a": _channels(rng, (3, 4, 10), 2, 30).astype(np.int16)},
-                              {"channel_axis": 2, "layout": "cluster2", "chunk_size": 8}),
+                              {"channel_axis": 2, "layout": "cluster2", "chunk_size": 8, "mode": coded}),
         "quant_metadata": ({"w": w.copy(), "t": acts[0, 0].copy()},
                            {"quant": {"w": {"scale": rng.uniform(0.1, 1, 5).astype(np.float32), "zero_point":
                                             np.array([3], np.uint8), "bits": np.float32(2.5), "axis": 0,

@@ -1,6 +1,7 @@
 """The fuzzing harness (fuzz/fuzz_reader.py) itself: it reads every seed cleanly, re-seals damaged files so the
-reader sees past their checksums, and reports what is not the package's own error. With atheris installed (the
-``fuzz`` extra), a short real run of the harness; the long runs are ``make fuzz``, never part of the suite."""
+reader sees past their checksums, and reports what is not the package's own error; and a short real run of the
+harness (atheris is in the ``test`` extra, so it always runs); the long runs are ``make fuzz``, never part of the
+suite."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def seed_files():
 
 def test_every_seed_reads_cleanly_and_needs_no_resealing(seed_files, tmp_path):
     p = tmp_path / "seed.hqt"
-    layouts, modes = set(), set()
+    layouts, modes, stored = set(), set(), []
     for name, data in seed_files.items():
         p.write_bytes(data)
         harness.check_file(str(p))
@@ -50,8 +51,16 @@ def test_every_seed_reads_cleanly_and_needs_no_resealing(seed_files, tmp_path):
         for t in entropy.info(p).tensors:
             layouts.add(t.layout)
             modes.update((s.mode, bool(s.escape_range)) for s in t.streams)
+            stored += [(name, t.layout, s) for s in t.streams if s.mode == "stored"]
     assert layouts == set(entropy.LAYOUTS)
-    assert modes >= {("plain", False), ("pairs", False), ("runs", False), ("plain", True), ("runs", True)}
+    assert modes >= {("plain", False), ("pairs", False), ("runs", False), ("plain", True), ("runs", True),
+                     ("stored", False)}
+    # stored streams (FORMAT.md §7.5): the incompressible 16-bit seed, one beside coded streams in a channel
+    # layout, one in rows (more chunks than whole chunk_size runs of its values), one of 32-bit values
+    assert any(n == "incompressible.hqt" and s.value_range > 2**15 for n, _, s in stored)
+    assert any(lay == "channel" for _, lay, _ in stored)
+    assert any(s.n_chunks > -(-s.n_values // s.chunk_size) for _, _, s in stored)
+    assert any(s.value_range > 2**31 for _, _, s in stored)
     assert any(n.startswith("v1_") for n in seed_files)
 
 
@@ -110,7 +119,6 @@ def test_the_harness_reports_other_errors_and_the_last_resort(seed_files, tmp_pa
 
 
 def test_short_fuzzing_run(tmp_path):
-    pytest.importorskip("atheris")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(FUZZ.parent), os.environ.get("PYTHONPATH", "")]))
     res = subprocess.run([sys.executable, str(FUZZ / "fuzz_reader.py"), "--runs", "300", "--work", str(tmp_path)],
                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
@@ -120,6 +128,17 @@ def test_short_fuzzing_run(tmp_path):
     assert len(list((tmp_path / "seeds").iterdir())) == len(seeds.seed_files())
     x = np.frombuffer((tmp_path / "seeds" / "plain.hqt").read_bytes()[:8], np.uint8)
     assert bytes(x) == b"\x89HQT\r\n\x1a\n"
+
+
+def test_every_kernel_module_is_left_uninstrumented():
+    """atheris excludes exact module names (not a package with its submodules), and instrumenting a numba kernel
+    would keep it from compiling: the harness names every module of the kernels package."""
+    import pkgutil
+
+    import entropy.codec.kernels as kernels
+
+    want = {kernels.__name__} | {m.name for m in pkgutil.walk_packages(kernels.__path__, kernels.__name__ + ".")}
+    assert len(want) > 1 and set(harness._kernel_modules()) == want
 
 
 # --------------------------------------------------------------------------- findings, one regression test each
