@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import entropy
-from entropy.errors import CodebookError, FormatError, IntegrityError
+from entropy.errors import CodebookError, FormatError, IntegrityError, StreamError
 from hqt_bytes import fields, regions, seal
-from test_container_spec import _spec_decode
+from test_container_spec import _spec_decode, _spec_lengths
 
 
 def _write(tmp_path, data: bytes, name: str = "bad.hqt"):
@@ -112,6 +112,76 @@ def test_padding_of_a_large_payload_must_be_zero(tmp_path):
     bad = _write(tmp_path, seal(raw, tensors=reg))
     with pytest.raises(FormatError, match="non-zero bytes in the payload region's padding"):
         entropy.load(bad)
+
+
+# --------------------------------------------------------------------------- §7.5: stored streams
+
+
+def _stored_file(tmp_path):
+    """One stored stream of 333 values in a window of 1000 (W = 10 bits each: 3330 bits, 417 bytes, so 6 bits
+    of padding in the last byte and 7 padding bytes after the payload region); no index."""
+    x = np.random.default_rng(5).integers(0, 1000, 333).astype(np.uint16)
+    path = tmp_path / "stored.hqt"
+    t = entropy.save(path, {"x": x}, durable=False).tensor("x")
+    assert (t.streams[0].mode, t.streams[0].value_range, t.payload_bits, t.index_bytes) == ("stored", 1000,
+                                                                                            333 * 10, 0)
+    return path, x
+
+
+def _edit_payload(raw: bytes, reg, at: int, mask: int) -> bytes:
+    b = bytearray(raw)
+    b[at] |= mask
+    return seal(b, tensors=reg)
+
+
+STORED_RULES = {  # rule -> (edit of the file, the reader's error, its message)
+    "padding bytes after the payload region (§1)": (
+        lambda raw, f, reg: _edit_payload(raw, reg, reg["x"][2] + reg["x"][3], 0x01),
+        FormatError, "non-zero bytes in the payload region's padding"),
+    "padding bits after the last value (§7.5)": (
+        lambda raw, f, reg: _edit_payload(raw, reg, reg["x"][2] + reg["x"][3] - 1, 0x01),
+        StreamError, "padding bits"),
+    "a value outside the window, u >= R (§7.5)": (
+        lambda raw, f, reg: _edit_payload(raw, reg, reg["x"][2], 0xFF),  # the first value's top bits: >= 1020
+        StreamError, "outside the window of 1000 values"),
+    "P = n * W, not one bit more (§4.1)": (
+        lambda raw, f, reg: seal(raw, [(f["tensors"]["x"]["streams"][0]["bits"], "<Q", 3331)]),
+        FormatError, "3331 payload bits cannot hold 333 values"),
+    "P = n * W, not one bit less (§4.1)": (
+        lambda raw, f, reg: seal(raw, [(f["tensors"]["x"]["streams"][0]["bits"], "<Q", 3329)]),
+        FormatError, "3329 payload bits cannot hold 333 values"),
+    "W follows from R (§7.5)": (  # R = 1025 needs 11 bits a value: 3663 bits
+        lambda raw, f, reg: seal(raw, [(f["tensors"]["x"]["streams"][0]["params"] + 16, "<Q", 1025)]),
+        FormatError, "between 3663 and 3663 bits"),
+    "the empty code of one symbol (§5)": (  # `31`: one symbol of length 1, a valid code but not the empty one
+        lambda raw, f, reg: seal(raw, [(f["codebooks"][0][0], "<B", 0x31)]),
+        CodebookError, "must be the empty code"),
+    "k = 1 (§7.1)": (
+        lambda raw, f, reg: seal(raw, [(f["tensors"]["x"]["streams"][0]["params"], "<B", 2)]),
+        FormatError, "a stored stream takes neither pairs"),
+    "L in 1..24 though it plays no part (§7.1)": (
+        lambda raw, f, reg: seal(raw, [(f["tensors"]["x"]["streams"][0]["params"] + 1, "<B", 0)]),
+        FormatError, "max_code_length 0 outside 1..24"),
+    "R >= 2 (§7.1)": (
+        lambda raw, f, reg: seal(raw, [(f["tensors"]["x"]["streams"][0]["params"] + 16, "<Q", 1)]),
+        FormatError, "value_range 1 of a stored stream outside 2..2\\*\\*32"),
+}
+
+
+@pytest.mark.parametrize("rule", list(STORED_RULES))
+def test_stored_stream_rules(tmp_path, rule):
+    """Each rule FORMAT.md states for stored streams, broken alone (CRCs re-sealed): the reader refuses the file
+    with the package's error, and so does the spec decoder, which reads the intact file."""
+    path, x = _stored_file(tmp_path)
+    raw = path.read_bytes()
+    assert np.array_equal(_spec_decode(raw)["x"], x)
+    edit, err, match = STORED_RULES[rule]
+    bad = _write(tmp_path, edit(raw, fields(raw), regions(path)))
+    with pytest.raises(err, match=match) as exc:
+        entropy.load(bad)
+    assert not isinstance(exc.value, IntegrityError)  # a rule, not damage: the checksums hold
+    with pytest.raises(AssertionError):
+        _spec_decode(bad.read_bytes())
 
 
 # --------------------------------------------------------------------------- §4.3, §4.4: metadata arrays
@@ -341,3 +411,7 @@ def test_odd_alphabet_writes_mode_3_and_mode_2_still_reads():
         assert entropy.Codebook.from_bytes(table).lengths.tolist() == lengths
     with pytest.raises(CodebookError, match="pad nibble"):
         entropy.Codebook.from_bytes(bytes([0x22, 0x11]))
+    for table in (mode3, mode2):  # the spec decoder too, and it refuses the same non-zero pad
+        assert _spec_lengths(table, 3) == lengths
+    with pytest.raises(AssertionError):
+        _spec_lengths(bytes([0x22, 0x11]), 3)
