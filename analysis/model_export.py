@@ -32,8 +32,6 @@ def tensor_name(layer: str, kind: str) -> str:
     return f"{layer}/{kind}"
 
 
-
-
 def export_tensors(
     path: str | os.PathLike[str],
     tensors: dict[str, Any],

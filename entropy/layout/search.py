@@ -94,7 +94,7 @@ class LayoutChoice:
     """A layout of one tensor with its exact size in the file, in bytes (FORMAT.md §11's attribution)."""
 
     name: str  # e.g. "single", "channel", "bitwidth", "cluster16"
-    layout: str  # one of fileformat.LAYOUTS
+    layout: str  # one of format.LAYOUTS
     axis: int | None
     n_channels: int
     streams: tuple[LayoutStream, ...]
