@@ -1,4 +1,4 @@
-"""Named quantization recipes: presets of :class:`quant.pipeline.QuantConfig` fields.
+"""Named quantization recipes: presets of :class:`quant.config.QuantConfig` fields.
 
 * ``naive``: per-channel min/max ranges for weights and activations, round to nearest, nothing else (the
   baseline every method is measured against).
@@ -20,7 +20,7 @@ from typing import Any
 
 from quant.errors import QuantError
 
-__all__ = ["RECIPES", "recipe_settings", "recipe_config", "recipe_names", "check_recipe", "check_settings"]
+__all__ = ["RECIPES", "recipe_settings", "recipe_config", "check_recipe", "check_settings"]
 
 _BASE: dict[str, Any] = dict(
     clip="minmax", weight_clip="minmax", clip_window="mean", per_channel_weights=True, per_channel_activations=True,
@@ -33,11 +33,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(_BASE, clip="aciq-laplace", bit_alloc=("weights", "activations"), bias_correction="mean"),
     "best": dict(_BASE, clip="aciq-laplace", equalize=True, adaround=300, bias_correction="empirical"),
 }
-
-
-def recipe_names() -> tuple[str, ...]:
-    """The recipe names, in order: naive, paper, best."""
-    return tuple(RECIPES)
 
 
 def check_recipe(name: str) -> str:
@@ -54,9 +49,9 @@ def recipe_settings(name: str) -> dict[str, Any]:
 
 
 def recipe_config(name: str, wbits: float | None = 4, abits: float | None = 4, **overrides: Any) -> Any:
-    """The :class:`quant.pipeline.QuantConfig` of recipe ``name`` at ``wbits``/``abits``; ``overrides`` (any
+    """The :class:`quant.config.QuantConfig` of recipe ``name`` at ``wbits``/``abits``; ``overrides`` (any
     QuantConfig field) win over the recipe. Raises :class:`QuantError` for an unknown recipe or a bad field."""
-    from quant.pipeline import QuantConfig
+    from quant.config import QuantConfig
 
     kw = recipe_settings(name)
     kw.update(overrides)
@@ -69,7 +64,7 @@ def recipe_config(name: str, wbits: float | None = 4, abits: float | None = 4, *
 def check_settings(*, model: str | None = None, recipe: str | None = None, wbits: float | None = 4,
                    abits: float | None = 4, **fields: Any) -> Any:
     """Validate a run's settings before anything is loaded: the model name (or MODULE:FUNCTION, whose module is
-    located but not run), the recipe and every :class:`quant.pipeline.QuantConfig` field. Returns the config;
+    located but not run), the recipe and every :class:`quant.config.QuantConfig` field. Returns the config;
     raises :class:`QuantError` (:class:`ModelError` for the model) with a one-line message."""
     if model is not None:
         from quant.models import check_model_name

@@ -170,7 +170,7 @@ def test_model_function_in_every_command(tmp_path, capsys, function):
 def test_adaround_is_saved_by_calibrate_and_reused_by_evaluate(tmp_path, capsys, monkeypatch):
     from test_models import _MODEL_FILE
 
-    import quant.adaround
+    import quant.preparation
 
     path = tmp_path / "nets.py"
     path.write_text(_MODEL_FILE)
@@ -186,7 +186,7 @@ def test_adaround_is_saved_by_calibrate_and_reused_by_evaluate(tmp_path, capsys,
     def refuse(*a, **k):
         raise AssertionError("AdaRound ran again instead of reusing the stored rounding")
 
-    monkeypatch.setattr(quant.adaround, "adaround_layers", refuse)
+    monkeypatch.setattr(quant.preparation, "adaround_layers", refuse)
     doc = _evaluate_model(capsys, *common, "--adaround", "40", "--stats", str(stats))
     rtn = _evaluate_model(capsys, *common, "--stats", str(stats))
     assert doc["config"]["adaround"] == 40 and rtn["config"]["adaround"] == 0

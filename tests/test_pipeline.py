@@ -14,7 +14,10 @@ from quant.errors import CalibrationError, QuantError
 from quant.evaluation import FidelityMeter, evaluate
 from quant.graph import instrument
 from quant.images import Batch
-from quant.pipeline import ActQuantizer, QuantConfig, prepare, quantized_tensors
+from quant.act_quantizers import ActQuantizer
+from quant.config import QuantConfig
+from quant.export import quantized_tensors
+from quant.preparation import prepare
 from quant.quantizer import quant_params, quantize
 
 

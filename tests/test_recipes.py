@@ -17,7 +17,8 @@ from quant.equalization import equalization_pairs, equalize
 from quant.errors import CalibrationError, QuantError
 from quant.evaluation import evaluate
 from quant.graph import instrument
-from quant.pipeline import QuantConfig, adaround_key, prepare
+from quant.config import QuantConfig
+from quant.preparation import adaround_key, prepare
 from quant.quantizer import quantize
 from quant.recipes import RECIPES, check_settings, recipe_config
 

@@ -163,7 +163,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
 
 
 def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline") -> Any:
-    """A :class:`quant.pipeline.QuantConfig` from the parsed options: the --recipe preset (default naive), then
+    """A :class:`quant.QuantConfig` from the parsed options: the --recipe preset (default naive), then
     every option given on the command line (UsageError on a bad value or combination)."""
     from quant.errors import QuantError
     from quant.recipes import recipe_config
@@ -199,7 +199,7 @@ def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline")
 def needs_calibration_images(cfg: Any, stats: Any) -> bool:
     """True when the run must see calibration images: offline statistics to collect, or AdaRound / empirical
     bias correction not already stored in ``stats``."""
-    from quant.pipeline import needs_calibration
+    from quant import needs_calibration
 
     return needs_calibration(cfg, stats)
 

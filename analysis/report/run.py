@@ -57,7 +57,7 @@ def report(
     from quant.calibration import calibrate
     from quant.capture import ActivationSite
     from quant.graph import instrument
-    from quant.pipeline import prepare
+    from quant import prepare
 
     cfg = config or ReportConfig()
     torch.manual_seed(cfg.seed)
