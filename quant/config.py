@@ -73,6 +73,8 @@ class QuantConfig:
     Bits are mean bits per value; ``None`` leaves that tensor kind in FP32. A fractional target (e.g. 5.3)
     needs bin allocation for that kind (levels need not be powers of two). The first layer(s) and the
     classifier(s) have their own bits: a number, ``None`` (FP32) or ``"same"`` (as the rest of the network).
+    The classifier's output is the network's output (the logits), not a stored feature map: FP32 unless
+    ``classifier_output_bits`` says otherwise (quantized logits tie, and ``topk`` breaks ties arbitrarily).
     Recipes (:mod:`quant.recipes`) are presets of these fields.
     """
 
@@ -91,7 +93,9 @@ class QuantConfig:
     bias_correction_form: str = "paper"  # "paper" (eq. 13) or "reference" (the reference code)
     first_layer_wbits: float | str | None = 8  # "same": as wbits; None: FP32
     first_layer_abits: float | str | None = SAME  # output of the first layer(s); "same": as abits; None: FP32
-    classifier_bits: float | str | None = 8  # weights and output of the classifier; "same": as wbits/abits
+    classifier_bits: float | str | None = 8  # weights of the classifier; "same": as wbits; None: FP32
+    classifier_output_bits: float | str | None = None  # the logits: None FP32; a number: per tensor min/max;
+    # "same": as abits and clip, like any other layer output
     stats_mode: str = "offline"  # "offline" (calibration statistics) or "dynamic" (each batch, reference default)
     equalize: bool = False  # cross-layer equalization + high-bias absorption (quant.equalization)
     adaround: int = 0  # AdaRound iterations per layer (0: round to nearest; quant.adaround)
@@ -104,7 +108,7 @@ class QuantConfig:
             raise QuantError(f"bit and bin allocation both requested for {sorted(both)}; choose one")
         _check_bits("wbits", self.wbits, same_ok=False)
         _check_bits("abits", self.abits, same_ok=False)
-        for name in ("first_layer_wbits", "first_layer_abits", "classifier_bits"):
+        for name in ("first_layer_wbits", "first_layer_abits", "classifier_bits", "classifier_output_bits"):
             _check_bits(name, getattr(self, name), same_ok=True)
         for kind, bits in (("weights", self.wbits), ("activations", self.abits)):
             if bits is not None and kind not in self.bin_alloc and float(bits) != int(bits):
@@ -168,7 +172,7 @@ class QuantConfig:
             parts.append(f"bias-corr={self.bias_correction}({self.bias_correction_form})")
         fmt = lambda v: "FP" if v is None else ("same" if v == SAME else f"{v:g}")  # noqa: E731
         parts.append(f"first=W{fmt(self.first_layer_wbits)}A{fmt(self.first_layer_abits)}")
-        parts.append(f"classifier={fmt(self.classifier_bits)}")
+        parts.append(f"classifier=W{fmt(self.classifier_bits)}A{fmt(self.classifier_output_bits)}")
         parts.append(f"stats={self.stats_mode}")
         return " ".join(parts)
 

@@ -16,7 +16,8 @@ Per layer (names are stable qualified module names):
   for conv outputs (per tensor for linear outputs, as the reference); clipping ``clip`` from offline
   statistics (FP32 calibration images) or dynamically from each batch (``stats_mode="dynamic"``, the
   reference default); bit or bin allocation to ``abits`` (statistic: b_c for Laplace clipping, σ_c
-  otherwise); classifier outputs at ``classifier_bits`` per tensor with min/max.
+  otherwise); the classifier's output (the logits) in FP32, or at ``classifier_output_bits`` per tensor with
+  min/max (``"same"``: like any other layer output).
 
 The reference code's activation "bias correction" (``-bca``) uses the FP32 outputs of the batch being
 evaluated, an oracle, and is not provided.
@@ -204,7 +205,7 @@ def prepare(
         with torch.no_grad():
             mod.weight.data = quantized[name].weight
         # activations
-        a_bits = layer_bits(info, cfg.abits, cfg.first_layer_abits, cfg.classifier_bits)
+        a_bits = layer_bits(info, cfg.abits, cfg.first_layer_abits, cfg.classifier_output_bits)
         spec = None
         a_params = None
         mean_abits = None
@@ -214,7 +215,7 @@ def prepare(
             per_channel = cfg.per_channel_activations and info.kind == "conv"
             clip = cfg.clip
             alloc = None
-            if info.classifier and cfg.classifier_bits != SAME:
+            if info.classifier and cfg.classifier_output_bits != SAME:
                 per_channel, clip = False, "minmax"
             elif a_bits == cfg.abits and per_channel:
                 alloc = "bits" if "activations" in cfg.bit_alloc else (

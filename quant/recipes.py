@@ -8,8 +8,9 @@
 * ``best``: what works best on the depthwise networks here (EfficientNet-Lite0); every part and the reason for
   it is in ``quant/METHODS.md`` ("Recipes").
 
-All three keep the first layer's weights and the classifier (weights and output) at 8 bits, the practice of the
-literature and of the paper's reference code; ``first_layer_wbits`` / ``classifier_bits`` override that.
+All three keep the first layer's weights and the classifier's weights at 8 bits, the practice of the literature and
+of the paper's reference code, and the classifier's output (the logits, the network's output rather than a stored
+feature map) in FP32; ``first_layer_wbits`` / ``classifier_bits`` / ``classifier_output_bits`` override that.
 A recipe sets only the fields it names; :func:`recipe_config` applies a recipe and then any field given by the
 caller, so every flag overrides the preset.
 """
@@ -25,7 +26,7 @@ __all__ = ["RECIPES", "recipe_settings", "recipe_config", "check_recipe", "check
 _BASE: dict[str, Any] = dict(
     clip="minmax", weight_clip="minmax", clip_window="mean", per_channel_weights=True, per_channel_activations=True,
     bit_alloc=(), bin_alloc=(), bias_correction=None, bias_correction_form="paper", equalize=False, adaround=0,
-    first_layer_wbits=8, first_layer_abits="same", classifier_bits=8,
+    first_layer_wbits=8, first_layer_abits="same", classifier_bits=8, classifier_output_bits=None,
 )
 
 RECIPES: dict[str, dict[str, Any]] = {
