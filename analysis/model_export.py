@@ -47,7 +47,7 @@ def export_tensors(
     share_codebooks: bool = False,
     verify: bool = False,
 ) -> Any:
-    """Write :class:`quant.pipeline.LayerTensors` (per layer) with :func:`entropy.container.save`; returns FileInfo.
+    """Write :class:`quant.LayerTensors` (per layer) with :func:`entropy.container.save`; returns FileInfo.
 
     ``verify``: decode the written file and compare it with the codes before it replaces ``path``."""
     from entropy.container import save
@@ -89,7 +89,7 @@ def export_model(
     statistics from ``stats`` or ``calibration_images``, default the 32 built-in calibration crops).
     Returns the written file's FileInfo.
     """
-    from quant.pipeline import run_export
+    from quant import run_export
 
     qm, tensors = run_export(model, config, images=images, calibration_images=calibration_images, stats=stats,
                              batch_size=batch_size, device=device, layers=layers, activations=activations,

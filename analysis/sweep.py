@@ -72,9 +72,9 @@ class SweepPoint:
         return " ".join(parts)
 
     def quant_config(self, adaround: int | None = None):
-        """This point as a :class:`quant.pipeline.QuantConfig`; ``adaround`` replaces a recipe's AdaRound
+        """This point as a :class:`quant.QuantConfig`; ``adaround`` replaces a recipe's AdaRound
         iterations."""
-        from quant.pipeline import QuantConfig
+        from quant import QuantConfig
 
         if self.recipe:
             from quant.recipes import recipe_config
@@ -139,7 +139,7 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
     """
     from tqdm.auto import tqdm
 
-    from quant.pipeline import prepare
+    from quant import prepare
 
     points = list(grid) if grid is not None else sweep_grid(cfg.sweep_bits, cfg.sweep_clips,
                                                             recipes=cfg.sweep_recipes,

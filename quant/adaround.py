@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quant.errors import CalibrationError, QuantError
-from quant.quantizer import QuantizedTensor
+from quant.quantizer import QuantizedTensor, clamp_codes, grid
 
 __all__ = ["AdaRoundSettings", "AdaRoundResult", "adaround_layers", "rounding_codes", "sample_patches"]
 
@@ -117,13 +117,10 @@ def rounding_codes(weight: torch.Tensor, qt: QuantizedTensor, up: torch.Tensor) 
     p = qt.params
     if up.shape != weight.shape:
         raise QuantError(f"rounding mask of shape {tuple(up.shape)} for a weight of shape {tuple(weight.shape)}")
-    shape = p.shape_for(weight.dim())
-    scale = p.scale.to(torch.float32).reshape(shape)
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    u = weight.detach().to(torch.float32) / safe + p.zero_point.to(torch.float32).reshape(shape)
-    c = torch.floor(u) + up.to(torch.float32)
-    c = torch.clamp(c, p.qmin.to(torch.float32).reshape(shape), p.qmax.to(torch.float32).reshape(shape))
-    return QuantizedTensor(c.to(qt.codes.dtype), p)
+    _, step, qmin, qmax = grid(p, weight.dim(), device=weight.device)
+    zp = p.zero_point.to(device=weight.device, dtype=torch.float32).reshape(step.shape)
+    c = torch.floor(weight.detach().to(torch.float32) / step + zp) + up.to(device=weight.device, dtype=torch.float32)
+    return QuantizedTensor(clamp_codes(c, qmin, qmax).to(qt.codes.dtype), p)
 
 
 # ------------------------------------------------------------------------------------------ patches
@@ -315,7 +312,7 @@ def adaround_layers(
     key: str,
     progress: Callable[[str], None] | None = None,
 ) -> AdaRoundResult:
-    """Learn the rounding of every quantized weight of ``qmodel`` (a :class:`quant.pipeline.QuantizedModel` with
+    """Learn the rounding of every quantized weight of ``qmodel`` (a :class:`quant.model.QuantizedModel` with
     round-to-nearest weights and its activation quantizers installed) on the calibration ``batches``.
 
     The model's weights are replaced by the learned ones as each layer finishes (so later layers see them).

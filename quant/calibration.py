@@ -11,7 +11,7 @@ image source, per-layer scalar fields); each array field of layer ``L`` is store
 What was learned on the same calibration images for one configuration can be kept with the statistics
 (:meth:`ModelStatistics.add_result`): AdaRound roundings (``kind="adaround"``, one bit per weight, arrays
 ``"@adaround/<i>/<layer>"``) and empirical bias corrections (``kind="bias"``, arrays ``"@bias/<i>/<layer>"``),
-each under the key of the configuration it was learned for (``quant.pipeline.adaround_key`` / ``bias_key``).
+each under the key of the configuration it was learned for (``quant.preparation.adaround_key`` / ``bias_key``).
 """
 
 from __future__ import annotations

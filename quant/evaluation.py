@@ -23,6 +23,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any, Iterable
 
 import torch
@@ -32,7 +33,10 @@ from quant.calibration import ModelStatistics
 from quant.capture import check_finite_logits
 from quant.errors import QuantError
 from quant.images import DEFAULT_CALIBRATION_IMAGES, Batch, ImageSet, builtin_images, iter_batches
-from quant.pipeline import QuantizedModel, prepare
+from quant.model import QuantizedModel
+from quant.models import LoadedModel
+from quant.preparation import needs_calibration, prepare
+from quant.sqnr import sqnr_db
 
 __all__ = ["LayerReport", "EvaluationResult", "FidelityMeter", "evaluate", "evaluate_model", "sqnr_db", "binomial_ci",
            "CI_METHOD"]
@@ -40,15 +44,6 @@ __all__ = ["LayerReport", "EvaluationResult", "FidelityMeter", "evaluate", "eval
 CI_METHOD = "Wilson score interval"
 
 log = logging.getLogger(__name__)
-
-
-def sqnr_db(signal_energy: float, noise_energy: float) -> float:
-    """10·log10(signal / noise) in dB (inf when there is no noise, -inf when there is no signal)."""
-    if noise_energy <= 0.0:
-        return math.inf
-    if signal_energy <= 0.0:
-        return -math.inf
-    return 10.0 * math.log10(signal_energy / noise_energy)
 
 
 def binomial_ci(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -59,8 +54,6 @@ def binomial_ci(successes: int, trials: int, confidence: float = 0.95) -> tuple[
     ``p̂ = k/n``, ``z`` the two-sided normal quantile: centre ``(p̂ + z²/2n)/(1 + z²/n)``, half-width
     ``z·sqrt(p̂(1−p̂)/n + z²/4n²)/(1 + z²/n)``. Raises :class:`QuantError` for n < 1 or k outside [0, n].
     """
-    from statistics import NormalDist
-
     if trials < 1 or not 0 <= successes <= trials:
         raise QuantError(f"binomial interval needs 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
     if not 0 < confidence < 1:
@@ -291,8 +284,6 @@ def evaluate_model(
     mode without ``stats``, ``calibration_images`` are required because the preprocessing is unknown).
     Defaults: evaluation on the built-in evaluation crops, calibration on the 32 built-in calibration crops.
     """
-    from quant.models import LoadedModel
-
     torch.manual_seed(seed)
     if isinstance(model, LoadedModel):
         name, module, prep = model.name, model.model, model.preprocessing
@@ -304,8 +295,6 @@ def evaluate_model(
         images = builtin_images(prep, None, split="evaluation")
     calib = None
     n_calib_batches = None
-    from quant.pipeline import needs_calibration
-
     if needs_calibration(config, stats):
         if calibration_images is None:
             if prep is None:

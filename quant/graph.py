@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from quant.bn_fold import fold_conv_bn
 from quant.errors import ModelError
 
 __all__ = ["LayerInfo", "Instrumented", "instrument", "find_layers", "is_layer_module"]
@@ -222,7 +223,6 @@ def instrument(
             k = seen.get(mname, 0)
             seen[mname] = k + 1
             layer_nodes.append((node, mname if k == 0 else f"{mname}@{k}", mname))
-    calls = {m: n for m, n in seen.items()}
 
     infos: dict[str, LayerInfo] = {}
     tails: dict[str, fx.Node] = {}
@@ -232,11 +232,9 @@ def instrument(
         info = LayerInfo(name=name, module_name=mname, kind=kind, index=index, signed=True)
         tail = node
         users = list(tail.users)
-        if fold_bn and calls[mname] == 1 and len(users) == 1 and users[0].op == "call_module":
+        if fold_bn and seen[mname] == 1 and len(users) == 1 and users[0].op == "call_module":
             bn = modules.get(str(users[0].target))
             if isinstance(bn, _BN_TYPES) and len(users[0].all_input_nodes) == 1 and not bn.training:
-                from quant.bn_fold import fold_conv_bn
-
                 fold_conv_bn(mod, bn)
                 bn_node = users[0]
                 bn_node.replace_all_uses_with(tail)

@@ -78,7 +78,6 @@ __all__ = [
     "builtin_photos",
     "builtin_crop_boxes",
     "builtin_images",
-    "builtin_split_names",
     "folder_images",
     "imagenet_folder",
     "iter_batches",
@@ -203,11 +202,6 @@ def _crop_order(photo: str) -> list[tuple[int, bool]]:
 
 def _crop_name(photo: str, box: int, mirrored: bool) -> str:
     return f"{photo}#{box}" + ("m" if mirrored else "")
-
-
-def builtin_split_names(split: str) -> list[str]:
-    """Names of the crops of a built-in split ("calibration", "evaluation" or "all"), in order."""
-    return [name for name, _, _ in _builtin_items(split)]
 
 
 def _builtin_items(split: str) -> list[tuple[str, object, int]]:

@@ -174,7 +174,7 @@ def run_layer_integer(qm: object, name: str, x: QuantizedTensor) -> torch.Tensor
     """Output (before the fused activation) of layer ``name`` of a prepared quantized model, from input codes.
 
     ``x`` holds the codes feeding the layer (e.g. the ``activation`` of its ``input_layer`` from
-    :func:`quant.pipeline.quantized_tensors`); explicit zero-padding modules between that site and the
+    :func:`quant.export.quantized_tensors`); explicit zero-padding modules between that site and the
     layer (EfficientNet's static "same" padding) are applied in the integer domain. The weights are the
     layer's stored codes, so bias correction (which moves weights off the grid) is refused.
     """

@@ -14,7 +14,10 @@ from quant.errors import CalibrationError, QuantError
 from quant.evaluation import FidelityMeter, evaluate
 from quant.graph import instrument
 from quant.images import Batch
-from quant.pipeline import ActQuantizer, QuantConfig, prepare, quantized_tensors
+from quant.act_quantizers import ActQuantizer
+from quant.config import QuantConfig
+from quant.export import quantized_tensors
+from quant.preparation import prepare
 from quant.quantizer import quant_params, quantize
 
 
@@ -82,7 +85,8 @@ def test_config_validation():
 @pytest.mark.parametrize("mode", ["dynamic", "offline"])
 def test_16_bits_with_every_method_off_is_faithful(mode):
     x = images()
-    cfg = QuantConfig(wbits=16, abits=16, first_layer_wbits="same", classifier_bits="same", stats_mode=mode)
+    cfg = QuantConfig(wbits=16, abits=16, first_layer_wbits="same", classifier_bits="same", classifier_output_bits="same",
+                      stats_mode=mode)
     qm, res = run(cfg, x)
     # offline: ranges from 16 other images clip the rare extremes of these (16-bit rounding alone is ~90 dB per
     # layer, measured 35-47 dB with the clipping); dynamic: no clipping
@@ -107,9 +111,64 @@ def test_first_layer_and_classifier_stay_at_8_bits_by_default():
     qm, _ = run(QuantConfig(wbits=4, abits=4), images())
     bits = {n: lq.weight_bits for n, lq in qm.layers.items()}
     assert bits == {"c1": 8.0, "c2": 4.0, "c3": 4.0, "fc": 8.0}
-    assert qm.layers["fc"].act_bits == 8.0 and qm.layers["c2"].act_bits == 4.0
+    assert qm.layers["fc"].act_bits is None and qm.layers["c2"].act_bits == 4.0  # the logits stay FP32
     qm, _ = run(QuantConfig(wbits=4, abits=4, first_layer_wbits="same", classifier_bits="same"), images())
     assert all(lq.weight_bits == 4.0 for lq in qm.layers.values())
+
+
+def _logits_and_classifier_output(qm, x):
+    """The quantized model's logits and the classifier module's own output in the same pass."""
+    seen = []
+    h = qm.quant.modules["fc"].register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+    try:
+        with torch.no_grad():
+            out = qm(x)
+    finally:
+        h.remove()
+    return out, seen[0]
+
+
+def test_logits_stay_fp32_by_default_and_the_option_quantizes_them():
+    x = images()
+    qm, _ = run(QuantConfig(wbits=4, abits=4), x)
+    assert qm.sites["fc"].quantizer is None and qm.layers["fc"].act_bits is None
+    assert qm.layers["fc"].weight_bits == 8.0  # --classifier-bits is the weights' alone
+    assert "classifier=W8AFP" in qm.config.describe()
+    out, fc = _logits_and_classifier_output(qm, x)
+    assert torch.equal(out, fc)  # the network's output is the classifier's FP32 output, untouched
+    assert quantized_tensors(qm, [x], num_images=len(x))["fc"].activation is None  # nothing to code
+
+    q8, _ = run(QuantConfig(wbits=4, abits=4, classifier_output_bits=8), x)
+    p = q8.layers["fc"].act_params
+    assert q8.layers["fc"].act_bits == 8.0 and p.axis is None and int(p.levels) == 256
+    out, fc = _logits_and_classifier_output(q8, x)
+    lo, hi = float(fc.min()), float(fc.max())
+    assert lo < 0 < hi
+    # per-tensor min/max over the calibration logits: the evaluated logits land on that 8-bit grid
+    assert torch.equal(out, ActQuantizer(p, 2)(fc))
+    assert not torch.equal(out, fc) and torch.equal(torch.round(out / p.scale) * p.scale, out)
+
+    same, _ = run(QuantConfig(wbits=4, abits=4, clip="aciq-laplace", classifier_output_bits="same"), x)
+    assert same.layers["fc"].act_bits == 4.0 and same.layers["fc"].act_spec.clip == "aciq-laplace"
+    with pytest.raises(QuantError, match="classifier_output_bits"):
+        QuantConfig(classifier_output_bits=0)
+
+
+def test_classifier_output_bits_from_the_command_line():
+    import argparse
+
+    from analysis.cli.evaluate import add_config_arguments, config_from_args
+
+    def cfg(*argv):
+        p = argparse.ArgumentParser()
+        add_config_arguments(p)
+        return config_from_args(p.parse_args(["--recipe", "paper", *argv]))
+
+    assert cfg().classifier_output_bits is None and cfg().classifier_bits == 8
+    assert cfg("--classifier-output-bits", "8").classifier_output_bits == 8
+    assert cfg("--classifier-output-bits", "same").classifier_output_bits == "same"
+    assert cfg("--classifier-output-bits", "fp", "--classifier-bits", "6").classifier_output_bits is None
+    assert cfg("--classifier-bits", "6").classifier_bits == 6 and cfg("--classifier-bits", "6").classifier_output_bits is None
 
 
 def test_activation_quantizer_matches_quantize_bit_for_bit():
@@ -196,7 +255,7 @@ def test_quantized_tensors_are_the_codes_of_the_run():
     assert t.activation.codes.shape == (6, 16, 8, 8) and t.activation.params.axis == 1
     assert t.activation.codes.dtype == torch.uint8  # fused ReLU6: unsigned codes
     assert t.weight.codes.shape == (16, 1, 3, 3) and t.weight.params.axis == 0
-    assert tensors["fc"].activation.params.axis is None
+    assert tensors["fc"].activation is None  # the logits are FP32: not a coded tensor
     # the codes dequantize to exactly what the quantized model computed
     sites = qm.sites
     from quant.capture import CodeRecorder

@@ -17,7 +17,8 @@ from quant.equalization import equalization_pairs, equalize
 from quant.errors import CalibrationError, QuantError
 from quant.evaluation import evaluate
 from quant.graph import instrument
-from quant.pipeline import QuantConfig, adaround_key, prepare
+from quant.config import QuantConfig
+from quant.preparation import adaround_key, prepare
 from quant.quantizer import quantize
 from quant.recipes import RECIPES, check_settings, recipe_config
 
@@ -77,8 +78,8 @@ def test_recipes_are_presets_that_fields_override():
     assert best.equalize and best.adaround > 0 and best.bias_correction == "empirical"
     assert recipe_config("best", 4, 8, equalize=False, adaround=0).equalize is False
     assert recipe_config("paper", 8, 4, bias_correction=None).bias_correction is None
-    for cfg in (naive, paper, best):  # the first layer and the classifier stay at 8 bits
-        assert cfg.first_layer_wbits == 8 and cfg.classifier_bits == 8
+    for cfg in (naive, paper, best):  # the first layer and the classifier's weights at 8 bits, the logits FP32
+        assert cfg.first_layer_wbits == 8 and cfg.classifier_bits == 8 and cfg.classifier_output_bits is None
     with pytest.raises(QuantError, match="unknown recipe"):
         recipe_config("fastest")
     with pytest.raises(QuantError, match="wbits"):
@@ -110,15 +111,15 @@ def test_first_layer_and_classifier_fp_same_and_bits():
     x = images(16, 1)
     net = make_block()
     fp = prepare(net, QuantConfig(wbits=4, abits=4, first_layer_wbits=None, classifier_bits=None), calibration=[x])
-    same = prepare(net, QuantConfig(wbits=4, abits=4, first_layer_wbits="same", classifier_bits="same"),
-                   calibration=[x])
+    same = prepare(net, QuantConfig(wbits=4, abits=4, first_layer_wbits="same", classifier_bits="same",
+                                    classifier_output_bits="same"), calibration=[x])
     eight = prepare(net, QuantConfig(wbits=4, abits=4), calibration=[x])
     assert fp.layers["stem"].weight is None and fp.layers["fc"].weight is None and fp.layers["fc"].act_bits is None
     assert fp.layers["stem"].act_bits == 4.0  # --first-layer-bits is about weights; the output follows --abits
     assert same.layers["stem"].weight_bits == 4.0 and same.layers["fc"].weight_bits == 4.0
     assert same.layers["fc"].act_bits == 4.0
     assert eight.layers["stem"].weight_bits == 8.0 and eight.layers["fc"].weight_bits == 8.0
-    assert eight.layers["fc"].act_bits == 8.0 and eight.layers["dw"].weight_bits == 4.0
+    assert eight.layers["fc"].act_bits is None and eight.layers["dw"].weight_bits == 4.0  # FP32 logits
     with torch.no_grad():  # FP32 ends leave those layers exactly as the float network computes them
         assert torch.equal(fp.quant.modules["fc"].weight, fp.floating["fc"].weight)
 

@@ -13,7 +13,7 @@ import pytest
 from quant.evaluation import evaluate_model
 from quant.images import builtin_images
 from quant.models import load_model
-from quant.pipeline import QuantConfig
+from quant.config import QuantConfig
 
 pytestmark = pytest.mark.slow
 

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from quant.images import builtin_images, folder_images, iter_batches
-    from quant.pipeline import calibrate_model
+    from quant import calibrate_model
 
     if args.num_images is not None and args.num_images < 1:
         raise UsageError(f"--num-images must be >= 1, got {args.num_images}")

@@ -63,7 +63,8 @@ def _bits(text: str) -> float | None:
 
 
 def _layer_bits(text: str) -> float | str | None:
-    """--first-layer-bits / --classifier-bits: a number, 'fp' (FP32) or 'same' (as the rest of the network)."""
+    """--first-layer-bits / --classifier-bits / --classifier-output-bits: a number, 'fp' (FP32) or 'same' (as the
+    rest of the network)."""
     if text.lower() == "same":
         return "same"
     try:
@@ -152,8 +153,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
     _add(parser, "--first-layer-bits", type=_layer_bits, default=None, metavar="B",
          help="weight bits of the first layer(s): a number, 'fp' (FP32) or 'same' (as --wbits) (default 8)")
     _add(parser, "--classifier-bits", type=_layer_bits, default=None, metavar="B",
-         help="weight and output bits of the classifier: a number, 'fp' (FP32) or 'same' (as --wbits/--abits) "
-              "(default 8)")
+         help="weight bits of the classifier: a number, 'fp' (FP32) or 'same' (as --wbits) (default 8)")
+    _add(parser, "--classifier-output-bits", type=_layer_bits, default=None, metavar="B",
+         help="bits of the classifier's output, the logits: 'fp' (FP32, the default: they are the network's "
+              "output, not a stored feature map), a number (per tensor, min/max) or 'same' (as --abits and --clip)")
     if stats:
         _add(parser, "--stats", metavar="FILE",
              help="offline statistics from 'huffquant calibrate' (with any AdaRound rounding and bias corrections "
@@ -163,7 +166,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
 
 
 def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline") -> Any:
-    """A :class:`quant.pipeline.QuantConfig` from the parsed options: the --recipe preset (default naive), then
+    """A :class:`quant.QuantConfig` from the parsed options: the --recipe preset (default naive), then
     every option given on the command line (UsageError on a bad value or combination)."""
     from quant.errors import QuantError
     from quant.recipes import recipe_config
@@ -179,7 +182,8 @@ def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline")
         kw["per_channel_activations"] = False
     options = {"clip": "clip", "weight_clip": "weight_clip", "clip_window": "clip_window", "bit_alloc": "bit_alloc",
                "bin_alloc": "bin_alloc", "bias_correction_form": "bias_correction_form", "equalize": "equalize",
-               "adaround": "adaround", "first_layer_bits": "first_layer_wbits", "classifier_bits": "classifier_bits"}
+               "adaround": "adaround", "first_layer_bits": "first_layer_wbits", "classifier_bits": "classifier_bits",
+               "classifier_output_bits": "classifier_output_bits"}
     for opt, field in options.items():
         v = getattr(args, opt, None)
         if v is not None:
@@ -199,7 +203,7 @@ def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline")
 def needs_calibration_images(cfg: Any, stats: Any) -> bool:
     """True when the run must see calibration images: offline statistics to collect, or AdaRound / empirical
     bias correction not already stored in ``stats``."""
-    from quant.pipeline import needs_calibration
+    from quant import needs_calibration
 
     return needs_calibration(cfg, stats)
 

@@ -19,7 +19,7 @@ class ReportConfig:
 
     The main setting (whose tensors are coded, written and verified in full) is recipe ``recipe`` (default
     ``paper``: ACIQ, bit allocation for weights and activations, mean bias correction, W4A4) with ``settings``
-    (any :class:`quant.pipeline.QuantConfig` field) overriding it. The recipes in ``compare`` (default ``naive``
+    (any :class:`quant.QuantConfig` field) overriding it. The recipes in ``compare`` (default ``naive``
     and ``best``) run side by side at the same bit widths: fidelity on every evaluation image, coded bits on the
     first ``compare_rate_images``. Every setting uses offline statistics from the calibration images: a stored
     tensor has one set of scales, so its codes need fixed parameters (the reference code's default re-fits them
@@ -61,7 +61,7 @@ class ReportConfig:
     command: str = ""
 
     def quant_config(self):
-        """The main setting as a :class:`quant.pipeline.QuantConfig` (raises QuantError for a bad field)."""
+        """The main setting as a :class:`quant.QuantConfig` (raises QuantError for a bad field)."""
         from quant.recipes import recipe_config
 
         qc = recipe_config(self.recipe, self.wbits, self.abits, **{"stats_mode": "offline", **self.settings})
