@@ -44,20 +44,23 @@ class LayerQuant:
 
 @dataclass
 class LayerParams:
-    """Weight, bias and fused-activation bound of one layer in one state of the network."""
+    """Weight, bias and per-channel ends of the fused activation of one layer in one state of the network."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
-    act_hi: torch.Tensor | None
+    act_lo: torch.Tensor | None  # None: the activation's usual lower end (0)
+    act_hi: torch.Tensor | None  # None: its usual upper end (6 for ReLU6, none for ReLU)
 
 
 def snapshot(inst: Instrumented) -> dict[str, LayerParams]:
-    """A copy of every layer's current weight, bias and activation bound."""
+    """A copy of every layer's current weight, bias and activation ends."""
     out = {}
     for name, mod in inst.modules.items():
         b = mod.bias.detach().clone() if mod.bias is not None else None
-        hi = inst.sites[name].act_hi
-        out[name] = LayerParams(mod.weight.detach().clone(), b, None if hi is None else hi.clone())
+        site = inst.sites[name]
+        lo, hi = site.act_lo, site.act_hi
+        out[name] = LayerParams(mod.weight.detach().clone(), b, None if lo is None else lo.clone(),
+                                None if hi is None else hi.clone())
     return out
 
 
@@ -67,7 +70,7 @@ class QuantizedModel:
 
     One instrumented graph holds three states of every layer's parameters: the *original* folded FP32 network
     (the reference every metric compares with), the *float* network the quantizer starts from (the original,
-    or its equalized version: the same function up to float rounding and the high-bias assumption), and the
+    or its equalized version: the same function up to float rounding), and the
     *quantized* network (quantized weights, corrected biases). :meth:`reference`, :meth:`float_forward` and
     calling the model run them.
     """
@@ -99,7 +102,7 @@ class QuantizedModel:
                     mod.bias.data = p.bias
             elif mod.bias is not None:
                 mod.bias.data = torch.zeros_like(mod.bias.data)
-            self.quant.sites[name].set_activation_bound(p.act_hi)
+            self.quant.sites[name].set_activation_bounds(p.act_lo, p.act_hi)
 
     def _run(self, x: torch.Tensor, state: dict[str, LayerParams], sites_on: bool) -> torch.Tensor:
         sites = self.sites

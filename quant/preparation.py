@@ -40,16 +40,42 @@ from quant.bias_correction import empirical_bias_correction
 from quant.calibration import ModelStatistics, calibrate
 from quant.capture import ACTIVATION_MAX, ActivationSite
 from quant.config import SAME, QuantConfig, layer_bits
-from quant.equalization import equalize
+from quant.equalization import absorb, absorption_shifts, equalize
 from quant.errors import CalibrationError, QuantError
 from quant.graph import instrument
 from quant.model import LayerParams, LayerQuant, QuantizedModel, snapshot
 from quant.sqnr import tensor_sqnr_db
 from quant.weight_quant import corrected_weight, quantize_weight
 
-__all__ = ["prepare", "calibrate_model", "needs_calibration", "adaround_key", "bias_key"]
+__all__ = ["prepare", "calibrate_model", "needs_calibration", "adaround_key", "bias_key", "ABSORBED"]
 
 log = logging.getLogger(__name__)
+
+ABSORBED = "absorbed"  # statistics extra: layer -> the constants high-bias absorption moved out of it (floats)
+
+
+def _equalized(quant: Any, stats: ModelStatistics | None, calib: list[torch.Tensor] | None,
+               device: torch.device) -> dict[str, torch.Tensor]:
+    """Equalize ``quant`` in place and absorb high biases, with the shifts stored in ``stats`` when it has them,
+    else measured by a pass of the equalized FP32 network over ``calib``. Returns the shifts (layer -> (C,))."""
+    equalize(quant)
+    stored = None if stats is None else stats.extra.get(ABSORBED)
+    if stored is not None:
+        shifts = {n: torch.tensor(v, dtype=torch.float64) for n, v in stored.items()}
+    else:
+        if not calib:
+            raise CalibrationError("high-bias absorption measures the equalized network on calibration images: give "
+                                   "calibration images, or statistics calibrated with equalization")
+        pre = calibrate(quant, calib, histogram=False, tensor_stats=False, device=device)
+        shifts = absorption_shifts(quant, {n: st.channel_view() for n, st in pre.layers.items()})
+    absorb(quant, shifts)
+    return shifts
+
+
+def _mark_equalized(stats: ModelStatistics, shifts: dict[str, torch.Tensor] | None) -> None:
+    stats.extra["equalized"] = shifts is not None
+    if shifts is not None:
+        stats.extra[ABSORBED] = {n: [float(v) for v in c.reshape(-1).tolist()] for n, c in shifts.items()}
 
 
 def adaround_key(cfg: QuantConfig, stats: ModelStatistics | None = None) -> str:
@@ -95,11 +121,10 @@ def calibrate_model(
     dev = torch.device(device)
     data = [b for b in batches]
     inst = instrument(model, ActivationSite).to(dev)
-    if config.equalize:
-        equalize(inst, model)
+    shifts = _equalized(inst, None, data, dev) if config.equalize else None
     stats = calibrate(inst, data, model_name=model_name, source=source, channel_histograms=channel_histograms,
                       device=dev, progress=progress, total=total)
-    stats.extra["equalized"] = bool(config.equalize)
+    _mark_equalized(stats, shifts)
     del inst
     if config.stats_mode == "offline" and (config.adaround or config.bias_correction == "empirical"):
         prepare(model, config, stats=stats, calibration=data, device=dev, model_name=model_name, progress=progress,
@@ -113,7 +138,9 @@ def needs_calibration(cfg: QuantConfig, stats: ModelStatistics | None) -> bool:
     if cfg.stats_mode != "offline":
         return False
     if stats is None:
-        return cfg.abits is not None or bool(cfg.adaround) or cfg.bias_correction == "empirical"
+        return cfg.abits is not None or bool(cfg.adaround) or cfg.bias_correction == "empirical" or cfg.equalize
+    if cfg.equalize and ABSORBED not in stats.extra:
+        return True
     if cfg.adaround and stats.result("adaround", adaround_key(cfg, stats)) is None:
         return True
     return cfg.bias_correction == "empirical" and stats.result("bias", bias_key(cfg, stats)) is None
@@ -149,19 +176,29 @@ def prepare(
     quant = instrument(model, ActivationSite).to(dev)  # a copy: ``model`` itself is not modified
     fp32 = model.eval()  # kept only to locate NaN/Inf layers of the original (QuantizedModel.check_reference)
     original = snapshot(quant)
-    if cfg.equalize:
-        t = time.perf_counter()
-        equalize(quant, model)
-        timing["equalize_s"] = time.perf_counter() - t
-    floating = snapshot(quant) if cfg.equalize else original
+    if stats is not None and cfg.stats_mode == "offline" and cfg.abits is not None:
+        if bool(stats.extra.get("equalized", False)) != bool(cfg.equalize):
+            raise CalibrationError(
+                "the statistics were collected " + ("with" if stats.extra.get("equalized") else "without")
+                + " cross-layer equalization, but this configuration " + ("uses" if cfg.equalize else "does not use")
+                + " it; calibrate with the same --equalize setting")
+        if cfg.equalize and ABSORBED not in stats.extra:
+            raise CalibrationError("the statistics were collected on an equalized network without the measured "
+                                   "high-bias absorption of this version; calibrate again")
     needs_images = (cfg.adaround or cfg.bias_correction == "empirical") and cfg.stats_mode == "offline"
     calib_list: list[torch.Tensor] | None = None
     if calibration is not None and needs_calibration(cfg, stats):
         calib_list = [b for b in calibration]
+    shifts = None
+    if cfg.equalize:
+        t = time.perf_counter()
+        shifts = _equalized(quant, stats, calib_list, dev)
+        timing["equalize_s"] = time.perf_counter() - t
+    floating = snapshot(quant) if cfg.equalize else original
     if needs_images and cfg.abits is None and stats is None:
         # nothing to calibrate; an empty record keeps what AdaRound / bias correction learn
-        stats = ModelStatistics(layers={}, model=model_name, num_images=sum(int(b.shape[0]) for b in calib_list or []),
-                                extra={"equalized": bool(cfg.equalize)})
+        stats = ModelStatistics(layers={}, model=model_name, num_images=sum(int(b.shape[0]) for b in calib_list or []))
+        _mark_equalized(stats, shifts)
     if cfg.abits is not None and cfg.stats_mode == "offline":
         if stats is None:
             if calib_list is None:
@@ -171,15 +208,9 @@ def prepare(
             t = time.perf_counter()
             stats = calibrate(quant, calib_list, model_name=model_name, device=dev, progress=progress,
                               histogram=needs_histogram(cfg.clip), tensor_stats=per_tensor, total=calibration_batches)
-            stats.extra["equalized"] = bool(cfg.equalize)
+            _mark_equalized(stats, shifts)
             timing["calibration_s"] = time.perf_counter() - t
         stats.check_layers(quant.layers)
-    if stats is not None and cfg.stats_mode == "offline" and cfg.abits is not None:
-        if bool(stats.extra.get("equalized", False)) != bool(cfg.equalize):
-            raise CalibrationError(
-                "the statistics were collected " + ("with" if stats.extra.get("equalized") else "without")
-                + " cross-layer equalization, but this configuration " + ("uses" if cfg.equalize else "does not use")
-                + " it; calibrate with the same --equalize setting")
     layers: dict[str, LayerQuant] = {}
     quantized: dict[str, LayerParams] = {}
     for name, info in quant.layers.items():
@@ -201,7 +232,7 @@ def prepare(
             w_sqnr = tensor_sqnr_db(w, w_use)
             mean_wbits = float(wq.params.bits.mean())
         quantized[name] = LayerParams(w_use.clone() if w_use is fl.weight else w_use,
-                                      None if fl.bias is None else fl.bias.clone(), fl.act_hi)
+                                      None if fl.bias is None else fl.bias.clone(), fl.act_lo, fl.act_hi)
         with torch.no_grad():
             mod.weight.data = quantized[name].weight
         # activations

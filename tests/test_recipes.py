@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from quant.adaround import AdaRoundSettings, _group_weight, _layer_out, rounding_codes, sample_patches
-from quant.calibration import ModelStatistics
+from quant.calibration import ModelStatistics, calibrate
 from quant.capture import ActivationSite
-from quant.equalization import equalization_pairs, equalize
+from quant.equalization import absorb, absorption_shifts, equalization_pairs, equalize
 from quant.errors import CalibrationError, QuantError
 from quant.evaluation import evaluate
 from quant.graph import instrument
@@ -146,7 +146,7 @@ def test_equalization_is_exact_through_relu6_and_balances_ranges():
     pairs = equalization_pairs(inst)
     assert pairs == [("stem", "expand"), ("expand", "dw"), ("dw", "project")]
     before = {p: _ranges(inst, *p) for p in pairs}
-    res = equalize(inst, None)
+    res = equalize(inst)
     with torch.no_grad():
         y1 = inst(x)
     assert torch.allclose(y0, y1, rtol=1e-4, atol=1e-5)  # the same function
@@ -158,34 +158,45 @@ def test_equalization_is_exact_through_relu6_and_balances_ranges():
     s = res.scales[("dw", "project")]
     assert torch.allclose(inst.sites["dw"].act_hi.double(), 6.0 / s, rtol=1e-5)  # the ReLU6 bound moved
     # replacing the per-channel bound by 6 (what plain scaling through ReLU6 would do) changes the output
-    inst.sites["dw"].set_activation_bound(None)
+    inst.sites["dw"].set_activation_bounds(None, None)
     with torch.no_grad():
         assert not torch.allclose(y0, inst(x), rtol=1e-3, atol=1e-3)
 
 
-def test_high_bias_absorption_hand_derived():
+def test_high_bias_absorption_moves_what_calibration_shows_and_keeps_the_function():
     net = make_block(high_bias=True)
-    inst = instrument(net, ActivationSite)
-    res = equalize(inst, net)
-    s = res.scales[("dw", "project")]
-    c = res.absorbed["dw"]
-    beta, gamma = net.b2.bias.detach().double(), net.b2.weight.detach().double().abs()
-    assert torch.allclose(c, torch.clamp((beta - 3 * gamma) / s, min=0))
-    assert bool((c[:8] > 0).all()) and bool((c[8:] == 0).all())
-    assert "expand" not in res.absorbed  # the depthwise layer after it pads its input: not exact, not absorbed
-    # exact where the pre-activations stay above c: compare with the un-absorbed equalized network
-    ref = instrument(net, ActivationSite)
-    equalize(ref, None)
-    x = images(8, 3) * 0.1
+    inst, ref = instrument(net, ActivationSite), instrument(net, ActivationSite)
+    equalize(inst)
+    equalize(ref)
+    x = images(16, 3)
+    pre = calibrate(inst, [x], histogram=False, tensor_stats=False)
+    shifts = absorption_shifts(inst, {n: st.channel_view() for n, st in pre.layers.items()})
+    # c: the estimated lower end of each ReLU6 channel's pre-activation values where it is above 0 (the support end
+    # from the two smallest per-image minima), at most the channel's upper end
+    v = pre["dw"].channel_view()
+    smallest = v.min.double()
+    low = 2 * smallest - torch.as_tensor(pre["dw"].to_dict()["sample_min"])[:, 1]  # Robson-Whitlock lower end
+    expect = torch.minimum(torch.clamp(low, min=0), inst.sites["dw"].act_hi.double())
+    assert torch.allclose(shifts["dw"], expect)
+    assert bool((shifts["dw"][:8] > 0).all())  # the high-bias channels stay above 0 on every image
+    assert "expand" not in shifts  # the depthwise layer after it pads its input: not exact, not absorbed
+    absorb(inst, shifts)
+    assert not torch.equal(inst.modules["dw"].bias, ref.modules["dw"].bias)
+    # the same function for every input: also where the pre-activations fall below c (far outside the calibration
+    # data), which DFQ's beta - 3 gamma rule did not keep
     with torch.no_grad():
-        assert torch.allclose(ref(x), inst(x), rtol=1e-4, atol=1e-4)
+        for xx in (x, images(8, 5) * 10, -images(8, 6) * 10, images(8, 7) * 0.01):
+            assert torch.allclose(ref(xx), inst(xx), rtol=1e-4, atol=1e-4)
 
 
 def test_statistics_must_match_the_equalization_setting():
     x = images(16, 4)
     net = make_block()
     qm = prepare(net, QuantConfig(wbits=8, abits=8, equalize=True), calibration=[x])
-    assert qm.stats.extra["equalized"] is True
+    assert qm.stats.extra["equalized"] is True and qm.stats.extra["absorbed"]
+    # the statistics reproduce the absorption without images
+    again = prepare(net, QuantConfig(wbits=8, abits=8, equalize=True), stats=qm.stats)
+    assert all(torch.equal(again.floating[n].bias, qm.floating[n].bias) for n in qm.layers)
     with pytest.raises(CalibrationError, match="equalization"):
         prepare(net, QuantConfig(wbits=8, abits=8), stats=qm.stats)
     # the reference is the original network, the float network the equalized one: the same function
