@@ -87,32 +87,41 @@ def needs_histogram(clip: str) -> bool:
     return parse_method(clip)[0] in ("kl", "percentile", "mse")
 
 
-def _alloc_stat(view: Any, clip: str) -> torch.Tensor:
-    """The per-channel statistic allocation uses: Laplace b for Laplace clipping, the standard deviation otherwise."""
-    kind, _ = parse_method(clip)
-    return view.b if kind == "laplace" else view.std
+def _clip(stats: TensorStatistics, spec: ActSpec, cfg: QuantConfig, levels: Any,
+          extrapolate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The range [lo, hi] of each channel's grid (or the tensor's) for ``levels``, capped by the fused activation."""
+    lo, hi = clip_range(stats, spec.clip, levels, signed=spec.signed, per_channel=spec.per_channel,
+                        window=cfg.clip_window, extrapolate=extrapolate)
+    if spec.act_max is not None:  # ReLU6: nothing above the bound reaches the quantizer
+        bound = torch.as_tensor(spec.act_max).to(device=hi.device, dtype=torch.float64)
+        hi = torch.minimum(hi, bound if spec.per_channel or bound.dim() == 0 else bound.max())
+        lo = torch.minimum(lo, hi)
+    return lo, hi
 
 
 def act_params(source: Any, spec: ActSpec, cfg: QuantConfig) -> QuantParams:
     """Quantization parameters of an activation from its :class:`TensorStatistics` (offline) or from the tensor
-    itself (dynamic: one batch of pre-activation values)."""
+    itself (dynamic: one batch of pre-activation values).
+
+    Bit or bin allocation (eqs. 10-11) gets, per channel, the width of the range its grid covers at the mean bit
+    width: for a fused ReLU/ReLU6 that is the clipped, post-activation range [0, min(hi, 6)], not the spread of the
+    pre-activation values (a channel never positive on the calibration images covers nothing and gets the fewest
+    bits; a saturated ReLU6 channel covers [0, 6]). A channel whose range is not empty keeps at least 1 bit: only a
+    channel that is constant on the calibration images becomes constant."""
     if isinstance(source, TensorStatistics):
         stats = source
     else:
         stats = TensorStatistics(axis=1, histogram=needs_histogram(spec.clip), tensor_stats=not spec.per_channel)
         stats.update(source)
-    stat = None
-    if spec.alloc is not None and spec.per_channel:
-        stat = _alloc_stat(stats.channel_view(), spec.clip)
-    levels = channel_levels(spec.bits, spec.alloc, stat, cfg)
     # offline statistics: cap at the estimated support (unseen images exceed the calibration range); a batch's
     # own statistics (dynamic mode): the observed range is exact
-    lo, hi = clip_range(stats, spec.clip, levels, signed=spec.signed, per_channel=spec.per_channel,
-                        window=cfg.clip_window, extrapolate=stats is source)
-    if spec.act_max is not None:  # ReLU6: nothing above the bound reaches the quantizer
-        bound = torch.as_tensor(spec.act_max).to(device=hi.device, dtype=torch.float64)
-        hi = torch.minimum(hi, bound if spec.per_channel or bound.dim() == 0 else bound.max())
-        lo = torch.minimum(lo, hi)
+    extrapolate = stats is source
+    levels: Any = int(round(2.0 ** float(spec.bits)))
+    if spec.alloc is not None and spec.per_channel:
+        lo, hi = _clip(stats, spec, cfg, levels, extrapolate)
+        width = torch.clamp(hi, min=0.0) - torch.clamp(lo, max=0.0)  # the grid always contains 0
+        levels = channel_levels(spec.bits, spec.alloc, width, cfg, varies=width > 0)
+    lo, hi = _clip(stats, spec, cfg, levels, extrapolate)
     if spec.per_channel:
         return quant_params(lo, hi, levels, axis=1, n_channels=int(lo.shape[0]))
     return quant_params(lo, hi, levels, axis=None)

@@ -338,24 +338,69 @@ def shaped_channels(n: int, seed: int) -> torch.Tensor:
     return torch.cat([spikes, uniform, gauss, lap], dim=1)
 
 
-def test_activation_bits_are_allocate_bits_of_b_in_channel_order():
+def _grid_width(params) -> torch.Tensor:
+    """The width of the range each channel's grid covers (0 included), from its quantization parameters."""
+    return (params.scale.double() * (params.qmax - params.qmin).double()).reshape(-1)
+
+
+@pytest.mark.parametrize("clip", ["aciq-laplace", "aciq-gauss"])
+def test_activation_bits_are_allocate_bits_of_the_range_each_grid_covers(clip):
     from quant.allocation import allocate_bits
 
     torch.manual_seed(0)
     net = Identity4().eval()
-    cfg = QuantConfig(wbits=8, abits=3, clip="aciq-laplace", bit_alloc="activations", first_layer_abits="same")
+    cfg = QuantConfig(wbits=8, abits=3, clip=clip, bit_alloc="activations", first_layer_abits="same")
     qm = prepare(net, cfg, calibration=[shaped_channels(32, seed=1)])
-    v = qm.stats["conv"].channel_view()
-    expected = allocate_bits(v.b, 3, min_bits=cfg.alloc_min_bits, max_bits=cfg.alloc_max_bits)
+    # the ranges the grids cover at the mean bit width, read from the run without allocation
+    flat = prepare(net, QuantConfig(wbits=8, abits=3, clip=clip, first_layer_abits="same"), stats=qm.stats)
+    width = _grid_width(flat.layers["conv"].act_params)
+    expected = allocate_bits(width, 3, min_bits=1, max_bits=cfg.alloc_max_bits)  # no channel here is constant
     bits = qm.layers["conv"].act_params.bits
     assert torch.equal(bits.round().to(torch.int64), expected) and torch.equal(bits, bits.round())
-    # the test tells b from σ and from a reversed channel order
-    assert not torch.equal(allocate_bits(v.std, 3), expected)
+    # the test tells the width from b and σ, and from a reversed channel order
+    v = qm.stats["conv"].channel_view()
+    assert not torch.equal(allocate_bits(v.b, 3, min_bits=1), expected) or not torch.equal(
+        allocate_bits(v.std, 3, min_bits=1), expected)
     assert not torch.equal(expected.flip(0), expected)
-    assert bits[v.b.argmax()] == bits.max() > bits.min() == bits[v.b.argmin()]
-    # Gaussian clipping allocates on σ
-    qg = prepare(net, QuantConfig(wbits=8, abits=3, clip="aciq-gauss", bit_alloc="activations"), stats=qm.stats)
-    assert torch.equal(qg.layers["conv"].act_params.bits.round().to(torch.int64), allocate_bits(v.std, 3))
+    assert bits[width.argmax()] == bits.max() > bits.min() == bits[width.argmin()]
+
+
+class Relu6Channels(nn.Module):
+    """A 1x1 conv with a fused ReLU6 whose 4 channels are: never positive, saturated at 6 on every position, a
+    low-spread channel active on every position, and a wide one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 1)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([1.0, 0.05, 0.02, 3.0]).view(4, 1, 1, 1))
+            self.conv.bias.copy_(torch.tensor([-50.0, 9.0, 2.0, 1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu6(self.conv(x)).mean((2, 3)))
+
+
+def test_allocation_on_fused_relu6_channels_uses_the_post_activation_range():
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 8, 8)
+    cfg = QuantConfig(wbits=8, abits=2, clip="aciq-laplace", bit_alloc="activations", first_layer_abits="same")
+    qm = prepare(Relu6Channels().eval(), cfg, calibration=[x])
+    bits = qm.layers["conv"].act_params.bits.round().to(torch.int64).tolist()
+    assert sum(bits) == 4 * 2  # the quota is exact
+    never, saturated, low, wide = bits
+    assert never == 0  # constant (0) on every calibration image: no levels wasted on it
+    assert saturated >= 1 and low >= 1  # active everywhere: never made constant
+    assert wide == max(bits)
+    # the saturated channel still outputs 6, not 0, and the low-spread one is not flattened to 0
+    with torch.no_grad():
+        site_out = {}
+        h = qm.sites["conv"].register_forward_hook(lambda m, i, o: site_out.setdefault("y", o.clone()))
+        qm(torch.randn(4, 1, 8, 8))
+        h.remove()
+    y = site_out["y"]
+    assert torch.allclose(y[:, 1], torch.full_like(y[:, 1], 6.0), atol=1e-5)
+    assert bool((y[:, 2] > 0).all())
 
 
 def test_weight_bits_are_allocate_bits_of_the_weight_std():
