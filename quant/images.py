@@ -34,7 +34,10 @@ depends on a library version); the first ``CALIBRATION_BOXES_PER_PHOTO`` (8) box
 and mirrored, form the calibration pool (144 images), the other 15 boxes the evaluation set (270 images). A crop
 and its mirror image always fall on the same side (a learned recipe never fits the mirror image of an image it
 is evaluated on). Within a split, every box comes first as it is, then every box mirrored, so a prefix holds as
-many different boxes as it can. Both lists are round-robin over the photos (item k is photo k mod 9), so every
+many different boxes as it can; the calibration pool ends with its last ``CALIBRATION_HELD_OUT_BOXES`` (2) boxes of
+every photo in both orientations, so its last quarter (36 images), which recipes hold out to check the choices
+they make from data (:mod:`quant.adaround`, :mod:`quant.clip_choice`), shares no image or mirror image with the
+rest of the pool. Both lists are round-robin over the photos (item k is photo k mod 9), so every
 prefix covers all nine photos: ``builtin_images(prep, n, split="calibration")`` is the first n of the pool,
 ``split="evaluation"`` the first n of the evaluation set, whatever the other split's size. Boxes of one photo
 overlap (the splits share photos, not images or their mirror images).
@@ -104,6 +107,7 @@ _CROP_LEVELS = ((0.875, 1), (0.8, 2), (0.65, 3), (0.5, 3))
 BOXES_PER_PHOTO = sum(n * n for _, n in _CROP_LEVELS)
 CROPS_PER_PHOTO = 2 * BOXES_PER_PHOTO  # every box as it is and mirrored
 CALIBRATION_BOXES_PER_PHOTO = 8  # each box as it is and mirrored: 16 calibration crops per photo
+CALIBRATION_HELD_OUT_BOXES = 2  # of those, the last in the pool: the held-out quarter recipes check their choices on
 CALIBRATION_PER_PHOTO = 2 * CALIBRATION_BOXES_PER_PHOTO
 CALIBRATION_POOL = CALIBRATION_PER_PHOTO * len(_PHOTO_FILES)  # 144
 EVALUATION_IMAGES = (CROPS_PER_PHOTO - CALIBRATION_PER_PHOTO) * len(_PHOTO_FILES)  # 270
@@ -194,8 +198,9 @@ def _crop_order(photo: str) -> list[tuple[int, bool]]:
     import hashlib
 
     boxes = sorted(range(BOXES_PER_PHOTO), key=lambda k: hashlib.sha256(f"{photo}#{k}".encode()).hexdigest())
+    held = CALIBRATION_BOXES_PER_PHOTO - CALIBRATION_HELD_OUT_BOXES
     out: list[tuple[int, bool]] = []
-    for part in (boxes[:CALIBRATION_BOXES_PER_PHOTO], boxes[CALIBRATION_BOXES_PER_PHOTO:]):
+    for part in (boxes[:held], boxes[held:CALIBRATION_BOXES_PER_PHOTO], boxes[CALIBRATION_BOXES_PER_PHOTO:]):
         out += [(k, False) for k in part] + [(k, True) for k in part]
     return out
 

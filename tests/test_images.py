@@ -96,9 +96,13 @@ def test_a_crop_and_its_mirror_image_fall_on_the_same_side():
     for split, per_photo in ((cal, 8), (ev, 15)):
         for photo in BUILTIN_PHOTOS:
             assert sum(n.split("#")[0] == photo for n in split) == per_photo
-    # within a split every box comes first as it is: the first 72 calibration crops are 72 different boxes
-    first = _names(builtin_images(PREP, 72))
-    assert not any(n.endswith("m") for n in first) and len({n.rstrip("m") for n in first}) == 72
+    # within a split every box comes first as it is: the first 54 calibration crops are 54 different boxes
+    first = _names(builtin_images(PREP, 54))
+    assert not any(n.endswith("m") for n in first) and len({n.rstrip("m") for n in first}) == 54
+    # the last quarter of the pool (what recipes hold out) is closed under mirroring, and shares no box with the rest
+    pool = _names(builtin_images(PREP, None))
+    held, learned = {n.rstrip("m") for n in pool[108:]}, {n.rstrip("m") for n in pool[:108]}
+    assert len(pool[108:]) == 36 and len(held) == 18 and not held & learned
 
 
 def test_mirrored_crop_is_the_flipped_crop():

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quant.adaround import AdaRoundSettings, _group_weight, _layer_out, rounding_codes, sample_patches
+from quant.adaround import (AdaRoundSettings, _group_weight, _layer_out, nearest_up, output_grid, rounding_codes,
+                            sample_patches, sample_positions)
 from quant.calibration import ModelStatistics, calibrate
 from quant.capture import ActivationSite
 from quant.equalization import absorb, absorption_shifts, equalization_pairs, equalize
@@ -213,7 +214,10 @@ def test_statistics_must_match_the_equalization_setting():
 ])
 def test_sampled_patches_reproduce_the_convolution(conv, size):
     x = torch.randn(3, 8, size, size)
-    patches, idx = sample_patches(conv, x, 10, torch.Generator().manual_seed(0))
+    ho, wo = output_grid(conv, size, size)
+    with torch.no_grad():
+        assert conv(x).shape[2:] == (ho, wo)
+    patches, idx = sample_patches(conv, x, sample_positions(3, ho * wo, 10, torch.Generator().manual_seed(0)))
     with torch.no_grad():
         y = conv(x)
         got = _layer_out(patches, _group_weight(conv, conv.weight), conv.bias)
@@ -237,8 +241,8 @@ def test_adaround_finds_the_best_rounding_of_a_small_layer():
                for a in itertools.product([False, True], repeat=4) for b in itertools.product([False, True], repeat=4))
     from quant.adaround import _learn
 
-    up, l_rtn, l_ada = _learn(w, qt, lin, None, x[:, None, :], x[:, None, :], lambda t: t,
-                              AdaRoundSettings(iterations=300, batch=256), torch.Generator().manual_seed(0))
+    up, (l_rtn, l_ada) = _learn(w, qt, lin, None, x[:, None, :], x[:, None, :], lambda t: t,
+                                AdaRoundSettings(iterations=300, batch=256, lr=3e-2), torch.Generator().manual_seed(0))
     assert l_rtn == pytest.approx(loss(torch.round(w / qt.params.scale[:, None] - torch.floor(
         w / qt.params.scale[:, None])).bool()), rel=1e-4)
     assert l_ada == pytest.approx(loss(up), rel=1e-4)
@@ -246,6 +250,8 @@ def test_adaround_finds_the_best_rounding_of_a_small_layer():
     codes = rounding_codes(w, qt, up).codes.to(torch.int64)
     floor = torch.floor(w / qt.params.scale[:, None]).to(torch.int64)
     assert bool(((codes - floor) >= 0).all() and ((codes - floor) <= 1).all())
+    # the mask that gives back round to nearest (the fall-back of a layer that loses on held-out images)
+    assert torch.equal(rounding_codes(w, qt, nearest_up(w, qt)).codes, qt.codes)
 
 
 def test_adaround_improves_the_network_and_is_reused_from_the_statistics_file(tmp_path):
@@ -258,6 +264,11 @@ def test_adaround_improves_the_network_and_is_reused_from_the_statistics_file(tm
     r_rtn, r_ada = evaluate(rtn, [test]), evaluate(ada, [test])  # images never seen in calibration
     assert r_ada.logit_sqnr_db > r_rtn.logit_sqnr_db + 1.0
     assert all(v[1] <= v[0] for v in ada.adaround.loss.values())
+    # a layer kept at round to nearest is one that lost on the held-out images
+    for name, v in ada.adaround.loss.items():
+        assert len(v) == 4 and (name in ada.adaround.kept_nearest) == (v[3] >= v[2])
+        if name in ada.adaround.kept_nearest:
+            assert torch.equal(ada.layers[name].weight.codes, rtn.layers[name].weight.codes)
     # saved with the statistics and reused: identical network, no calibration images needed
     path = ada.stats.save(tmp_path / "s.npz")
     loaded = ModelStatistics.load(path)
