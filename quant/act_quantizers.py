@@ -84,7 +84,7 @@ class ActQuantizer:
 
 def needs_histogram(clip: str) -> bool:
     """True when clipping method ``clip`` reads histograms from the statistics."""
-    return parse_method(clip)[0] in ("kl", "percentile", "mse")
+    return clip != "auto" and parse_method(clip)[0] in ("kl", "percentile", "mse")
 
 
 def _clip(stats: TensorStatistics, spec: ActSpec, cfg: QuantConfig, levels: Any,

@@ -80,7 +80,7 @@ class QuantConfig:
 
     wbits: float | None = 4
     abits: float | None = 4
-    clip: str = "minmax"  # activation clipping (quant.clipping.CLIP_METHODS)
+    clip: str = "minmax"  # activation clipping (quant.clipping.CLIP_METHODS, or "auto": quant.clip_choice)
     weight_clip: str = "minmax"  # weight clipping (the reference never clips weights)
     clip_window: str = "mean"  # how ACIQ's alpha becomes a range (quant.clipping.alpha_to_range)
     per_channel_weights: bool = True
@@ -116,7 +116,11 @@ class QuantConfig:
                     f"{kind}: {bits} bits is fractional; fractional targets need bin allocation "
                     f"(bin_alloc=('{kind}',), --bin-alloc {kind})"
                 )
-        parse_method(self.clip)
+        if self.clip != "auto":
+            parse_method(self.clip)
+        elif self.stats_mode == "dynamic":
+            raise QuantError("clip='auto' chooses each layer's clipping on held-out calibration images: it needs "
+                             "stats_mode='offline'")
         parse_method(self.weight_clip)
         if self.clip_window not in ("mean", "reference", "zero"):
             raise QuantError(f"clip_window must be 'mean', 'reference' or 'zero', got {self.clip_window!r}")

@@ -38,6 +38,7 @@ from quant.act_quantizers import ActQuantizer, ActSpec, DynamicActQuantizer, act
 from quant.adaround import AdaRoundSettings, adaround_layers, key_of, rounding_codes
 from quant.bias_correction import empirical_bias_correction
 from quant.calibration import ModelStatistics, calibrate
+from quant.clip_choice import AUTO, choose_clipping, parse_choice
 from quant.capture import ACTIVATION_MAX, ActivationSite
 from quant.config import SAME, QuantConfig, layer_bits
 from quant.equalization import absorb, absorption_shifts, equalize
@@ -47,7 +48,7 @@ from quant.model import LayerParams, LayerQuant, QuantizedModel, snapshot
 from quant.sqnr import tensor_sqnr_db
 from quant.weight_quant import corrected_weight, quantize_weight
 
-__all__ = ["prepare", "calibrate_model", "needs_calibration", "adaround_key", "bias_key", "ABSORBED"]
+__all__ = ["prepare", "calibrate_model", "needs_calibration", "adaround_key", "bias_key", "clip_key", "ABSORBED"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,59 @@ def _equalized(quant: Any, stats: ModelStatistics | None, calib: list[torch.Tens
         shifts = absorption_shifts(quant, {n: st.channel_view() for n, st in pre.layers.items()})
     absorb(quant, shifts)
     return shifts
+
+
+def _activation_spec(quant: Any, name: str, fl: LayerParams, cfg: QuantConfig) -> ActSpec | None:
+    """How layer ``name``'s output is quantized under ``cfg`` (None: it stays FP32)."""
+    info = quant.layers[name]
+    a_bits = layer_bits(info, cfg.abits, cfg.first_layer_abits, cfg.classifier_output_bits)
+    if a_bits is None:
+        return None
+    mod = quant.modules[name]
+    ndim = mod.weight.dim() if info.kind == "conv" else 2  # conv: N, C + spatial dims
+    per_channel = cfg.per_channel_activations and info.kind == "conv"
+    clip = cfg.clip
+    alloc = None
+    if info.classifier and cfg.classifier_output_bits != SAME:
+        per_channel, clip = False, "minmax"
+    elif a_bits == cfg.abits and per_channel:
+        alloc = "bits" if "activations" in cfg.bit_alloc else ("bins" if "activations" in cfg.bin_alloc else None)
+    act_max = fl.act_hi if fl.act_hi is not None else ACTIVATION_MAX.get(info.activation or "")
+    return ActSpec(bits=float(a_bits), clip=clip, per_channel=per_channel, signed=info.signed, alloc=alloc,
+                   ndim=ndim, act_max=act_max)
+
+
+def clip_key(cfg: QuantConfig, stats: ModelStatistics | None = None) -> str:
+    """What a per-layer clipping choice (``clip="auto"``) depends on: the activation settings, the float network
+    (equalized or not) and the calibration images."""
+    d = {k: v for k, v in cfg.to_dict().items() if k in (
+        "abits", "clip", "clip_window", "per_channel_activations", "first_layer_abits", "classifier_output_bits",
+        "alloc_min_bits", "alloc_max_bits", "equalize")}
+    d["alloc"] = [t for t in ("activations",) if t in cfg.bit_alloc or t in cfg.bin_alloc]
+    if stats is not None:
+        d["calibration"] = [stats.model, stats.num_images, stats.source]
+    return key_of(d)
+
+
+def _choose_clipping(quant: Any, specs: dict[str, ActSpec], cfg: QuantConfig, stats: ModelStatistics | None,
+                     calib: list[torch.Tensor] | None, device: torch.device) -> None:
+    """Resolve ``clip="auto"`` in ``specs`` (in place): the choice stored with ``stats``, else measured on ``calib``
+    (:mod:`quant.clip_choice`, in the float network before any weight is quantized) and stored with ``stats``."""
+    auto = {n: sp for n, sp in specs.items() if sp.clip == AUTO}
+    key = clip_key(cfg, stats)
+    choice = stats.result("clip", key) if stats is not None else None
+    if choice is None:
+        if not calib:
+            raise CalibrationError("clip='auto' chooses each layer's clipping on calibration images (the statistics "
+                                   "hold no choice for this configuration)")
+        choice = choose_clipping(quant, auto, cfg, calib, device=device)
+        if stats is not None:
+            stats.add_result("clip", key, choice)
+    for n, sp in auto.items():
+        if n not in choice:
+            raise CalibrationError(f"the stored clipping choice has no entry for layer {n!r}")
+        method, per_channel = parse_choice(choice[n])
+        specs[n] = replace(sp, clip=method, per_channel=per_channel, alloc=sp.alloc if per_channel else None)
 
 
 def _mark_equalized(stats: ModelStatistics, shifts: dict[str, torch.Tensor] | None) -> None:
@@ -126,7 +180,8 @@ def calibrate_model(
                       device=dev, progress=progress, total=total)
     _mark_equalized(stats, shifts)
     del inst
-    if config.stats_mode == "offline" and (config.adaround or config.bias_correction == "empirical"):
+    if config.stats_mode == "offline" and (config.adaround or config.bias_correction == "empirical"
+                                           or (config.clip == AUTO and config.abits is not None)):
         prepare(model, config, stats=stats, calibration=data, device=dev, model_name=model_name, progress=progress,
                 adaround_settings=adaround_settings)
     return stats
@@ -140,6 +195,8 @@ def needs_calibration(cfg: QuantConfig, stats: ModelStatistics | None) -> bool:
     if stats is None:
         return cfg.abits is not None or bool(cfg.adaround) or cfg.bias_correction == "empirical" or cfg.equalize
     if cfg.equalize and ABSORBED not in stats.extra:
+        return True
+    if cfg.clip == AUTO and cfg.abits is not None and stats.result("clip", clip_key(cfg, stats)) is None:
         return True
     if cfg.adaround and stats.result("adaround", adaround_key(cfg, stats)) is None:
         return True
@@ -204,13 +261,19 @@ def prepare(
             if calib_list is None:
                 raise CalibrationError("offline statistics mode needs statistics (--stats FILE) or calibration images")
             # calibrate the FP32 (folded, equalized, not yet quantized) copy; only the statistics this config uses
-            per_tensor = lambda info: not (cfg.per_channel_activations and info.kind == "conv")  # noqa: E731
+            per_tensor = lambda info: cfg.clip == AUTO or not (cfg.per_channel_activations and info.kind == "conv")  # noqa: E731,E501
             t = time.perf_counter()
             stats = calibrate(quant, calib_list, model_name=model_name, device=dev, progress=progress,
                               histogram=needs_histogram(cfg.clip), tensor_stats=per_tensor, total=calibration_batches)
             _mark_equalized(stats, shifts)
             timing["calibration_s"] = time.perf_counter() - t
         stats.check_layers(quant.layers)
+    specs = {name: spec for name in quant.layers
+             if (spec := _activation_spec(quant, name, floating[name], cfg)) is not None}
+    if cfg.clip == AUTO and cfg.stats_mode == "offline":
+        t = time.perf_counter()
+        _choose_clipping(quant, specs, cfg, stats, calib_list, dev)
+        timing["clip_choice_s"] = time.perf_counter() - t
     layers: dict[str, LayerQuant] = {}
     quantized: dict[str, LayerParams] = {}
     for name, info in quant.layers.items():
@@ -236,35 +299,21 @@ def prepare(
         with torch.no_grad():
             mod.weight.data = quantized[name].weight
         # activations
-        a_bits = layer_bits(info, cfg.abits, cfg.first_layer_abits, cfg.classifier_output_bits)
-        spec = None
+        spec = specs.get(name)
         a_params = None
         mean_abits = None
         site = quant.sites[name]
-        if a_bits is not None:
-            ndim = mod.weight.dim() if info.kind == "conv" else 2  # conv: N, C + spatial dims
-            per_channel = cfg.per_channel_activations and info.kind == "conv"
-            clip = cfg.clip
-            alloc = None
-            if info.classifier and cfg.classifier_output_bits != SAME:
-                per_channel, clip = False, "minmax"
-            elif a_bits == cfg.abits and per_channel:
-                alloc = "bits" if "activations" in cfg.bit_alloc else (
-                    "bins" if "activations" in cfg.bin_alloc else None)
-            st = stats[name] if stats is not None and cfg.stats_mode == "offline" else None
-            act_max = fl.act_hi if fl.act_hi is not None else ACTIVATION_MAX.get(info.activation or "")
-            spec = ActSpec(bits=float(a_bits), clip=clip, per_channel=per_channel, signed=info.signed,
-                           alloc=alloc, ndim=ndim, act_max=act_max)
+        if spec is not None:
             if cfg.stats_mode == "offline":
                 try:
-                    a_params = act_params(st, spec, cfg)
+                    a_params = act_params(stats[name], spec, cfg)
                 except (QuantError, CalibrationError) as exc:
                     raise CalibrationError(f"layer {name}: {exc}") from exc
-                site.quantizer = ActQuantizer(a_params, ndim, dev)
+                site.quantizer = ActQuantizer(a_params, spec.ndim, dev)
                 mean_abits = float(a_params.bits.mean())
             else:
                 site.quantizer = DynamicActQuantizer(spec, cfg, name)
-                mean_abits = float(a_bits)
+                mean_abits = float(spec.bits)
         layers[name] = LayerQuant(info=info, weight=wq, weight_bits=mean_wbits, weight_sqnr_db=w_sqnr,
                                   act_bits=mean_abits, act_params=a_params, act_spec=spec)
     qm = QuantizedModel(config=cfg, fp32=fp32, quant=quant, layers=layers, stats=stats, device=dev,

@@ -19,7 +19,7 @@ from quant.errors import CalibrationError, QuantError
 from quant.evaluation import evaluate
 from quant.graph import instrument
 from quant.config import QuantConfig
-from quant.preparation import adaround_key, prepare
+from quant.preparation import adaround_key, clip_key, prepare
 from quant.quantizer import quantize
 from quant.recipes import RECIPES, check_settings, recipe_config
 
@@ -343,3 +343,52 @@ def test_best_recipe_runs_every_part_and_each_flag_turns_its_part_off(off):
     if off is None:  # every part learned, none of it from the test images; the result still tracks FP32
         naive = prepare(net, recipe_config("naive", 3, 8), calibration=[calib])
         assert evaluate(qm, [test]).logit_sqnr_db > evaluate(naive, [test]).logit_sqnr_db
+
+
+# ----------------------------------------------------------------------------------------------- clip="auto"
+class TwoPaths(nn.Module):
+    """Input channels 0-1 (Laplace) through one identity 1x1 conv, channels 2-3 (sparse spikes) through another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lap = nn.Conv2d(2, 2, 1, bias=False)
+        self.spiky = nn.Conv2d(2, 2, 1, bias=False)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.lap.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+            self.spiky.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.lap(x[:, :2]), self.spiky(x[:, 2:])
+        return self.fc(torch.cat([a, b], 1).mean((2, 3)))
+
+
+def _two_path_images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([1.0, 4.0]).view(1, 2, 1, 1)  # channels of different spread: per channel wins
+    lap = torch.distributions.Laplace(0.0, 1.0).sample((n, 2, 16, 16)) * scale
+    sign = torch.where(torch.rand(n, 2, 16, 16, generator=g) < 0.5, -1.0, 1.0)
+    spikes = (torch.rand(n, 2, 16, 16, generator=g) < 0.02).float() * sign * 10 * scale  # zeros and rare +-10
+    return torch.cat([lap, spikes], 1)
+
+
+@pytest.mark.parametrize("bits", [3, 8])
+def test_auto_clipping_takes_what_measures_best_on_held_out_images(bits):
+    torch.manual_seed(0)
+    net = TwoPaths().eval()
+    x = _two_path_images(40, 1)
+    cfg = QuantConfig(wbits=8, abits=bits, clip="auto", first_layer_abits="same")
+    qm = prepare(net, cfg, calibration=[x[:20], x[20:]])
+    choice = qm.stats.result("clip", clip_key(cfg, qm.stats))
+    # theory: Laplace values are best clipped by ACIQ (its MSE model is exact for them); sparse spikes by their range
+    # (their small mean absolute deviation makes ACIQ clip every spike; a min/max grid holds 0 and +-10 exactly)
+    assert choice["lap"] == "aciq-laplace/channel"
+    assert choice["spiky"] == "minmax/channel"
+    assert qm.layers["lap"].act_spec.clip == "aciq-laplace" and qm.layers["spiky"].act_spec.clip == "minmax"
+    # stored with the statistics: the same network from them, no images needed
+    again = prepare(net, cfg, stats=qm.stats)
+    probe = _two_path_images(8, 2)
+    with torch.no_grad():
+        assert torch.equal(again(probe), qm(probe))
+    with pytest.raises(QuantError, match="offline"):
+        QuantConfig(clip="auto", stats_mode="dynamic")
