@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quant.errors import CalibrationError, QuantError
+from quant.graph import has_own_forward
 from quant.quantizer import QuantizedTensor, clamp_codes, grid
 
 __all__ = ["AdaRoundSettings", "AdaRoundResult", "adaround_layers", "rounding_codes", "nearest_up", "sample_patches",
@@ -326,8 +327,10 @@ class _Patches:
 
 
 def supported(mod: nn.Module) -> bool:
-    """True for the layer types AdaRound handles here (Conv2d and Linear; others keep round-to-nearest)."""
-    return isinstance(mod, (nn.Conv2d, nn.Linear))
+    """True for the layer types AdaRound handles here (Conv2d and Linear; others keep round-to-nearest). A subclass
+    with its own forward is not: its padding (or weight transform) is not in its attributes, so the patches
+    :func:`sample_patches` takes would not be the ones it convolves."""
+    return isinstance(mod, (nn.Conv2d, nn.Linear)) and not has_own_forward(mod)
 
 
 def adaround_layers(
@@ -357,7 +360,8 @@ def adaround_layers(
              and lq.weight_bits is not None and lq.weight_bits <= settings.max_bits and "@" not in n]
     skipped = [n for n, lq in qmodel.layers.items() if lq.weight is not None and not supported(mods[n])]
     if skipped:
-        log.info("AdaRound skips %d layer(s) of unsupported type (round to nearest): %s", len(skipped), skipped[:3])
+        log.info("AdaRound skips %d layer(s) of unsupported type or with their own forward (round to nearest): %s",
+                 len(skipped), skipped[:3])
     result = AdaRoundResult(key=key, settings={k: v for k, v in settings.__dict__.items()})
     gen = torch.Generator().manual_seed(settings.seed)
     n_images = sum(int(b.shape[0]) for b in batches)

@@ -56,6 +56,17 @@ def _targets(value: Any, what: str) -> tuple[str, ...]:
     return tuple(t for t in ALLOC_TARGETS if t in out)
 
 
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    """Module names from ``"a,b"`` or an iterable of names (order kept, duplicates dropped)."""
+    if value in (None, "", ()):
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(v).strip() for v in items]
+    if any(not n for n in names):
+        raise QuantError(f"{what}: empty module name in {value!r}")
+    return tuple(dict.fromkeys(names))
+
+
 def _check_bits(name: str, v: Any, *, same_ok: bool) -> None:
     if v is None or (same_ok and v == SAME):
         return
@@ -75,6 +86,9 @@ class QuantConfig:
     classifier(s) have their own bits: a number, ``None`` (FP32) or ``"same"`` (as the rest of the network).
     The classifier's output is the network's output (the logits), not a stored feature map: FP32 unless
     ``classifier_output_bits`` says otherwise (quantized logits tie, and ``topk`` breaks ties arbitrarily).
+    ``keep_fp32`` names conv/linear modules (qualified module names) to leave in FP32: not quantized, and allowed
+    to run where the pipeline cannot quantize them; any other conv/linear module that runs unquantized fails the
+    run (:class:`quant.errors.ModelError`).
     Recipes (:mod:`quant.recipes`) are presets of these fields.
     """
 
@@ -99,10 +113,12 @@ class QuantConfig:
     stats_mode: str = "offline"  # "offline" (calibration statistics) or "dynamic" (each batch, reference default)
     equalize: bool = False  # cross-layer equalization + high-bias absorption (quant.equalization)
     adaround: int = 0  # AdaRound iterations per layer (0: round to nearest; quant.adaround)
+    keep_fp32: tuple[str, ...] = ()  # conv/linear modules left in FP32 (qualified module names)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bit_alloc", _targets(self.bit_alloc, "bit_alloc"))
         object.__setattr__(self, "bin_alloc", _targets(self.bin_alloc, "bin_alloc"))
+        object.__setattr__(self, "keep_fp32", _names(self.keep_fp32, "keep_fp32"))
         both = set(self.bit_alloc) & set(self.bin_alloc)
         if both:
             raise QuantError(f"bit and bin allocation both requested for {sorted(both)}; choose one")
@@ -151,7 +167,7 @@ class QuantConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the fields."""
         d = asdict(self)
-        for k in ("bit_alloc", "bin_alloc"):
+        for k in ("bit_alloc", "bin_alloc", "keep_fp32"):
             d[k] = list(getattr(self, k))
         return d
 
@@ -178,6 +194,8 @@ class QuantConfig:
         parts.append(f"first=W{fmt(self.first_layer_wbits)}A{fmt(self.first_layer_abits)}")
         parts.append(f"classifier=W{fmt(self.classifier_bits)}A{fmt(self.classifier_output_bits)}")
         parts.append(f"stats={self.stats_mode}")
+        if self.keep_fp32:
+            parts.append("keep-fp32=" + ",".join(self.keep_fp32))
         return " ".join(parts)
 
 

@@ -58,15 +58,17 @@ def _channels_in(mod: nn.Module) -> int:
 def equalization_pairs(inst: Instrumented) -> list[tuple[str, str]]:
     """Consecutive (layer 1, layer 2) pairs that can be equalized: layer 2 is the only reader of layer 1's output,
     no other op in between changes values, layer 1's fused activation is none, ReLU or ReLU6, and the channel
-    counts match (a conv feeding a conv, or a linear layer feeding a linear layer)."""
+    counts match (a conv feeding a conv, or a linear layer feeding a linear layer). Layers with their own forward
+    (:func:`quant.graph.has_own_forward`) are left out: scaling their weights need not scale what they compute."""
     pairs = []
     for name, info in inst.layers.items():
         nxt = info.sole_consumer
-        if nxt is None or info.via_hook or info.activation not in (None, "relu", "relu6"):
+        if nxt is None or info.via_hook or info.own_forward or info.activation not in (None, "relu", "relu6"):
             continue
         m1, m2 = inst.modules[name], inst.modules[nxt]
         i2 = inst.layers[nxt]
-        if i2.input_layer != name or i2.via_hook or isinstance(m1, nn.Linear) != isinstance(m2, nn.Linear):
+        if i2.input_layer != name or i2.via_hook or i2.own_forward or \
+                isinstance(m1, nn.Linear) != isinstance(m2, nn.Linear):
             continue
         if m1.weight.shape[0] != _channels_in(m2) or name == nxt:
             continue

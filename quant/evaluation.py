@@ -11,7 +11,9 @@ Fidelity measures (per image, averaged over the images):
 * ``logit_sqnr_db``: 10·log10(Σ z² / Σ (z − ẑ)²) over all logits;
 * per layer: ``act_sqnr_db`` = SQNR of the activation quantizer (its input vs its output inside the
   quantized run, over all evaluated images) and ``weight_sqnr_db`` = SQNR of the final weights against
-  the folded FP32 weights.
+  the folded FP32 weights;
+* ``layers_quantized`` beside ``conv_linear_modules``: the conv/linear modules that ran, and how many of them
+  the pipeline quantized (the others are named by ``kept_fp32``; any other would have failed the run).
 
 With labels: top-1/top-5 accuracy of the quantized and of the FP32 model (fractions in [0, 1]).
 An SQNR with zero noise is infinite and appears as ``None`` in :meth:`EvaluationResult.to_dict`.
@@ -115,6 +117,9 @@ class EvaluationResult:
     skipped: list[str] = field(default_factory=list)
     per_layer: list[LayerReport] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)  # seconds
+    layers_quantized: int = 0  # conv/linear modules that ran as quantized layers
+    conv_linear_modules: int = 0  # conv/linear modules that ran
+    kept_fp32: list[str] = field(default_factory=list)  # modules that ran in FP32 by the user's choice
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (infinite values become None)."""
@@ -250,6 +255,7 @@ def evaluate(
         rows.append(LayerReport(name=name, kind=lq.info.kind, signed=lq.info.signed, first=lq.info.first,
                                 classifier=lq.info.classifier, weight_bits=lq.weight_bits, act_bits=lq.act_bits,
                                 weight_sqnr_db=lq.weight_sqnr_db, act_sqnr_db=act))
+    cov = qmodel.quant.coverage()
     timing = {"prepare_s": qmodel.prepare_s, "fp32_s": t_fp, "quantized_s": t_q, "metrics_s": t_m}
     timing["total_s"] = sum(timing.values())
     if skipped:
@@ -260,7 +266,8 @@ def evaluate(
         top5_overlap=float(summ["top5_overlap"]),
         kl_divergence=float(summ["kl_divergence"]), logit_sqnr_db=float(summ["logit_sqnr_db"]),
         top1=summ["top1"], top5=summ["top5"], fp32_top1=summ["fp32_top1"], fp32_top5=summ["fp32_top5"],
-        skipped=skipped, per_layer=rows, timing=timing,
+        skipped=skipped, per_layer=rows, timing=timing, layers_quantized=cov.layers_quantized,
+        conv_linear_modules=cov.conv_linear_modules, kept_fp32=list(cov.kept_fp32),
     )
 
 

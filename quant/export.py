@@ -87,6 +87,18 @@ def quantized_tensors(
     return out
 
 
+def _coverage_pass(qm: QuantizedModel, images: Any) -> None:
+    """One image through the model, so that a conv/linear module running unquantized fails the export (the
+    weights-only export has no pass of its own)."""
+    if images is None:
+        log.warning("no image to check that every conv/linear module that runs is quantized (pass images=)")
+        return
+    first = next((b.images[:1] for b in iter_batches(images, 1) if b.images.numel()), None)
+    if first is not None:
+        with torch.no_grad():
+            qm.reference(first)
+
+
 def run_export(
     model: Any,
     config: QuantConfig,
@@ -134,6 +146,9 @@ def run_export(
     qm = prepare(module, config, stats=stats, calibration=calib, calibration_batches=n_cal, device=device,
                  model_name=name, progress=progress)
     if not activations:
+        if qm.quant.needs_coverage_pass:
+            _coverage_pass(qm, images if images is not None else
+                           (builtin_images(prep, 1, split="evaluation") if prep is not None else None))
         return qm, quantized_tensors(qm, [], num_images=0, layers=layers, activations=False, weights=weights)
     batches = (b.images for b in iter_batches(images, batch_size, num_workers=num_workers) if b.images.numel())
     tensors = quantized_tensors(qm, batches, num_images=len(images), layers=layers, activations=True,

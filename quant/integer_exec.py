@@ -187,6 +187,9 @@ def run_layer_integer(qm: object, name: str, x: QuantizedTensor) -> torch.Tensor
     if qm.config.bias_correction:  # type: ignore[attr-defined]
         raise QuantError("bias-corrected weights are not on the integer grid; run without bias correction")
     mod = qm.quant.modules[name]  # type: ignore[attr-defined]
+    if lq.info.own_forward:
+        raise QuantError(f"{name}: {type(mod).__name__} computes its own forward (its padding or weight transform "
+                         f"is not in its attributes); integer execution needs a plain Conv2d or Linear")
     if isinstance(mod, nn.Linear):
         return integer_linear(x, lq.weight, mod.bias)
     if not isinstance(mod, nn.Conv2d):

@@ -166,5 +166,5 @@ class QuantizedModel:
         """Raise a :class:`QuantError` naming the first FP32 layer with NaN/Inf output if ``logits`` are not finite."""
         if bool(torch.isfinite(logits).all()):
             return
-        probe = instrument(self.fp32, ActivationSite).to(self.device)
+        probe = instrument(self.fp32, ActivationSite, keep_fp32=self.config.keep_fp32).to(self.device)
         check_finite_logits(probe, x.to(self.device), logits)

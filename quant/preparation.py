@@ -76,6 +76,8 @@ def _equalized(quant: Any, stats: ModelStatistics | None, calib: list[torch.Tens
 def _activation_spec(quant: Any, name: str, fl: LayerParams, cfg: QuantConfig) -> ActSpec | None:
     """How layer ``name``'s output is quantized under ``cfg`` (None: it stays FP32)."""
     info = quant.layers[name]
+    if info.module_name in cfg.keep_fp32:
+        return None
     a_bits = layer_bits(info, cfg.abits, cfg.first_layer_abits, cfg.classifier_output_bits)
     if a_bits is None:
         return None
@@ -170,15 +172,18 @@ def calibrate_model(
     Every statistic is collected (histograms too, so any clipping method can use the file), on the equalized
     network when ``config.equalize``. If ``config`` uses AdaRound or empirical bias correction, they are learned
     on the same ``batches`` and kept in the returned statistics (:meth:`ModelStatistics.result`), so
-    :func:`prepare` with these statistics and the same ``config`` reuses them.
+    :func:`prepare` with these statistics and the same ``config`` reuses them. ``extra["coverage"]`` of the result
+    counts the conv/linear modules that ran and the layers among them (:class:`quant.graph.Coverage`); a
+    conv/linear module that ran unquantized, unless ``config.keep_fp32`` names it, raises :class:`ModelError`.
     """
     dev = torch.device(device)
     data = [b for b in batches]
-    inst = instrument(model, ActivationSite).to(dev)
+    inst = instrument(model, ActivationSite, keep_fp32=config.keep_fp32).to(dev)
     shifts = _equalized(inst, None, data, dev) if config.equalize else None
     stats = calibrate(inst, data, model_name=model_name, source=source, channel_histograms=channel_histograms,
                       device=dev, progress=progress, total=total)
     _mark_equalized(stats, shifts)
+    stats.extra["coverage"] = inst.coverage().to_dict()
     del inst
     if config.stats_mode == "offline" and (config.adaround or config.bias_correction == "empirical"
                                            or (config.clip == AUTO and config.abits is not None)):
@@ -223,14 +228,16 @@ def prepare(
     ``config.adaround`` and empirical bias correction learn on the ``calibration`` batches, unless ``stats``
     already holds their result for this configuration (:meth:`ModelStatistics.add_result`); what they learn is
     added to ``stats`` (so saving it caches them). ``progress`` shows bars for calibration and AdaRound.
-    Raises :class:`ModelError` for a model with no conv/linear layer and :class:`CalibrationError` for
-    statistics that do not match the model.
+    Layers whose module ``config.keep_fp32`` names stay FP32 (weights and output). Raises :class:`ModelError` for
+    a model with no conv/linear layer (and, in the first pass through the returned model, for a conv/linear
+    module that ran without being quantized: :meth:`quant.graph.Instrumented.coverage`) and
+    :class:`CalibrationError` for statistics that do not match the model.
     """
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
     dev = torch.device(device)
     cfg = config
-    quant = instrument(model, ActivationSite).to(dev)  # a copy: ``model`` itself is not modified
+    quant = instrument(model, ActivationSite, keep_fp32=cfg.keep_fp32).to(dev)  # a copy: ``model`` is not modified
     fp32 = model.eval()  # kept only to locate NaN/Inf layers of the original (QuantizedModel.check_reference)
     original = snapshot(quant)
     if stats is not None and cfg.stats_mode == "offline" and cfg.abits is not None:
@@ -279,9 +286,10 @@ def prepare(
     for name, info in quant.layers.items():
         mod = quant.modules[name]
         fl = floating[name]
+        kept = info.module_name in cfg.keep_fp32
         # weights
         wq = None
-        w_bits = layer_bits(info, cfg.wbits, cfg.first_layer_wbits, cfg.classifier_bits)
+        w_bits = None if kept else layer_bits(info, cfg.wbits, cfg.first_layer_wbits, cfg.classifier_bits)
         w_sqnr = None
         mean_wbits = None
         w_use = fl.weight

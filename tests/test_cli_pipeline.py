@@ -40,6 +40,7 @@ def test_evaluate_json_on_builtin_images(capsys):
         assert d["top1_agreement_ci"] == list(binomial_ci(agree, 4))
     layers = doc["per_layer"]
     assert len(layers) == 50 and layers[0]["name"] == "_conv_stem" and layers[-1]["name"] == "_fc"
+    assert doc["layers_quantized"] == doc["conv_linear_modules"] == 50 and doc["kept_fp32"] == []
     # first layer and classifier at 8 bits by default, at the rest's 3 bits with 'same'
     assert layers[0]["weight_bits"] == layers[-1]["weight_bits"] == 8.0
     assert layers[-1]["act_bits"] is None  # the logits stay FP32

@@ -86,13 +86,17 @@ def run(args: argparse.Namespace) -> int:
     stats.save(args.output)
     summary = {"output": args.output, "model": lm.name, "layers": len(stats.layers), "num_images": stats.num_images,
                "images": images.description, "skipped": len(skipped), "equalized": bool(cfg.equalize),
-               "learned": {k: len(v) for k, v in stats.results.items()}, "config": cfg.describe()}
+               "learned": {k: len(v) for k, v in stats.results.items()}, "config": cfg.describe(),
+               **stats.extra.get("coverage", {})}
     if args.json:
         json.dump(summary, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif not args.quiet:
         learned = [k for k in stats.results]
-        sys.stdout.write(f"wrote {args.output}: {len(stats.layers)} layers of {lm.name}, {stats.num_images} images"
+        cov = stats.extra.get("coverage", {})
+        sys.stdout.write(f"wrote {args.output}: {len(stats.layers)} layers of {lm.name} "
+                         f"({cov.get('layers_quantized')} of the {cov.get('conv_linear_modules')} conv/linear modules "
+                         f"that ran), {stats.num_images} images"
                          + (", equalized" if cfg.equalize else "")
                          + (f", with {' and '.join(learned)} for {cfg.describe()}" if learned else "")
                          + (f", {len(skipped)} unreadable skipped" if skipped else "") + "\n")

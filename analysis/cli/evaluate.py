@@ -157,6 +157,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
     _add(parser, "--classifier-output-bits", type=_layer_bits, default=None, metavar="B",
          help="bits of the classifier's output, the logits: 'fp' (FP32, the default: they are the network's "
               "output, not a stored feature map), a number (per tensor, min/max) or 'same' (as --abits and --clip)")
+    _add(parser, "--keep-fp32", default=None, metavar="NAME[,NAME]",
+         help="conv/linear modules (qualified module names, as in the per-layer table) to leave in FP32: not "
+              "quantized, and allowed to run where the pipeline cannot quantize them (otherwise a conv/linear "
+              "module that runs unquantized fails the run, naming it)")
     if stats:
         _add(parser, "--stats", metavar="FILE",
              help="offline statistics from 'huffquant calibrate' (with any AdaRound rounding and bias corrections "
@@ -183,7 +187,7 @@ def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline")
     options = {"clip": "clip", "weight_clip": "weight_clip", "clip_window": "clip_window", "bit_alloc": "bit_alloc",
                "bin_alloc": "bin_alloc", "bias_correction_form": "bias_correction_form", "equalize": "equalize",
                "adaround": "adaround", "first_layer_bits": "first_layer_wbits", "classifier_bits": "classifier_bits",
-               "classifier_output_bits": "classifier_output_bits"}
+               "classifier_output_bits": "classifier_output_bits", "keep_fp32": "keep_fp32"}
     for opt, field in options.items():
         v = getattr(args, opt, None)
         if v is not None:
@@ -298,6 +302,8 @@ def print_result(res: Any, *, layers: bool, out: Any = sys.stdout) -> None:
     if res.top1 is not None:
         w(f"top-1 {res.top1 * 100:.2f}% (FP32 {res.fp32_top1 * 100:.2f}%)   "
           f"top-5 {res.top5 * 100:.2f}% (FP32 {res.fp32_top5 * 100:.2f}%)\n")
+    kept = f" ({len(res.kept_fp32)} kept in FP32: {', '.join(res.kept_fp32[:5])})" if res.kept_fp32 else ""
+    w(f"layers quantized {res.layers_quantized} of the {res.conv_linear_modules} conv/linear modules that ran{kept}\n")
     t = res.timing
     w(f"time {t['total_s']:.2f} s (prepare {t['prepare_s']:.2f}, FP32 {t['fp32_s']:.2f}, "
       f"quantized {t['quantized_s']:.2f})\n")

@@ -68,13 +68,19 @@ class ReportConfig:
         return self._iterations(qc, explicit="adaround" in self.settings)
 
     def recipe_config(self, name: str, wbits: float | None = None, abits: float | None = None):
-        """Recipe ``name`` at ``wbits``/``abits`` (default: the main setting's) with offline statistics, and
-        :attr:`adaround` iterations where the recipe uses AdaRound."""
+        """Recipe ``name`` at ``wbits``/``abits`` (default: the main setting's) with offline statistics, the main
+        setting's :attr:`keep_fp32`, and :attr:`adaround` iterations where the recipe uses AdaRound."""
         from quant.recipes import recipe_config
 
         qc = recipe_config(name, self.wbits if wbits is None else wbits, self.abits if abits is None else abits,
-                           stats_mode="offline")
+                           stats_mode="offline", keep_fp32=self.keep_fp32)
         return self._iterations(qc)
+
+    @property
+    def keep_fp32(self) -> tuple[str, ...]:
+        """The conv/linear modules every setting of the report leaves in FP32 (``settings["keep_fp32"]``)."""
+        v = self.settings.get("keep_fp32") or ()
+        return tuple(v.split(",")) if isinstance(v, str) else tuple(v)
 
     def _iterations(self, qc: Any, explicit: bool = False) -> Any:
         if self.adaround is None or not qc.adaround or explicit:

@@ -55,6 +55,15 @@ def _coded(c: dict | None) -> str:
     return text
 
 
+def _quantized(h: dict) -> str:
+    """The header's layer counts in words."""
+    if h.get("layers_quantized") is None:
+        return "–"
+    text = f"{h['layers_quantized']} of the {h.get('conv_linear_modules')} conv/linear modules that ran"
+    kept = h.get("kept_fp32") or []
+    return text + (f" (kept in FP32: {', '.join(kept)})" if kept else "")
+
+
 def render_markdown(rep: Report) -> str:
     """The report as Markdown (what report.md holds)."""
     h = rep.header
@@ -62,6 +71,7 @@ def render_markdown(rep: Report) -> str:
     out.append(_table(["", ""], [
         ("model", h.get("model")), ("images", h.get("images")), ("settings", h.get("settings")),
         ("coded tensors", _coded(h.get("coded_tensors"))),
+        ("layers quantized", _quantized(h)),
         ("compared", "; ".join(f"{k}: {v}" for k, v in (h.get("compared") or {}).items()) or "–"),
         ("package", h.get("package")),
         ("date", h.get("date")), ("device", h.get("device")), ("command", f"`{h.get('command', '')}`"),

@@ -91,7 +91,7 @@ def report(
     learned = LearnedCalibration(src.module, src.calib_batches, model_name=src.name, source="report calibration",
                                  directory=cfg.calibration_dir, device=dev, progress=cfg.progress)
     t = time.perf_counter()
-    inst = instrument(src.module, ActivationSite).to(dev)
+    inst = instrument(src.module, ActivationSite, keep_fp32=main_qc.keep_fp32).to(dev)
     clips = [qc.clip for _, qc in configs] + (list(cfg.sweep_clips) if cfg.sweep else [])
     per_channel_hist = any(c.split(":")[0] in HISTOGRAM_CLIPS for c in clips)  # per-channel KL, MSE, percentile
     stats = calibrate(inst, [x for x in src.calib_batches], model_name=src.name, device=dev,
@@ -229,6 +229,7 @@ def report(
         "labelled": src.labelled,
         "settings": configs[0][1].describe(),
         "coded_tensors": coded_tensors(main_q),
+        **main_q.quant.coverage().to_dict(),
         "recipe": conf_rows[0]["recipe"],
         "compared": {role: qc.describe() for role, qc in configs[1:]},
         "calibration_files": {"written": calibration_files, "reused": list(learned.reused)},
