@@ -173,10 +173,10 @@ def test_high_bias_absorption_moves_what_calibration_shows_and_keeps_the_functio
     pre = calibrate(inst, [x], histogram=False, tensor_stats=False)
     shifts = absorption_shifts(inst, {n: st.channel_view() for n, st in pre.layers.items()})
     # c: the estimated lower end of each ReLU6 channel's pre-activation values where it is above 0 (the support end
-    # from the two smallest per-image minima), at most the channel's upper end
+    # from the two smallest per-image minima: m1 - 4 (m2 - m1)), at most the channel's upper end
     v = pre["dw"].channel_view()
     smallest = v.min.double()
-    low = 2 * smallest - torch.as_tensor(pre["dw"].to_dict()["sample_min"])[:, 1]  # Robson-Whitlock lower end
+    low = smallest - 4 * (torch.as_tensor(pre["dw"].to_dict()["sample_min"])[:, 1] - smallest)  # support, k = 4
     expect = torch.minimum(torch.clamp(low, min=0), inst.sites["dw"].act_hi.double())
     assert torch.allclose(shifts["dw"], expect)
     assert bool((shifts["dw"][:8] > 0).all())  # the high-bias channels stay above 0 on every image
