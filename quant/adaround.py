@@ -363,6 +363,8 @@ def adaround_layers(
         log.info("AdaRound skips %d layer(s) of unsupported type or with their own forward (round to nearest): %s",
                  len(skipped), skipped[:3])
     result = AdaRoundResult(key=key, settings={k: v for k, v in settings.__dict__.items()})
+    if not names:
+        return result  # nothing at or below max_bits: no pass needed
     gen = torch.Generator().manual_seed(settings.seed)
     n_images = sum(int(b.shape[0]) for b in batches)
     held_images = int(math.floor(settings.holdout * n_images))

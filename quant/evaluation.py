@@ -89,6 +89,8 @@ class LayerReport:
     act_bits: float | None  # mean bits per activation value (None: FP32)
     weight_sqnr_db: float | None
     act_sqnr_db: float | None
+    act_clip: str | None = None  # how its activations were clipped ("method/channel" or "method/tensor")
+    adaround_loss_ratio: float | None = None  # AdaRound / round-to-nearest output error (held-out images); 1: kept
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -249,12 +251,16 @@ def evaluate(
             s.measure = False
     summ = meter.summary()
     rows = []
+    ratios = qmodel.adaround.loss_ratios() if qmodel.adaround is not None else {}
     for name, lq in qmodel.layers.items():
         site = sites[name]
         act = sqnr_db(float(site.signal), float(site.noise)) if layer_sqnr and site.quantizer is not None else None
         rows.append(LayerReport(name=name, kind=lq.info.kind, signed=lq.info.signed, first=lq.info.first,
                                 classifier=lq.info.classifier, weight_bits=lq.weight_bits, act_bits=lq.act_bits,
-                                weight_sqnr_db=lq.weight_sqnr_db, act_sqnr_db=act))
+                                weight_sqnr_db=lq.weight_sqnr_db, act_sqnr_db=act,
+                                act_clip=None if lq.act_spec is None else
+                                f"{lq.act_spec.clip}/{'channel' if lq.act_spec.per_channel else 'tensor'}",
+                                adaround_loss_ratio=ratios.get(name)))
     cov = qmodel.quant.coverage()
     timing = {"prepare_s": qmodel.prepare_s, "fp32_s": t_fp, "quantized_s": t_q, "metrics_s": t_m}
     timing["total_s"] = sum(timing.values())

@@ -269,6 +269,11 @@ def test_adaround_improves_the_network_and_is_reused_from_the_statistics_file(tm
         assert len(v) == 4 and (name in ada.adaround.kept_nearest) == (v[3] >= v[2])
         if name in ada.adaround.kept_nearest:
             assert torch.equal(ada.layers[name].weight.codes, rtn.layers[name].weight.codes)
+    # the evaluation's per-layer rows (and so --json) carry AdaRound's loss ratio on the held-out images
+    ratios = {row.name: row.adaround_loss_ratio for row in r_ada.per_layer}
+    for name, v in ada.adaround.loss.items():
+        assert ratios[name] == pytest.approx(1.0 if name in ada.adaround.kept_nearest else v[3] / v[2])
+    assert all(row.adaround_loss_ratio is None for row in r_rtn.per_layer)
     # saved with the statistics and reused: identical network, no calibration images needed
     path = ada.stats.save(tmp_path / "s.npz")
     loaded = ModelStatistics.load(path)

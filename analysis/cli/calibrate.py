@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from typing import Any
 
 from analysis.cli import UsageError
 from analysis.cli.evaluate import (
@@ -53,6 +54,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(g, stats=False)
 
 
+def _adaround_summary(stats: Any) -> list[dict[str, Any]]:
+    """Per AdaRound result in ``stats``: its seconds, the layers kept at round to nearest and the loss ratio
+    (AdaRound / round to nearest on the held-out images) of every layer."""
+    return [{"seconds": r.seconds, "kept_nearest": list(r.kept_nearest), "loss_ratios": r.loss_ratios()}
+            for r in stats.results.get("adaround", {}).values()]
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -87,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {"output": args.output, "model": lm.name, "layers": len(stats.layers), "num_images": stats.num_images,
                "images": images.description, "skipped": len(skipped), "equalized": bool(cfg.equalize),
                "learned": {k: len(v) for k, v in stats.results.items()}, "config": cfg.describe(),
+               "adaround": _adaround_summary(stats),
                **stats.extra.get("coverage", {})}
     if args.json:
         json.dump(summary, sys.stdout, indent=1)

@@ -277,7 +277,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_image_arguments(parser)
     add_config_arguments(parser)
     parser.add_argument("--no-layer-sqnr", action="store_true", help="skip the per-layer activation SQNR")
-    parser.add_argument("--layers", action="store_true", help="print the per-layer table (always in --json)")
+    parser.add_argument("--layers", action="store_true",
+                        help="print the per-layer table: bits, SQNR, the activation clipping, and AdaRound's output "
+                             "error over round to nearest's on held-out calibration images (always in --json)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON document")
 
 
@@ -308,12 +310,14 @@ def print_result(res: Any, *, layers: bool, out: Any = sys.stdout) -> None:
     w(f"time {t['total_s']:.2f} s (prepare {t['prepare_s']:.2f}, FP32 {t['fp32_s']:.2f}, "
       f"quantized {t['quantized_s']:.2f})\n")
     if layers:
-        w(f"{'layer':40s} {'kind':6s} {'wbits':>6s} {'abits':>6s} {'W SQNR':>7s} {'A SQNR':>7s}\n")
+        w(f"{'layer':40s} {'kind':6s} {'wbits':>6s} {'abits':>6s} {'W SQNR':>7s} {'A SQNR':>7s} "
+          f"{'clipping':>20s} {'AdaRound':>8s}\n")
         for r in res.per_layer:
             wb = "-" if r.weight_bits is None else f"{r.weight_bits:.2f}"
             ab = "-" if r.act_bits is None else f"{r.act_bits:.2f}"
+            ada = "-" if r.adaround_loss_ratio is None else f"{r.adaround_loss_ratio:.3f}"
             w(f"{r.name:40s} {r.kind:6s} {wb:>6s} {ab:>6s} {_fmt_db(r.weight_sqnr_db):>7s} "
-              f"{_fmt_db(r.act_sqnr_db):>7s}\n")
+              f"{_fmt_db(r.act_sqnr_db):>7s} {r.act_clip or '-':>20s} {ada:>8s}\n")
 
 
 def run(args: argparse.Namespace) -> int:
