@@ -32,7 +32,8 @@ product per group).
 Held-out images and the fall-back to round to nearest. The last ``holdout`` share of the calibration images
 (for the built-in pool: whole boxes, both orientations, see :mod:`quant.images`) is not learned on; each layer's
 output error is measured there for the learned rounding and for round to nearest, and a layer whose learned
-rounding is not better there keeps round to nearest.
+rounding is not better there keeps round to nearest, and so does a layer with fewer sampled outputs than inputs
+per output (a classifier sees one row per image: 108 rows cannot determine the rounding of 1280 inputs per class).
 
 Settings (iterations, learning rate, batch, positions) were chosen on the calibration images: the loss ratio
 (AdaRound / round to nearest) per layer stops improving by more than a few percent with more iterations (see
@@ -101,6 +102,7 @@ class AdaRoundResult:
     # layer -> (round-to-nearest loss, AdaRound loss) on the learned images, then the same on the held-out ones
     loss: dict[str, tuple[float, ...]] = field(default_factory=dict)
     kept_nearest: list[str] = field(default_factory=list)  # layers whose learned rounding lost on held-out images
+    skipped_underdetermined: list[str] = field(default_factory=list)  # fewer sampled outputs than inputs: not learned
     seconds: float = 0.0
 
     def loss_ratios(self) -> dict[str, float]:
@@ -116,7 +118,8 @@ class AdaRoundResult:
         """(JSON-ready meta, arrays) for a statistics file; arrays are bit-packed (1 bit per weight)."""
         meta = {"key": self.key, "settings": self.settings, "seconds": self.seconds,
                 "layers": {n: list(t.shape) for n, t in self.up.items()},
-                "loss": {n: list(v) for n, v in self.loss.items()}, "kept_nearest": list(self.kept_nearest)}
+                "loss": {n: list(v) for n, v in self.loss.items()}, "kept_nearest": list(self.kept_nearest),
+                "skipped_underdetermined": list(self.skipped_underdetermined)}
         arrays = {f"{prefix}/{n}": np.packbits(t.cpu().numpy().astype(np.uint8).reshape(-1)) for n, t in self.up.items()}
         return meta, arrays
 
@@ -135,7 +138,9 @@ class AdaRoundResult:
             up[name] = torch.from_numpy(bits[:n].astype(bool).reshape(shape))
         return cls(key=str(meta["key"]), up=up, settings=dict(meta.get("settings", {})),
                    loss={n: tuple(v) for n, v in meta.get("loss", {}).items()},
-                   kept_nearest=list(meta.get("kept_nearest", [])), seconds=float(meta.get("seconds", 0.0)))
+                   kept_nearest=list(meta.get("kept_nearest", [])),
+                   skipped_underdetermined=list(meta.get("skipped_underdetermined", [])),
+                   seconds=float(meta.get("seconds", 0.0)))
 
 
 def rounding_codes(weight: torch.Tensor, qt: QuantizedTensor, up: torch.Tensor) -> QuantizedTensor:
@@ -390,6 +395,13 @@ def adaround_layers(
         x = fp.pop(name)
         per_image = x.shape[0] // max(n_images, 1)
         lq = qmodel.layers[name]
+        if x.shape[0] - per_image * held_images < x.shape[-1]:
+            # fewer sampled outputs than inputs per output (a classifier sees one row per image): the output error
+            # does not determine the rounding, so the layer keeps round to nearest
+            result.skipped_underdetermined.append(name)
+            log.info("AdaRound keeps round to nearest for %s: %d sampled outputs for %d inputs per output", name,
+                     x.shape[0] - per_image * held_images, x.shape[-1])
+            return
         w, bias = qmodel.float_params(name)
         act = qmodel.sites[name].activation_fn()
         with torch.enable_grad():

@@ -397,3 +397,16 @@ def test_auto_clipping_takes_what_measures_best_on_held_out_images(bits):
         assert torch.equal(again(probe), qm(probe))
     with pytest.raises(QuantError, match="offline"):
         QuantConfig(clip="auto", stats_mode="dynamic")
+
+
+def test_adaround_keeps_round_to_nearest_where_the_outputs_cannot_determine_the_rounding():
+    # 8 images, 2 held out: the classifier (8 inputs per output) sees 6 rows, fewer than its inputs
+    net = make_block()
+    calib = images(8, 13)
+    cfg = QuantConfig(wbits=3, abits=8, first_layer_wbits="same", classifier_bits="same")
+    rtn = prepare(net, cfg, calibration=[calib])
+    ada = prepare(net, QuantConfig(wbits=3, abits=8, first_layer_wbits="same", classifier_bits="same", adaround=50),
+                  calibration=[calib])
+    assert ada.adaround.skipped_underdetermined == ["fc"]
+    assert "fc" not in ada.adaround.up and "dw" in ada.adaround.up  # convolutions: 6 images x 24 positions
+    assert torch.equal(ada.layers["fc"].weight.codes, rtn.layers["fc"].weight.codes)
