@@ -410,3 +410,28 @@ def test_adaround_keeps_round_to_nearest_where_the_outputs_cannot_determine_the_
     assert ada.adaround.skipped_underdetermined == ["fc"]
     assert "fc" not in ada.adaround.up and "dw" in ada.adaround.up  # convolutions: 6 images x 24 positions
     assert torch.equal(ada.layers["fc"].weight.codes, rtn.layers["fc"].weight.codes)
+
+
+@pytest.mark.parametrize("mod,relu6", [
+    (nn.Conv2d(16, 16, 5, groups=16), True),  # depthwise: one form per channel over its own inputs
+    (nn.Conv2d(12, 20, 1), True),  # dense with a fused activation: one masked form per output
+    (nn.Conv2d(12, 20, 1), False),  # dense without: one form shared by every output
+    (nn.Linear(10, 6), True),
+])
+def test_adaround_quadratic_form_is_the_masked_output_error_over_every_patch(mod, relu6):
+    from quant.adaround import _gram_objective
+
+    torch.manual_seed(0)
+    act = (lambda t: torch.clamp(t, 0.0, 6.0)) if relu6 else (lambda t: t)
+    w, b = mod.weight.detach(), torch.randn(mod.weight.shape[0])
+    G, K = getattr(mod, "groups", 1), mod.weight[0].numel()
+    x = torch.randn(300, G, K) * 2
+    xq = x + 0.1 * torch.randn_like(x)
+    objective = _gram_objective(mod, w, b, x, xq, act, batch=512)
+    w_hat = w + 0.05 * torch.randn_like(w)
+    target = _layer_out(x, _group_weight(mod, w), b)  # pre-activation
+    err = (_layer_out(xq, _group_weight(mod, w_hat), b) - target) ** 2
+    counted = (act(target) == target).float()  # where the target is in the activation's linear range
+    assert float(objective(w_hat)) == pytest.approx(float((err * counted).sum(1).mean()), rel=1e-4)
+    if relu6:
+        assert 0 < float(counted.mean()) < 1  # the mask matters in this test
