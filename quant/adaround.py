@@ -74,7 +74,7 @@ class AdaRoundSettings:
     """Hyper-parameters (defaults: the paper's λ, β schedule and warm-up; sizes chosen for 2 CPU cores on the
     calibration images, see the module docstring)."""
 
-    iterations: int = 2000  # Adam steps per layer
+    iterations: int = 1000  # Adam steps per layer (the loss ratios change by <= 3% from 500 to 2000)
     batch: int = 512  # patches per step
     positions: int = 24  # sampled output positions per image and layer
     lr: float = 1e-2

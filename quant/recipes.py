@@ -32,7 +32,7 @@ _BASE: dict[str, Any] = dict(
 RECIPES: dict[str, dict[str, Any]] = {
     "naive": dict(_BASE),
     "paper": dict(_BASE, clip="aciq-laplace", bit_alloc=("weights", "activations"), bias_correction="mean"),
-    "best": dict(_BASE, clip="auto", weight_clip="mse", equalize=True, adaround=2000, bias_correction="empirical"),
+    "best": dict(_BASE, clip="auto", weight_clip="mse", equalize=True, adaround=1000, bias_correction="empirical"),
 }
 
 

@@ -112,7 +112,7 @@ def add_image_arguments(parser: argparse.ArgumentParser, *, calibration: bool = 
              help="calibration images (default: all 144 built-in calibration crops, or every file of --calib-images)")
 
 
-ADAROUND_DEFAULT_ITERATIONS = 300
+ADAROUND_DEFAULT_ITERATIONS = 1000
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
