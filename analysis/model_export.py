@@ -39,7 +39,7 @@ def export_tensors(
     metadata: dict[str, str] | None = None,
     options: FileOptions | None = None,
 ) -> Any:
-    """Write :class:`quant.pipeline.LayerTensors` (per layer) with :func:`entropy.save`; returns FileInfo.
+    """Write :class:`quant.LayerTensors` (per layer) with :func:`entropy.save`; returns FileInfo.
 
     ``options``: an :class:`entropy.FileOptions` (codec, codebook sharing, ``verify`` to decode the written file
     and compare it with the codes before it replaces ``path``...); None: the defaults."""
@@ -81,7 +81,7 @@ def export_model(
     statistics from ``stats`` or ``calibration_images``, default the 32 built-in calibration crops).
     ``options``: as for :func:`export_tensors`. Returns the written file's FileInfo.
     """
-    from quant.pipeline import run_export
+    from quant import run_export
 
     qm, tensors = run_export(model, config, images=images, calibration_images=calibration_images, stats=stats,
                              batch_size=batch_size, device=device, layers=layers, activations=activations,

@@ -71,15 +71,15 @@ class SweepPoint:
             parts.append("bias-corr")
         return " ".join(parts)
 
-    def quant_config(self, adaround: int | None = None):
-        """This point as a :class:`quant.pipeline.QuantConfig`; ``adaround`` replaces a recipe's AdaRound
-        iterations."""
-        from quant.pipeline import QuantConfig
+    def quant_config(self, adaround: int | None = None, keep_fp32: Sequence[str] = ()):
+        """This point as a :class:`quant.QuantConfig`; ``adaround`` replaces a recipe's AdaRound
+        iterations; ``keep_fp32``: conv/linear modules left in FP32."""
+        from quant import QuantConfig
 
         if self.recipe:
             from quant.recipes import recipe_config
 
-            qc = recipe_config(self.recipe, self.bits, self.bits, stats_mode="offline")
+            qc = recipe_config(self.recipe, self.bits, self.bits, stats_mode="offline", keep_fp32=keep_fp32)
             if adaround is not None and qc.adaround:
                 qc = dataclasses.replace(qc, adaround=int(adaround))
             return qc
@@ -91,6 +91,7 @@ class SweepPoint:
             bin_alloc=both if self.allocation and self.fractional else (),
             bias_correction="mean" if self.bias_correction else None,
             stats_mode="offline",  # fixed parameters: the exported codes are what a file would store
+            keep_fp32=keep_fp32,
         )
 
 
@@ -139,7 +140,7 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
     """
     from tqdm.auto import tqdm
 
-    from quant.pipeline import prepare
+    from quant import prepare
 
     points = list(grid) if grid is not None else sweep_grid(cfg.sweep_bits, cfg.sweep_clips,
                                                             recipes=cfg.sweep_recipes,
@@ -147,7 +148,7 @@ def run_sweep(src: Any, stats: Any, refs: list, cfg: Any, grid: Sequence[SweepPo
     batches, brefs = _first_images(src.eval_batches, refs, cfg.sweep_images)
     rows = []
     for p in tqdm(points, desc="sweep", unit="point", disable=not cfg.progress):
-        qc = p.quant_config(adaround=cfg.adaround)
+        qc = p.quant_config(adaround=cfg.adaround, keep_fp32=cfg.keep_fp32)
         if learns(qc):
             if learned is None:
                 raise AnalysisError(f"sweep point {p.label()} learns on the calibration images: pass learned=")

@@ -22,9 +22,23 @@ _EXPORTS = {
     "quantize_array": "arrays",
     "correct_weights": "bias_correction",
     "fold_conv_bn": "bn_fold",
+    "ModelStatistics": "calibration",
+    "calibrate": "calibration",
     "CLIP_METHODS": "clipping",
     "clip_range": "clipping",
+    "QuantConfig": "config",
+    "evaluate": "evaluation",
+    "evaluate_model": "evaluation",
+    "LayerTensors": "export",
+    "quantized_tensors": "export",
+    "run_export": "export",
+    "instrument": "graph",
     "kl_threshold": "kl",
+    "QuantizedModel": "model",
+    "load_model": "models",
+    "calibrate_model": "preparation",
+    "needs_calibration": "preparation",
+    "prepare": "preparation",
     "QuantizedTensor": "quantizer",
     "QuantParams": "quantizer",
     "fake_quantize": "quantizer",
@@ -42,8 +56,16 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from quant.arrays import quantize_array
     from quant.bias_correction import correct_weights
     from quant.bn_fold import fold_conv_bn
+    from quant.calibration import ModelStatistics, calibrate
     from quant.clipping import CLIP_METHODS, clip_range
+    from quant.config import QuantConfig
+    from quant.evaluation import evaluate, evaluate_model
+    from quant.export import LayerTensors, quantized_tensors, run_export
+    from quant.graph import instrument
     from quant.kl import kl_threshold
+    from quant.model import QuantizedModel
+    from quant.models import load_model
+    from quant.preparation import calibrate_model, needs_calibration, prepare
     from quant.quantizer import QuantizedTensor, QuantParams, fake_quantize, quantize
     from quant.statistics import TensorStatistics
     from quant.step_ratio import step_ratio, step_size

@@ -67,23 +67,41 @@ def _solve_shift(f, target: float, lo: float, hi: float) -> float:
     return hi
 
 
-def allocate_bits(stat: Any, target_bits: float, *, min_bits: int = 0, max_bits: int = 8, mode: str = "exact",
+def _floors(floor: Any, n: int, what: str) -> torch.Tensor:
+    """A lower bound per channel (float64 (n,)) from an int or a per-channel sequence."""
+    f = torch.as_tensor(floor, dtype=torch.float64).reshape(-1)
+    if f.numel() == 1:
+        f = f.expand(n).clone()
+    if f.numel() != n or not bool(torch.isfinite(f).all()) or bool((f != torch.round(f)).any()):
+        raise QuantError(f"{what} must be one integer or one per channel ({n}), got {floor!r}")
+    return f
+
+
+def allocate_bits(stat: Any, target_bits: float, *, min_bits: Any = 0, max_bits: int = 8, mode: str = "exact",
                   rounding: str = "round", power: float = _POWER) -> torch.Tensor:
     """Integer bits per channel from eq. 11 (int64 tensor, CPU).
+
+    ``min_bits`` is one floor for every channel or one per channel (e.g. 0 for a constant channel, 1 for the others:
+    no channel that varies is made constant); ``mode="reference"`` takes one floor only.
 
     ``mode="exact"``: Σ bits == round(C·target_bits); bits_c = clamp(log2 p_c + λ, min, max) with λ set so the
     real sum is the quota, then largest-remainder rounding. ``mode="reference"``: the reference code's loop —
     M_c = round (or ceil, ``rounding="ceil"``) of log2(C·2^t·p_c/Σp), clamped, with t nudged 10 times by half the
     gap between the target and the mean of M (stops at |gap| <= 0.01); the mean only approximates the target.
     """
-    if not (0 <= min_bits <= max_bits <= 31):
-        raise QuantError(f"need 0 <= min_bits <= max_bits <= 31, got [{min_bits}, {max_bits}]")
-    t = float(target_bits)
-    if not math.isfinite(t) or not (min_bits <= t <= max_bits):
-        raise QuantError(f"target {target_bits} bits outside [{min_bits}, {max_bits}]")
     p = allocation_weights(stat, power)
     C = p.numel()
+    floor = _floors(min_bits, C, "min_bits")
+    lowest = float(floor.min())
+    if not (0 <= lowest and float(floor.max()) <= max_bits <= 31):
+        raise QuantError(f"need 0 <= min_bits <= max_bits <= 31, got [{min_bits}, {max_bits}]")
+    t = float(target_bits)
+    if not math.isfinite(t) or not (lowest <= t <= max_bits):
+        raise QuantError(f"target {target_bits} bits outside [{lowest:g}, {max_bits}]")
     if mode == "reference":
+        if float(floor.max()) != lowest:
+            raise QuantError("the reference allocation takes one min_bits for every channel")
+        min_bits = int(lowest)
         if rounding not in ("round", "ceil"):
             raise QuantError(f"rounding must be 'round' or 'ceil', got {rounding!r}")
         rnd = torch.round if rounding == "round" else torch.ceil
@@ -102,45 +120,49 @@ def allocate_bits(stat: Any, target_bits: float, *, min_bits: int = 0, max_bits:
     if mode != "exact":
         raise QuantError(f"mode must be 'exact' or 'reference', got {mode!r}")
     quota = int(round(C * t))
+    if quota < float(floor.sum()):
+        raise QuantError(f"{quota} bits cannot give {C} channels their floors ({float(floor.sum()):g} bits)")
     if p.max() == 0:
         p = torch.ones_like(p)  # all channels constant: spread evenly
     logp = torch.log2(p)
     finite = logp[torch.isfinite(logp)]
-    # A constant (zero-statistic) channel ranks below every other channel: it stays at min_bits until all others
+    # A constant (zero-statistic) channel ranks below every other channel: it stays at its floor until all others
     # are at max_bits, and only then takes bits, so a quota near C·max_bits is still met exactly.
-    logp = torch.where(torch.isfinite(logp), logp, finite.min() - float(max_bits - min_bits) - 1.0)
-    span_lo = float(min_bits - logp.max()) - 1.0
+    logp = torch.where(torch.isfinite(logp), logp, finite.min() - float(max_bits - lowest) - 1.0)
+    span_lo = float(lowest - logp.max()) - 1.0
     span_hi = float(max_bits - logp.min()) + 1.0
+    top = torch.full_like(floor, float(max_bits))
 
     def real(lam: float) -> torch.Tensor:
-        return torch.clamp(logp + lam, min_bits, max_bits)
+        return torch.minimum(torch.maximum(logp + lam, floor), top)
 
     lam = _solve_shift(lambda v: float(real(v).sum()), float(quota), span_lo, span_hi)
     r = real(lam)
-    return _largest_remainder(r, quota, torch.full_like(r, float(max_bits)))
+    return _largest_remainder(r, quota, top)
 
 
-def allocate_bins(stat: Any, target_bits: float, *, min_levels: int = 1, max_levels: int | None = None,
+def allocate_bins(stat: Any, target_bits: float, *, min_levels: Any = 1, max_levels: int | None = None,
                   mode: str = "exact", power: float = _POWER) -> torch.Tensor:
     """Integer level counts per channel from eq. 10 (int64 tensor, CPU); average 2**target_bits may be fractional.
 
     ``mode="exact"``: Σ levels == round(C·2^target_bits), levels_c ∈ [min_levels, max_levels], proportional to
     p_c (scaled so the clamped real sum is the quota, then largest remainder). ``mode="reference"``: the
     reference code's ω_c = round(C·2^T·p_c/Σp) — no quota, may give 0 (which it treats as "zero the channel";
-    here 0 is raised to ``min_levels``).
+    here 0 is raised to ``min_levels``). ``min_levels``: one floor for every channel or one per channel.
     """
     t = float(target_bits)
     if not math.isfinite(t) or t < 0 or t > 31:
         raise QuantError(f"target bits must be in [0, 31], got {target_bits}")
-    if min_levels < 1:
-        raise QuantError(f"min_levels must be >= 1, got {min_levels}")
     p = allocation_weights(stat, power)
     C = p.numel()
+    floor = _floors(min_levels, C, "min_levels")
+    if float(floor.min()) < 1:
+        raise QuantError(f"min_levels must be >= 1, got {min_levels}")
     total = C * 2.0**t
     if mode == "reference":
         tot = p.sum()
         w = torch.round(total * p / tot) if tot > 0 else torch.full((C,), round(2.0**t), dtype=torch.float64)
-        w = torch.clamp(w, min=min_levels)
+        w = torch.maximum(w, floor)
         if max_levels is not None:
             w = torch.clamp(w, max=max_levels)
         return w.to(torch.int64)
@@ -148,14 +170,15 @@ def allocate_bins(stat: Any, target_bits: float, *, min_levels: int = 1, max_lev
         raise QuantError(f"mode must be 'exact' or 'reference', got {mode!r}")
     quota = int(round(total))
     mx = float(max_levels) if max_levels is not None else float(quota)
-    if quota < C * min_levels or quota > C * mx:
+    if quota < float(floor.sum()) or quota > C * mx or float(floor.max()) > mx:
         raise QuantError(f"{quota} levels cannot be split over {C} channels within [{min_levels}, {mx:g}]")
     if p.max() == 0:
         p = torch.ones_like(p)
+    top = torch.full_like(floor, mx)
 
     def real(s: float) -> torch.Tensor:
-        return torch.clamp(p * s, min_levels, mx)
+        return torch.minimum(torch.maximum(p * s, floor), top)
 
     s = _solve_shift(lambda v: float(real(v).sum()), float(quota), 0.0, quota / float(p[p > 0].min()) + 1.0)
     r = real(s)
-    return _largest_remainder(r, quota, torch.full_like(r, mx))
+    return _largest_remainder(r, quota, top)

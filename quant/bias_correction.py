@@ -128,7 +128,7 @@ class _MeanHook:
 
 def empirical_bias_correction(qmodel: Any, batches: list[torch.Tensor], *, max_images: int = 64,
                               batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """Per-layer bias corrections (C_out,) of a :class:`quant.pipeline.QuantizedModel`, applied to its biases.
+    """Per-layer bias corrections (C_out,) of a :class:`quant.model.QuantizedModel`, applied to its biases.
 
     Uses the first ``max_images`` images of ``batches``: their float-network means (in batches of
     ``batch_size``), then one quantized pass over all of them at once (module docstring). Returns the

@@ -10,8 +10,9 @@ File format (``.npz``, no pickle): ``__meta__`` is a JSON document (format tag, 
 image source, per-layer scalar fields); each array field of layer ``L`` is stored under ``"L/field"``.
 What was learned on the same calibration images for one configuration can be kept with the statistics
 (:meth:`ModelStatistics.add_result`): AdaRound roundings (``kind="adaround"``, one bit per weight, arrays
-``"@adaround/<i>/<layer>"``) and empirical bias corrections (``kind="bias"``, arrays ``"@bias/<i>/<layer>"``),
-each under the key of the configuration it was learned for (``quant.pipeline.adaround_key`` / ``bias_key``).
+``"@adaround/<i>/<layer>"``), empirical bias corrections (``kind="bias"``, arrays ``"@bias/<i>/<layer>"``) and
+per-layer clipping choices (``kind="clip"``, in the JSON document),
+each under the key of the configuration it was learned for (``quant.preparation.adaround_key`` / ``bias_key``).
 """
 
 from __future__ import annotations
@@ -51,15 +52,16 @@ class ModelStatistics:
     extra: dict = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> configuration key -> result
 
-    RESULT_KINDS = ("adaround", "bias")
+    RESULT_KINDS = ("adaround", "bias", "clip")
 
     def result(self, kind: str, key: str) -> Any:
-        """What was learned for configuration ``key`` (``kind`` "adaround" or "bias"), or None."""
+        """What was learned for configuration ``key`` (``kind`` "adaround", "bias" or "clip"), or None."""
         return self.results.get(kind, {}).get(key)
 
     def add_result(self, kind: str, key: str, value: Any) -> None:
-        """Keep an AdaRound result (:class:`quant.adaround.AdaRoundResult`) or empirical bias corrections
-        (dict layer -> tensor (C_out,)) learned for configuration ``key``; saved with the statistics."""
+        """Keep an AdaRound result (:class:`quant.adaround.AdaRoundResult`), empirical bias corrections
+        (dict layer -> tensor (C_out,)) or a per-layer clipping choice (dict layer -> label,
+        :mod:`quant.clip_choice`) learned for configuration ``key``; saved with the statistics."""
         if kind not in self.RESULT_KINDS:
             raise CalibrationError(f"unknown result kind {kind!r}; expected one of {self.RESULT_KINDS}")
         self.results.setdefault(kind, {})[key] = value
@@ -103,6 +105,8 @@ class ModelStatistics:
                 prefix = f"@{kind}/{i}"
                 if kind == "adaround":
                     rmeta, rarr = value.to_arrays(prefix)
+                elif kind == "clip":
+                    rmeta, rarr = {"choice": dict(value)}, {}
                 else:
                     rmeta = {"layers": list(value)}
                     rarr = {f"{prefix}/{n}": t.detach().cpu().numpy() for n, t in value.items()}
@@ -154,6 +158,8 @@ class ModelStatistics:
                     from quant.adaround import AdaRoundResult
 
                     value: Any = AdaRoundResult.from_arrays(e["meta"], arrays, prefix)
+                elif kind == "clip":
+                    value = {str(n): str(v) for n, v in dict(e["meta"].get("choice", {})).items()}
                 else:
                     try:
                         value = {n: torch.from_numpy(arrays[f"{prefix}/{n}"]) for n in e["meta"]["layers"]}

@@ -28,7 +28,7 @@ from quant.graph import Instrumented, LayerInfo, instrument
 from quant.quantizer import QuantizedTensor
 from quant.statistics import TensorStatistics
 
-__all__ = ["ActivationSite", "SiteQuantizer", "CodeRecorder", "capture_fp32", "check_finite_logits", "ACTIVATION_MAX"]
+__all__ = ["ActivationSite", "clamp_channels", "SiteQuantizer", "CodeRecorder", "capture_fp32", "check_finite_logits", "ACTIVATION_MAX"]
 
 # upper bound of each fused activation (None: unbounded)
 ACTIVATION_MAX: dict[str, float | None] = {"relu": None, "relu6": 6.0}
@@ -77,6 +77,25 @@ class CodeRecorder:
         return self.data[: self.filled]
 
 
+def clamp_channels(x: torch.Tensor, lo: Any, hi: Any, *, inplace: bool) -> torch.Tensor:
+    """``x`` clamped to ``[lo, hi]``; each end a float, a tensor broadcast against ``x`` (per channel), or None
+    (unbounded). ``inplace`` overwrites ``x`` (not allowed while autograd records ``x``)."""
+    if not isinstance(lo, torch.Tensor) and not isinstance(hi, torch.Tensor):
+        return x.clamp_(lo, hi) if inplace else torch.clamp(x, lo, hi)
+    if inplace:
+        if isinstance(lo, torch.Tensor):
+            torch.maximum(x, lo, out=x)
+        elif lo is not None:
+            x.clamp_(min=lo)
+        if isinstance(hi, torch.Tensor):
+            torch.minimum(x, hi, out=x)
+        elif hi is not None:
+            x.clamp_(max=hi)
+        return x
+    y = torch.maximum(x, lo) if isinstance(lo, torch.Tensor) else (x if lo is None else torch.clamp(x, min=lo))
+    return torch.minimum(y, hi) if isinstance(hi, torch.Tensor) else (y if hi is None else torch.clamp(y, max=hi))
+
+
 class ActivationSite(nn.Module):
     """Identity by default; observes, quantizes, measures and records a layer's output when switched on."""
 
@@ -89,10 +108,11 @@ class ActivationSite(nn.Module):
         self.check_finite = False
         self.recorder: CodeRecorder | None = None
         self.active = True  # False: the quantizer is bypassed (FP32 reference pass through the same graph)
-        self.act_hi: torch.Tensor | None = None  # per-channel upper bound of the fused activation (equalization)
+        self.act_lo: torch.Tensor | None = None  # per-channel lower end of the fused activation (absorption)
+        self.act_hi: torch.Tensor | None = None  # per-channel upper end of the fused activation (equalization)
         self.mean_target: torch.Tensor | None = None  # empirical bias correction: the float output means
         self.mean_shift: torch.Tensor | None = None  # ... and the shift applied (float64, per channel)
-        self._act_hi_shaped: torch.Tensor | None = None
+        self._shaped: Any = None  # the ends shaped for the last input's rank and device
         self.signal = torch.zeros((), dtype=torch.float64)  # Σ x² of the quantizer input
         self.noise = torch.zeros((), dtype=torch.float64)  # Σ (x - q(x))²
 
@@ -114,50 +134,48 @@ class ActivationSite(nn.Module):
                 f"(shape {tuple(x.shape)})"
             )
 
-    def set_activation_bound(self, hi: torch.Tensor | None) -> None:
-        """Clamp channel c of the fused activation at ``hi[c]`` instead of its usual bound (6 for ReLU6; None:
-        back to the usual bound). Cross-layer equalization scales ReLU6 channels, and their bounds with them."""
-        if hi is not None and self.info.activation is None:
+    def set_activation_bounds(self, lo: torch.Tensor | None, hi: torch.Tensor | None) -> None:
+        """Clamp channel c of the fused activation to ``[lo[c], hi[c]]`` instead of its usual ``[0, bound]`` (6 for
+        ReLU6, none for ReLU); None keeps that end as usual. Cross-layer equalization divides a ReLU6 channel by s_c,
+        and its upper end with it (6/s_c); high-bias absorption moves c_c out of a channel, and both its ends with it
+        (``[-c_c, 6/s_c - c_c]``): the network stays the same function for every input."""
+        if (lo is not None or hi is not None) and self.info.activation is None:
             raise QuantError(f"layer {self.info.name} has no fused activation to bound")
+        self.act_lo = None if lo is None else lo.detach().to(torch.float32)
         self.act_hi = None if hi is None else hi.detach().to(torch.float32)
-        self._act_hi_shaped = None
+        self._shaped = None
 
-    def _bound(self, x: torch.Tensor) -> torch.Tensor:
-        if self._act_hi_shaped is None or self._act_hi_shaped.dim() != x.dim() or self._act_hi_shaped.device != x.device:
+    def _bounds(self, x: torch.Tensor) -> tuple[Any, Any]:
+        """(lower, upper) end of the fused activation for ``x``: per-channel tensors shaped for ``x`` or floats."""
+        usual = (0.0, ACTIVATION_MAX.get(self.info.activation or ""))
+        if self.act_lo is None and self.act_hi is None:
+            return usual
+        if self._shaped is None or self._shaped[0] != (x.dim(), x.device):
             shape = [1] * x.dim()
             shape[1] = -1
-            self._act_hi_shaped = self.act_hi.to(x.device).reshape(shape)
-        return self._act_hi_shaped
+            ends = tuple(usual[i] if t is None else t.to(x.device).reshape(shape)
+                         for i, t in enumerate((self.act_lo, self.act_hi)))
+            self._shaped = ((x.dim(), x.device), ends)
+        return self._shaped[1]
 
     def _activation(self, x: torch.Tensor) -> torch.Tensor:
         """The fused ReLU/ReLU6 (in place when autograd is off: the site owns ``x``)."""
-        act = self.info.activation
-        if act is None:
+        if self.info.activation is None:
             return x
-        if self.act_hi is not None:
-            hi_t = self._bound(x)
-            if torch.is_grad_enabled():
-                return torch.minimum(torch.clamp(x, min=0.0), hi_t)
-            return torch.minimum(x.clamp_(min=0.0), hi_t, out=x)
-        hi = ACTIVATION_MAX.get(act)
-        if torch.is_grad_enabled():
-            return torch.clamp(x, 0.0, hi)
-        return x.clamp_(0.0, hi)
+        return clamp_channels(x, *self._bounds(x), inplace=not torch.is_grad_enabled())
 
     def activation_fn(self) -> Any:
         """The fused activation as a function of a (rows, channels) or (N, C, ...) tensor (identity if none)."""
-        act = self.info.activation
-        if act is None:
+        if self.info.activation is None:
             return lambda t: t
-        hi = self.act_hi.detach().cpu() if self.act_hi is not None else None
-        top = ACTIVATION_MAX.get(act)
+        usual = (0.0, ACTIVATION_MAX.get(self.info.activation or ""))
+        ends = [usual[i] if t is None else t.detach().cpu() for i, t in enumerate((self.act_lo, self.act_hi))]
 
         def f(t: torch.Tensor) -> torch.Tensor:
-            if hi is not None:
-                shape = [1] * t.dim()
-                shape[1] = -1
-                return torch.minimum(torch.clamp(t, min=0.0), hi.to(t.device).reshape(shape))
-            return torch.clamp(t, 0.0, top)
+            shape = [1] * t.dim()
+            shape[1] = -1
+            lo, hi = (e.to(t.device).reshape(shape) if isinstance(e, torch.Tensor) else e for e in ends)
+            return clamp_channels(t, lo, hi, inplace=False)
 
         return f
 

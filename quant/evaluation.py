@@ -11,7 +11,9 @@ Fidelity measures (per image, averaged over the images):
 * ``logit_sqnr_db``: 10·log10(Σ z² / Σ (z − ẑ)²) over all logits;
 * per layer: ``act_sqnr_db`` = SQNR of the activation quantizer (its input vs its output inside the
   quantized run, over all evaluated images) and ``weight_sqnr_db`` = SQNR of the final weights against
-  the folded FP32 weights.
+  the folded FP32 weights;
+* ``layers_quantized`` beside ``conv_linear_modules``: the conv/linear modules that ran, and how many of them
+  the pipeline quantized (the others are named by ``kept_fp32``; any other would have failed the run).
 
 With labels: top-1/top-5 accuracy of the quantized and of the FP32 model (fractions in [0, 1]).
 An SQNR with zero noise is infinite and appears as ``None`` in :meth:`EvaluationResult.to_dict`.
@@ -23,6 +25,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any, Iterable
 
 import torch
@@ -32,7 +35,10 @@ from quant.calibration import ModelStatistics
 from quant.capture import check_finite_logits
 from quant.errors import QuantError
 from quant.images import DEFAULT_CALIBRATION_IMAGES, Batch, ImageSet, builtin_images, iter_batches
-from quant.pipeline import QuantizedModel, prepare
+from quant.model import QuantizedModel
+from quant.models import LoadedModel
+from quant.preparation import needs_calibration, prepare
+from quant.sqnr import sqnr_db
 
 __all__ = ["LayerReport", "EvaluationResult", "FidelityMeter", "evaluate", "evaluate_model", "sqnr_db", "binomial_ci",
            "CI_METHOD"]
@@ -40,15 +46,6 @@ __all__ = ["LayerReport", "EvaluationResult", "FidelityMeter", "evaluate", "eval
 CI_METHOD = "Wilson score interval"
 
 log = logging.getLogger(__name__)
-
-
-def sqnr_db(signal_energy: float, noise_energy: float) -> float:
-    """10·log10(signal / noise) in dB (inf when there is no noise, -inf when there is no signal)."""
-    if noise_energy <= 0.0:
-        return math.inf
-    if signal_energy <= 0.0:
-        return -math.inf
-    return 10.0 * math.log10(signal_energy / noise_energy)
 
 
 def binomial_ci(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -59,8 +56,6 @@ def binomial_ci(successes: int, trials: int, confidence: float = 0.95) -> tuple[
     ``p̂ = k/n``, ``z`` the two-sided normal quantile: centre ``(p̂ + z²/2n)/(1 + z²/n)``, half-width
     ``z·sqrt(p̂(1−p̂)/n + z²/4n²)/(1 + z²/n)``. Raises :class:`QuantError` for n < 1 or k outside [0, n].
     """
-    from statistics import NormalDist
-
     if trials < 1 or not 0 <= successes <= trials:
         raise QuantError(f"binomial interval needs 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
     if not 0 < confidence < 1:
@@ -94,6 +89,8 @@ class LayerReport:
     act_bits: float | None  # mean bits per activation value (None: FP32)
     weight_sqnr_db: float | None
     act_sqnr_db: float | None
+    act_clip: str | None = None  # how its activations were clipped ("method/channel" or "method/tensor")
+    adaround_loss_ratio: float | None = None  # AdaRound / round-to-nearest output error (held-out images); 1: kept
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -122,6 +119,9 @@ class EvaluationResult:
     skipped: list[str] = field(default_factory=list)
     per_layer: list[LayerReport] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)  # seconds
+    layers_quantized: int = 0  # conv/linear modules that ran as quantized layers
+    conv_linear_modules: int = 0  # conv/linear modules that ran
+    kept_fp32: list[str] = field(default_factory=list)  # modules that ran in FP32 by the user's choice
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (infinite values become None)."""
@@ -251,12 +251,17 @@ def evaluate(
             s.measure = False
     summ = meter.summary()
     rows = []
+    ratios = qmodel.adaround.loss_ratios() if qmodel.adaround is not None else {}
     for name, lq in qmodel.layers.items():
         site = sites[name]
         act = sqnr_db(float(site.signal), float(site.noise)) if layer_sqnr and site.quantizer is not None else None
         rows.append(LayerReport(name=name, kind=lq.info.kind, signed=lq.info.signed, first=lq.info.first,
                                 classifier=lq.info.classifier, weight_bits=lq.weight_bits, act_bits=lq.act_bits,
-                                weight_sqnr_db=lq.weight_sqnr_db, act_sqnr_db=act))
+                                weight_sqnr_db=lq.weight_sqnr_db, act_sqnr_db=act,
+                                act_clip=None if lq.act_spec is None else
+                                f"{lq.act_spec.clip}/{'channel' if lq.act_spec.per_channel else 'tensor'}",
+                                adaround_loss_ratio=ratios.get(name)))
+    cov = qmodel.quant.coverage()
     timing = {"prepare_s": qmodel.prepare_s, "fp32_s": t_fp, "quantized_s": t_q, "metrics_s": t_m}
     timing["total_s"] = sum(timing.values())
     if skipped:
@@ -267,7 +272,8 @@ def evaluate(
         top5_overlap=float(summ["top5_overlap"]),
         kl_divergence=float(summ["kl_divergence"]), logit_sqnr_db=float(summ["logit_sqnr_db"]),
         top1=summ["top1"], top5=summ["top5"], fp32_top1=summ["fp32_top1"], fp32_top5=summ["fp32_top5"],
-        skipped=skipped, per_layer=rows, timing=timing,
+        skipped=skipped, per_layer=rows, timing=timing, layers_quantized=cov.layers_quantized,
+        conv_linear_modules=cov.conv_linear_modules, kept_fp32=list(cov.kept_fp32),
     )
 
 
@@ -291,8 +297,6 @@ def evaluate_model(
     mode without ``stats``, ``calibration_images`` are required because the preprocessing is unknown).
     Defaults: evaluation on the built-in evaluation crops, calibration on the 32 built-in calibration crops.
     """
-    from quant.models import LoadedModel
-
     torch.manual_seed(seed)
     if isinstance(model, LoadedModel):
         name, module, prep = model.name, model.model, model.preprocessing
@@ -304,8 +308,6 @@ def evaluate_model(
         images = builtin_images(prep, None, split="evaluation")
     calib = None
     n_calib_batches = None
-    from quant.pipeline import needs_calibration
-
     if needs_calibration(config, stats):
         if calibration_images is None:
             if prep is None:

@@ -3,7 +3,10 @@
 ``instrument(model, site_factory)`` returns a copy of ``model`` in which
 
 * every ``nn.Conv*d`` / ``nn.Linear`` call is a *layer*, named by its stable qualified module name
-  (``"_blocks.3._expand_conv"``; a module called twice gets ``"<name>@1"`` for its second call);
+  (``"_blocks.3._expand_conv"``; a module called twice gets ``"<name>@1"`` for its second call). Subclasses
+  count too, and each is one call however it computes: a subclass with its own ``forward`` (the static "same"
+  padding convolutions of EfficientNet ports and timm) runs that ``forward`` with the layer's quantized weight
+  (``LayerInfo.own_forward``; steps that need the convolution's geometry skip such layers);
 * a BatchNorm whose only input is a layer's output, the layer's only user, is folded into the layer's
   weight and bias (:func:`quant.bn_fold.fold_conv_bn`) and removed from the graph;
 * a ReLU / ReLU6 that is the only user of the (folded) layer output is *fused*: it is removed from the
@@ -18,6 +21,13 @@ ResNet's ``self.relu``) as one call per use. A submodule whose ``forward`` canno
 control flow) is kept as an opaque leaf; its conv/linear layers are still instrumented with forward
 hooks (signed, no folding, no fusion). If the model's own ``forward`` cannot be traced at all, every
 layer is instrumented that way (``Instrumented.traced`` is False).
+
+Nothing runs unquantized unnoticed: every conv/linear module of the copy is watched, and a pass through it in
+which a conv/linear module that is not a layer ran (one inside a module the tracer keeps whole, e.g. a
+``torch.nn`` module with conv/linear children, or a conv subclass that calls another conv) raises
+:class:`ModelError` naming it, unless ``keep_fp32`` names it. A traced graph that computes with a conv/linear
+module's weight directly (``F.conv2d(x, self.conv.weight)`` in a parent's ``forward``) fails at once, the same
+way. :meth:`Instrumented.coverage` counts the modules that ran and the layers among them.
 """
 
 from __future__ import annotations
@@ -26,15 +36,16 @@ import copy
 import logging
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from quant.bn_fold import fold_conv_bn
 from quant.errors import ModelError
 
-__all__ = ["LayerInfo", "Instrumented", "instrument", "find_layers", "is_layer_module"]
+__all__ = ["LayerInfo", "Instrumented", "Coverage", "instrument", "find_layers", "is_layer_module", "has_own_forward"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +65,16 @@ def is_layer_module(module: nn.Module) -> bool:
     return isinstance(module, _LAYER_TYPES)
 
 
+def has_own_forward(module: nn.Module) -> bool:
+    """True for a conv/linear subclass that computes its own way (overrides ``forward``, or a convolution's
+    ``_conv_forward``): its padding, or whatever it does to its weight, is not in the module's attributes."""
+    for base in _LAYER_TYPES:
+        if isinstance(module, base):
+            cls = type(module)
+            return any(getattr(cls, f, None) is not getattr(base, f, None) for f in ("forward", "_conv_forward"))
+    return False
+
+
 @dataclass
 class LayerInfo:
     """One quantized layer (a conv or linear call) of an instrumented model."""
@@ -71,6 +92,24 @@ class LayerInfo:
     input_padded: bool = False  # a padding op lies between input_layer's site and this layer
     sole_consumer: str | None = None  # the one layer that reads this layer's site output (nothing else reads it)
     via_hook: bool = False  # instrumented with a forward hook (untraceable region): no fold, no fusion
+    own_forward: bool = False  # a conv/linear subclass with its own forward (has_own_forward)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The conv/linear modules that ran in the passes through an instrumented model so far.
+
+    Counts are of modules (a module called twice is one), by qualified module name."""
+
+    layers_quantized: int  # modules that ran as layers of the pipeline (not kept in FP32 by name)
+    conv_linear_modules: int  # conv/linear modules that ran
+    kept_fp32: tuple[str, ...] = ()  # ran, and named by keep_fp32
+    escaped: tuple[str, ...] = ()  # ran unquantized and not named by keep_fp32 (the pass raised ModelError)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``layers_quantized``, ``conv_linear_modules``, ``kept_fp32`` (list of names)."""
+        return {"layers_quantized": self.layers_quantized, "conv_linear_modules": self.conv_linear_modules,
+                "kept_fp32": list(self.kept_fp32)}
 
 
 @dataclass
@@ -83,10 +122,53 @@ class Instrumented:
     modules: dict[str, nn.Module]  # layer name -> its conv/linear module (weights folded)
     traced: bool = True
     opaque: dict[str, str] = field(default_factory=dict)  # untraceable submodule -> reason
+    keep_fp32: tuple[str, ...] = ()  # conv/linear modules allowed to run unquantized (qualified names)
     _hooks: list[Any] = field(default_factory=list, repr=False)
+    _ran: dict[str, None] = field(default_factory=dict, repr=False)  # conv/linear modules seen running, in order
+    _escaped: dict[str, None] = field(default_factory=dict, repr=False)  # ... that are no layer, nor kept
+    _others: set[str] = field(default_factory=set, repr=False)  # conv/linear modules that are not layers
+    _functional: tuple[str, ...] = field(default=(), repr=False)  # kept modules used through their weight
 
     def __call__(self, x: torch.Tensor) -> Any:
         return self.model(x)
+
+    def coverage(self) -> Coverage:
+        """What ran so far (after at least one pass; all zero before)."""
+        ran = list(dict.fromkeys([*self._ran, *self._functional]))
+        kept = tuple(n for n in ran if n in self.keep_fp32)
+        layers = {i.module_name for i in self.layers.values()}
+        return Coverage(layers_quantized=sum(1 for n in ran if n in layers and n not in self.keep_fp32),
+                        conv_linear_modules=len(ran), kept_fp32=kept, escaped=tuple(self._escaped))
+
+    @property
+    def needs_coverage_pass(self) -> bool:
+        """True while conv/linear modules that are not layers exist and no pass has run yet: only a pass shows
+        whether they run."""
+        return bool(self._others) and not self._ran
+
+    def _watch(self) -> None:
+        """Forward hooks on every conv/linear module of the copy (each removes itself once it has fired) and one
+        on the model that raises after a pass in which a module that is no layer ran."""
+        layer_mods = {id(m) for m in self.modules.values()}
+        for qual, mod in self.model.named_modules():
+            if not is_layer_module(mod):
+                continue
+            other = id(mod) not in layer_mods
+            if other:
+                self._others.add(qual)
+            hook = _RanHook(self, qual, escapes=other and qual not in self.keep_fp32)
+            hook.handle = mod.register_forward_hook(hook)
+        self._hooks.append(self.model.register_forward_hook(self._check_escaped))
+
+    def _check_escaped(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if not self._escaped:
+            return
+        names = list(self._escaped)
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise ModelError(
+            f"{len(names)} conv/linear module(s) ran without being quantized: {', '.join(names[:5])}{more} "
+            f"(called inside a module that runs as a whole, so their weights and outputs would stay FP32); "
+            f"to accept that, name them in keep_fp32 (--keep-fp32 {','.join(names[:5])})")
 
     def to(self, device: torch.device | str) -> "Instrumented":
         """Move the model (and its sites) to ``device``; returns self."""
@@ -101,15 +183,34 @@ def find_layers(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if is_layer_module(m)]
 
 
+class _RanHook:
+    """Forward hook recording that a conv/linear module ran (and whether it escaped the pipeline), once."""
+
+    def __init__(self, inst: Instrumented, name: str, *, escapes: bool) -> None:
+        self.inst = inst
+        self.name = name
+        self.escapes = escapes
+        self.handle: Any = None
+
+    def __call__(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        self.inst._ran[self.name] = None
+        if self.escapes:
+            self.inst._escaped[self.name] = None
+        if self.handle is not None:  # seen once is enough: no cost on later passes
+            self.handle.remove()
+            self.handle = None
+
+
 class _Tracer(fx.Tracer):
-    """fx tracer that keeps untraceable submodules as opaque leaves instead of failing."""
+    """fx tracer that keeps every conv/linear module (subclasses included: whatever their ``forward`` does, it is
+    one layer) and untraceable submodules as leaves instead of tracing into them or failing."""
 
     def __init__(self) -> None:
         super().__init__()
         self.opaque: dict[str, str] = {}
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if qualname in self.opaque:
+        if qualname in self.opaque or is_layer_module(m):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -185,17 +286,27 @@ def instrument(
     *,
     fold_bn: bool = True,
     copy_model: bool = True,
+    keep_fp32: Iterable[str] = (),
 ) -> Instrumented:
     """Copy ``model`` (eval mode), fold BN into layers, and insert ``site_factory(info)`` after each layer.
 
-    Raises :class:`ModelError` when the model has no conv or linear layer.
+    ``keep_fp32``: qualified names of conv/linear modules that may run without being a layer (see the module
+    docstring); any other such module makes the pass it runs in raise :class:`ModelError`. Raises
+    :class:`ModelError` when the model has no conv or linear layer, or ``keep_fp32`` names a module that is not
+    one of its conv/linear modules.
     """
     if not isinstance(model, nn.Module):
         raise ModelError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    if not find_layers(model):
+    found = find_layers(model)
+    if not found:
         raise ModelError(
             f"{type(model).__name__} has no Conv1d/Conv2d/Conv3d or Linear layer: nothing to quantize"
         )
+    keep = tuple(keep_fp32)
+    unknown = [n for n in keep if n not in set(found)]
+    if unknown:
+        raise ModelError(f"keep_fp32 names {', '.join(unknown[:5])}, not a conv/linear module of "
+                         f"{type(model).__name__} (its first ones: {', '.join(found[:5])})")
     model = copy.deepcopy(model) if copy_model else model
     model.eval()
     tracer = _Tracer()
@@ -208,8 +319,9 @@ def instrument(
             type(model).__name__, type(exc).__name__, exc,
         )
         inst = Instrumented(model=model, layers={}, sites={}, modules={}, traced=False,
-                            opaque={"": f"{type(exc).__name__}: {exc}"})
+                            opaque={"": f"{type(exc).__name__}: {exc}"}, keep_fp32=keep)
         _hook_layers(inst, model, "", site_factory)
+        inst._watch()
         return inst
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__ + "Instrumented")
     gm.graph.eliminate_dead_code()  # drops nodes left by partial traces of opaque modules
@@ -222,21 +334,19 @@ def instrument(
             k = seen.get(mname, 0)
             seen[mname] = k + 1
             layer_nodes.append((node, mname if k == 0 else f"{mname}@{k}", mname))
-    calls = {m: n for m, n in seen.items()}
 
     infos: dict[str, LayerInfo] = {}
     tails: dict[str, fx.Node] = {}
     for index, (node, name, mname) in enumerate(layer_nodes):
         mod = modules[mname]
         kind = "linear" if isinstance(mod, nn.Linear) else "conv"
-        info = LayerInfo(name=name, module_name=mname, kind=kind, index=index, signed=True)
+        info = LayerInfo(name=name, module_name=mname, kind=kind, index=index, signed=True,
+                         own_forward=has_own_forward(mod))
         tail = node
         users = list(tail.users)
-        if fold_bn and calls[mname] == 1 and len(users) == 1 and users[0].op == "call_module":
+        if fold_bn and seen[mname] == 1 and len(users) == 1 and users[0].op == "call_module":
             bn = modules.get(str(users[0].target))
             if isinstance(bn, _BN_TYPES) and len(users[0].all_input_nodes) == 1 and not bn.training:
-                from quant.bn_fold import fold_conv_bn
-
                 fold_conv_bn(mod, bn)
                 bn_node = users[0]
                 bn_node.replace_all_uses_with(tail)
@@ -320,12 +430,43 @@ def instrument(
         modules={name: modules[info.module_name] for name, info in infos.items()},
         traced=True,
         opaque=dict(tracer.opaque),
+        keep_fp32=keep,
     )
     for opaque_name in tracer.opaque:
         _hook_layers(inst, modules[opaque_name], opaque_name, site_factory)
     if not inst.layers:
         raise ModelError(f"{type(model).__name__}: no conv or linear layer is called in forward()")
+    inst._functional = tuple(_functional_uses(gm, model, {i.module_name for i in inst.layers.values()}))
+    escaped = [n for n in inst._functional if n not in keep]
+    if escaped:
+        raise ModelError(
+            f"{len(escaped)} conv/linear module(s) compute through a functional call on their weight, outside the "
+            f"module, so they would stay FP32: {', '.join(escaped[:5])}" + (" ..." if len(escaped) > 5 else "")
+            + f"; to accept that, name them in keep_fp32 (--keep-fp32 {','.join(escaped[:5])})")
+    inst._watch()
     return inst
+
+
+_SHAPE_READS = {"size", "dim", "numel"}  # methods that read a tensor's shape, not its values
+
+
+def _functional_uses(gm: fx.GraphModule, model: nn.Module, layer_modules: set[str]) -> list[str]:
+    """Conv/linear modules of ``model``, not layers, whose parameters the traced graph ``gm`` computes with directly
+    (e.g. ``F.conv2d(x, self.conv.weight)`` in a parent's ``forward``): the module never runs, its computation does.
+    (``gm`` keeps only the parameters of such a module, in a plain container: its type is ``model``'s.)"""
+    modules = dict(model.named_modules())
+    out: dict[str, None] = {}
+    for node in gm.graph.nodes:
+        if node.op != "get_attr":
+            continue
+        owner = str(node.target).rpartition(".")[0]
+        if owner in layer_modules or not is_layer_module(modules.get(owner)):
+            continue
+        shape_only = all((u.op == "call_function" and u.target is getattr)
+                         or (u.op == "call_method" and u.target in _SHAPE_READS) for u in node.users)
+        if not shape_only:
+            out[owner] = None
+    return list(out)
 
 
 class _SiteHook:
@@ -348,7 +489,7 @@ def _hook_layers(
         name = f"{prefix}.{sub}" if prefix and sub else (prefix or sub)
         kind = "linear" if isinstance(mod, nn.Linear) else "conv"
         info = LayerInfo(name=name, module_name=name, kind=kind, index=len(inst.layers), signed=True,
-                         via_hook=True)
+                         via_hook=True, own_forward=has_own_forward(mod))
         site = site_factory(info)
         inst._hooks.append(mod.register_forward_hook(_SiteHook(site)))
         inst.layers[name] = info

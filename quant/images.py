@@ -28,14 +28,19 @@ Each photo gives ``BOXES_PER_PHOTO`` (23) square boxes, side as a fraction of it
 edge, row-major), each as it is and mirrored left-right: ``CROPS_PER_PHOTO`` = 46 crops, 414 in all. Each crop box
 is resampled to the model's input size with the model's interpolation (bicubic for EfficientNet-Lite0).
 
-Calibration and evaluation images come from the same distribution and are disjoint: the 46 crops of each photo
-are put in a fixed pseudo-random order (SHA-256 of the crop's name, so it never depends on a library version);
-the first ``CALIBRATION_PER_PHOTO`` (16) of every photo form the calibration pool (144 images), the other 30 the
-evaluation set (270 images). Both lists are round-robin over the photos (item k is photo k mod 9), so every
+Calibration and evaluation images come from the same distribution and share no image, nor the mirror image of
+one: the 23 boxes of each photo are put in a fixed pseudo-random order (SHA-256 of the box's name, so it never
+depends on a library version); the first ``CALIBRATION_BOXES_PER_PHOTO`` (8) boxes of every photo, each as it is
+and mirrored, form the calibration pool (144 images), the other 15 boxes the evaluation set (270 images). A crop
+and its mirror image always fall on the same side (a learned recipe never fits the mirror image of an image it
+is evaluated on). Within a split, every box comes first as it is, then every box mirrored, so a prefix holds as
+many different boxes as it can; the calibration pool ends with its last ``CALIBRATION_HELD_OUT_BOXES`` (2) boxes of
+every photo in both orientations, so its last quarter (36 images), which recipes hold out to check the choices
+they make from data (:mod:`quant.adaround`, :mod:`quant.clip_choice`), shares no image or mirror image with the
+rest of the pool. Both lists are round-robin over the photos (item k is photo k mod 9), so every
 prefix covers all nine photos: ``builtin_images(prep, n, split="calibration")`` is the first n of the pool,
-``split="evaluation"`` the first n of the evaluation set, whatever the other split's size. Crops of one photo
-overlap, and a crop may be in one split while its mirror image is in the other: the splits share photos, not
-images.
+``split="evaluation"`` the first n of the evaluation set, whatever the other split's size. Boxes of one photo
+overlap (the splits share photos, not images or their mirror images).
 
 Folders
 -------
@@ -76,7 +81,6 @@ __all__ = [
     "builtin_photos",
     "builtin_crop_boxes",
     "builtin_images",
-    "builtin_split_names",
     "folder_images",
     "imagenet_folder",
     "iter_batches",
@@ -102,7 +106,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 _CROP_LEVELS = ((0.875, 1), (0.8, 2), (0.65, 3), (0.5, 3))
 BOXES_PER_PHOTO = sum(n * n for _, n in _CROP_LEVELS)
 CROPS_PER_PHOTO = 2 * BOXES_PER_PHOTO  # every box as it is and mirrored
-CALIBRATION_PER_PHOTO = 16
+CALIBRATION_BOXES_PER_PHOTO = 8  # each box as it is and mirrored: 16 calibration crops per photo
+CALIBRATION_HELD_OUT_BOXES = 2  # of those, the last in the pool: the held-out quarter recipes check their choices on
+CALIBRATION_PER_PHOTO = 2 * CALIBRATION_BOXES_PER_PHOTO
 CALIBRATION_POOL = CALIBRATION_PER_PHOTO * len(_PHOTO_FILES)  # 144
 EVALUATION_IMAGES = (CROPS_PER_PHOTO - CALIBRATION_PER_PHOTO) * len(_PHOTO_FILES)  # 270
 DEFAULT_CALIBRATION_IMAGES = CALIBRATION_POOL  # every calibration crop
@@ -187,20 +193,20 @@ def builtin_crop_boxes(width: int, height: int) -> list[tuple[float, float, floa
 
 
 def _crop_order(photo: str) -> list[tuple[int, bool]]:
-    """The photo's crops (box index, mirrored) in their fixed pseudo-random order (SHA-256 of the crop name)."""
+    """The photo's crops (box index, mirrored) in split order: its boxes in a fixed pseudo-random order (SHA-256 of
+    the box name), the calibration boxes first; within each split every box as it is, then every box mirrored."""
     import hashlib
 
-    crops = [(k, m) for k in range(BOXES_PER_PHOTO) for m in (False, True)]
-    return sorted(crops, key=lambda c: hashlib.sha256(_crop_name(photo, *c).encode()).hexdigest())
+    boxes = sorted(range(BOXES_PER_PHOTO), key=lambda k: hashlib.sha256(f"{photo}#{k}".encode()).hexdigest())
+    held = CALIBRATION_BOXES_PER_PHOTO - CALIBRATION_HELD_OUT_BOXES
+    out: list[tuple[int, bool]] = []
+    for part in (boxes[:held], boxes[held:CALIBRATION_BOXES_PER_PHOTO], boxes[CALIBRATION_BOXES_PER_PHOTO:]):
+        out += [(k, False) for k in part] + [(k, True) for k in part]
+    return out
 
 
 def _crop_name(photo: str, box: int, mirrored: bool) -> str:
     return f"{photo}#{box}" + ("m" if mirrored else "")
-
-
-def builtin_split_names(split: str) -> list[str]:
-    """Names of the crops of a built-in split ("calibration", "evaluation" or "all"), in order."""
-    return [name for name, _, _ in _builtin_items(split)]
 
 
 def _builtin_items(split: str) -> list[tuple[str, object, int]]:

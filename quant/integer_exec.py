@@ -174,7 +174,7 @@ def run_layer_integer(qm: object, name: str, x: QuantizedTensor) -> torch.Tensor
     """Output (before the fused activation) of layer ``name`` of a prepared quantized model, from input codes.
 
     ``x`` holds the codes feeding the layer (e.g. the ``activation`` of its ``input_layer`` from
-    :func:`quant.pipeline.quantized_tensors`); explicit zero-padding modules between that site and the
+    :func:`quant.export.quantized_tensors`); explicit zero-padding modules between that site and the
     layer (EfficientNet's static "same" padding) are applied in the integer domain. The weights are the
     layer's stored codes, so bias correction (which moves weights off the grid) is refused.
     """
@@ -187,6 +187,9 @@ def run_layer_integer(qm: object, name: str, x: QuantizedTensor) -> torch.Tensor
     if qm.config.bias_correction:  # type: ignore[attr-defined]
         raise QuantError("bias-corrected weights are not on the integer grid; run without bias correction")
     mod = qm.quant.modules[name]  # type: ignore[attr-defined]
+    if lq.info.own_forward:
+        raise QuantError(f"{name}: {type(mod).__name__} computes its own forward (its padding or weight transform "
+                         f"is not in its attributes); integer execution needs a plain Conv2d or Linear")
     if isinstance(mod, nn.Linear):
         return integer_linear(x, lq.weight, mod.bias)
     if not isinstance(mod, nn.Conv2d):

@@ -30,7 +30,7 @@ import torch
 from quant.errors import QuantError
 
 __all__ = ["QuantParams", "QuantizedTensor", "quantize", "fake_quantize", "quant_params", "pack_codes", "code_dtype",
-           "as_tensor"]
+           "as_tensor", "grid", "round_clamp", "clamp_codes"]
 
 logger = logging.getLogger(__name__)
 
@@ -278,14 +278,49 @@ def _prepare(x: Any, axis: int | None) -> tuple[torch.Tensor, int | None, int | 
     return xt, ax, nc
 
 
-def _codes_float(xt: torch.Tensor, p: QuantParams) -> torch.Tensor:
-    shape = p.shape_for(xt.dim())
-    scale = p.scale.to(device=xt.device, dtype=torch.float32).reshape(shape)
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.round(xt.to(torch.float32) / safe)  # round half to even
-    q = torch.clamp(q, p.qmin.to(xt.device).reshape(shape).to(torch.float32),
-                    p.qmax.to(xt.device).reshape(shape).to(torch.float32))
+def grid(p: QuantParams, ndim: int, *, device: torch.device | str | None = None,
+         dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(scale, step, qmin, qmax)`` of ``p`` in ``dtype``, shaped to broadcast against a tensor of ``ndim``
+    dimensions (per channel: ``-1`` at the channel axis; per tensor: 0-d, which broadcasts against any tensor).
+
+    ``step`` is the divisor of :func:`round_clamp`: the scale, with 1 where the scale is 0 (a constant-zero channel,
+    whose codes the clamp then pins to its single level)."""
+    dev = device if device is not None else p.scale.device
+    shape: list[int] = [] if p.axis is None else p.shape_for(ndim)
+    scale = p.scale.to(device=dev, dtype=dtype).reshape(shape)
+    step = torch.where(scale > 0, scale, torch.ones_like(scale))
+    qmin = p.qmin.to(dev).to(dtype).reshape(shape)
+    qmax = p.qmax.to(dev).to(dtype).reshape(shape)
+    return scale, step, qmin, qmax
+
+
+def clamp_codes(q: torch.Tensor, qmin: float | torch.Tensor, qmax: float | torch.Tensor) -> torch.Tensor:
+    """Clamp float codes ``q`` to ``[qmin, qmax]`` in place (bounds: Python floats, or tensors broadcasting
+    against ``q``; a float bound is several times faster than a tensor one). Returns ``q``."""
+    if isinstance(qmin, float) and isinstance(qmax, float):
+        return q.clamp_(qmin, qmax)
+    if isinstance(qmin, float):
+        q.clamp_(min=qmin)
+    else:
+        torch.maximum(q, qmin, out=q)
+    if isinstance(qmax, float):
+        q.clamp_(max=qmax)
+    else:
+        torch.minimum(q, qmax, out=q)
     return q
+
+
+def round_clamp(x: torch.Tensor, step: torch.Tensor, qmin: float | torch.Tensor, qmax: float | torch.Tensor, *,
+                inplace: bool = False) -> torch.Tensor:
+    """The codes of ``x`` on a uniform grid, as floats: ``clamp(round(x / step), qmin, qmax)``.
+
+    The one rounding of the package: :func:`quantize`, :func:`fake_quantize` and the activation quantizers all call
+    it, so codes and fake-quantized values agree bit for bit. ``step`` is a tensor (a Python scalar divisor may
+    become a multiplication by its reciprocal, which rounds differently), broadcast against ``x`` (see :func:`grid`);
+    rounding is half to even; ``inplace`` overwrites ``x`` (same dtype as the result)."""
+    q = x.div_(step) if inplace else torch.div(x, step)
+    q.round_()
+    return clamp_codes(q, qmin, qmax)
 
 
 def quantize(x: Any, lo: Any, hi: Any, levels: Any, *, axis: int | None = None) -> QuantizedTensor:
@@ -297,14 +332,11 @@ def quantize(x: Any, lo: Any, hi: Any, levels: Any, *, axis: int | None = None) 
     """
     xt, ax, nc = _prepare(x, axis)
     p = quant_params(lo, hi, levels, axis=ax, n_channels=nc, device=xt.device)
-    q = _codes_float(xt, p)
     # float32 holds integers exactly only up to 2**24; larger alphabets go through float64
-    if p.qmin.numel() and max(int(p.qmax.abs().max()), int(p.qmin.abs().max())) > 2**24:
-        shape = p.shape_for(xt.dim())
-        s = p.scale.to(torch.float64).reshape(shape)
-        q = torch.round(xt.to(torch.float64) / torch.where(s > 0, s, torch.ones_like(s)))
-        q = torch.clamp(q, p.qmin.reshape(shape).to(torch.float64), p.qmax.reshape(shape).to(torch.float64))
-    return pack_codes(q, p)
+    wide = bool(p.qmin.numel()) and max(int(p.qmax.abs().max()), int(p.qmin.abs().max())) > 2**24
+    dt = torch.float64 if wide else torch.float32
+    _, step, qmin, qmax = grid(p, xt.dim(), device=xt.device, dtype=dt)
+    return pack_codes(round_clamp(xt.to(dt), step, qmin, qmax), p)
 
 
 def pack_codes(q: torch.Tensor, p: QuantParams) -> QuantizedTensor:
@@ -328,5 +360,5 @@ def fake_quantize(x: Any, lo: Any, hi: Any, levels: Any, *, axis: int | None = N
     """``quantize(x, lo, hi, levels, axis=axis).dequantize()`` without materializing integer codes (float32)."""
     xt, ax, nc = _prepare(x, axis)
     p = quant_params(lo, hi, levels, axis=ax, n_channels=nc, device=xt.device)
-    q = _codes_float(xt, p)
-    return q * p.scale.to(xt.device).reshape(p.shape_for(xt.dim()))
+    scale, step, qmin, qmax = grid(p, xt.dim(), device=xt.device)
+    return round_clamp(xt.to(torch.float32), step, qmin, qmax).mul_(scale)

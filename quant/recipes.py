@@ -1,4 +1,4 @@
-"""Named quantization recipes: presets of :class:`quant.pipeline.QuantConfig` fields.
+"""Named quantization recipes: presets of :class:`quant.config.QuantConfig` fields.
 
 * ``naive``: per-channel min/max ranges for weights and activations, round to nearest, nothing else (the
   baseline every method is measured against).
@@ -8,8 +8,9 @@
 * ``best``: what works best on the depthwise networks here (EfficientNet-Lite0); every part and the reason for
   it is in ``quant/METHODS.md`` ("Recipes").
 
-All three keep the first layer's weights and the classifier (weights and output) at 8 bits, the practice of the
-literature and of the paper's reference code; ``first_layer_wbits`` / ``classifier_bits`` override that.
+All three keep the first layer's weights and the classifier's weights at 8 bits, the practice of the literature and
+of the paper's reference code, and the classifier's output (the logits, the network's output rather than a stored
+feature map) in FP32; ``first_layer_wbits`` / ``classifier_bits`` / ``classifier_output_bits`` override that.
 A recipe sets only the fields it names; :func:`recipe_config` applies a recipe and then any field given by the
 caller, so every flag overrides the preset.
 """
@@ -20,24 +21,19 @@ from typing import Any
 
 from quant.errors import QuantError
 
-__all__ = ["RECIPES", "recipe_settings", "recipe_config", "recipe_names", "check_recipe", "check_settings"]
+__all__ = ["RECIPES", "recipe_settings", "recipe_config", "check_recipe", "check_settings"]
 
 _BASE: dict[str, Any] = dict(
     clip="minmax", weight_clip="minmax", clip_window="mean", per_channel_weights=True, per_channel_activations=True,
     bit_alloc=(), bin_alloc=(), bias_correction=None, bias_correction_form="paper", equalize=False, adaround=0,
-    first_layer_wbits=8, first_layer_abits="same", classifier_bits=8,
+    first_layer_wbits=8, first_layer_abits="same", classifier_bits=8, classifier_output_bits=None,
 )
 
 RECIPES: dict[str, dict[str, Any]] = {
     "naive": dict(_BASE),
     "paper": dict(_BASE, clip="aciq-laplace", bit_alloc=("weights", "activations"), bias_correction="mean"),
-    "best": dict(_BASE, clip="aciq-laplace", equalize=True, adaround=300, bias_correction="empirical"),
+    "best": dict(_BASE, clip="auto", weight_clip="mse", equalize=True, adaround=1000, bias_correction="empirical"),
 }
-
-
-def recipe_names() -> tuple[str, ...]:
-    """The recipe names, in order: naive, paper, best."""
-    return tuple(RECIPES)
 
 
 def check_recipe(name: str) -> str:
@@ -54,9 +50,9 @@ def recipe_settings(name: str) -> dict[str, Any]:
 
 
 def recipe_config(name: str, wbits: float | None = 4, abits: float | None = 4, **overrides: Any) -> Any:
-    """The :class:`quant.pipeline.QuantConfig` of recipe ``name`` at ``wbits``/``abits``; ``overrides`` (any
+    """The :class:`quant.config.QuantConfig` of recipe ``name`` at ``wbits``/``abits``; ``overrides`` (any
     QuantConfig field) win over the recipe. Raises :class:`QuantError` for an unknown recipe or a bad field."""
-    from quant.pipeline import QuantConfig
+    from quant.config import QuantConfig
 
     kw = recipe_settings(name)
     kw.update(overrides)
@@ -69,7 +65,7 @@ def recipe_config(name: str, wbits: float | None = 4, abits: float | None = 4, *
 def check_settings(*, model: str | None = None, recipe: str | None = None, wbits: float | None = 4,
                    abits: float | None = 4, **fields: Any) -> Any:
     """Validate a run's settings before anything is loaded: the model name (or MODULE:FUNCTION, whose module is
-    located but not run), the recipe and every :class:`quant.pipeline.QuantConfig` field. Returns the config;
+    located but not run), the recipe and every :class:`quant.config.QuantConfig` field. Returns the config;
     raises :class:`QuantError` (:class:`ModelError` for the model) with a one-line message."""
     if model is not None:
         from quant.models import check_model_name

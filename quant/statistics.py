@@ -19,8 +19,14 @@ Estimators (see METHODS.md, "Statistics"):
 * the *support* of a channel (``StatView.support_min``/``support_max``): N calibration images underestimate the
   range of unseen ones, most for channels that are rarely active. Each sample (an image: the leading dimensions
   before the channel axis) gives its own max and min; the two largest per-sample maxima m₁ ≥ m₂ give the upper
-  end ``m₁ + (m₁ − m₂)`` (the Robson–Whitlock estimator of a distribution's end point from its top two order
-  statistics), and likewise below. With fewer than two samples the support is the observed [min, max].
+  end ``m₁ + k·(m₁ − m₂)`` with ``k = SUPPORT_GAPS`` (4), and likewise below. With k = 1 this is the
+  Robson–Whitlock estimator of a bounded distribution's end point from its top two order statistics; activations
+  are not bounded, and new images go further: on the built-in calibration pool, split into the images learned
+  from and its held-out quarter (:mod:`quant.images`), the held-out images exceed ``m₁ + (m₁ − m₂)`` of the rest
+  in 17% of the channels and ``m₁ + 4(m₁ − m₂)`` in 9% (the median exceedance is below 0, the 90th percentile
+  3.3 gaps). k = 4 keeps 16-bit ranges from clipping unseen images (W16A16 keeps the decisions) at a cost of
+  2 bits of resolution only where the gap is as large as the range. With fewer than two samples the support is
+  the observed [min, max].
 """
 
 from __future__ import annotations
@@ -94,14 +100,18 @@ def _pow2_ceil(v: float) -> float:
     return float(2.0 ** math.ceil(math.log2(v)))
 
 
+SUPPORT_GAPS = 4.0  # k of the support m₁ + k·(m₁ − m₂) (module docstring)
+
+
 def _support(mn: torch.Tensor, mx: torch.Tensor, smin: torch.Tensor | None,
              smax: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Estimated ends of the range: m₁ + (m₁ − m₂) from the two most extreme per-sample values (module docstring)."""
+    """Estimated ends of the range: m₁ + k·(m₁ − m₂) from the two most extreme per-sample values (module
+    docstring)."""
     if smax is None or smin is None:
         return mn, mx
     second_max, second_min = smax[..., 1], smin[..., 1]
-    hi = torch.where(torch.isfinite(second_max), 2 * mx - second_max, mx)
-    lo = torch.where(torch.isfinite(second_min), 2 * mn - second_min, mn)
+    hi = torch.where(torch.isfinite(second_max), mx + SUPPORT_GAPS * (mx - second_max), mx)
+    lo = torch.where(torch.isfinite(second_min), mn - SUPPORT_GAPS * (second_min - mn), mn)
     return lo, hi
 
 

@@ -40,8 +40,10 @@ def test_evaluate_json_on_builtin_images(capsys):
         assert d["top1_agreement_ci"] == list(binomial_ci(agree, 4))
     layers = doc["per_layer"]
     assert len(layers) == 50 and layers[0]["name"] == "_conv_stem" and layers[-1]["name"] == "_fc"
+    assert doc["layers_quantized"] == doc["conv_linear_modules"] == 50 and doc["kept_fp32"] == []
     # first layer and classifier at 8 bits by default, at the rest's 3 bits with 'same'
-    assert layers[0]["weight_bits"] == layers[-1]["weight_bits"] == layers[-1]["act_bits"] == 8.0
+    assert layers[0]["weight_bits"] == layers[-1]["weight_bits"] == 8.0
+    assert layers[-1]["act_bits"] is None  # the logits stay FP32
     assert low["per_layer"][0]["weight_bits"] == low["per_layer"][-1]["weight_bits"] == 3.0
     assert all(r["weight_sqnr_db"] > 30 for r in layers)  # 8-bit weights
     assert all(r["weight_sqnr_db"] < 25 for r in low["per_layer"])  # 3-bit weights
@@ -84,7 +86,7 @@ def test_encode_model_and_decode_dequantized(tmp_path, capsys):
     code, out, _ = _run(capsys, "encode", "--model", "efficientnet-lite0", "--wbits", "4", "--abits", "4",
                         "--activations", "--num-images", "1", "--num-calib", "2", "-o", str(hqt), "--json")
     assert code == 0
-    assert json.loads(out)["tensors"] == 100
+    assert json.loads(out)["tensors"] == 50 + 49  # every layer's weights, every output but the FP32 logits
     npz = tmp_path / "m.npz"
     assert _run(capsys, "decode", str(hqt), "-o", str(npz), "--dequantize")[0] == 0
     z = np.load(npz)
@@ -154,10 +156,10 @@ def test_model_function_in_every_command(tmp_path, capsys, function):
     code, out, _ = _run(capsys, "encode", "--model", spec, "--stats", str(stats), "--activations",
                         "--num-images", "2", "-o", str(hqt), "--json")
     doc = json.loads(out)
-    assert code == 0 and doc["tensors"] == 6 and hqt.exists()
+    assert code == 0 and doc["tensors"] == 3 + 2 and hqt.exists()  # no tensor for the FP32 logits
     # the function's preprocessing (32x32 inputs) reached the pipeline: per image 8·16·16 values out of conv and of
-    # dw and 10 logits, plus the 8·3·3·3 + 8·3·3 + 10·8 weights
-    assert doc["n_values"] == 2 * (2 * 8 * 16 * 16 + 10) + (8 * 27 + 8 * 9 + 10 * 8)
+    # dw, plus the 8·3·3·3 + 8·3·3 + 10·8 weights
+    assert doc["n_values"] == 2 * (2 * 8 * 16 * 16) + (8 * 27 + 8 * 9 + 10 * 8)
     out_dir = tmp_path / "rep"
     code, out, _ = _run(capsys, "report", "--model", spec, "--num-images", "6", "--num-calibration", "6",
                         "--batch-size", "6", "--activation-images", "2", "--no-plots", "--json", "--out", str(out_dir))
@@ -170,7 +172,7 @@ def test_model_function_in_every_command(tmp_path, capsys, function):
 def test_adaround_is_saved_by_calibrate_and_reused_by_evaluate(tmp_path, capsys, monkeypatch):
     from test_models import _MODEL_FILE
 
-    import quant.adaround
+    import quant.preparation
 
     path = tmp_path / "nets.py"
     path.write_text(_MODEL_FILE)
@@ -186,7 +188,7 @@ def test_adaround_is_saved_by_calibrate_and_reused_by_evaluate(tmp_path, capsys,
     def refuse(*a, **k):
         raise AssertionError("AdaRound ran again instead of reusing the stored rounding")
 
-    monkeypatch.setattr(quant.adaround, "adaround_layers", refuse)
+    monkeypatch.setattr(quant.preparation, "adaround_layers", refuse)
     doc = _evaluate_model(capsys, *common, "--adaround", "40", "--stats", str(stats))
     rtn = _evaluate_model(capsys, *common, "--stats", str(stats))
     assert doc["config"]["adaround"] == 40 and rtn["config"]["adaround"] == 0

@@ -89,6 +89,22 @@ def test_builtin_splits_are_disjoint_samples_of_every_photo():
         builtin_images(PREP, split="train")
 
 
+def test_a_crop_and_its_mirror_image_fall_on_the_same_side():
+    cal = {n.rstrip("m") for n in _names(builtin_images(PREP, None))}
+    ev = {n.rstrip("m") for n in _names(builtin_images(PREP, None, split="evaluation"))}
+    assert not cal & ev  # no box (as it is or mirrored) is in both splits
+    for split, per_photo in ((cal, 8), (ev, 15)):
+        for photo in BUILTIN_PHOTOS:
+            assert sum(n.split("#")[0] == photo for n in split) == per_photo
+    # within a split every box comes first as it is: the first 54 calibration crops are 54 different boxes
+    first = _names(builtin_images(PREP, 54))
+    assert not any(n.endswith("m") for n in first) and len({n.rstrip("m") for n in first}) == 54
+    # the last quarter of the pool (what recipes hold out) is closed under mirroring, and shares no box with the rest
+    pool = _names(builtin_images(PREP, None))
+    held, learned = {n.rstrip("m") for n in pool[108:]}, {n.rstrip("m") for n in pool[:108]}
+    assert len(pool[108:]) == 36 and len(held) == 18 and not held & learned
+
+
 def test_mirrored_crop_is_the_flipped_crop():
     every = builtin_images(PREP, None, split="all")
     index = {n: i for i, n in enumerate(_names(every))}

@@ -66,7 +66,9 @@ def test_accumulator_overflow_is_refused():
 def test_real_layers_of_the_default_model_match_fake_quantization():
     from quant.images import builtin_images, iter_batches
     from quant.models import load_model
-    from quant.pipeline import QuantConfig, prepare, quantized_tensors
+    from quant.config import QuantConfig
+    from quant.export import quantized_tensors
+    from quant.preparation import prepare
 
     lm = load_model()
     x = next(iter(iter_batches(builtin_images(lm.preprocessing, 2), 2))).images

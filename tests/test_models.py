@@ -204,7 +204,7 @@ def test_bad_model_specs(model_file, spec, message):
 def test_model_spec_through_the_pipeline(model_file, function, traced):
     from quant.evaluation import evaluate_model
     from quant.images import builtin_images
-    from quant.pipeline import QuantConfig
+    from quant.config import QuantConfig
 
     lm = load_model(f"{model_file}:{function}")
     images = builtin_images(lm.preprocessing, 18, split="evaluation")

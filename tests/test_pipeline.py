@@ -14,7 +14,10 @@ from quant.errors import CalibrationError, QuantError
 from quant.evaluation import FidelityMeter, evaluate
 from quant.graph import instrument
 from quant.images import Batch
-from quant.pipeline import ActQuantizer, QuantConfig, prepare, quantized_tensors
+from quant.act_quantizers import ActQuantizer
+from quant.config import QuantConfig
+from quant.export import quantized_tensors
+from quant.preparation import prepare
 from quant.quantizer import quant_params, quantize
 
 
@@ -82,7 +85,8 @@ def test_config_validation():
 @pytest.mark.parametrize("mode", ["dynamic", "offline"])
 def test_16_bits_with_every_method_off_is_faithful(mode):
     x = images()
-    cfg = QuantConfig(wbits=16, abits=16, first_layer_wbits="same", classifier_bits="same", stats_mode=mode)
+    cfg = QuantConfig(wbits=16, abits=16, first_layer_wbits="same", classifier_bits="same", classifier_output_bits="same",
+                      stats_mode=mode)
     qm, res = run(cfg, x)
     # offline: ranges from 16 other images clip the rare extremes of these (16-bit rounding alone is ~90 dB per
     # layer, measured 35-47 dB with the clipping); dynamic: no clipping
@@ -107,9 +111,64 @@ def test_first_layer_and_classifier_stay_at_8_bits_by_default():
     qm, _ = run(QuantConfig(wbits=4, abits=4), images())
     bits = {n: lq.weight_bits for n, lq in qm.layers.items()}
     assert bits == {"c1": 8.0, "c2": 4.0, "c3": 4.0, "fc": 8.0}
-    assert qm.layers["fc"].act_bits == 8.0 and qm.layers["c2"].act_bits == 4.0
+    assert qm.layers["fc"].act_bits is None and qm.layers["c2"].act_bits == 4.0  # the logits stay FP32
     qm, _ = run(QuantConfig(wbits=4, abits=4, first_layer_wbits="same", classifier_bits="same"), images())
     assert all(lq.weight_bits == 4.0 for lq in qm.layers.values())
+
+
+def _logits_and_classifier_output(qm, x):
+    """The quantized model's logits and the classifier module's own output in the same pass."""
+    seen = []
+    h = qm.quant.modules["fc"].register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+    try:
+        with torch.no_grad():
+            out = qm(x)
+    finally:
+        h.remove()
+    return out, seen[0]
+
+
+def test_logits_stay_fp32_by_default_and_the_option_quantizes_them():
+    x = images()
+    qm, _ = run(QuantConfig(wbits=4, abits=4), x)
+    assert qm.sites["fc"].quantizer is None and qm.layers["fc"].act_bits is None
+    assert qm.layers["fc"].weight_bits == 8.0  # --classifier-bits is the weights' alone
+    assert "classifier=W8AFP" in qm.config.describe()
+    out, fc = _logits_and_classifier_output(qm, x)
+    assert torch.equal(out, fc)  # the network's output is the classifier's FP32 output, untouched
+    assert quantized_tensors(qm, [x], num_images=len(x))["fc"].activation is None  # nothing to code
+
+    q8, _ = run(QuantConfig(wbits=4, abits=4, classifier_output_bits=8), x)
+    p = q8.layers["fc"].act_params
+    assert q8.layers["fc"].act_bits == 8.0 and p.axis is None and int(p.levels) == 256
+    out, fc = _logits_and_classifier_output(q8, x)
+    lo, hi = float(fc.min()), float(fc.max())
+    assert lo < 0 < hi
+    # per-tensor min/max over the calibration logits: the evaluated logits land on that 8-bit grid
+    assert torch.equal(out, ActQuantizer(p, 2)(fc))
+    assert not torch.equal(out, fc) and torch.equal(torch.round(out / p.scale) * p.scale, out)
+
+    same, _ = run(QuantConfig(wbits=4, abits=4, clip="aciq-laplace", classifier_output_bits="same"), x)
+    assert same.layers["fc"].act_bits == 4.0 and same.layers["fc"].act_spec.clip == "aciq-laplace"
+    with pytest.raises(QuantError, match="classifier_output_bits"):
+        QuantConfig(classifier_output_bits=0)
+
+
+def test_classifier_output_bits_from_the_command_line():
+    import argparse
+
+    from analysis.cli.evaluate import add_config_arguments, config_from_args
+
+    def cfg(*argv):
+        p = argparse.ArgumentParser()
+        add_config_arguments(p)
+        return config_from_args(p.parse_args(["--recipe", "paper", *argv]))
+
+    assert cfg().classifier_output_bits is None and cfg().classifier_bits == 8
+    assert cfg("--classifier-output-bits", "8").classifier_output_bits == 8
+    assert cfg("--classifier-output-bits", "same").classifier_output_bits == "same"
+    assert cfg("--classifier-output-bits", "fp", "--classifier-bits", "6").classifier_output_bits is None
+    assert cfg("--classifier-bits", "6").classifier_bits == 6 and cfg("--classifier-bits", "6").classifier_output_bits is None
 
 
 def test_activation_quantizer_matches_quantize_bit_for_bit():
@@ -196,7 +255,7 @@ def test_quantized_tensors_are_the_codes_of_the_run():
     assert t.activation.codes.shape == (6, 16, 8, 8) and t.activation.params.axis == 1
     assert t.activation.codes.dtype == torch.uint8  # fused ReLU6: unsigned codes
     assert t.weight.codes.shape == (16, 1, 3, 3) and t.weight.params.axis == 0
-    assert tensors["fc"].activation.params.axis is None
+    assert tensors["fc"].activation is None  # the logits are FP32: not a coded tensor
     # the codes dequantize to exactly what the quantized model computed
     sites = qm.sites
     from quant.capture import CodeRecorder
@@ -279,24 +338,69 @@ def shaped_channels(n: int, seed: int) -> torch.Tensor:
     return torch.cat([spikes, uniform, gauss, lap], dim=1)
 
 
-def test_activation_bits_are_allocate_bits_of_b_in_channel_order():
+def _grid_width(params) -> torch.Tensor:
+    """The width of the range each channel's grid covers (0 included), from its quantization parameters."""
+    return (params.scale.double() * (params.qmax - params.qmin).double()).reshape(-1)
+
+
+@pytest.mark.parametrize("clip", ["aciq-laplace", "aciq-gauss"])
+def test_activation_bits_are_allocate_bits_of_the_range_each_grid_covers(clip):
     from quant.allocation import allocate_bits
 
     torch.manual_seed(0)
     net = Identity4().eval()
-    cfg = QuantConfig(wbits=8, abits=3, clip="aciq-laplace", bit_alloc="activations", first_layer_abits="same")
+    cfg = QuantConfig(wbits=8, abits=3, clip=clip, bit_alloc="activations", first_layer_abits="same")
     qm = prepare(net, cfg, calibration=[shaped_channels(32, seed=1)])
-    v = qm.stats["conv"].channel_view()
-    expected = allocate_bits(v.b, 3, min_bits=cfg.alloc_min_bits, max_bits=cfg.alloc_max_bits)
+    # the ranges the grids cover at the mean bit width, read from the run without allocation
+    flat = prepare(net, QuantConfig(wbits=8, abits=3, clip=clip, first_layer_abits="same"), stats=qm.stats)
+    width = _grid_width(flat.layers["conv"].act_params)
+    expected = allocate_bits(width, 3, min_bits=1, max_bits=cfg.alloc_max_bits)  # no channel here is constant
     bits = qm.layers["conv"].act_params.bits
     assert torch.equal(bits.round().to(torch.int64), expected) and torch.equal(bits, bits.round())
-    # the test tells b from σ and from a reversed channel order
-    assert not torch.equal(allocate_bits(v.std, 3), expected)
+    # the test tells the width from b and σ, and from a reversed channel order
+    v = qm.stats["conv"].channel_view()
+    assert not torch.equal(allocate_bits(v.b, 3, min_bits=1), expected) or not torch.equal(
+        allocate_bits(v.std, 3, min_bits=1), expected)
     assert not torch.equal(expected.flip(0), expected)
-    assert bits[v.b.argmax()] == bits.max() > bits.min() == bits[v.b.argmin()]
-    # Gaussian clipping allocates on σ
-    qg = prepare(net, QuantConfig(wbits=8, abits=3, clip="aciq-gauss", bit_alloc="activations"), stats=qm.stats)
-    assert torch.equal(qg.layers["conv"].act_params.bits.round().to(torch.int64), allocate_bits(v.std, 3))
+    assert bits[width.argmax()] == bits.max() > bits.min() == bits[width.argmin()]
+
+
+class Relu6Channels(nn.Module):
+    """A 1x1 conv with a fused ReLU6 whose 4 channels are: never positive, saturated at 6 on every position, a
+    low-spread channel active on every position, and a wide one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 1)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([1.0, 0.05, 0.02, 3.0]).view(4, 1, 1, 1))
+            self.conv.bias.copy_(torch.tensor([-50.0, 9.0, 2.0, 1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu6(self.conv(x)).mean((2, 3)))
+
+
+def test_allocation_on_fused_relu6_channels_uses_the_post_activation_range():
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 8, 8)
+    cfg = QuantConfig(wbits=8, abits=2, clip="aciq-laplace", bit_alloc="activations", first_layer_abits="same")
+    qm = prepare(Relu6Channels().eval(), cfg, calibration=[x])
+    bits = qm.layers["conv"].act_params.bits.round().to(torch.int64).tolist()
+    assert sum(bits) == 4 * 2  # the quota is exact
+    never, saturated, low, wide = bits
+    assert never == 0  # constant (0) on every calibration image: no levels wasted on it
+    assert saturated >= 1 and low >= 1  # active everywhere: never made constant
+    assert wide == max(bits)
+    # the saturated channel still outputs 6, not 0, and the low-spread one is not flattened to 0
+    with torch.no_grad():
+        site_out = {}
+        h = qm.sites["conv"].register_forward_hook(lambda m, i, o: site_out.setdefault("y", o.clone()))
+        qm(torch.randn(4, 1, 8, 8))
+        h.remove()
+    y = site_out["y"]
+    assert torch.allclose(y[:, 1], torch.full_like(y[:, 1], 6.0), atol=1e-5)
+    assert bool((y[:, 2] > 0).all())
 
 
 def test_weight_bits_are_allocate_bits_of_the_weight_std():

@@ -10,14 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quant.adaround import AdaRoundSettings, _group_weight, _layer_out, rounding_codes, sample_patches
-from quant.calibration import ModelStatistics
+from quant.adaround import (AdaRoundSettings, _group_weight, _layer_out, nearest_up, output_grid, rounding_codes,
+                            sample_patches, sample_positions)
+from quant.calibration import ModelStatistics, calibrate
 from quant.capture import ActivationSite
-from quant.equalization import equalization_pairs, equalize
+from quant.equalization import absorb, absorption_shifts, equalization_pairs, equalize
 from quant.errors import CalibrationError, QuantError
 from quant.evaluation import evaluate
 from quant.graph import instrument
-from quant.pipeline import QuantConfig, adaround_key, prepare
+from quant.config import QuantConfig
+from quant.preparation import adaround_key, clip_key, prepare
 from quant.quantizer import quantize
 from quant.recipes import RECIPES, check_settings, recipe_config
 
@@ -77,8 +79,8 @@ def test_recipes_are_presets_that_fields_override():
     assert best.equalize and best.adaround > 0 and best.bias_correction == "empirical"
     assert recipe_config("best", 4, 8, equalize=False, adaround=0).equalize is False
     assert recipe_config("paper", 8, 4, bias_correction=None).bias_correction is None
-    for cfg in (naive, paper, best):  # the first layer and the classifier stay at 8 bits
-        assert cfg.first_layer_wbits == 8 and cfg.classifier_bits == 8
+    for cfg in (naive, paper, best):  # the first layer and the classifier's weights at 8 bits, the logits FP32
+        assert cfg.first_layer_wbits == 8 and cfg.classifier_bits == 8 and cfg.classifier_output_bits is None
     with pytest.raises(QuantError, match="unknown recipe"):
         recipe_config("fastest")
     with pytest.raises(QuantError, match="wbits"):
@@ -110,15 +112,15 @@ def test_first_layer_and_classifier_fp_same_and_bits():
     x = images(16, 1)
     net = make_block()
     fp = prepare(net, QuantConfig(wbits=4, abits=4, first_layer_wbits=None, classifier_bits=None), calibration=[x])
-    same = prepare(net, QuantConfig(wbits=4, abits=4, first_layer_wbits="same", classifier_bits="same"),
-                   calibration=[x])
+    same = prepare(net, QuantConfig(wbits=4, abits=4, first_layer_wbits="same", classifier_bits="same",
+                                    classifier_output_bits="same"), calibration=[x])
     eight = prepare(net, QuantConfig(wbits=4, abits=4), calibration=[x])
     assert fp.layers["stem"].weight is None and fp.layers["fc"].weight is None and fp.layers["fc"].act_bits is None
     assert fp.layers["stem"].act_bits == 4.0  # --first-layer-bits is about weights; the output follows --abits
     assert same.layers["stem"].weight_bits == 4.0 and same.layers["fc"].weight_bits == 4.0
     assert same.layers["fc"].act_bits == 4.0
     assert eight.layers["stem"].weight_bits == 8.0 and eight.layers["fc"].weight_bits == 8.0
-    assert eight.layers["fc"].act_bits == 8.0 and eight.layers["dw"].weight_bits == 4.0
+    assert eight.layers["fc"].act_bits is None and eight.layers["dw"].weight_bits == 4.0  # FP32 logits
     with torch.no_grad():  # FP32 ends leave those layers exactly as the float network computes them
         assert torch.equal(fp.quant.modules["fc"].weight, fp.floating["fc"].weight)
 
@@ -145,7 +147,7 @@ def test_equalization_is_exact_through_relu6_and_balances_ranges():
     pairs = equalization_pairs(inst)
     assert pairs == [("stem", "expand"), ("expand", "dw"), ("dw", "project")]
     before = {p: _ranges(inst, *p) for p in pairs}
-    res = equalize(inst, None)
+    res = equalize(inst)
     with torch.no_grad():
         y1 = inst(x)
     assert torch.allclose(y0, y1, rtol=1e-4, atol=1e-5)  # the same function
@@ -157,34 +159,45 @@ def test_equalization_is_exact_through_relu6_and_balances_ranges():
     s = res.scales[("dw", "project")]
     assert torch.allclose(inst.sites["dw"].act_hi.double(), 6.0 / s, rtol=1e-5)  # the ReLU6 bound moved
     # replacing the per-channel bound by 6 (what plain scaling through ReLU6 would do) changes the output
-    inst.sites["dw"].set_activation_bound(None)
+    inst.sites["dw"].set_activation_bounds(None, None)
     with torch.no_grad():
         assert not torch.allclose(y0, inst(x), rtol=1e-3, atol=1e-3)
 
 
-def test_high_bias_absorption_hand_derived():
+def test_high_bias_absorption_moves_what_calibration_shows_and_keeps_the_function():
     net = make_block(high_bias=True)
-    inst = instrument(net, ActivationSite)
-    res = equalize(inst, net)
-    s = res.scales[("dw", "project")]
-    c = res.absorbed["dw"]
-    beta, gamma = net.b2.bias.detach().double(), net.b2.weight.detach().double().abs()
-    assert torch.allclose(c, torch.clamp((beta - 3 * gamma) / s, min=0))
-    assert bool((c[:8] > 0).all()) and bool((c[8:] == 0).all())
-    assert "expand" not in res.absorbed  # the depthwise layer after it pads its input: not exact, not absorbed
-    # exact where the pre-activations stay above c: compare with the un-absorbed equalized network
-    ref = instrument(net, ActivationSite)
-    equalize(ref, None)
-    x = images(8, 3) * 0.1
+    inst, ref = instrument(net, ActivationSite), instrument(net, ActivationSite)
+    equalize(inst)
+    equalize(ref)
+    x = images(16, 3)
+    pre = calibrate(inst, [x], histogram=False, tensor_stats=False)
+    shifts = absorption_shifts(inst, {n: st.channel_view() for n, st in pre.layers.items()})
+    # c: the estimated lower end of each ReLU6 channel's pre-activation values where it is above 0 (the support end
+    # from the two smallest per-image minima: m1 - 4 (m2 - m1)), at most the channel's upper end
+    v = pre["dw"].channel_view()
+    smallest = v.min.double()
+    low = smallest - 4 * (torch.as_tensor(pre["dw"].to_dict()["sample_min"])[:, 1] - smallest)  # support, k = 4
+    expect = torch.minimum(torch.clamp(low, min=0), inst.sites["dw"].act_hi.double())
+    assert torch.allclose(shifts["dw"], expect)
+    assert bool((shifts["dw"][:8] > 0).all())  # the high-bias channels stay above 0 on every image
+    assert "expand" not in shifts  # the depthwise layer after it pads its input: not exact, not absorbed
+    absorb(inst, shifts)
+    assert not torch.equal(inst.modules["dw"].bias, ref.modules["dw"].bias)
+    # the same function for every input: also where the pre-activations fall below c (far outside the calibration
+    # data), which DFQ's beta - 3 gamma rule did not keep
     with torch.no_grad():
-        assert torch.allclose(ref(x), inst(x), rtol=1e-4, atol=1e-4)
+        for xx in (x, images(8, 5) * 10, -images(8, 6) * 10, images(8, 7) * 0.01):
+            assert torch.allclose(ref(xx), inst(xx), rtol=1e-4, atol=1e-4)
 
 
 def test_statistics_must_match_the_equalization_setting():
     x = images(16, 4)
     net = make_block()
     qm = prepare(net, QuantConfig(wbits=8, abits=8, equalize=True), calibration=[x])
-    assert qm.stats.extra["equalized"] is True
+    assert qm.stats.extra["equalized"] is True and qm.stats.extra["absorbed"]
+    # the statistics reproduce the absorption without images
+    again = prepare(net, QuantConfig(wbits=8, abits=8, equalize=True), stats=qm.stats)
+    assert all(torch.equal(again.floating[n].bias, qm.floating[n].bias) for n in qm.layers)
     with pytest.raises(CalibrationError, match="equalization"):
         prepare(net, QuantConfig(wbits=8, abits=8), stats=qm.stats)
     # the reference is the original network, the float network the equalized one: the same function
@@ -201,7 +214,10 @@ def test_statistics_must_match_the_equalization_setting():
 ])
 def test_sampled_patches_reproduce_the_convolution(conv, size):
     x = torch.randn(3, 8, size, size)
-    patches, idx = sample_patches(conv, x, 10, torch.Generator().manual_seed(0))
+    ho, wo = output_grid(conv, size, size)
+    with torch.no_grad():
+        assert conv(x).shape[2:] == (ho, wo)
+    patches, idx = sample_patches(conv, x, sample_positions(3, ho * wo, 10, torch.Generator().manual_seed(0)))
     with torch.no_grad():
         y = conv(x)
         got = _layer_out(patches, _group_weight(conv, conv.weight), conv.bias)
@@ -225,8 +241,8 @@ def test_adaround_finds_the_best_rounding_of_a_small_layer():
                for a in itertools.product([False, True], repeat=4) for b in itertools.product([False, True], repeat=4))
     from quant.adaround import _learn
 
-    up, l_rtn, l_ada = _learn(w, qt, lin, None, x[:, None, :], x[:, None, :], lambda t: t,
-                              AdaRoundSettings(iterations=300, batch=256), torch.Generator().manual_seed(0))
+    up, (l_rtn, l_ada) = _learn(w, qt, lin, None, x[:, None, :], x[:, None, :], lambda t: t,
+                                AdaRoundSettings(iterations=300, batch=256, lr=3e-2), torch.Generator().manual_seed(0))
     assert l_rtn == pytest.approx(loss(torch.round(w / qt.params.scale[:, None] - torch.floor(
         w / qt.params.scale[:, None])).bool()), rel=1e-4)
     assert l_ada == pytest.approx(loss(up), rel=1e-4)
@@ -234,6 +250,8 @@ def test_adaround_finds_the_best_rounding_of_a_small_layer():
     codes = rounding_codes(w, qt, up).codes.to(torch.int64)
     floor = torch.floor(w / qt.params.scale[:, None]).to(torch.int64)
     assert bool(((codes - floor) >= 0).all() and ((codes - floor) <= 1).all())
+    # the mask that gives back round to nearest (the fall-back of a layer that loses on held-out images)
+    assert torch.equal(rounding_codes(w, qt, nearest_up(w, qt)).codes, qt.codes)
 
 
 def test_adaround_improves_the_network_and_is_reused_from_the_statistics_file(tmp_path):
@@ -246,6 +264,16 @@ def test_adaround_improves_the_network_and_is_reused_from_the_statistics_file(tm
     r_rtn, r_ada = evaluate(rtn, [test]), evaluate(ada, [test])  # images never seen in calibration
     assert r_ada.logit_sqnr_db > r_rtn.logit_sqnr_db + 1.0
     assert all(v[1] <= v[0] for v in ada.adaround.loss.values())
+    # a layer kept at round to nearest is one that lost on the held-out images
+    for name, v in ada.adaround.loss.items():
+        assert len(v) == 4 and (name in ada.adaround.kept_nearest) == (v[3] >= v[2])
+        if name in ada.adaround.kept_nearest:
+            assert torch.equal(ada.layers[name].weight.codes, rtn.layers[name].weight.codes)
+    # the evaluation's per-layer rows (and so --json) carry AdaRound's loss ratio on the held-out images
+    ratios = {row.name: row.adaround_loss_ratio for row in r_ada.per_layer}
+    for name, v in ada.adaround.loss.items():
+        assert ratios[name] == pytest.approx(1.0 if name in ada.adaround.kept_nearest else v[3] / v[2])
+    assert all(row.adaround_loss_ratio is None for row in r_rtn.per_layer)
     # saved with the statistics and reused: identical network, no calibration images needed
     path = ada.stats.save(tmp_path / "s.npz")
     loaded = ModelStatistics.load(path)
@@ -320,3 +348,90 @@ def test_best_recipe_runs_every_part_and_each_flag_turns_its_part_off(off):
     if off is None:  # every part learned, none of it from the test images; the result still tracks FP32
         naive = prepare(net, recipe_config("naive", 3, 8), calibration=[calib])
         assert evaluate(qm, [test]).logit_sqnr_db > evaluate(naive, [test]).logit_sqnr_db
+
+
+# ----------------------------------------------------------------------------------------------- clip="auto"
+class TwoPaths(nn.Module):
+    """Input channels 0-1 (Laplace) through one identity 1x1 conv, channels 2-3 (sparse spikes) through another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lap = nn.Conv2d(2, 2, 1, bias=False)
+        self.spiky = nn.Conv2d(2, 2, 1, bias=False)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.lap.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+            self.spiky.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.lap(x[:, :2]), self.spiky(x[:, 2:])
+        return self.fc(torch.cat([a, b], 1).mean((2, 3)))
+
+
+def _two_path_images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([1.0, 4.0]).view(1, 2, 1, 1)  # channels of different spread: per channel wins
+    lap = torch.distributions.Laplace(0.0, 1.0).sample((n, 2, 16, 16)) * scale
+    sign = torch.where(torch.rand(n, 2, 16, 16, generator=g) < 0.5, -1.0, 1.0)
+    spikes = (torch.rand(n, 2, 16, 16, generator=g) < 0.02).float() * sign * 10 * scale  # zeros and rare +-10
+    return torch.cat([lap, spikes], 1)
+
+
+@pytest.mark.parametrize("bits", [3, 8])
+def test_auto_clipping_takes_what_measures_best_on_held_out_images(bits):
+    torch.manual_seed(0)
+    net = TwoPaths().eval()
+    x = _two_path_images(40, 1)
+    cfg = QuantConfig(wbits=8, abits=bits, clip="auto", first_layer_abits="same")
+    qm = prepare(net, cfg, calibration=[x[:20], x[20:]])
+    choice = qm.stats.result("clip", clip_key(cfg, qm.stats))
+    # theory: Laplace values are best clipped by ACIQ (its MSE model is exact for them); sparse spikes by their range
+    # (their small mean absolute deviation makes ACIQ clip every spike; a min/max grid holds 0 and +-10 exactly)
+    assert choice["lap"] == "aciq-laplace/channel"
+    assert choice["spiky"] == "minmax/channel"
+    assert qm.layers["lap"].act_spec.clip == "aciq-laplace" and qm.layers["spiky"].act_spec.clip == "minmax"
+    # stored with the statistics: the same network from them, no images needed
+    again = prepare(net, cfg, stats=qm.stats)
+    probe = _two_path_images(8, 2)
+    with torch.no_grad():
+        assert torch.equal(again(probe), qm(probe))
+    with pytest.raises(QuantError, match="offline"):
+        QuantConfig(clip="auto", stats_mode="dynamic")
+
+
+def test_adaround_keeps_round_to_nearest_where_the_outputs_cannot_determine_the_rounding():
+    # 8 images, 2 held out: the classifier (8 inputs per output) sees 6 rows, fewer than its inputs
+    net = make_block()
+    calib = images(8, 13)
+    cfg = QuantConfig(wbits=3, abits=8, first_layer_wbits="same", classifier_bits="same")
+    rtn = prepare(net, cfg, calibration=[calib])
+    ada = prepare(net, QuantConfig(wbits=3, abits=8, first_layer_wbits="same", classifier_bits="same", adaround=50),
+                  calibration=[calib])
+    assert ada.adaround.skipped_underdetermined == ["fc"]
+    assert "fc" not in ada.adaround.up and "dw" in ada.adaround.up  # convolutions: 6 images x 24 positions
+    assert torch.equal(ada.layers["fc"].weight.codes, rtn.layers["fc"].weight.codes)
+
+
+@pytest.mark.parametrize("mod,relu6", [
+    (nn.Conv2d(16, 16, 5, groups=16), True),  # depthwise: one form per channel over its own inputs
+    (nn.Conv2d(12, 20, 1), True),  # dense with a fused activation: one masked form per output
+    (nn.Conv2d(12, 20, 1), False),  # dense without: one form shared by every output
+    (nn.Linear(10, 6), True),
+])
+def test_adaround_quadratic_form_is_the_masked_output_error_over_every_patch(mod, relu6):
+    from quant.adaround import _gram_objective
+
+    torch.manual_seed(0)
+    act = (lambda t: torch.clamp(t, 0.0, 6.0)) if relu6 else (lambda t: t)
+    w, b = mod.weight.detach(), torch.randn(mod.weight.shape[0])
+    G, K = getattr(mod, "groups", 1), mod.weight[0].numel()
+    x = torch.randn(300, G, K) * 2
+    xq = x + 0.1 * torch.randn_like(x)
+    objective = _gram_objective(mod, w, b, x, xq, act, batch=512)
+    w_hat = w + 0.05 * torch.randn_like(w)
+    target = _layer_out(x, _group_weight(mod, w), b)  # pre-activation
+    err = (_layer_out(xq, _group_weight(mod, w_hat), b) - target) ** 2
+    counted = (act(target) == target).float()  # where the target is in the activation's linear range
+    assert float(objective(w_hat)) == pytest.approx(float((err * counted).sum(1).mean()), rel=1e-4)
+    if relu6:
+        assert 0 < float(counted.mean()) < 1  # the mask matters in this test

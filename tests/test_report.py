@@ -62,7 +62,11 @@ def test_invariants_per_tensor(tiny_report):
     rep, _, _, _ = tiny_report
     kinds = {r["kind"] for r in rep.layers}
     assert kinds == {"activations", "weights"}
-    assert len(rep.layers) == 8  # 4 layers x (activations, weights)
+    assert len(rep.layers) == 4 + 3  # 4 layers' weights, and the outputs of all but the classifier (FP32 logits)
+    assert rep.header["coded_tensors"] == {"weights": 4, "activations": 3, "fp32_outputs": ["fc"],
+                                           "fp32_logits": ["fc"]}
+    assert rep.header["layers_quantized"] == rep.header["conv_linear_modules"] == 4  # every one that ran
+    assert rep.header["kept_fp32"] == []
     for r in rep.layers:
         h, hc = r["entropy_bits"], r["channel_entropy_bits"]
         assert hc <= h + 1e-12
@@ -221,7 +225,9 @@ def test_summary_and_outputs(tiny_report):
     assert tuple(table[0]) == R.LAYER_COLUMNS and len(table) == len(rep.layers)
     md = (out / "report.md").read_text()
     for needle in ("# huffquant report: TinyNet", "package", "date", "W4A4 aciq-laplace", "## Whole model",
-                   "## Mixed-precision channel packing", "Step ratio"):
+                   "## Mixed-precision channel packing", "Step ratio",
+                   "weights of 4 layers, outputs of 3 layers; FP32 outputs, not coded: fc (the logits)",
+                   "| layers quantized | 4 of the 4 conv/linear modules that ran |"):
         assert needle in md
     assert "issue" not in md.lower() and "issue" not in rep.to_json().lower()  # no tracker numbers for users
     pngs = [p for p in written if p.suffix == ".png"]

@@ -57,7 +57,7 @@ def pipeline_rows(
     from quant.evaluation import evaluate
     from quant.images import builtin_images, iter_batches
     from quant.models import load_model
-    from quant.pipeline import QuantConfig, prepare
+    from quant import QuantConfig, prepare
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)

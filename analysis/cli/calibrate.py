@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from typing import Any
 
 from analysis.cli import UsageError
 from analysis.cli.evaluate import (
@@ -53,11 +54,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(g, stats=False)
 
 
+def _adaround_summary(stats: Any) -> list[dict[str, Any]]:
+    """Per AdaRound result in ``stats``: its seconds, the layers kept at round to nearest and the loss ratio
+    (AdaRound / round to nearest on the held-out images) of every layer."""
+    return [{"seconds": r.seconds, "kept_nearest": list(r.kept_nearest), "loss_ratios": r.loss_ratios()}
+            for r in stats.results.get("adaround", {}).values()]
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from quant.images import builtin_images, folder_images, iter_batches
-    from quant.pipeline import calibrate_model
+    from quant import calibrate_model
 
     if args.num_images is not None and args.num_images < 1:
         raise UsageError(f"--num-images must be >= 1, got {args.num_images}")
@@ -86,13 +94,18 @@ def run(args: argparse.Namespace) -> int:
     stats.save(args.output)
     summary = {"output": args.output, "model": lm.name, "layers": len(stats.layers), "num_images": stats.num_images,
                "images": images.description, "skipped": len(skipped), "equalized": bool(cfg.equalize),
-               "learned": {k: len(v) for k, v in stats.results.items()}, "config": cfg.describe()}
+               "learned": {k: len(v) for k, v in stats.results.items()}, "config": cfg.describe(),
+               "adaround": _adaround_summary(stats),
+               **stats.extra.get("coverage", {})}
     if args.json:
         json.dump(summary, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif not args.quiet:
         learned = [k for k in stats.results]
-        sys.stdout.write(f"wrote {args.output}: {len(stats.layers)} layers of {lm.name}, {stats.num_images} images"
+        cov = stats.extra.get("coverage", {})
+        sys.stdout.write(f"wrote {args.output}: {len(stats.layers)} layers of {lm.name} "
+                         f"({cov.get('layers_quantized')} of the {cov.get('conv_linear_modules')} conv/linear modules "
+                         f"that ran), {stats.num_images} images"
                          + (", equalized" if cfg.equalize else "")
                          + (f", with {' and '.join(learned)} for {cfg.describe()}" if learned else "")
                          + (f", {len(skipped)} unreadable skipped" if skipped else "") + "\n")

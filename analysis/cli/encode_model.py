@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if images is not None and args.num_images is None and len(images) > 16:
         images = images.subset(0, 16)  # ~7 MB of codes per EfficientNet-Lite0 image: keep the default small
     stats = ModelStatistics.load(args.stats) if args.stats else None
-    from quant.pipeline import needs_calibration
+    from quant import needs_calibration
 
     need_calib = (args.activations or bool(cfg.adaround)) and needs_calibration(cfg, stats)
     calib = calibration_from_args(args, lm.preprocessing) if need_calib else None

@@ -63,7 +63,8 @@ def _bits(text: str) -> float | None:
 
 
 def _layer_bits(text: str) -> float | str | None:
-    """--first-layer-bits / --classifier-bits: a number, 'fp' (FP32) or 'same' (as the rest of the network)."""
+    """--first-layer-bits / --classifier-bits / --classifier-output-bits: a number, 'fp' (FP32) or 'same' (as the
+    rest of the network)."""
     if text.lower() == "same":
         return "same"
     try:
@@ -111,7 +112,7 @@ def add_image_arguments(parser: argparse.ArgumentParser, *, calibration: bool = 
              help="calibration images (default: all 144 built-in calibration crops, or every file of --calib-images)")
 
 
-ADAROUND_DEFAULT_ITERATIONS = 300
+ADAROUND_DEFAULT_ITERATIONS = 1000
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
@@ -152,8 +153,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
     _add(parser, "--first-layer-bits", type=_layer_bits, default=None, metavar="B",
          help="weight bits of the first layer(s): a number, 'fp' (FP32) or 'same' (as --wbits) (default 8)")
     _add(parser, "--classifier-bits", type=_layer_bits, default=None, metavar="B",
-         help="weight and output bits of the classifier: a number, 'fp' (FP32) or 'same' (as --wbits/--abits) "
-              "(default 8)")
+         help="weight bits of the classifier: a number, 'fp' (FP32) or 'same' (as --wbits) (default 8)")
+    _add(parser, "--classifier-output-bits", type=_layer_bits, default=None, metavar="B",
+         help="bits of the classifier's output, the logits: 'fp' (FP32, the default: they are the network's "
+              "output, not a stored feature map), a number (per tensor, min/max) or 'same' (as --abits and --clip)")
+    _add(parser, "--keep-fp32", default=None, metavar="NAME[,NAME]",
+         help="conv/linear modules (qualified module names, as in the per-layer table) to leave in FP32: not "
+              "quantized, and allowed to run where the pipeline cannot quantize them (otherwise a conv/linear "
+              "module that runs unquantized fails the run, naming it)")
     if stats:
         _add(parser, "--stats", metavar="FILE",
              help="offline statistics from 'huffquant calibrate' (with any AdaRound rounding and bias corrections "
@@ -163,7 +170,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
 
 
 def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline") -> Any:
-    """A :class:`quant.pipeline.QuantConfig` from the parsed options: the --recipe preset (default naive), then
+    """A :class:`quant.QuantConfig` from the parsed options: the --recipe preset (default naive), then
     every option given on the command line (UsageError on a bad value or combination)."""
     from quant.errors import QuantError
     from quant.recipes import recipe_config
@@ -179,7 +186,8 @@ def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline")
         kw["per_channel_activations"] = False
     options = {"clip": "clip", "weight_clip": "weight_clip", "clip_window": "clip_window", "bit_alloc": "bit_alloc",
                "bin_alloc": "bin_alloc", "bias_correction_form": "bias_correction_form", "equalize": "equalize",
-               "adaround": "adaround", "first_layer_bits": "first_layer_wbits", "classifier_bits": "classifier_bits"}
+               "adaround": "adaround", "first_layer_bits": "first_layer_wbits", "classifier_bits": "classifier_bits",
+               "classifier_output_bits": "classifier_output_bits", "keep_fp32": "keep_fp32"}
     for opt, field in options.items():
         v = getattr(args, opt, None)
         if v is not None:
@@ -199,7 +207,7 @@ def config_from_args(args: argparse.Namespace, *, default_mode: str = "offline")
 def needs_calibration_images(cfg: Any, stats: Any) -> bool:
     """True when the run must see calibration images: offline statistics to collect, or AdaRound / empirical
     bias correction not already stored in ``stats``."""
-    from quant.pipeline import needs_calibration
+    from quant import needs_calibration
 
     return needs_calibration(cfg, stats)
 
@@ -269,7 +277,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_image_arguments(parser)
     add_config_arguments(parser)
     parser.add_argument("--no-layer-sqnr", action="store_true", help="skip the per-layer activation SQNR")
-    parser.add_argument("--layers", action="store_true", help="print the per-layer table (always in --json)")
+    parser.add_argument("--layers", action="store_true",
+                        help="print the per-layer table: bits, SQNR, the activation clipping, and AdaRound's output "
+                             "error over round to nearest's on held-out calibration images (always in --json)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON document")
 
 
@@ -294,16 +304,20 @@ def print_result(res: Any, *, layers: bool, out: Any = sys.stdout) -> None:
     if res.top1 is not None:
         w(f"top-1 {res.top1 * 100:.2f}% (FP32 {res.fp32_top1 * 100:.2f}%)   "
           f"top-5 {res.top5 * 100:.2f}% (FP32 {res.fp32_top5 * 100:.2f}%)\n")
+    kept = f" ({len(res.kept_fp32)} kept in FP32: {', '.join(res.kept_fp32[:5])})" if res.kept_fp32 else ""
+    w(f"layers quantized {res.layers_quantized} of the {res.conv_linear_modules} conv/linear modules that ran{kept}\n")
     t = res.timing
     w(f"time {t['total_s']:.2f} s (prepare {t['prepare_s']:.2f}, FP32 {t['fp32_s']:.2f}, "
       f"quantized {t['quantized_s']:.2f})\n")
     if layers:
-        w(f"{'layer':40s} {'kind':6s} {'wbits':>6s} {'abits':>6s} {'W SQNR':>7s} {'A SQNR':>7s}\n")
+        w(f"{'layer':40s} {'kind':6s} {'wbits':>6s} {'abits':>6s} {'W SQNR':>7s} {'A SQNR':>7s} "
+          f"{'clipping':>20s} {'AdaRound':>8s}\n")
         for r in res.per_layer:
             wb = "-" if r.weight_bits is None else f"{r.weight_bits:.2f}"
             ab = "-" if r.act_bits is None else f"{r.act_bits:.2f}"
+            ada = "-" if r.adaround_loss_ratio is None else f"{r.adaround_loss_ratio:.3f}"
             w(f"{r.name:40s} {r.kind:6s} {wb:>6s} {ab:>6s} {_fmt_db(r.weight_sqnr_db):>7s} "
-              f"{_fmt_db(r.act_sqnr_db):>7s}\n")
+              f"{_fmt_db(r.act_sqnr_db):>7s} {r.act_clip or '-':>20s} {ada:>8s}\n")
 
 
 def run(args: argparse.Namespace) -> int:

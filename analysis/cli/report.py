@@ -187,7 +187,9 @@ def _overrides(recipe: str, config) -> dict:
 
 def _print_summary(rep, out: Path, written: list) -> None:
     s = rep.summary
-    lines = [f"{rep.header['model']}: {rep.header['settings']}", f"images: {rep.header['images']}"]
+    lines = [f"{rep.header['model']}: {rep.header['settings']}", f"images: {rep.header['images']}",
+             f"layers quantized: {rep.header.get('layers_quantized')} of the {rep.header.get('conv_linear_modules')} "
+             f"conv/linear modules that ran"]
     for kind in ("activations", "weights"):
         if kind not in s:
             continue

@@ -19,7 +19,7 @@ class ReportConfig:
 
     The main setting (whose tensors are coded, written and verified in full) is recipe ``recipe`` (default
     ``paper``: ACIQ, bit allocation for weights and activations, mean bias correction, W4A4) with ``settings``
-    (any :class:`quant.pipeline.QuantConfig` field) overriding it. The recipes in ``compare`` (default ``naive``
+    (any :class:`quant.QuantConfig` field) overriding it. The recipes in ``compare`` (default ``naive``
     and ``best``) run side by side at the same bit widths: fidelity on every evaluation image, coded bits on the
     first ``compare_rate_images``. Every setting uses offline statistics from the calibration images: a stored
     tensor has one set of scales, so its codes need fixed parameters (the reference code's default re-fits them
@@ -61,20 +61,26 @@ class ReportConfig:
     command: str = ""
 
     def quant_config(self):
-        """The main setting as a :class:`quant.pipeline.QuantConfig` (raises QuantError for a bad field)."""
+        """The main setting as a :class:`quant.QuantConfig` (raises QuantError for a bad field)."""
         from quant.recipes import recipe_config
 
         qc = recipe_config(self.recipe, self.wbits, self.abits, **{"stats_mode": "offline", **self.settings})
         return self._iterations(qc, explicit="adaround" in self.settings)
 
     def recipe_config(self, name: str, wbits: float | None = None, abits: float | None = None):
-        """Recipe ``name`` at ``wbits``/``abits`` (default: the main setting's) with offline statistics, and
-        :attr:`adaround` iterations where the recipe uses AdaRound."""
+        """Recipe ``name`` at ``wbits``/``abits`` (default: the main setting's) with offline statistics, the main
+        setting's :attr:`keep_fp32`, and :attr:`adaround` iterations where the recipe uses AdaRound."""
         from quant.recipes import recipe_config
 
         qc = recipe_config(name, self.wbits if wbits is None else wbits, self.abits if abits is None else abits,
-                           stats_mode="offline")
+                           stats_mode="offline", keep_fp32=self.keep_fp32)
         return self._iterations(qc)
+
+    @property
+    def keep_fp32(self) -> tuple[str, ...]:
+        """The conv/linear modules every setting of the report leaves in FP32 (``settings["keep_fp32"]``)."""
+        v = self.settings.get("keep_fp32") or ()
+        return tuple(v.split(",")) if isinstance(v, str) else tuple(v)
 
     def _iterations(self, qc: Any, explicit: bool = False) -> Any:
         if self.adaround is None or not qc.adaround or explicit:

@@ -3,7 +3,7 @@
 A recipe that equalizes the network needs the statistics of the equalized network, and AdaRound roundings and
 empirical bias corrections are learned on the calibration images: together minutes on a CPU, so the report
 learns them once. :class:`LearnedCalibration` holds one :class:`quant.calibration.ModelStatistics` per
-equalization setting (what :func:`quant.pipeline.prepare` learns is added to it, keyed by configuration) and keeps
+equalization setting (what :func:`quant.prepare` learns is added to it, keyed by configuration) and keeps
 it in ``<directory>/<equalized|plain>.npz``. A file is reused only when it was made for the same model name, the
 same weights and the same calibration images (SHA-256 of their parameters and pixels); otherwise it is learned
 again and replaced.
@@ -48,7 +48,7 @@ class LearnedCalibration:
     """Statistics and learned parameters per equalization setting, loaded from and saved to ``directory``.
 
     ``module``: the FP32 model; ``images``: the calibration batches (image tensors); ``source``: what they are
-    (kept in the files). :meth:`prepare` is :func:`quant.pipeline.prepare` with the right statistics, learning
+    (kept in the files). :meth:`prepare` is :func:`quant.prepare` with the right statistics, learning
     what is missing; :meth:`save` writes what changed. ``seconds`` sums the time spent calibrating and learning.
     """
 
@@ -98,7 +98,7 @@ class LearnedCalibration:
 
     def statistics(self, qc: Any) -> Any:
         """The statistics ``qc`` runs on (with what was learned so far), calibrating when none are known."""
-        from quant.pipeline import calibrate_model
+        from quant import calibrate_model
 
         name = self._name(qc)
         if name not in self._stats:
@@ -116,9 +116,9 @@ class LearnedCalibration:
         return self._stats[name]
 
     def prepare(self, qc: Any, *, progress: bool | None = None) -> Any:
-        """:func:`quant.pipeline.prepare` of ``qc`` on these statistics; AdaRound and empirical bias corrections not
+        """:func:`quant.prepare` of ``qc`` on these statistics; AdaRound and empirical bias corrections not
         yet learned for ``qc`` are learned on the calibration images (and kept for :meth:`save`)."""
-        from quant.pipeline import needs_calibration, prepare
+        from quant import needs_calibration, prepare
 
         stats = self.statistics(qc)
         learning = needs_calibration(qc, stats)

@@ -41,12 +41,37 @@ def _interval(row: dict) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "–"
 
 
+def _coded(c: dict | None) -> str:
+    """The header's ``coded_tensors`` in words."""
+    if not c:
+        return "–"
+    text = f"weights of {c['weights']} layers, outputs of {c['activations']} layers"
+    fp32 = c.get("fp32_outputs") or []
+    if fp32:
+        logits = set(c.get("fp32_logits") or [])
+        names = [f"{n} (the logits)" if n in logits else n for n in fp32[:5]]
+        more = f" and {len(fp32) - 5} more" if len(fp32) > 5 else ""
+        text += "; FP32 outputs, not coded: " + ", ".join(names) + more
+    return text
+
+
+def _quantized(h: dict) -> str:
+    """The header's layer counts in words."""
+    if h.get("layers_quantized") is None:
+        return "–"
+    text = f"{h['layers_quantized']} of the {h.get('conv_linear_modules')} conv/linear modules that ran"
+    kept = h.get("kept_fp32") or []
+    return text + (f" (kept in FP32: {', '.join(kept)})" if kept else "")
+
+
 def render_markdown(rep: Report) -> str:
     """The report as Markdown (what report.md holds)."""
     h = rep.header
     out = [f"# huffquant report: {h.get('model', '?')}", ""]
     out.append(_table(["", ""], [
         ("model", h.get("model")), ("images", h.get("images")), ("settings", h.get("settings")),
+        ("coded tensors", _coded(h.get("coded_tensors"))),
+        ("layers quantized", _quantized(h)),
         ("compared", "; ".join(f"{k}: {v}" for k, v in (h.get("compared") or {}).items()) or "–"),
         ("package", h.get("package")),
         ("date", h.get("date")), ("device", h.get("device")), ("command", f"`{h.get('command', '')}`"),

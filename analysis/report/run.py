@@ -23,7 +23,7 @@ from analysis.report.summary import summarize
 from analysis.report.targets import report_targets
 from analysis.report.tensors import TensorInput, analyze_tensors, closed_form_rates
 
-__all__ = ["report"]
+__all__ = ["report", "coded_tensors"]
 
 
 def _version() -> str:
@@ -33,6 +33,20 @@ def _version() -> str:
         return f"huffquant {version('huffquant')}"
     except Exception:  # noqa: BLE001
         return "huffquant (not installed)"
+
+
+def coded_tensors(qmodel: Any) -> dict[str, Any]:
+    """Which tensors of a quantized model the report codes: the layers whose weights and whose outputs are
+    quantized (counts), and the layer outputs left in FP32 (names; the classifier's output, the logits, by
+    default: the network's output is not a stored feature map)."""
+    layers = qmodel.layers
+    fp32 = [n for n, lq in layers.items() if lq.act_bits is None]
+    return {
+        "weights": sum(1 for lq in layers.values() if lq.weight is not None),
+        "activations": len(layers) - len(fp32),
+        "fp32_outputs": fp32,
+        "fp32_logits": [n for n in fp32 if layers[n].info.classifier],
+    }
 
 
 def report(
@@ -57,7 +71,7 @@ def report(
     from quant.calibration import calibrate
     from quant.capture import ActivationSite
     from quant.graph import instrument
-    from quant.pipeline import prepare
+    from quant import prepare
 
     cfg = config or ReportConfig()
     torch.manual_seed(cfg.seed)
@@ -77,7 +91,7 @@ def report(
     learned = LearnedCalibration(src.module, src.calib_batches, model_name=src.name, source="report calibration",
                                  directory=cfg.calibration_dir, device=dev, progress=cfg.progress)
     t = time.perf_counter()
-    inst = instrument(src.module, ActivationSite).to(dev)
+    inst = instrument(src.module, ActivationSite, keep_fp32=main_qc.keep_fp32).to(dev)
     clips = [qc.clip for _, qc in configs] + (list(cfg.sweep_clips) if cfg.sweep else [])
     per_channel_hist = any(c.split(":")[0] in HISTOGRAM_CLIPS for c in clips)  # per-channel KL, MSE, percentile
     stats = calibrate(inst, [x for x in src.calib_batches], model_name=src.name, device=dev,
@@ -214,6 +228,8 @@ def report(
         "images": src.description,
         "labelled": src.labelled,
         "settings": configs[0][1].describe(),
+        "coded_tensors": coded_tensors(main_q),
+        **main_q.quant.coverage().to_dict(),
         "recipe": conf_rows[0]["recipe"],
         "compared": {role: qc.describe() for role, qc in configs[1:]},
         "calibration_files": {"written": calibration_files, "reused": list(learned.reused)},

@@ -11,11 +11,14 @@ The function is called with no arguments and returns either an ``nn.Module`` or 
 
 Without a preprocessing dict the model gets torchvision's ImageNet preprocessing (224 pixels, crop 0.875,
 bilinear, ImageNet mean/std). The module is put in eval mode on the CPU. A file is imported under a private module
-name (its own folder is not added to ``sys.path``); a dotted module is imported normally.
+name (its own folder is not added to ``sys.path``); a dotted module is imported normally. Whatever the user's code
+prints while it is imported or called (``Loaded pretrained weights for ...``) goes to stderr, so that stdout keeps
+only what the command writes (e.g. its JSON).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -128,14 +131,15 @@ def load_model_spec(spec: str) -> tuple[Any, Any]:
     target, func_name, is_file = parse_model_spec(spec)
     if is_file and not Path(target).is_file():
         raise ModelError(f"model {spec!r}: file {target} not found")
-    module = _import(target, is_file, spec)
-    func: Callable[[], Any] | None = getattr(module, func_name, None)
-    if not callable(func):
-        raise ModelError(f"model {spec!r}: {target} has no function {func_name!r}")
-    try:
-        out = func()
-    except Exception as exc:  # noqa: BLE001 - the user's function failed
-        raise ModelError(f"model {spec!r}: {func_name}() failed: {type(exc).__name__}: {exc}") from exc
+    with contextlib.redirect_stdout(sys.stderr):  # the user's prints must not mix with a command's output
+        module = _import(target, is_file, spec)
+        func: Callable[[], Any] | None = getattr(module, func_name, None)
+        if not callable(func):
+            raise ModelError(f"model {spec!r}: {target} has no function {func_name!r}")
+        try:
+            out = func()
+        except Exception as exc:  # noqa: BLE001 - the user's function failed
+            raise ModelError(f"model {spec!r}: {func_name}() failed: {type(exc).__name__}: {exc}") from exc
     prep_dict = None
     if isinstance(out, tuple):
         if len(out) != 2:
