@@ -65,7 +65,7 @@ class ReportConfig:
     jobs: int | None = None  # worker processes for the measurements (None: one per core; 1: in this process)
     cluster: str | None = None  # address of a Dask distributed scheduler to run the measurements on instead
     task_threads: int = 1  # torch intra-op threads of each measurement (the same on every engine)
-    image_workers: int | None = None  # DataLoader workers reading image files (None: one per core)
+    image_workers: int | None = None  # DataLoader workers reading the images (None: quant.images.loader_workers)
     hist_layer: str | None = None
     files_dir: str | None = None  # keep the written .hqt files here (None: a temporary directory)
     progress: bool = False

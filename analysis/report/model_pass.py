@@ -91,9 +91,7 @@ def resolve_inputs(model: Any, images: Any, calibration_images: Any, cfg: Report
                 src = src.subset(0, limit)
             out = []
             skipped = 0
-            workers = cfg.image_workers if cfg.image_workers is not None else \
-                (_cores() if len(src) > cfg.batch_size else 0)
-            for b in iter_batches(src, cfg.batch_size, num_workers=workers):
+            for b in iter_batches(src, cfg.batch_size, num_workers=cfg.image_workers):
                 skipped += len(b.skipped)
                 if b.images.numel():
                     out.append((b.images, b.labels if src.labelled else None))
@@ -122,10 +120,6 @@ def resolve_inputs(model: Any, images: Any, calibration_images: Any, cfg: Report
     n_cal = sum(int(x.shape[0]) for x in calib)
     return ReportInputs(name, module, f"{desc} ({n_eval} evaluated); calibration: {cdesc} ({n_cal})", ev, calib,
                         labelled, prep, _weights_source(wsrc))
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass

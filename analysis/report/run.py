@@ -201,7 +201,7 @@ def _measure_others(src: ReportInputs, cfg: ReportConfig, settings: list[_Settin
                              src.eval_batches, refs, cfg.device, cfg.max_code_length, cfg.chunk_size)
     engine = Engine(jobs=cfg.jobs, cluster=cfg.cluster, threads=cfg.task_threads)
     sweep_rows = None
-    with engine.session(context) as run:
+    with engine.session(context, by_value=[src.module]) as run:
         t = time.perf_counter()
         tasks = [Measure(s.config, _statistics_name(s.config), images=None, rate_images=cfg.compare_rate_images,
                          prefix_images=cfg.sweep_images if cfg.sweep else None) for s in others]
