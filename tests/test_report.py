@@ -227,8 +227,9 @@ def test_summary_and_outputs(tiny_report):
     table = list(csv.DictReader(io.StringIO((out / "layers.csv").read_text())))
     assert tuple(table[0]) == R.LAYER_COLUMNS and len(table) == len(rep.layers)
     md = (out / "report.md").read_text()
-    for needle in ("# huffquant report: TinyNet", "package", "date", "W4A4 aciq-laplace", "## Whole model",
-                   "## Mixed-precision channel packing", "Step ratio"):
+    assert md.index("## Bits per value and fidelity, per recipe") < md.index("|")  # the first table: the headline
+    for needle in ("# huffquant report: TinyNet", "package", "date", "W4A4 aciq-laplace", "whole model (element-weighted",
+                   "## Bits per value and fidelity, per recipe", "## Mixed-precision channel packing", "Step ratio"):
         assert needle in md
     assert "issue" not in md.lower() and "issue" not in R.to_json(rep).lower()  # no tracker numbers for users
     pngs = [p for p in written if p.suffix == ".png"]

@@ -81,14 +81,22 @@ def _layer_bits(text: str) -> float | str | None:
         raise argparse.ArgumentTypeError(f"expected a number of bits, 'fp' or 'same', got {text!r}") from None
 
 
-def _workers(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of worker processes, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"the number of workers must be >= 0, got {v}")
-    return v
+def _count(what: str):
+    """An argparse type: a whole number >= 0 of ``what`` (e.g. "iterations")."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {what}, got {text!r}") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"the number of {what} must be >= 0, got {v}")
+        return v
+
+    return parse
+
+
+_workers = _count("worker processes")
+_iterations = _count("iterations")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -100,16 +108,6 @@ def _shard(text: str) -> tuple[int, int]:
     if n < 1 or not 1 <= k <= n:
         raise argparse.ArgumentTypeError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
     return k, n
-
-
-def _iterations(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of iterations, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"the number of iterations must be >= 0, got {v}")
-    return v
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -352,7 +350,10 @@ def _merge(args: argparse.Namespace) -> int:
                 docs.append(json.load(fh))
         except (OSError, ValueError) as exc:
             raise UsageError(f"--merge {path}: cannot read a JSON result: {exc}") from exc
-    res = merge_results(docs)
+    return _show(merge_results(docs), args)
+
+
+def _show(res: Any, args: argparse.Namespace) -> int:
     if args.json:
         json.dump(res.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -383,9 +384,4 @@ def run(args: argparse.Namespace) -> int:
                          layer_sqnr=not args.no_layer_sqnr, progress=not args.quiet and not args.json,
                          num_workers=args.workers, shard=args.shard)
     res.config["describe"] = cfg.describe()
-    if args.json:
-        json.dump(res.to_dict(), sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print_result(res, layers=args.layers)
-    return 0
+    return _show(res, args)

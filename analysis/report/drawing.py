@@ -29,6 +29,7 @@ def plot_report(rep: Report, out_dir: str | os.PathLike[str]) -> list[Path]:
         y = "top1" if labelled else "top1_agreement"
         paths += plots.plot_rate_fidelity(
             rep.sweep, out_dir, y=y, color_by="series", interval=(f"{y}_ci_low", f"{y}_ci_high"),
+            xlabel="coded bits per value (every weight + one image's activations)",
             ylabel="top-1 accuracy (%)" if labelled else "top-1 agreement with FP32 (%)")
     if f.get("mse_curves"):
         paths += plots.plot_mse_alpha(f["mse_curves"], out_dir)

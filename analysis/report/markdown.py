@@ -89,7 +89,7 @@ def to_markdown(rep: Report, out_dir: str | os.PathLike[str] | None = None) -> s
     if rep.headline:
         out += ["## Bits per value and fidelity, per recipe", ""] + _headline(rep) + [""]
     out += ["## Run", "", _run_table(rep, base)]
-    out += ["", "## Whole model (element-weighted over layers)", ""]
+    out += ["", "## The main setting's files: whole model (element-weighted over layers)", ""]
     out.append(_summary_table(rep))
     out += ["", "Coded bits per value count everything needed to decode the integer codes from the file: "
             "payload, codebooks, chunk indexes, tensor records, alignment and channel maps. "

@@ -380,7 +380,7 @@ def _assemble(src: ReportInputs, cfg: ReportConfig, settings: list[_Setting], le
                **m.fidelity, "images": m.images, "rate_images": m.rate_images, **_rates_columns(m.rates)}
         conf_rows.append(row)
     main_row = conf_rows[0]  # the main setting's coded bits are those of its written files
-    main_row["rate_images"] = cfg.activation_images or main_measured.images
+    main_row["rate_images"] = min(cfg.activation_images or main_measured.images, main_measured.images)
     for kind, pre in (("activations", "act"), ("weights", "weight")):
         if kind in summary:
             main_row[f"{pre}_coded_bits_per_value"] = summary[kind]["coded_bits_per_value"]

@@ -184,6 +184,17 @@ def _row(p: SweepPoint, fid: dict, act: Mapping[str, Any], w: Mapping[str, Any],
     }
 
 
+def _run_widest_first(run: Callable[..., list], tasks: list[Measure], progress: bool) -> list[Measured]:
+    """``run`` the tasks widest bit width first (the slowest to size: the workers end together), results in task
+    order."""
+    order = sorted(range(len(tasks)), key=lambda i: -float(tasks[i].config.abits or 0))
+    done = run(measure, [tasks[i] for i in order], desc="sweep", progress=progress)
+    out: list[Measured] = [None] * len(tasks)  # type: ignore[list-item]
+    for i, m in zip(order, done):
+        out[i] = m
+    return out
+
+
 def run_sweep(points: Sequence[SweepPoint], cfg: Any, run: Callable[..., list], *,
               statistics_of: Callable[[Any], str], known: Mapping[str, Measured] | None = None) -> list[dict]:
     """Measure every point of ``points`` (see the module docstring) and return the sweep.csv rows (grid order)
@@ -207,7 +218,7 @@ def run_sweep(points: Sequence[SweepPoint], cfg: Any, run: Callable[..., list], 
     weight_tasks = [Measure(configs[i], statistics_of(configs[i]), images=0, rate_images=0) for i in groups.values()]
     point_tasks = [Measure(configs[i], statistics_of(configs[i]), images=cfg.sweep_images,
                            rate_images=cfg.sweep_rate_images, weights=learns(configs[i])) for i in todo]
-    done = run(measure, weight_tasks + point_tasks, desc="sweep", progress=cfg.progress)
+    done = _run_widest_first(run, weight_tasks + point_tasks, cfg.progress)
     by_group = dict(zip(groups, done[: len(weight_tasks)]))
     measured = dict(zip(todo, done[len(weight_tasks):]))
     # a point whose weights are not those of its group gets its own weight sizing
