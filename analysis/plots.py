@@ -247,11 +247,13 @@ def plot_bit_allocation(
     bits: Mapping[str, Sequence[float]],
     out_dir: str | os.PathLike[str],
     *,
+    label: str | None = None,
     stem: str = "bit_allocation",
 ) -> list[Path]:
     """Histograms of per-channel bit widths after allocation, one panel per tensor kind.
 
-    ``bits``: kind ("activations", "weights") -> every channel's allocated bits (may be fractional).
+    ``bits``: kind ("activations", "weights") -> every channel's allocated bits (may be fractional); ``label``:
+    whose allocation it is (e.g. "paper recipe"), in the panel titles.
     """
     kinds = [k for k, v in bits.items() if len(v)]
     if not kinds:
@@ -274,8 +276,12 @@ def plot_bit_allocation(
             if integral:
                 from matplotlib.ticker import MaxNLocator
 
+                # an integer tick either side of a lone bar (none below 0 bits)
+                ax.set_xlim(max(edges[0] - 0.5, -0.5), edges[-1] + 0.5)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0, 0].set_ylabel("channels")
+        if label:
+            fig.suptitle(label, fontsize=8)
         return ps.save(fig, out_dir, stem)
 
 

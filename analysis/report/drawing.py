@@ -35,7 +35,8 @@ def plot_report(rep: Report, out_dir: str | os.PathLike[str]) -> list[Path]:
         paths += plots.plot_mse_alpha(f["mse_curves"], out_dir)
     cb = f.get("channel_bits") or {}
     if any(len(v) for v in cb.values()):
-        paths += plots.plot_bit_allocation(cb, out_dir)
+        recipe = f.get("channel_bits_recipe")
+        paths += plots.plot_bit_allocation(cb, out_dir, label=f"{recipe} recipe" if recipe else None)
     sr = [r for r in rep.layers if r["kind"] == "activations" and r.get("step_ratio") is not None]
     if sr:
         groups = ["no activation" if r.get("fused_activation", "none") == "none" else

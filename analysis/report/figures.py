@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from analysis.errors import AnalysisError
 from analysis.report.tensors import KINDS, TensorResult
 
-__all__ = ["figure_data", "histogram_data", "mse_alpha_curves"]
+__all__ = ["figure_data", "histogram_data", "mse_alpha_curves", "channel_bits"]
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,21 @@ def figure_data(results: Sequence[TensorResult], qmodel: Any, stats: Any, *, his
         if h is not None:
             figures["histogram"] = {"values": None, **h}
     figures["mse_curves"] = mse_alpha_curves()
-    figures["channel_bits"] = {}
-    for kind in KINDS:
-        b = [r.channel_bits for r in results if r.row["kind"] == kind
-             and not layer_info[r.row["layer"]].first and not layer_info[r.row["layer"]].classifier]
-        if b:
-            figures["channel_bits"][kind] = np.concatenate(b)
+    figures["channel_bits"] = channel_bits([(r.row["layer"], r.row["kind"], r.channel_bits) for r in results],
+                                           layer_info)
     return figures
+
+
+def channel_bits(tensors: Iterable[tuple[str, str, np.ndarray]], layer_info: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Per kind, the nominal bits of every channel (``(layer, kind, bits per channel)`` triples) of the layers
+    at the network's bit width: the first layer and the classifier, which keep their own bits, left out."""
+    out: dict[str, np.ndarray] = {}
+    for kind in KINDS:
+        b = [bits for layer, k, bits in tensors
+             if k == kind and not layer_info[layer].first and not layer_info[layer].classifier]
+        if b:
+            out[kind] = np.concatenate(b)
+    return out
 
 
 def histogram_data(stats: Any, info: Any, name: str, bits: float) -> dict | None:

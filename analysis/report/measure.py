@@ -15,10 +15,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
+
+from analysis.report.figures import channel_bits
 from analysis.report.model_pass import run_quantized, tensor_inputs
 from analysis.report.tensors import TensorInput, closed_form_rates
 
-__all__ = ["MeasureContext", "Measure", "Measured", "measure", "first_images", "weight_digest",
+__all__ = ["MeasureContext", "Measure", "Measured", "measure", "first_images", "weight_digest", "add_seconds",
            "inference_bits_per_value", "fidelity_columns"]
 
 
@@ -64,6 +67,15 @@ class Measured:
     rate_images: int
     weight_digest: str
     seconds: dict[str, float] = field(default_factory=dict)
+    channel_bits: dict[str, Any] = field(default_factory=dict)  # per kind, nominal bits per channel (figures)
+
+
+def add_seconds(timing: dict[str, float], prefix: str, measured: list[Measured]) -> None:
+    """Add the measurements' seconds per stage into ``timing`` as ``<prefix>.<stage>`` (summed over tasks: worker
+    time, not wall time)."""
+    for m in measured:
+        for k, v in m.seconds.items():
+            timing[f"{prefix}.{k}"] = timing.get(f"{prefix}.{k}", 0.0) + v
 
 
 def first_images(batches: list, refs: list, limit: int | None) -> tuple[list, list]:
@@ -146,6 +158,8 @@ def measure(ctx: MeasureContext, task: Measure) -> Measured:
     t2 = time.perf_counter()
     seconds["pass_s"] = t2 - t1
     inputs = tensor_inputs(qm, codes, None, task.config.abits)
+    bits = channel_bits([(t.layer, t.kind, np.log2(t.levels.astype(np.float64))) for t in inputs],
+                        {n: lq.info for n, lq in qm.layers.items()})
     del codes, qm
     digest = weight_digest(inputs)
     sized = [t for t in inputs if t.kind == "activations" or task.weights]
@@ -154,4 +168,4 @@ def measure(ctx: MeasureContext, task: Measure) -> Measured:
     rates = closed_form_rates(sized, max_code_length=ctx.max_code_length, chunk_size=ctx.chunk_size, clusters=(),
                               threads=1)
     seconds["rates_s"] = time.perf_counter() - t3
-    return Measured(fidelity, prefix, rates, images, rate_images, digest, seconds)
+    return Measured(fidelity, prefix, rates, images, rate_images, digest, seconds, bits)

@@ -26,7 +26,8 @@ from analysis.report.document import Report
 from analysis.report.figures import figure_data
 from analysis.report.learned import LearnedCalibration, learns
 from analysis.report.measure import (
-    Measure, Measured, MeasureContext, fidelity_columns, inference_bits_per_value, measure, weight_digest,
+    Measure, Measured, MeasureContext, add_seconds, fidelity_columns, inference_bits_per_value, measure,
+    weight_digest,
 )
 from analysis.report.model_pass import QuantizedPass, ReportInputs, resolve_inputs, run_quantized, tensor_inputs
 from analysis.report.parallel import Engine
@@ -60,10 +61,9 @@ class _Setting:
 
 @dataclass
 class _Main:
-    """The main setting measured: its quantized model, the statistics it ran on, its pass and its tensors."""
+    """The main setting measured: its quantized model, its pass and its tensors."""
 
     qmodel: Any
-    stats: Any
     qpass: QuantizedPass
     inputs: list[TensorInput]
 
@@ -110,6 +110,10 @@ def _learn(learned: LearnedCalibration, configs: Sequence[Any]) -> None:
             learned.learn(qc)
 
 
+def _allocates(qc: Any) -> bool:
+    return bool(qc.bit_alloc or qc.bin_alloc)
+
+
 def _statistics_name(qc: Any) -> str:
     return LearnedCalibration.statistics_name(qc) if learns(qc) else _REPORT_STATISTICS
 
@@ -124,24 +128,23 @@ def _first(inputs: Sequence[TensorInput], images: int | None) -> list[TensorInpu
 def _main_pass(src: ReportInputs, cfg: ReportConfig, qc: Any, learned: LearnedCalibration, stats: Any, refs: list,
                timing: dict) -> _Main:
     """Stage 3: the main setting's quantized pass over every image, recording the codes of the images the report
-    codes (``activation_images``) and sizes for the headline (``compare_rate_images``)."""
+    codes (``activation_images``) and sizes for the headline (``compare_rate_images``). The step ratios come from
+    ``stats``, the FP32 network's (an equalized network's ReLU6 bounds differ per channel)."""
     from quant.pipeline import prepare
 
     t = time.perf_counter()
     if learns(qc):
         qm = learned.prepare(qc)
-        role_stats = learned.statistics(qc)
     else:
         qm = prepare(src.module, qc, stats=stats, device=cfg.device, model_name=src.name, progress=False)
-        role_stats = stats
     keep = [cfg.activation_images, cfg.compare_rate_images]
     record = None if None in keep else max(keep)
     qp = run_quantized(qm, src.eval_batches, refs, record=True, progress=cfg.progress, desc="quantized (main)",
                        record_images=record, prefix_images=cfg.sweep_images if cfg.sweep else None)
-    inputs = tensor_inputs(qm, qp.codes, role_stats, qc.abits)
+    inputs = tensor_inputs(qm, qp.codes, stats, qc.abits)
     qp.codes = {}
     timing["main_quantized_s"] = time.perf_counter() - t
-    return _Main(qm, role_stats, qp, inputs)
+    return _Main(qm, qp, inputs)
 
 
 def _code_main(src: ReportInputs, cfg: ReportConfig, settings: str, main: _Main,
@@ -207,23 +210,17 @@ def _measure_others(src: ReportInputs, cfg: ReportConfig, settings: list[_Settin
                          prefix_images=cfg.sweep_images if cfg.sweep else None) for s in others]
         compared = run(measure, tasks, desc="recipes", progress=cfg.progress)
         timing["compare_s"] = time.perf_counter() - t
-        _task_seconds(timing, "compare", compared)
+        add_seconds(timing, "compare", compared)
         if cfg.sweep:
             for s, m in zip(others, compared):
                 known.setdefault(config_key(s.config), m)
             usable = {k: m for k, m in known.items()
                       if m.prefix_fidelity is not None and m.rate_images == (cfg.sweep_rate_images or m.rate_images)}
             t = time.perf_counter()
-            sweep_rows = run_sweep(sweep_points, cfg, run, statistics_of=_statistics_name, known=usable)
+            sweep_rows = run_sweep(sweep_points, cfg, run, statistics_of=_statistics_name, known=usable,
+                                   timing=timing)
             timing["sweep_s"] = time.perf_counter() - t
     return compared, sweep_rows
-
-
-def _task_seconds(timing: dict, prefix: str, measured: Sequence[Measured]) -> None:
-    """Seconds per stage summed over tasks (worker time, not wall time)."""
-    for m in measured:
-        for k, v in m.seconds.items():
-            timing[f"{prefix}.{k}"] = timing.get(f"{prefix}.{k}", 0.0) + v
 
 
 def _rates_columns(rates: dict) -> dict:
@@ -357,10 +354,15 @@ def report(
     main = _main_pass(src, cfg, settings[0].config, learned, stats, refs, timing)
     results, files, summary = _code_main(src, cfg, settings[0].config.describe(), main, timing)
     main_measured = _main_measured(cfg, main, timing)
-    figures = figure_data(results, main.qmodel, main.stats, hist_layer=cfg.hist_layer, abits=settings[0].config.abits)
+    figures = figure_data(results, main.qmodel, stats, hist_layer=cfg.hist_layer, abits=settings[0].config.abits)
     del main.qmodel
     known = {config_key(settings[0].config): main_measured}
     compared, sweep_rows = _measure_others(src, cfg, settings, learned, stats, refs, known, points, timing)
+    if not _allocates(settings[0].config):  # no allocation in the main setting: show a compared recipe's
+        for s, m in zip(settings[1:], compared):
+            if _allocates(s.config) and m.channel_bits:
+                figures["channel_bits"], figures["channel_bits_recipe"] = m.channel_bits, s.recipe
+                break
     return _assemble(src, cfg, settings, learned, main_measured, compared, results, files, summary, figures,
                      sweep_rows, timing, t_start)
 

@@ -40,7 +40,9 @@ from typing import Any, Callable, Mapping, Sequence
 from analysis.errors import AnalysisError
 from analysis.plots import pareto_front
 from analysis.report.learned import learns
-from analysis.report.measure import Measure, Measured, fidelity_columns, inference_bits_per_value, measure
+from analysis.report.measure import (
+    Measure, Measured, add_seconds, fidelity_columns, inference_bits_per_value, measure,
+)
 
 __all__ = ["SweepPoint", "sweep_grid", "run_sweep", "mark_pareto", "config_key"]
 
@@ -196,7 +198,8 @@ def _run_widest_first(run: Callable[..., list], tasks: list[Measure], progress: 
 
 
 def run_sweep(points: Sequence[SweepPoint], cfg: Any, run: Callable[..., list], *,
-              statistics_of: Callable[[Any], str], known: Mapping[str, Measured] | None = None) -> list[dict]:
+              statistics_of: Callable[[Any], str], known: Mapping[str, Measured] | None = None,
+              timing: dict[str, float] | None = None) -> list[dict]:
     """Measure every point of ``points`` (see the module docstring) and return the sweep.csv rows (grid order)
     with the Pareto flag.
 
@@ -205,7 +208,8 @@ def run_sweep(points: Sequence[SweepPoint], cfg: Any, run: Callable[..., list], 
     a :class:`~analysis.report.measure.MeasureContext`; ``statistics_of(qc)``: the name of the statistics a
     configuration runs on in that context (what learning recipes learned must already be in them); ``known``:
     measurements the report already made (by :func:`config_key`) on the first ``sweep_images`` images (prefix
-    fidelity) with activations sized on the first ``sweep_rate_images``.
+    fidelity) with activations sized on the first ``sweep_rate_images``. ``timing``: gains the measurements'
+    seconds per stage summed over tasks (``sweep.prepare_s``, ``sweep.pass_s``, ``sweep.rates_s``...).
     """
     known = dict(known or {})
     configs = [p.quant_config(adaround=cfg.adaround) for p in points]
@@ -219,6 +223,8 @@ def run_sweep(points: Sequence[SweepPoint], cfg: Any, run: Callable[..., list], 
     point_tasks = [Measure(configs[i], statistics_of(configs[i]), images=cfg.sweep_images,
                            rate_images=cfg.sweep_rate_images, weights=learns(configs[i])) for i in todo]
     done = _run_widest_first(run, weight_tasks + point_tasks, cfg.progress)
+    if timing is not None:
+        add_seconds(timing, "sweep", done)
     by_group = dict(zip(groups, done[: len(weight_tasks)]))
     measured = dict(zip(todo, done[len(weight_tasks):]))
     # a point whose weights are not those of its group gets its own weight sizing
