@@ -12,14 +12,14 @@ Modules, one seam each (each imports only modules above it in this list):
 * :mod:`~analysis.report.config` - :class:`ReportConfig`, what a report runs;
 * :mod:`~analysis.report.paths` - how files are named in what the report writes (no machine paths);
 * :mod:`~analysis.report.tensors` - measuring, coding, writing and verifying each tensor; closed-form rates;
+* :mod:`~analysis.report.summary` - whole-model figures;
+* :mod:`~analysis.report.targets` - the targets and their limits;
+* :mod:`~analysis.report.figures` - the figures' data;
 * :mod:`~analysis.report.model_pass` - images in, FP32 and quantized passes, integer codes out;
 * :mod:`~analysis.report.measure` - one setting measured (fidelity, coded bits), as an independent task;
 * :mod:`~analysis.report.parallel` - running such tasks on joblib (loky processes, or a Dask cluster);
 * :mod:`~analysis.report.learned` - what recipes learn on the calibration images, cached between runs;
 * :mod:`~analysis.report.sweep` - the rate-fidelity sweep;
-* :mod:`~analysis.report.summary` - whole-model figures;
-* :mod:`~analysis.report.targets` - the targets and their limits;
-* :mod:`~analysis.report.figures` - the figures' data;
 * :mod:`~analysis.report.document` - :class:`Report` and the columns of its tables;
 * :mod:`~analysis.report.run` - the driver, :func:`report`, in named stages;
 * :mod:`~analysis.report.markdown`, :mod:`~analysis.report.drawing`, :mod:`~analysis.report.writer` -
