@@ -2,7 +2,7 @@
 
 Every function takes plain data (numbers, arrays, lists of dicts), writes ``<stem>.png`` and
 ``<stem>.pdf`` into ``out_dir`` and returns the two paths. Nothing here computes a measure: the
-numbers come from :mod:`analysis.report` and :mod:`analysis.sweep`.
+numbers come from :mod:`analysis.report` and its sweep (:mod:`analysis.report.sweep`).
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ def plot_rate_fidelity(
     x: str = "coded_bits_per_value",
     y: str = "top1_agreement",
     color_by: str = "clip",
+    interval: tuple[str, str] | None = None,
     xlabel: str = "coded bits per value (weights + activations)",
     ylabel: str = "top-1 agreement with FP32 (%)",
     stem: str = "rate_fidelity",
@@ -156,7 +157,8 @@ def plot_rate_fidelity(
     """Rate-fidelity scatter, one colour per ``color_by`` value, Pareto front as a black step line.
 
     Each point is a dict with ``x``, ``y`` (fractions in [0, 1] are shown in %), ``color_by`` and
-    optionally ``pareto`` (bool; computed here when absent).
+    optionally ``pareto`` (bool; computed here when absent). ``interval``: the keys of each point's lower and
+    upper bound of ``y`` (e.g. its 95% Wilson interval), drawn as a vertical whisker where both are present.
     """
     if not points:
         raise AnalysisError("no sweep points to plot")
@@ -164,25 +166,45 @@ def plot_rate_fidelity(
     ys = np.array([float(p[y]) for p in points])
     scale = 100.0 if ys.max() <= 1.0 else 1.0
     ys = ys * scale
+    lo = hi = None
+    if interval is not None:
+        def bound(key: str) -> np.ndarray:
+            return np.array([np.nan if p.get(key) is None else float(p[key]) for p in points]) * scale
+
+        lo, hi = bound(interval[0]), bound(interval[1])
     if all("pareto" in p for p in points):
         front = np.array([bool(p["pareto"]) for p in points])
     else:
         front = pareto_front(xs, ys)
     groups = list(dict.fromkeys(str(p.get(color_by, "")) for p in points))
     with ps.style():
-        fig, ax = ps.figure(2.4)
+        fig, ax = ps.figure(2.6)
         for i, g in enumerate(groups):
             sel = np.array([str(p.get(color_by, "")) == g for p in points])
             color = ps.COLORS.get(g, ps.CYCLE[i % len(ps.CYCLE)])
-            ax.scatter(xs[sel], ys[sel], s=10, marker=ps.MARKERS[i % len(ps.MARKERS)], color=color,
+            if lo is not None and hi is not None:
+                ok = sel & np.isfinite(lo) & np.isfinite(hi)
+                if ok.any():
+                    ax.errorbar(xs[ok], ys[ok], yerr=np.vstack([ys[ok] - lo[ok], hi[ok] - ys[ok]]),
+                                fmt="none", ecolor=color, elinewidth=0.5, capsize=1.2, capthick=0.5, alpha=0.55,
+                                zorder=2.5)
+            ax.scatter(xs[sel], ys[sel], s=11, marker=ps.MARKERS[i % len(ps.MARKERS)], color=color,
                        label=g, linewidths=0, alpha=0.9, zorder=3)
         order = np.argsort(xs[front])
         fx, fy = xs[front][order], ys[front][order]
         ax.step(fx, fy, where="post", color=ps.COLORS["pareto"], linewidth=0.9, zorder=2, label="Pareto front")
-        ax.scatter(fx, fy, s=22, facecolors="none", edgecolors=ps.COLORS["pareto"], linewidths=0.7, zorder=4)
+        ax.scatter(fx, fy, s=24, facecolors="none", edgecolors=ps.COLORS["pareto"], linewidths=0.7, zorder=4)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncols=3, columnspacing=0.9)
+        if scale == 100.0:
+            ax.set_ylim(-2, 102)
+        handles, labels = ax.get_legend_handles_labels()
+        if lo is not None:
+            from matplotlib.lines import Line2D
+
+            handles.append(Line2D([], [], color="#555555", linewidth=0.6, marker="_", markersize=4))
+            labels.append("95% interval")
+        fig.legend(handles, labels, loc="outside upper center", ncols=3, columnspacing=0.9)
         return ps.save(fig, out_dir, stem)
 
 
@@ -225,11 +247,13 @@ def plot_bit_allocation(
     bits: Mapping[str, Sequence[float]],
     out_dir: str | os.PathLike[str],
     *,
+    label: str | None = None,
     stem: str = "bit_allocation",
 ) -> list[Path]:
     """Histograms of per-channel bit widths after allocation, one panel per tensor kind.
 
-    ``bits``: kind ("activations", "weights") -> every channel's allocated bits (may be fractional).
+    ``bits``: kind ("activations", "weights") -> every channel's allocated bits (may be fractional); ``label``:
+    whose allocation it is (e.g. "paper recipe"), in the panel titles.
     """
     kinds = [k for k, v in bits.items() if len(v)]
     if not kinds:
@@ -252,8 +276,12 @@ def plot_bit_allocation(
             if integral:
                 from matplotlib.ticker import MaxNLocator
 
+                # an integer tick either side of a lone bar (none below 0 bits)
+                ax.set_xlim(max(edges[0] - 0.5, -0.5), edges[-1] + 0.5)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0, 0].set_ylabel("channels")
+        if label:
+            fig.suptitle(label, fontsize=8)
         return ps.save(fig, out_dir, stem)
 
 

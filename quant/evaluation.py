@@ -17,6 +17,12 @@ Fidelity measures (per image, averaged over the images):
 
 With labels: top-1/top-5 accuracy of the quantized and of the FP32 model (fractions in [0, 1]).
 An SQNR with zero noise is infinite and appears as ``None`` in :meth:`EvaluationResult.to_dict`.
+
+Every measure is a ratio of sums over the images, and a result keeps those sums (``totals``; per layer the
+activation signal and noise energies). So an evaluation can be split over machines: evaluate each part of the
+images (:meth:`quant.images.ImageSet.shard`, ``huffquant evaluate --shard K/N``) with the same statistics, and
+:func:`merge_results` adds the parts' sums into the result of one run over all the images (equal up to the order
+of float additions).
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from statistics import NormalDist
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -40,8 +46,8 @@ from quant.models import LoadedModel
 from quant.preparation import needs_calibration, prepare
 from quant.sqnr import sqnr_db
 
-__all__ = ["LayerReport", "EvaluationResult", "FidelityMeter", "evaluate", "evaluate_model", "sqnr_db", "binomial_ci",
-           "CI_METHOD"]
+__all__ = ["LayerReport", "EvaluationResult", "FidelityMeter", "evaluate", "evaluate_model", "merge_results",
+           "sqnr_db", "binomial_ci", "CI_METHOD"]
 
 CI_METHOD = "Wilson score interval"
 
@@ -91,6 +97,8 @@ class LayerReport:
     act_sqnr_db: float | None
     act_clip: str | None = None  # how its activations were clipped ("method/channel" or "method/tensor")
     adaround_loss_ratio: float | None = None  # AdaRound / round-to-nearest output error (held-out images); 1: kept
+    act_signal_energy: float | None = None  # Σ x² of the activation quantizer's input over the images
+    act_noise_energy: float | None = None  # Σ (x - q(x))²
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -122,6 +130,8 @@ class EvaluationResult:
     layers_quantized: int = 0  # conv/linear modules that ran as quantized layers
     conv_linear_modules: int = 0  # conv/linear modules that ran
     kept_fp32: list[str] = field(default_factory=list)  # modules that ran in FP32 by the user's choice
+    shard: str | None = None  # "K/N" when the run covered part K of N of the images (ImageSet.shard)
+    totals: dict[str, Any] = field(default_factory=dict)  # the sums behind the measures (FidelityMeter.totals)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (infinite values become None)."""
@@ -131,6 +141,19 @@ class EvaluationResult:
         d["num_skipped"] = len(self.skipped)
         d["per_layer"] = [row.to_dict() for row in self.per_layer]
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvaluationResult":
+        """The result :meth:`to_dict` wrote (e.g. read back from ``huffquant evaluate --json``)."""
+        known = {f for f in cls.__dataclass_fields__}
+        kw = {k: v for k, v in d.items() if k in known and k != "per_layer"}
+        kw["top1_agreement_ci"] = tuple(kw.get("top1_agreement_ci") or (0.0, 0.0))
+        if kw.get("logit_sqnr_db") is None:
+            kw["logit_sqnr_db"] = math.inf
+        layer_fields = set(LayerReport.__dataclass_fields__)
+        kw["per_layer"] = [LayerReport(**{k: v for k, v in r.items() if k in layer_fields})
+                           for r in d.get("per_layer", [])]
+        return cls(**kw)
 
 
 class FidelityMeter:
@@ -172,6 +195,23 @@ class FidelityMeter:
             self.correct["q5"] += int((top_q == lab).any(1).sum())
             self.correct["f1"] += int((top_r[:, :1] == lab).any(1).sum())
             self.correct["f5"] += int((top_r == lab).any(1).sum())
+
+    def totals(self) -> dict[str, Any]:
+        """The sums every measure is a ratio of (JSON-ready); :meth:`add_totals` adds another meter's."""
+        return {"n": self.n, "agree": self.agree, "overlap": self.overlap, "kl": self.kl, "sig": self.sig,
+                "noise": self.noise, "n_labelled": self.n_labelled, "correct": dict(self.correct)}
+
+    def add_totals(self, t: dict[str, Any]) -> None:
+        """Add the sums of another meter (:meth:`totals`), as if its images had been evaluated here."""
+        self.n += int(t["n"])
+        self.agree += int(t["agree"])
+        self.overlap += float(t["overlap"])
+        self.kl += float(t["kl"])
+        self.sig += float(t["sig"])
+        self.noise += float(t["noise"])
+        self.n_labelled += int(t["n_labelled"])
+        for k in self.correct:
+            self.correct[k] += int(t["correct"][k])
 
     def summary(self) -> dict[str, Any]:
         if self.n == 0:
@@ -254,13 +294,16 @@ def evaluate(
     ratios = qmodel.adaround.loss_ratios() if qmodel.adaround is not None else {}
     for name, lq in qmodel.layers.items():
         site = sites[name]
-        act = sqnr_db(float(site.signal), float(site.noise)) if layer_sqnr and site.quantizer is not None else None
+        measured = layer_sqnr and site.quantizer is not None
+        act = sqnr_db(float(site.signal), float(site.noise)) if measured else None
         rows.append(LayerReport(name=name, kind=lq.info.kind, signed=lq.info.signed, first=lq.info.first,
                                 classifier=lq.info.classifier, weight_bits=lq.weight_bits, act_bits=lq.act_bits,
                                 weight_sqnr_db=lq.weight_sqnr_db, act_sqnr_db=act,
                                 act_clip=None if lq.act_spec is None else
                                 f"{lq.act_spec.clip}/{'channel' if lq.act_spec.per_channel else 'tensor'}",
-                                adaround_loss_ratio=ratios.get(name)))
+                                adaround_loss_ratio=ratios.get(name),
+                                act_signal_energy=float(site.signal) if measured else None,
+                                act_noise_energy=float(site.noise) if measured else None))
     cov = qmodel.quant.coverage()
     timing = {"prepare_s": qmodel.prepare_s, "fp32_s": t_fp, "quantized_s": t_q, "metrics_s": t_m}
     timing["total_s"] = sum(timing.values())
@@ -273,8 +316,73 @@ def evaluate(
         kl_divergence=float(summ["kl_divergence"]), logit_sqnr_db=float(summ["logit_sqnr_db"]),
         top1=summ["top1"], top5=summ["top5"], fp32_top1=summ["fp32_top1"], fp32_top5=summ["fp32_top5"],
         skipped=skipped, per_layer=rows, timing=timing, layers_quantized=cov.layers_quantized,
-        conv_linear_modules=cov.conv_linear_modules, kept_fp32=list(cov.kept_fp32),
+        conv_linear_modules=cov.conv_linear_modules, kept_fp32=list(cov.kept_fp32), totals=meter.totals(),
     )
+
+
+def _result(meter: FidelityMeter, base: EvaluationResult, **fields: Any) -> EvaluationResult:
+    summ = meter.summary()
+    return replace(
+        base, num_images=meter.n, top1_agreement=float(summ["top1_agreement"]),
+        top1_agreement_ci=tuple(summ["top1_agreement_ci"]), top5_overlap=float(summ["top5_overlap"]),
+        kl_divergence=float(summ["kl_divergence"]), logit_sqnr_db=float(summ["logit_sqnr_db"]), top1=summ["top1"],
+        top5=summ["top5"], fp32_top1=summ["fp32_top1"], fp32_top5=summ["fp32_top5"], totals=meter.totals(),
+        **fields)
+
+
+def merge_results(results: Sequence[EvaluationResult | dict[str, Any]]) -> EvaluationResult:
+    """One result from the results of every part of a sharded evaluation (:meth:`quant.images.ImageSet.shard`;
+    ``--shard K/N``), given as :class:`EvaluationResult` or their :meth:`~EvaluationResult.to_dict` documents:
+    the parts' sums added, every measure recomputed from them, per-layer activation SQNR from the summed
+    energies; what the parts share (per layer its bits, clipping, weight SQNR and AdaRound loss ratio; the
+    quantized-module counts) from the first part. Raises :class:`QuantError` unless the parts are the same model,
+    configuration, images, layers and per-layer clipping, and together every part 1..N exactly once (or whole
+    runs of disjoint image sets, without shards)."""
+    parts = [r if isinstance(r, EvaluationResult) else EvaluationResult.from_dict(r) for r in results]
+    if not parts:
+        raise QuantError("nothing to merge")
+    first = parts[0]
+    for r in parts:
+        if not r.totals:
+            raise QuantError(f"a result of {r.model} holds no totals (made by an older version?); evaluate again")
+        for what in ("model", "images"):
+            if getattr(r, what) != getattr(first, what):
+                raise QuantError(f"cannot merge results of different {what}: {getattr(first, what)!r} and "
+                                 f"{getattr(r, what)!r}")
+        if {k: v for k, v in r.config.items() if k != "describe"} != \
+                {k: v for k, v in first.config.items() if k != "describe"}:
+            raise QuantError("cannot merge results of different quantization settings")
+        if [lr.name for lr in r.per_layer] != [lr.name for lr in first.per_layer] or \
+                (r.layers_quantized, r.conv_linear_modules, list(r.kept_fp32)) != \
+                (first.layers_quantized, first.conv_linear_modules, list(first.kept_fp32)):
+            raise QuantError("cannot merge results of different layers")
+        if [lr.act_clip for lr in r.per_layer] != [lr.act_clip for lr in first.per_layer]:
+            raise QuantError("cannot merge results whose layers clipped their activations differently (prepare "
+                             "every part from the same statistics)")
+    shards = [r.shard for r in parts]
+    if any(shards):
+        try:
+            got = sorted((int(k), int(n)) for k, n in (str(s).split("/") for s in shards))
+        except ValueError:
+            raise QuantError(f"cannot merge: not every part is a shard K/N: {shards}") from None
+        n = got[0][1]
+        if got != [(k, n) for k in range(1, n + 1)]:
+            raise QuantError(f"cannot merge: need every shard 1/{n} to {n}/{n} exactly once, got "
+                             f"{', '.join(f'{k}/{m}' for k, m in got)}")
+    meter = FidelityMeter()
+    for r in parts:
+        meter.add_totals(r.totals)
+    layers = []
+    for i, lr in enumerate(first.per_layer):
+        sig = noise = None
+        if lr.act_signal_energy is not None and all(r.per_layer[i].act_signal_energy is not None for r in parts):
+            sig = sum(float(r.per_layer[i].act_signal_energy) for r in parts)
+            noise = sum(float(r.per_layer[i].act_noise_energy) for r in parts)
+        layers.append(replace(lr, act_signal_energy=sig, act_noise_energy=noise,
+                              act_sqnr_db=None if sig is None else sqnr_db(sig, noise)))
+    timing = {k: sum(float(r.timing.get(k, 0.0)) for r in parts) for k in first.timing}
+    skipped = [s for r in parts for s in r.skipped]
+    return _result(meter, first, skipped=skipped, per_layer=layers, timing=timing, shard=None)
 
 
 def evaluate_model(
@@ -289,13 +397,17 @@ def evaluate_model(
     seed: int = 0,
     layer_sqnr: bool = True,
     progress: bool = False,
-    num_workers: int = 0,
+    num_workers: int | None = 0,
+    shard: tuple[int, int] | None = None,
 ) -> EvaluationResult:
     """Prepare and evaluate in one call.
 
     ``model``: a :class:`quant.models.LoadedModel` or an ``nn.Module`` (then ``images`` and, in offline
     mode without ``stats``, ``calibration_images`` are required because the preprocessing is unknown).
     Defaults: evaluation on the built-in evaluation crops, calibration on the 32 built-in calibration crops.
+    ``num_workers``: DataLoader worker processes reading the images (None: :func:`quant.images.loader_workers`).
+    ``shard=(K, N)``: evaluate only part K (1-based) of N of the images (:meth:`ImageSet.shard`); the parts'
+    results merge into the whole run's with :func:`merge_results` (use the same ``stats`` for every part).
     """
     torch.manual_seed(seed)
     if isinstance(model, LoadedModel):
@@ -306,6 +418,10 @@ def evaluate_model(
         if prep is None:
             raise QuantError("pass images= for a plain nn.Module (its preprocessing is unknown)")
         images = builtin_images(prep, None, split="evaluation")
+    whole = images
+    if shard is not None:
+        k, n = shard
+        images = images.shard(int(k) - 1, int(n))
     calib = None
     n_calib_batches = None
     if needs_calibration(config, stats):
@@ -318,6 +434,9 @@ def evaluate_model(
         n_calib_batches = math.ceil(len(calibration_images) / batch_size)
     qmodel = prepare(module, config, stats=stats, calibration=calib, calibration_batches=n_calib_batches,
                      device=device, model_name=name, progress=progress)
-    return evaluate(qmodel, iter_batches(images, batch_size, num_workers=num_workers), model_name=name,
-                    images=images.description, total=math.ceil(len(images) / batch_size),
-                    layer_sqnr=layer_sqnr, progress=progress)
+    res = evaluate(qmodel, iter_batches(images, batch_size, num_workers=num_workers), model_name=name,
+                   images=whole.description, total=math.ceil(len(images) / batch_size),
+                   layer_sqnr=layer_sqnr, progress=progress)
+    if shard is not None:
+        res.shard = f"{int(shard[0])}/{int(shard[1])}"
+    return res

@@ -84,6 +84,7 @@ __all__ = [
     "folder_images",
     "imagenet_folder",
     "iter_batches",
+    "loader_workers",
 ]
 
 log = logging.getLogger(__name__)
@@ -276,6 +277,15 @@ class ImageSet(torch.utils.data.Dataset):
         """Images ``start..stop`` (a view with the same preprocessing)."""
         return ImageSet(self.items[start:stop], self.preprocessing, description=self.description)
 
+    def shard(self, index: int, count: int) -> "ImageSet":
+        """Part ``index`` (0-based) of ``count`` contiguous, nearly equal parts, to run one part per machine:
+        images ``floor(index * L / count) .. floor((index + 1) * L / count)`` of the ``L`` images; the parts cover
+        every image exactly once. The description stays the whole set's."""
+        if count < 1 or not 0 <= index < count:
+            raise QuantError(f"shard {index + 1}/{count}: need 1 <= K <= N")
+        n = len(self.items)
+        return self.subset(index * n // count, (index + 1) * n // count)
+
 
 def builtin_images(
     preprocessing: Preprocessing, count: int | None = DEFAULT_CALIBRATION_IMAGES, *, split: str = "calibration"
@@ -363,10 +373,22 @@ def _collate(samples: list[tuple[torch.Tensor | None, int, str]]) -> Batch:
     return Batch(images, labels, [s[2] for s in good], skipped)
 
 
-def iter_batches(images: ImageSet, batch_size: int, *, num_workers: int = 0) -> Iterator[Batch]:
-    """Batches of ``images`` in order; unreadable files are dropped and listed in ``Batch.skipped``."""
+def loader_workers(images: ImageSet, batch_size: int) -> int:
+    """How many DataLoader worker processes read ``images`` by default: none when they fit in one batch, else one
+    per available core (at most 8), so that reading and decoding overlap the model's work."""
+    if len(images) <= batch_size:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores))
+
+
+def iter_batches(images: ImageSet, batch_size: int, *, num_workers: int | None = 0) -> Iterator[Batch]:
+    """Batches of ``images`` in order; unreadable files are dropped and listed in ``Batch.skipped``.
+    ``num_workers``: DataLoader worker processes reading the images (None: :func:`loader_workers`)."""
     if batch_size < 1:
         raise QuantError(f"batch size must be >= 1, got {batch_size}")
+    if num_workers is None:
+        num_workers = loader_workers(images, batch_size)
     loader = torch.utils.data.DataLoader(
         images, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
     )

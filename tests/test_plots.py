@@ -69,3 +69,24 @@ def test_plot_errors(tmp_path):
         plots.plot_clipping_histogram(np.array([np.nan]), {}, tmp_path)
     with pytest.raises(AnalysisError):
         plots.plot_rate_fidelity([], tmp_path)
+
+
+def test_rate_fidelity_draws_each_points_interval_as_a_whisker(tmp_path, monkeypatch):
+    """Each point with both bounds gets a vertical segment from its lower to its upper bound (in %), at its rate;
+    a point without bounds gets none."""
+    from matplotlib.collections import LineCollection
+
+    from analysis import plot_style
+
+    figs = []
+    real_save = plot_style.save
+    monkeypatch.setattr(plot_style, "save", lambda fig, d, stem: (figs.append(fig), real_save(fig, d, stem))[1])
+    pts = [dict(coded_bits_per_value=1.0 + i, top1_agreement=0.2 * i, lo=0.2 * i - 0.05, hi=0.2 * i + 0.1,
+                clip="minmax" if i % 2 else "kl") for i in range(4)]
+    pts.append(dict(coded_bits_per_value=6.0, top1_agreement=0.9, lo=None, hi=None, clip="kl"))
+    check_png_pdf(plots.plot_rate_fidelity(pts, tmp_path, interval=("lo", "hi")))
+    ax = figs[0].axes[0]
+    segments = [seg for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()]
+    got = sorted((round(s[0][0], 9), round(min(s[:, 1]), 9), round(max(s[:, 1]), 9)) for s in segments)
+    want = sorted((p["coded_bits_per_value"], round(100 * p["lo"], 9), round(100 * p["hi"], 9)) for p in pts[:4])
+    assert got == want

@@ -7,6 +7,9 @@ import hashlib
 import io
 import json
 import math
+import os
+import sys
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -19,6 +22,8 @@ from analysis import report as R
 from analysis.cli import main
 from analysis.errors import AnalysisError
 from entropy import HQTFile
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class TinyNet(nn.Module):
@@ -54,7 +59,7 @@ def tiny_report(tmp_path_factory):
                          zstd_sample_bytes=256, adaround=10)
     rep = R.report(model, images, cfg)
     out = tmp_path_factory.mktemp("out")
-    written = rep.write(out)
+    written = R.write_report(rep, out)
     return rep, out, files, written
 
 
@@ -154,7 +159,7 @@ def test_cli_decode_gives_the_layer_tensors(tiny_report, tmp_path):
     bit-exact to the codes the report measured."""
     rep, _, _, _ = tiny_report
     out = tmp_path / "acts.npz"
-    assert main(["-q", "decode", rep.files["activations"]["path"], "-o", str(out)]) == 0
+    assert main(["-q", "decode", str(rep.files["activations"]["path"]), "-o", str(out)]) == 0
     rows = {r["layer"]: r for r in rep.layers if r["kind"] == "activations"}
     with np.load(out) as z:
         assert sorted(z.files) == sorted(rows)
@@ -205,9 +210,10 @@ def test_summary_and_outputs(tiny_report):
         assert s["entropy_bits"] == pytest.approx(sum(r["entropy_bits"] * r["n_values"] for r in rows) / n)
         assert s["lossless"] is True
     assert all(r["lossless"] is True for r in doc["layers"])
-    assert doc == json.loads(rep.to_json())
-    assert [(c["role"], c["recipe"]) for c in doc["configs"]] == [("main", "paper"), ("naive", "naive"),
-                                                                   ("best", "best")]
+    assert doc == json.loads(R.to_json(rep, out))
+    # the main setting is the best recipe; the other recipes (the paper's among them) are compared
+    assert [(c["role"], c["recipe"]) for c in doc["configs"]] == [("main", "best"), ("naive", "naive"),
+                                                                   ("paper", "paper")]
     from quant.recipes import recipe_config
 
     for c in doc["configs"]:  # each row is its recipe at the main setting's bits, with its own fidelity and rates
@@ -219,17 +225,19 @@ def test_summary_and_outputs(tiny_report):
         lo, hi = c["top1_agreement_ci"]
         assert lo <= c["top1_agreement"] <= hi
         assert c["act_coded_bits_per_value"] > 0 and c["weight_coded_bits_per_value"] > 0
+    _check_headline(doc)
     assert "## Recipes side by side" in (out / "report.md").read_text()
     assert doc["timing"]["ratio_to_fp32_and_calibration"] > 0
     table = list(csv.DictReader(io.StringIO((out / "layers.csv").read_text())))
     assert tuple(table[0]) == R.LAYER_COLUMNS and len(table) == len(rep.layers)
     md = (out / "report.md").read_text()
-    for needle in ("# huffquant report: TinyNet", "package", "date", "W4A4 aciq-laplace", "## Whole model",
-                   "## Mixed-precision channel packing", "Step ratio",
+    assert md.index("## Bits per value and fidelity, per recipe") < md.index("|")  # the first table: the headline
+    for needle in ("# huffquant report: TinyNet", "package", "date", "W4A4 aciq-laplace", "whole model (element-weighted",
+                   "## Bits per value and fidelity, per recipe", "## Mixed-precision channel packing", "Step ratio",
                    "weights of 4 layers, outputs of 3 layers; FP32 outputs, not coded: fc (the logits)",
                    "| layers quantized | 4 of the 4 conv/linear modules that ran |"):
         assert needle in md
-    assert "issue" not in md.lower() and "issue" not in rep.to_json().lower()  # no tracker numbers for users
+    assert "issue" not in md.lower() and "issue" not in R.to_json(rep).lower()  # no tracker numbers for users
     pngs = [p for p in written if p.suffix == ".png"]
     pdfs = [p for p in written if p.suffix == ".pdf"]
     assert {p.stem for p in pngs} == {p.stem for p in pdfs} >= {"layer_bits", "mse_alpha", "bit_allocation",
@@ -241,20 +249,84 @@ def test_summary_and_outputs(tiny_report):
         assert b.startswith(b"%PDF-") and b.rstrip().endswith(b"%%EOF")
 
 
+def _check_headline(doc):
+    """The headline pairs each recipe's coded bits with its fidelity, all measured the same way."""
+    head = doc["headline"]
+    assert [h["recipe"] for h in head] == ["naive", "paper", "best"]
+    assert [h["main"] for h in head] == [False, False, True]
+    configs = {c["recipe"]: c for c in doc["configs"]}
+    acts = [r for r in doc["layers"] if r["kind"] == "activations"]
+    images = int(acts[0]["shape"].split("x")[0])  # the main setting's coded images
+    per_image = sum(r["n_values"] for r in acts) / images
+    n_weights = sum(r["n_values"] for r in doc["layers"] if r["kind"] == "weights")
+    for h in head:
+        c = configs[h["recipe"]]
+        for key in ("top1_agreement", "top1_agreement_ci", "logit_sqnr_db", "top1"):
+            assert h[key] == c[key], key
+        assert h["images"] == c["images"] == 10 and h["rate_images"] == images
+        a, w = h["act_coded_bits_per_value"], h["weight_coded_bits_per_value"]
+        assert h["coded_bits_per_value"] == pytest.approx((a * per_image + w * n_weights) / (per_image + n_weights))
+        if not h["main"]:
+            assert (a, w) == (c["act_coded_bits_per_value"], c["weight_coded_bits_per_value"])
+    # the main setting's headline bits: the same images as its files, each tensor in the smallest layout without
+    # clusters, so between the files' best layout (clusters allowed) and the smallest non-cluster layout sized
+    main = head[-1]
+    for kind, key in (("activations", "act_coded_bits_per_value"), ("weights", "weight_coded_bits_per_value")):
+        rows = [r for r in doc["layers"] if r["kind"] == kind]
+        n = sum(r["n_values"] for r in rows)
+        best = sum(r["closed_form_bits"] for r in rows) / n
+        plain = sum(min(r[f"bpv_{x}"] for x in ("single", "channel", "bitwidth") if r[f"bpv_{x}"] is not None)
+                    * r["n_values"] for r in rows) / n
+        assert best - 1e-12 <= main[key] <= plain + 1e-12, kind
+
+
 def test_analyze_tensors_rejects_bad_kind():
     with pytest.raises(AnalysisError, match="kind"):
         R.TensorInput("x", "biases", np.zeros((2, 2), np.uint8), 0, 4, 0)
 
 
-def test_cli_report_json(tmp_path, capsys):
-    code = main(["-q", "report", "--model", "resnet18", "--random-init", "--num-images", "2",
-                 "--num-calibration", "2", "--batch-size", "2", "--compare", "none", "--no-plots", "--json",
-                 "--images", str(_image_dir(tmp_path)), "--out", str(tmp_path / "rep")])
+def test_cli_report_names_no_machine_path(tmp_path, capsys):
+    """A report written under a temporary folder names its files relative to it: no text output holds that
+    folder, the home directory or the repository's path."""
+    out = tmp_path / "rep"
+    # the best recipe chooses each layer's clipping on held-out calibration images (4 readable ones hold one out);
+    # min/max weight ranges instead of its MSE search over every ResNet-18 weight (minutes of CPU)
+    code = main(["-q", "report", "--model", "resnet18", "--random-init", "--num-images", "5",
+                 "--num-calibration", "4", "--batch-size", "2", "--adaround", "2", "--weight-clip", "minmax",
+                 "--compare", "naive",
+                 "--jobs", "1", "--keep-files", "--json", "--images", str(_image_dir(tmp_path, 4)), "--out", str(out)])
     assert code == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["header"]["model"] == "resnet18"
+    stdout = capsys.readouterr().out
+    doc = json.loads(stdout)
+    assert doc["header"]["model"] == "resnet18" and doc["header"]["recipe"] == "custom"  # best, weight clipping changed
     assert doc["summary"]["activations"]["lossless"] is True and doc["summary"]["weights"]["lossless"] is True
-    assert (tmp_path / "rep" / "summary.json").exists() and (tmp_path / "rep" / "layers.csv").exists()
+    assert doc["header"]["calibration_files"] == {"written": ["calibration/equalized.npz"], "reused": []}
+    assert (out / "calibration" / "equalized.npz").is_file()
+    for kind in ("activations", "weights"):
+        assert doc["files"][kind]["path"] == f"files/{kind}.hqt" and (out / "files" / f"{kind}.hqt").is_file()
+    assert doc["header"]["images"].startswith("imgs/ (4 files)")
+    assert "--out ." in doc["header"]["command"]
+    texts = {"stdout": stdout}
+    texts.update({p.name: p.read_text() for p in out.rglob("*") if p.suffix in (".md", ".json", ".csv")})
+    assert {"report.md", "summary.json", "layers.csv"} <= set(texts)
+    for needle in (str(tmp_path), str(Path.home()), str(ROOT), os.getcwd()):
+        for name, text in texts.items():
+            assert needle not in text, (needle, name)
+
+
+def test_portable_paths(tmp_path):
+    from analysis.report.paths import portable_command, portable_path
+    from quant.models.efficientnet_lite import weights_path
+
+    out = tmp_path / "out"
+    assert portable_path(out / "calibration" / "x.npz", out) == "calibration/x.npz"
+    assert portable_path(out, out) == "."
+    assert portable_path(tmp_path / "elsewhere" / "w.pth", out) == "w.pth"
+    installed = Path(weights_path())  # a file of an installed package: its package folder and its name
+    site = next(Path(p) for p in sys.path if p and Path(p) in installed.parents)
+    assert portable_path(installed, out) == f"{installed.relative_to(site).parts[0]}/{installed.name}"
+    cmd = portable_command(["report", "--out", str(out), f"--weights={tmp_path / 'w.pth'}", "--sweep"], out)
+    assert cmd == "report --out . --weights=w.pth --sweep"
 
 
 def test_cli_usage_errors(tmp_path, capsys):
@@ -280,15 +352,15 @@ def test_learned_calibration_is_cached_and_checked(tmp_path):
     cache = tmp_path / "calibration"
 
     def run(imgs):
-        cfg = R.ReportConfig(batch_size=4, zstd_sample_bytes=256, adaround=5, compare=("best",),
-                             calibration_dir=str(cache), num_calibration=4)
+        cfg = R.ReportConfig(recipe="naive", batch_size=4, zstd_sample_bytes=256, adaround=5, compare=("best",),
+                             calibration_dir=str(cache), num_calibration=4, jobs=1)
         return R.report(model, imgs, cfg)
 
     first = run(images)
-    assert first.header["calibration_files"] == {"written": [str(cache / "equalized.npz")], "reused": []}
+    assert first.header["calibration_files"] == {"written": [cache / "equalized.npz"], "reused": []}
     stamp = (cache / "equalized.npz").stat().st_mtime_ns
     second = run(images)
-    assert second.header["calibration_files"] == {"written": [], "reused": [str(cache / "equalized.npz")]}
+    assert second.header["calibration_files"] == {"written": [], "reused": [cache / "equalized.npz"]}
     assert (cache / "equalized.npz").stat().st_mtime_ns == stamp
     best1, best2 = first.configs[1], second.configs[1]
     assert best1["recipe"] == best2["recipe"] == "best"
@@ -299,16 +371,16 @@ def test_learned_calibration_is_cached_and_checked(tmp_path):
     other[0] += 1.0  # a calibration image changed: the cache no longer applies
     third = run(other)
     assert third.header["calibration_files"]["reused"] == []
-    assert third.header["calibration_files"]["written"] == [str(cache / "equalized.npz")]
+    assert third.header["calibration_files"]["written"] == [cache / "equalized.npz"]
 
 
-def _image_dir(tmp_path):
+def _image_dir(tmp_path, n: int = 2):
     from PIL import Image
 
     d = tmp_path / "imgs"
     d.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(2):
+    for i in range(n):
         Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(d / f"im{i}.png")
     (d / "broken.jpg").write_bytes(b"not an image")
     return d

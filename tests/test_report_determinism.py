@@ -33,7 +33,7 @@ def _run(files: Path) -> R.Report:
 
 
 def _canonical(rep: R.Report) -> dict:
-    d = rep.to_dict()
+    d = R.to_dict(rep)
     d.pop("timing")
     d["header"].pop("date")
     d["targets"].pop("time")

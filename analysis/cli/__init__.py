@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``huffquant`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, as a report records it
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from entropy import EntropyError

@@ -26,11 +26,19 @@ DESCRIPTION = (
 )
 EPILOG = """examples:
   huffquant evaluate --wbits 4 --abits 4 --clip minmax
+  huffquant evaluate --imagenet ~/data/imagenet/val --workers 8 --stats lite0.npz   (8 image-reading processes)
   huffquant evaluate --model efficientnet-lite0 --wbits 4 --abits 4 --clip aciq-laplace \\
       --bit-alloc weights,activations --bias-correction --json
   huffquant calibrate -o lite0.npz && huffquant evaluate --stats lite0.npz --clip aciq-laplace
   huffquant evaluate --model resnet50 --weights resnet50.pth --imagenet ~/data/imagenet/val --device cuda
   huffquant evaluate --wbits 8 --abits 5.3 --bin-alloc activations --clip aciq-laplace
+
+Several machines: calibrate once ('huffquant calibrate -o s.npz'), give every machine the same --stats s.npz and
+its part of the images, '--shard K/N' (K = 1..N, contiguous parts), each writing --json to a file; then
+'huffquant evaluate --merge part*.json' (or quant.evaluation.merge_results) gives the result of one run over
+all the images:
+  huffquant evaluate --imagenet val --stats s.npz --shard 1/4 --json > part1.json   (on machine 1, etc.)
+  huffquant evaluate --merge part1.json part2.json part3.json part4.json --json
 
 Images: by default deterministic crops (and mirrored crops) of nine photos shipped with scikit-image,
 scikit-learn and matplotlib: 270 evaluation crops and 144 calibration crops, disjoint samples of the same photos
@@ -74,14 +82,33 @@ def _layer_bits(text: str) -> float | str | None:
         raise argparse.ArgumentTypeError(f"expected a number of bits, 'fp' or 'same', got {text!r}") from None
 
 
-def _iterations(text: str) -> int:
+def _count(what: str):
+    """An argparse type: a whole number >= 0 of ``what`` (e.g. "iterations")."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {what}, got {text!r}") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"the number of {what} must be >= 0, got {v}")
+        return v
+
+    return parse
+
+
+_workers = _count("worker processes")
+_iterations = _count("iterations")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """--shard K/N: part K (1-based) of N."""
     try:
-        v = int(text)
+        k, n = (int(t) for t in text.split("/"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of iterations, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"the number of iterations must be >= 0, got {v}")
-    return v
+        raise argparse.ArgumentTypeError(f"expected K/N (e.g. 2/4), got {text!r}") from None
+    if n < 1 or not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +121,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--random-init", action="store_true", help="allow random weights when none are found")
     _add(parser, "--device", default="cpu", metavar="cpu|cuda", help="where to run (default cpu)")
     _add(parser, "--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
-    _add(parser, "--workers", type=int, default=0, metavar="N", help="image-loading worker processes (default 0)")
+    _add(parser, "--workers", type=_workers, default=None, metavar="N",
+         help="DataLoader worker processes reading the images (default: one per core, at most 8, when the images "
+              "fill more than one batch; 0: read in this process)")
     _add(parser, "--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
 
 
@@ -281,6 +310,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="print the per-layer table: bits, SQNR, the activation clipping, and AdaRound's output "
                              "error over round to nearest's on held-out calibration images (always in --json)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    d = parser.add_argument_group("several machines")
+    d.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="evaluate only part K of N contiguous parts of the images (merge the parts with --merge)")
+    d.add_argument("--merge", nargs="+", metavar="FILE",
+                   help="no evaluation: merge the --json results of every part (--shard 1/N ... N/N) into one")
 
 
 def _fmt_db(v: float | None) -> str:
@@ -292,7 +326,7 @@ def _fmt_db(v: float | None) -> str:
 def print_result(res: Any, *, layers: bool, out: Any = sys.stdout) -> None:
     """Human-readable summary of an :class:`EvaluationResult`."""
     w = out.write
-    w(f"model {res.model}  images {res.num_images} ({res.images})")
+    w(f"model {res.model}  images {res.num_images} ({res.images}{', part ' + res.shard if res.shard else ''})")
     if res.skipped:
         w(f"  skipped {len(res.skipped)} unreadable")
     w("\n")
@@ -320,12 +354,36 @@ def print_result(res: Any, *, layers: bool, out: Any = sys.stdout) -> None:
               f"{_fmt_db(r.act_sqnr_db):>7s} {r.act_clip or '-':>20s} {ada:>8s}\n")
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from quant.evaluation import merge_results
+
+    docs = []
+    for path in args.merge:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                docs.append(json.load(fh))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--merge {path}: cannot read a JSON result: {exc}") from exc
+    return _show(merge_results(docs), args)
+
+
+def _show(res: Any, args: argparse.Namespace) -> int:
+    if args.json:
+        json.dump(res.to_dict(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_result(res, layers=args.layers)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from quant.calibration import ModelStatistics
     from quant.evaluation import evaluate_model
 
+    if args.merge:
+        return _merge(args)
     cfg = config_from_args(args)
     check_model_from_args(args)
     lm = load_model_from_args(args)
@@ -338,11 +396,6 @@ def run(args: argparse.Namespace) -> int:
     res = evaluate_model(lm, cfg, images=images, calibration_images=calib, stats=stats,
                          batch_size=args.batch_size, device=args.device, seed=args.seed,
                          layer_sqnr=not args.no_layer_sqnr, progress=not args.quiet and not args.json,
-                         num_workers=args.workers)
+                         num_workers=args.workers, shard=args.shard)
     res.config["describe"] = cfg.describe()
-    if args.json:
-        json.dump(res.to_dict(), sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print_result(res, layers=args.layers)
-    return 0
+    return _show(res, args)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -13,21 +12,28 @@ from analysis.cli.evaluate import add_config_arguments, config_from_args
 COMMAND = "report"
 HELP = "bits-per-value report of a quantized network: entropy vs Huffman vs file, packing, plots"
 DESCRIPTION = (
-    "Quantize a network post-training (default: EfficientNet-Lite0 at W4A4 with the paper's recipe: ACIQ\n"
-    "clipping, per-channel bit allocation and bias correction), run the naive and best recipes side by side\n"
-    "(fidelity with its 95% interval, and coded bits), export the main setting's integer activations and weights, Huffman-code them in the smallest layout per layer, write and verify real .hqt\n"
-    "files, and report per layer: nominal bits, pooled and per-channel entropy, average code length of every\n"
-    "layout of the format, coded bits from the file, zstd -19, mixed-precision packings and the step ratio.\n"
-    "Writes report.md, layers.csv, summary.json (and sweep.csv with --sweep) and figures/*.png|pdf to --out.\n"
-    "What the recipes learn on the calibration images (AdaRound, statistics of the equalized network, bias\n"
-    "corrections) is kept in <out>/calibration/ and reused by the next run on the same model and images."
+    "Quantize a network post-training (default: EfficientNet-Lite0 at W4A4 with the best recipe: equalization,\n"
+    "clipping chosen per layer, MSE weight clipping, AdaRound and empirical bias correction), run the other\n"
+    "recipes (naive, and the paper's: ACIQ, per-channel bit allocation and bias correction) side by side at the\n"
+    "same bit widths, and put each recipe's coded bits per value next to its fidelity (top-1 agreement with its\n"
+    "95% interval, logit SQNR). Export the main\n"
+    "setting's integer activations and weights, Huffman-code them in the smallest layout per layer, write and\n"
+    "verify real .hqt files, and report per layer: nominal bits, pooled and per-channel entropy, average code\n"
+    "length of every layout of the format, coded bits from the file, zstd -19, mixed-precision packings and the\n"
+    "step ratio. Writes report.md, layers.csv, summary.json (and sweep.csv with --sweep) and figures/*.png|pdf to\n"
+    "--out. What the recipes learn on the calibration images (AdaRound, statistics of the equalized network, bias\n"
+    "corrections) is kept in <out>/calibration/ and reused by the next run on the same model and images.\n"
+    "The compared recipes and the sweep points run as independent tasks on joblib: --jobs worker processes on\n"
+    "this machine (one torch thread each), or --cluster ADDRESS, a Dask distributed scheduler."
 )
 EPILOG = """examples:
   huffquant report                                   (EfficientNet-Lite0 on the built-in photos)
   huffquant report --sweep                           (+ the rate-fidelity sweep; regenerates reports/efficientnet-lite0)
   huffquant report --json > summary.json             (the summary document on stdout)
   huffquant report --wbits 4 --abits 8 --clip kl --bit-alloc none
-  huffquant report --recipe best --compare naive,paper  (the best recipe's tensors coded and written)
+  huffquant report --recipe paper                    (the paper's tensors coded and written; naive and best compared)
+  huffquant report --sweep --jobs 8                  (8 worker processes)
+  huffquant report --sweep --cluster tcp://scheduler:8786   (on a Dask cluster: pip install 'huffquant[cluster]')
   huffquant report --model resnet18 --weights resnet18.pth --imagenet ~/data/imagenet/val --num-images 1000
   huffquant report --images ~/photos --out reports/mine --keep-files
   huffquant report --sweep --sweep-bits 2,3,4,5.3 --sweep-clips minmax,aciq-laplace,kl --sweep-images 16
@@ -80,10 +86,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--activation-images", type=int, default=32, metavar="N",
                    help="export and code the activations of the first N evaluated images (0 = all; default 32)")
     q = parser.add_argument_group("quantization (the main setting, whose files are written and verified)")
-    add_config_arguments(q, stats=False, default_recipe="paper")
-    q.add_argument("--compare", type=_recipes, default=("naive", "best"), metavar="RECIPES",
-                   help="recipes run side by side with the main setting, at its bit widths (default naive,best; "
-                        "'none' for none)")
+    add_config_arguments(q, stats=False, default_recipe="best")
+    q.add_argument("--compare", type=_recipes, default=None, metavar="RECIPES",
+                   help="recipes run side by side with the main setting, at its bit widths (default: every other "
+                        "recipe, the paper's included; 'none' for none)")
     o = parser.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default reports/<model>)")
     o.add_argument("--json", action="store_true", help="print summary.json to stdout")
@@ -114,13 +120,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--sweep-rate-images", type=int, default=16, metavar="N",
                    help="images whose codes are sized per sweep point (default 16)")
     h = parser.add_argument_group("hardware")
+    h.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes for the compared recipes and the sweep points, one torch thread each "
+                        "(default: one per core; 1: in this process)")
+    h.add_argument("--cluster", metavar="ADDRESS",
+                   help="run them on the Dask distributed scheduler at ADDRESS instead (e.g. tcp://host:8786; "
+                        "needs pip install 'huffquant[cluster]' here and on the workers)")
     h.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     h.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
     h.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("num_images", "num_calibration", "batch_size", "sweep_images", "sweep_rate_images"):
+    for name in ("num_images", "num_calibration", "batch_size", "sweep_images", "sweep_rate_images", "jobs"):
         v = getattr(args, name, None)
         if v is not None and v < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
@@ -137,11 +149,19 @@ def run(args: argparse.Namespace) -> int:
         check_model_name(args.model)
     except QuantError as exc:
         raise UsageError(str(exc)) from exc
+    if args.cluster:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UsageError("--cluster needs Dask distributed: pip install 'huffquant[cluster]'") from None
     main = config_from_args(args, default_mode="offline")
-    for name in args.compare + args.sweep_recipes:
+    for name in (args.compare or ()) + args.sweep_recipes:
         config_from_args(argparse.Namespace(recipe=name, wbits=args.wbits, abits=args.abits))
     settings = _overrides(args.recipe, main)
-    from analysis.report import ReportConfig, report
+    if args.adaround:  # iterations of every recipe that uses AdaRound (ReportConfig.adaround), not a new setting
+        settings.pop("adaround", None)
+    from analysis.report import ReportConfig, report, to_json, write_report
+    from analysis.report.paths import portable_command
     from quant.images import imagenet_folder
     from quant.models import load_model
 
@@ -165,12 +185,13 @@ def run(args: argparse.Namespace) -> int:
         sweep_clips=args.sweep_clips, sweep_images=args.sweep_images, sweep_rate_images=args.sweep_rate_images,
         hist_layer=args.hist_layer,
         files_dir=str(out / "files") if args.keep_files else None, progress=not args.quiet, seed=args.seed,
-        command="huffquant " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        jobs=args.jobs, cluster=args.cluster,
+        command="huffquant " + portable_command(getattr(args, "argv", sys.argv[1:]), out),
     )
     rep = report(lm, images, cfg)
-    written = rep.write(out, plots=not args.no_plots)
+    written = write_report(rep, out, plots=not args.no_plots)
     if args.json:
-        sys.stdout.write(rep.to_json() + "\n")
+        sys.stdout.write(to_json(rep, out) + "\n")
     else:
         _print_summary(rep, out, written)
     return 0
@@ -200,17 +221,21 @@ def _print_summary(rep, out: Path, written: list) -> None:
             f"coded {k['coded_bits_per_value']:.3f} bits/value ({k['ratio_to_entropy']:.3f} x entropy)  "
             f"lossless {'yes' if k['lossless'] else 'NO'}"
         )
-    for c in rep.configs:
+    for c in rep.headline:
         ci = c.get("top1_agreement_ci")
         ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
         bits = [f"{k} {c[key]:.3f}" for k, key in (("act", "act_coded_bits_per_value"),
-                                                     ("weights", "weight_coded_bits_per_value"))
+                                                     ("weights", "weight_coded_bits_per_value"),
+                                                     ("together", "coded_bits_per_value"))
                 if c.get(key) is not None]
-        lines.append(f"{c.get('recipe', c['role']):9s} top-1 agreement {c['top1_agreement']:.3f}{ci_text}, "
-                     f"KL {c['kl_divergence']:.4f}; coded bits/value: {', '.join(bits)}  [{c['label']}]")
+        sqnr = c.get("logit_sqnr_db")
+        name = c["recipe"] + ("*" if c.get("main") else "")
+        lines.append(f"{name:9s} coded bits/value: {', '.join(bits)}; top-1 agreement {c['top1_agreement']:.3f}"
+                     f"{ci_text}" + (f", logit SQNR {sqnr:.1f} dB" if sqnr is not None else ""))
     t = rep.timing
     if t.get("ratio_to_fp32_and_calibration") is not None:
         lines.append(f"time      {t.get('total_s', t['report_s']):.1f} s = {t['ratio_to_fp32_and_calibration']:.2f} x "
                      f"(FP32 forward + calibration)")
+    lines.append("(* main setting: its files are written and verified)")
     lines.append(f"wrote     {out}/ ({len(written)} files)")
     print("\n".join(lines))

@@ -1,23 +1,19 @@
-"""The report's figures: their data (from the calibration statistics, the coded tensors and the ACIQ model)
-and the drawing of every figure a :class:`~analysis.report.document.Report` has data for (via :mod:`analysis.plots`).
+"""The data behind the report's figures: from the calibration statistics, the coded tensors and the ACIQ model.
+
+:mod:`analysis.report.drawing` draws them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from analysis.errors import AnalysisError
 from analysis.report.tensors import KINDS, TensorResult
 
-if TYPE_CHECKING:
-    from analysis.report.document import Report
-
-__all__ = ["figure_data", "histogram_data", "mse_alpha_curves", "plot_figures"]
+__all__ = ["figure_data", "histogram_data", "mse_alpha_curves", "channel_bits"]
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +39,21 @@ def figure_data(results: Sequence[TensorResult], qmodel: Any, stats: Any, *, his
         if h is not None:
             figures["histogram"] = {"values": None, **h}
     figures["mse_curves"] = mse_alpha_curves()
-    figures["channel_bits"] = {}
-    for kind in KINDS:
-        b = [r.channel_bits for r in results if r.row["kind"] == kind
-             and not layer_info[r.row["layer"]].first and not layer_info[r.row["layer"]].classifier]
-        if b:
-            figures["channel_bits"][kind] = np.concatenate(b)
+    figures["channel_bits"] = channel_bits([(r.row["layer"], r.row["kind"], r.channel_bits) for r in results],
+                                           layer_info)
     return figures
+
+
+def channel_bits(tensors: Iterable[tuple[str, str, np.ndarray]], layer_info: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Per kind, the nominal bits of every channel (``(layer, kind, bits per channel)`` triples) of the layers
+    at the network's bit width: the first layer and the classifier, which keep their own bits, left out."""
+    out: dict[str, np.ndarray] = {}
+    for kind in KINDS:
+        b = [bits for layer, k, bits in tensors
+             if k == kind and not layer_info[layer].first and not layer_info[layer].classifier]
+        if b:
+            out[kind] = np.concatenate(b)
+    return out
 
 
 def histogram_data(stats: Any, info: Any, name: str, bits: float) -> dict | None:
@@ -115,35 +119,3 @@ def mse_alpha_curves(bits: Sequence[int] = (2, 3, 4), *, n: int = 100_000, seed:
         out.append({"bits": int(m), "alpha": a, "analytical": laplace_mse(a, 1.0, L), "simulated": sim,
                     "alpha_opt": alpha_multiplier(L)})
     return out
-
-
-def plot_figures(rep: Report, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write every figure ``rep`` has data for (PNG + PDF each) into ``out_dir``; returns the paths."""
-    from analysis import plots
-
-    f = rep.figures
-    paths: list[Path] = []
-    if f.get("histogram"):
-        h = f["histogram"]
-        paths += plots.plot_clipping_histogram(h.get("values"), h["thresholds"], out_dir,
-                                               histogram=h.get("histogram"), layer=h.get("layer", ""),
-                                               xlabel=h.get("xlabel"))
-    paths += plots.plot_layer_bits(
-        [{**r, "file_bits_per_value": r.get("coded_bits_per_value", r["closed_form_bits"] / r["n_values"])}
-         for r in rep.layers], out_dir)
-    if rep.sweep:
-        labelled = all(p.get("top1") is not None for p in rep.sweep)
-        paths += plots.plot_rate_fidelity(
-            rep.sweep, out_dir, y="top1" if labelled else "top1_agreement", color_by="series",
-            ylabel="top-1 accuracy (%)" if labelled else "top-1 agreement with FP32 (%)")
-    if f.get("mse_curves"):
-        paths += plots.plot_mse_alpha(f["mse_curves"], out_dir)
-    cb = f.get("channel_bits") or {}
-    if any(len(v) for v in cb.values()):
-        paths += plots.plot_bit_allocation(cb, out_dir)
-    sr = [r for r in rep.layers if r["kind"] == "activations" and r.get("step_ratio") is not None]
-    if sr:
-        groups = ["no activation" if r.get("fused_activation", "none") == "none" else
-                  f"fused {r['fused_activation'].replace('relu', 'ReLU')}" for r in sr]
-        paths += plots.plot_step_ratio([r["step_ratio"] for r in sr], out_dir, groups=groups)
-    return paths

@@ -62,7 +62,7 @@ class LearnedCalibration:
         self.device = device
         self.progress = progress
         self.seconds = 0.0
-        self.reused: list[str] = []
+        self.reused: list[Path] = []
         self._stats: dict[str, Any] = {}
         self._loaded: dict[str, int | None] = {}  # results in a file when loaded (None: not from a file)
 
@@ -105,7 +105,7 @@ class LearnedCalibration:
             st = self._load(name, qc)
             self._loaded[name] = None if st is None else self._n_results(st)
             if st is not None:
-                self.reused.append(str(self._path(name)))
+                self.reused.append(self._path(name))
             else:
                 t = time.perf_counter()
                 base = dataclasses.replace(qc, adaround=0, bias_correction=None)
@@ -129,6 +129,24 @@ class LearnedCalibration:
         if learning:
             self.seconds += time.perf_counter() - t
         return qm
+
+    def learn(self, qc: Any) -> str:
+        """Make sure what ``qc`` learns is in its statistics (learning it now when missing); returns the name of
+        those statistics (:meth:`named_statistics`)."""
+        from quant import needs_calibration
+
+        if needs_calibration(qc, self.statistics(qc)):
+            self.prepare(qc)
+        return self._name(qc)
+
+    def named_statistics(self) -> dict[str, Any]:
+        """The statistics known so far by name (``equalized``, ``plain``), with what was learned in them."""
+        return dict(self._stats)
+
+    @classmethod
+    def statistics_name(cls, qc: Any) -> str:
+        """The name of the statistics ``qc`` runs on."""
+        return cls._name(qc)
 
     def save(self) -> list[Path]:
         """Write every statistics file that gained something since it was loaded; returns the paths written."""

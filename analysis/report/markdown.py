@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from analysis.report.document import Report
+from analysis.report.paths import portable_path
 from analysis.report.tensors import KINDS
 
-if TYPE_CHECKING:
-    from analysis.report.document import Report
-
-__all__ = ["render_markdown"]
+__all__ = ["to_markdown"]
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -36,8 +37,8 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 3
     return "\n".join(lines)
 
 
-def _interval(row: dict) -> str:
-    ci = row.get("top1_agreement_ci")
+def _interval(row: dict, key: str = "top1_agreement_ci") -> str:
+    ci = row.get(key)
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "–"
 
 
@@ -64,19 +65,56 @@ def _quantized(h: dict) -> str:
     return text + (f" (kept in FP32: {', '.join(kept)})" if kept else "")
 
 
-def render_markdown(rep: Report) -> str:
-    """The report as Markdown (what report.md holds)."""
+def _headline(rep: Report) -> list[str]:
+    rows = rep.headline
+    labelled = any(r.get("top1") is not None for r in rows)
+    head = ["recipe", "activations (bpv)", "weights (bpv)", "together (bpv)", "top-1 agreement", "95% CI",
+            "logit SQNR (dB)"] + (["top-1", "95% CI "] if labelled else [])
+    body = []
+    for r in rows:
+        name = f"**{r['recipe']}** (main)" if r.get("main") else r["recipe"]
+        cells = [name, r.get("act_coded_bits_per_value"), r.get("weight_coded_bits_per_value"),
+                 r.get("coded_bits_per_value"), r.get("top1_agreement"), _interval(r), r.get("logit_sqnr_db")]
+        if labelled:
+            cells += [r.get("top1"), _interval(r, "top1_ci")]
+        body.append(cells)
+    first = rows[0] if rows else {}
+    out = [_table(head, body)]
+    out += ["", f"Each recipe at {rep.header.get('bits', 'the same bit widths')}: coded bits per value in the "
+            f"smallest of entropy's single, per-channel and bit-width layouts, every bit of side information but "
+            f"the quantization parameters counted, sized in closed form on the first {first.get('rate_images', '?')} "
+            f"images (*together*: one inference, i.e. one image's activations and every weight); fidelity to FP32 "
+            f"on all {first.get('images', '?')} images (top-1 agreement with its 95% Wilson interval, logit "
+            "SQNR). The main setting's tensors are the ones coded, written and verified below. Settings of each "
+            "recipe: *Recipes side by side*."]
+    return out
+
+
+def _run_table(rep: Report, out_dir: Path | None) -> str:
     h = rep.header
-    out = [f"# huffquant report: {h.get('model', '?')}", ""]
-    out.append(_table(["", ""], [
-        ("model", h.get("model")), ("images", h.get("images")), ("settings", h.get("settings")),
+    weights = h.get("weights")
+    if isinstance(weights, (str, os.PathLike)) and not isinstance(weights, str):
+        weights = portable_path(weights, out_dir)
+    return _table(["", ""], [
+        ("model", h.get("model")), ("weights", weights), ("images", h.get("images")),
+        ("main setting", h.get("settings")),
         ("coded tensors", _coded(h.get("coded_tensors"))),
         ("layers quantized", _quantized(h)),
         ("compared", "; ".join(f"{k}: {v}" for k, v in (h.get("compared") or {}).items()) or "–"),
         ("package", h.get("package")),
         ("date", h.get("date")), ("device", h.get("device")), ("command", f"`{h.get('command', '')}`"),
-    ]))
-    out += ["", "## Whole model (element-weighted over layers)", ""]
+    ])
+
+
+def to_markdown(rep: Report, out_dir: str | os.PathLike[str] | None = None) -> str:
+    """The report as Markdown (what report.md holds); file paths relative to ``out_dir``."""
+    h = rep.header
+    base = None if out_dir is None else Path(out_dir)
+    out = [f"# huffquant report: {h.get('model', '?')}", ""]
+    if rep.headline:
+        out += ["## Bits per value and fidelity, per recipe", ""] + _headline(rep) + [""]
+    out += ["## Run", "", _run_table(rep, base)]
+    out += ["", "## The main setting's files: whole model (element-weighted over layers)", ""]
     out.append(_summary_table(rep))
     out += ["", "Coded bits per value count everything needed to decode the integer codes from the file: "
             "payload, codebooks, chunk indexes, tensor records, alignment and channel maps. "
@@ -92,14 +130,16 @@ def render_markdown(rep: Report) -> str:
     if rep.configs:
         out += ["", "## Recipes side by side (fidelity to FP32 on the report images)", ""]
         out.append(_table(
-            ["recipe", "configuration", "top-1 agreement", "95% CI", "top-5 overlap", "KL (nats)", "top-1",
-             "act. coded bpv", "weight coded bpv", "coded bpv on images"],
+            ["recipe", "configuration", "top-1 agreement", "95% CI", "top-5 overlap", "KL (nats)",
+             "logit SQNR (dB)", "top-1", "act. coded bpv", "weight coded bpv", "coded bpv on images"],
             [(c.get("recipe", c.get("role")), c.get("label"), c.get("top1_agreement"), _interval(c),
-              c.get("top5_overlap"), c.get("kl_divergence"), c.get("top1"), c.get("act_coded_bits_per_value"),
-              c.get("weight_coded_bits_per_value"), c.get("rate_images")) for c in rep.configs], digits=4))
+              c.get("top5_overlap"), c.get("kl_divergence"), c.get("logit_sqnr_db"), c.get("top1"),
+              c.get("act_coded_bits_per_value"), c.get("weight_coded_bits_per_value"), c.get("rate_images"))
+             for c in rep.configs], digits=4))
         out += ["", "The 95% interval of top-1 agreement is the Wilson score interval over the evaluated images "
                 "(which treats them as independent; crops of a few photos are not, so the real uncertainty is "
-                "larger). The first row's tensors are the ones coded, written and verified below."]
+                "larger). The first row is the main setting; its coded bits are those of its written files (on "
+                "its first `rate images`), the others' in closed form as in the first table."]
     for kind in KINDS:
         rows = [r for r in rep.layers if r["kind"] == kind]
         if not rows:
@@ -143,21 +183,23 @@ def render_markdown(rep: Report) -> str:
         front = [p for p in rep.sweep if p.get("pareto")]
         out += ["", f"## Rate-fidelity sweep ({len(rep.sweep)} points; Pareto front below)", ""]
         out.append(_table(
-            ["label", "coded bpv", "act. bpv", "weight bpv", "top-1 agreement", "KL"],
+            ["label", "coded bpv", "act. bpv", "weight bpv", "top-1 agreement", "95% CI", "KL"],
             [(p["label"], p["coded_bits_per_value"], p["act_coded_bits_per_value"],
-              p["weight_coded_bits_per_value"], p["top1_agreement"], p.get("kl_divergence"))
+              p["weight_coded_bits_per_value"], p["top1_agreement"], _bounds(p), p.get("kl_divergence"))
              for p in sorted(front, key=lambda p: p["coded_bits_per_value"])], digits=4))
         rec = [p for p in rep.sweep if p.get("recipe")]
         if rec:
             out += ["", "Whole recipes in the sweep (on the front or not):", ""]
             out.append(_table(
-                ["label", "coded bpv", "act. bpv", "weight bpv", "top-1 agreement", "KL", "Pareto"],
+                ["label", "coded bpv", "act. bpv", "weight bpv", "top-1 agreement", "95% CI", "KL", "Pareto"],
                 [(p["label"], p["coded_bits_per_value"], p["act_coded_bits_per_value"],
-                  p["weight_coded_bits_per_value"], p["top1_agreement"], p.get("kl_divergence"), p.get("pareto"))
+                  p["weight_coded_bits_per_value"], p["top1_agreement"], _bounds(p), p.get("kl_divergence"),
+                  p.get("pareto"))
                  for p in sorted(rec, key=lambda p: p["coded_bits_per_value"])], digits=4))
-        out += ["", "All points: `sweep.csv`."]
+        out += ["", "Coded bits per value *together*: one inference (one image's activations and every weight). "
+                "All points: `sweep.csv`."]
     if rep.timing:
-        out += ["", "## Timing", ""]
+        out += ["", "## Timing (seconds; the ratio is to the FP32 forward pass plus calibration)", ""]
         out.append(_table(["", "seconds"], [(k, v) for k, v in rep.timing.items()], digits=2))
     if rep.figures.get("written"):
         out += ["", "## Figures", ""]
@@ -166,6 +208,11 @@ def render_markdown(rep: Report) -> str:
     if notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(out) + "\n"
+
+def _bounds(p: dict) -> str:
+    lo, hi = p.get("top1_agreement_ci_low"), p.get("top1_agreement_ci_high")
+    return "–" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
+
 
 def _summary_table(rep: Report) -> str:
     keys = [

@@ -3,7 +3,7 @@
 :func:`resolve_inputs` turns the caller's model and images into batches; :func:`run_quantized` runs one
 quantized pass (fidelity to the FP32 logits, and the integer codes of every quantized layer);
 :func:`tensor_inputs` turns a pass's codes and weights into :class:`~analysis.report.tensors.TensorInput`.
-Used by the report and the rate-fidelity sweep. torch is imported inside the functions.
+Used by the report's measurements (:mod:`analysis.report.measure`). torch is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
-
 
 from analysis.errors import AnalysisError
 from analysis.report.config import ReportConfig
+from analysis.report.paths import portable_text
 from analysis.report.tensors import TensorInput
 
-__all__ = ["ReportInputs", "resolve_inputs", "run_quantized", "tensor_inputs"]
+__all__ = ["ReportInputs", "QuantizedPass", "resolve_inputs", "run_quantized", "tensor_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,29 @@ class ReportInputs:
     calib_batches: list  # images
     labelled: bool
     preprocessing: Any = None
-    weights: str = ""
+    weights: str | Path = ""  # a file (named portably in what the report writes) or what the weights are
+
+
+def _image_folders(images: Any) -> dict[str, str]:
+    """The folder of an image set read from files (absolute path -> its name with a slash), for naming it in a
+    description without the machine's path."""
+    for rel, source, _ in getattr(images, "items", [])[:1]:
+        if isinstance(source, (str, os.PathLike)):
+            src, rel_path = Path(source), Path(rel)
+            root = Path(*src.parts[: len(src.parts) - len(rel_path.parts)])
+            return {str(root): f"{root.name}/"}
+    return {}
+
+
+def _weights_source(wsrc: Any) -> str | Path:
+    p = Path(wsrc) if isinstance(wsrc, (str, os.PathLike)) and str(wsrc) else None
+    return p if p is not None and p.is_file() else str(wsrc)
 
 
 def resolve_inputs(model: Any, images: Any, calibration_images: Any, cfg: ReportConfig) -> ReportInputs:
+    """The model and image batches a report runs on: ``model`` a name, LoadedModel or nn.Module; ``images`` and
+    ``calibration_images`` None (built-in photos), a folder, an ImageSet or an image tensor (see
+    :func:`analysis.report.report`). Image files are read by ``cfg.image_workers`` DataLoader workers."""
     import torch
 
     from quant.images import ImageSet, builtin_images, folder_images, iter_batches
@@ -71,7 +91,7 @@ def resolve_inputs(model: Any, images: Any, calibration_images: Any, cfg: Report
                 src = src.subset(0, limit)
             out = []
             skipped = 0
-            for b in iter_batches(src, cfg.batch_size):
+            for b in iter_batches(src, cfg.batch_size, num_workers=cfg.image_workers):
                 skipped += len(b.skipped)
                 if b.images.numel():
                     out.append((b.images, b.labels if src.labelled else None))
@@ -79,7 +99,8 @@ def resolve_inputs(model: Any, images: Any, calibration_images: Any, cfg: Report
                 log.warning("%d unreadable image(s) skipped", skipped)
             if not out:
                 raise AnalysisError(f"no readable image in {src.description}")
-            return out, src.description + (f", {skipped} unreadable skipped" if skipped else ""), src.labelled
+            desc = portable_text(src.description, _image_folders(src))
+            return out, desc + (f", {skipped} unreadable skipped" if skipped else ""), src.labelled
         raise AnalysisError(f"images must be None, a folder, an ImageSet or a tensor, got {type(src).__name__}")
 
     ev, desc, labelled = batches_of(images, cfg.num_images, "evaluation")
@@ -98,13 +119,27 @@ def resolve_inputs(model: Any, images: Any, calibration_images: Any, cfg: Report
     n_eval = sum(int(x.shape[0]) for x, _ in ev)
     n_cal = sum(int(x.shape[0]) for x in calib)
     return ReportInputs(name, module, f"{desc} ({n_eval} evaluated); calibration: {cdesc} ({n_cal})", ev, calib,
-                   labelled, prep, wsrc)
+                        labelled, prep, _weights_source(wsrc))
+
+
+@dataclass
+class QuantizedPass:
+    """What one quantized pass measured: fidelity to the FP32 logits on every image, on the first ``prefix``
+    images (None when not asked), and the integer codes of every quantized layer's activations (layer ->
+    (codes, QuantParams)) of the first recorded images."""
+
+    fidelity: dict
+    prefix_fidelity: dict | None
+    codes: dict
+    recorded_images: int
+    images: int
 
 
 def run_quantized(qmodel: Any, batches: list, refs: list, *, record: bool, progress: bool, desc: str,
-                   record_images: int | None = None):
-    """One quantized pass over ``batches``: fidelity to the FP32 logits ``refs`` and, with ``record``, the codes
-    (of the first ``record_images`` images when given, rounded up to whole batches)."""
+                  record_images: int | None = None, prefix_images: int | None = None) -> QuantizedPass:
+    """One quantized pass over ``batches``: fidelity to the FP32 logits ``refs`` (and on the first
+    ``prefix_images`` images alone) and, with ``record``, the codes of the first ``record_images`` images (all
+    when None)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -112,21 +147,17 @@ def run_quantized(qmodel: Any, batches: list, refs: list, *, record: bool, progr
     from quant.evaluation import FidelityMeter
 
     sizes = [int(x.shape[0]) for x, _ in batches]
-    n_rec = sum(sizes)
-    if record_images is not None:
-        n_rec, acc = 0, 0
-        for k in sizes:
-            if acc >= record_images:
-                break
-            n_rec += k
-            acc += k
+    total = sum(sizes)
+    n_rec = total if record_images is None else min(int(record_images), total)
     sites = qmodel.sites
     recs = {}
-    if record:
+    if record and n_rec:
         for name, s in sites.items():
             if s.quantizer is not None:
-                recs[name] = s.recorder = CodeRecorder(n_rec)
+                # a recorder holds whole batches; the codes are trimmed to n_rec images at the end
+                recs[name] = s.recorder = CodeRecorder(_whole_batches(sizes, n_rec))
     meter = FidelityMeter()
+    prefix = FidelityMeter() if prefix_images else None
     seen = 0
     try:
         with torch.no_grad():
@@ -135,14 +166,28 @@ def run_quantized(qmodel: Any, batches: list, refs: list, *, record: bool, progr
                     for s in sites.values():
                         s.recorder = None
                 out = qmodel(x.to(qmodel.device))
-                seen += int(x.shape[0])
                 check_finite_logits(qmodel.quant, x, out)
                 meter.update(ref, out, labels)
+                if prefix is not None and seen < prefix_images:
+                    k = min(int(x.shape[0]), prefix_images - seen)
+                    prefix.update(ref[:k], out[:k], None if labels is None else labels[:k])
+                seen += int(x.shape[0])
     finally:
         for s in sites.values():
             s.recorder = None
-    codes = {name: (r.result(), r.params) for name, r in recs.items()}
-    return meter.summary(), codes
+    codes = {name: (r.result()[:n_rec], r.params) for name, r in recs.items()}
+    return QuantizedPass(meter.summary(), None if prefix is None else prefix.summary(), codes,
+                         n_rec if codes else 0, total)
+
+
+def _whole_batches(sizes: list[int], n: int) -> int:
+    """The images of the first batches that hold the first ``n`` images."""
+    acc = 0
+    for k in sizes:
+        if acc >= n:
+            break
+        acc += k
+    return acc
 
 
 def tensor_inputs(qmodel: Any, codes: Mapping[str, Any], stats: Any, cfg_abits: float | None) -> list[TensorInput]:
