@@ -304,7 +304,7 @@ def test_cli_report_names_no_machine_path(tmp_path, capsys):
     assert (out / "calibration" / "equalized.npz").is_file()
     for kind in ("activations", "weights"):
         assert doc["files"][kind]["path"] == f"files/{kind}.hqt" and (out / "files" / f"{kind}.hqt").is_file()
-    assert doc["header"]["images"].startswith("imgs/ (4 files)")
+    assert doc["header"]["images"].startswith("imgs/ (5 files), 1 unreadable skipped (4 evaluated)")
     assert "--out ." in doc["header"]["command"]
     texts = {"stdout": stdout}
     texts.update({p.name: p.read_text() for p in out.rglob("*") if p.suffix in (".md", ".json", ".csv")})
