@@ -401,3 +401,20 @@ def test_shared_codebooks_are_counted_once_in_the_file(tmp_path):
     assert stored_once == 8 * info.codebook_bytes > 0
     alone = entropy.save(tmp_path / "alone.hqt", {"a": x}, channel_axis=1).tensor("a")
     assert 8 * alone.total_bytes == a["closed_form_bits"]
+
+
+def test_a_main_setting_that_chooses_its_clipping_learns_it_on_the_calibration_images():
+    """clip="auto" alone (no equalization, AdaRound or empirical correction) still needs calibration images: the
+    report learns the choice before the main pass, as for the other learned parts."""
+    from analysis.report.learned import learns
+    from quant.recipes import recipe_config
+
+    assert learns(recipe_config("naive", 4, 4, clip="auto"))
+    assert not learns(recipe_config("naive", 4, None, clip="auto"))  # no activation to clip
+    assert not learns(recipe_config("paper", 4, 4))
+    torch.manual_seed(0)
+    cfg = R.ReportConfig(recipe="naive", settings={"clip": "auto"}, compare=(), batch_size=4, zstd_sample_bytes=256,
+                         jobs=1, clusters=())
+    rep = R.report(TinyNet().eval(), torch.randn(8, 3, 20, 20), cfg)
+    assert rep.header["settings"].startswith("W4A4 auto") and rep.header["recipe"] == "custom"
+    assert rep.summary["activations"]["lossless"] is True

@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def learns(qc: Any) -> bool:
-    """True when configuration ``qc`` needs more than plain statistics: equalization, AdaRound or empirical bias
-    correction."""
-    return bool(qc.equalize or qc.adaround or qc.bias_correction == "empirical")
+    """True when configuration ``qc`` needs more than plain statistics: equalization, AdaRound, empirical bias
+    correction, or activation clipping chosen per layer on held-out calibration images (``clip="auto"``)."""
+    auto_clip = qc.clip == "auto" and qc.abits is not None
+    return bool(qc.equalize or qc.adaround or qc.bias_correction == "empirical" or auto_clip)
 
 
 def fingerprint(module: Any, images: Sequence[Any]) -> str:
