@@ -60,6 +60,7 @@ from torch import nn
 from quant.errors import CalibrationError, QuantError
 from quant.graph import has_own_forward
 from quant.quantizer import QuantizedTensor, clamp_codes, grid
+from quant.recipes import ADAROUND_ITERATIONS
 
 __all__ = ["AdaRoundSettings", "AdaRoundResult", "adaround_layers", "rounding_codes", "nearest_up", "sample_patches",
            "sample_positions", "output_grid"]
@@ -74,7 +75,7 @@ class AdaRoundSettings:
     """Hyper-parameters (defaults: the paper's λ, β schedule and warm-up; sizes chosen for 2 CPU cores on the
     calibration images, see the module docstring)."""
 
-    iterations: int = 1000  # Adam steps per layer (the loss ratios change by <= 3% from 500 to 2000)
+    iterations: int = ADAROUND_ITERATIONS  # Adam steps per layer
     batch: int = 512  # patches per step
     positions: int = 24  # sampled output positions per image and layer
     lr: float = 1e-2

@@ -21,7 +21,7 @@ from quant.graph import instrument
 from quant.config import QuantConfig
 from quant.preparation import adaround_key, clip_key, prepare
 from quant.quantizer import quantize
-from quant.recipes import RECIPES, check_settings, recipe_config
+from quant.recipes import ADAROUND_ITERATIONS, RECIPES, check_settings, recipe_config
 
 
 class Block(nn.Module):
@@ -102,10 +102,8 @@ def test_cli_flags_compose_with_the_recipe():
     assert cfg == recipe_config("best", 8, 4, equalize=False, adaround=0)
     cfg = _cli_config("--recipe", "paper", "--bias-correction", "none", "--bit-alloc", "none", "--equalize")
     assert cfg.bias_correction is None and cfg.bit_alloc == () and cfg.equalize and cfg.clip == "aciq-laplace"
-    from analysis.cli.evaluate import ADAROUND_DEFAULT_ITERATIONS
-
     cfg = _cli_config("--adaround", "--bias-correction", "empirical", "--clip", "aciq-gauss")
-    assert cfg.adaround == ADAROUND_DEFAULT_ITERATIONS > 0 and cfg.bias_correction == "empirical" and cfg.clip == "aciq-gauss"
+    assert cfg.adaround == ADAROUND_ITERATIONS and cfg.bias_correction == "empirical" and cfg.clip == "aciq-gauss"
     cfg = _cli_config("--first-layer-bits", "fp", "--classifier-bits", "same")
     assert cfg.first_layer_wbits is None and cfg.classifier_bits == "same"
 

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from analysis.cli import UsageError
+from quant.recipes import ADAROUND_ITERATIONS
 
 COMMAND = "evaluate"
 HELP = "quantize a model (WxAy) and measure top-1/top-5 and fidelity to FP32"
@@ -141,7 +142,6 @@ def add_image_arguments(parser: argparse.ArgumentParser, *, calibration: bool = 
              help="calibration images (default: all 144 built-in calibration crops, or every file of --calib-images)")
 
 
-ADAROUND_DEFAULT_ITERATIONS = 1000
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
@@ -175,9 +175,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, stats: bool = True,
     _add(parser, "--equalize", action="store_true", default=None,
          help="cross-layer equalization with high-bias absorption (statistics must be calibrated with it)")
     _add(parser, "--no-equalize", dest="equalize", action="store_false", help="no equalization (overrides a recipe)")
-    _add(parser, "--adaround", type=_iterations, nargs="?", const=ADAROUND_DEFAULT_ITERATIONS, default=None,
+    _add(parser, "--adaround", type=_iterations, nargs="?", const=ADAROUND_ITERATIONS, default=None,
          metavar="N", help=f"AdaRound: learn the rounding of the weights on the calibration images, N iterations per "
-                           f"layer (default {ADAROUND_DEFAULT_ITERATIONS}; 0: off); cached in --stats files made "
+                           f"layer (default {ADAROUND_ITERATIONS}; 0: off); cached in --stats files made "
                            f"by 'huffquant calibrate --adaround'")
     _add(parser, "--first-layer-bits", type=_layer_bits, default=None, metavar="B",
          help="weight bits of the first layer(s): a number, 'fp' (FP32) or 'same' (as --wbits) (default 8)")
