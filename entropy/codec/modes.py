@@ -222,8 +222,17 @@ def plan_from_counts(counts: np.ndarray, params: CodecParams, n_chunks: int, *,
 
 
 def _plan_lengths(c: np.ndarray, params: CodecParams, n_chunks: int) -> StreamPlan:
-    cb = Codebook(code_lengths(c, params.max_code_length), max_length=params.max_code_length)
-    return _sizes(c, cb.lengths, params, n_chunks, cb)
+    """The optimal code of ``c`` (at most ``2**L`` symbols present, every one coded), sized in one compiled call."""
+    from entropy.codec.kernels.sizes import code_size  # numba: imported on first use only
+
+    if not c.any():
+        cb = Codebook(np.zeros(c.size, np.uint8), max_length=params.max_code_length)
+        return _sizes(c, cb.lengths, params, n_chunks, cb)
+    lens, payload, table, longest = code_size(c, params.max_code_length)
+    cb = Codebook._built(lens, longest, table)
+    esc_bits = int(c[_escape_symbols(params)].sum()) * params.escape_bits if params.escape_range else 0
+    return StreamPlan(params=params, codebook=cb, payload_bits=payload + esc_bits, escape_bits=esc_bits,
+                      codebook_bits=8 * table, index_bits=8 * params.index_bytes(n_chunks))
 
 
 def _escape_candidates(c: np.ndarray, params: CodecParams, n_chunks: int, skip_none: bool) -> list[StreamPlan]:
