@@ -26,7 +26,7 @@ from entropy.codec.measures import shannon_entropy
 from entropy.codec.params import MAX_ESCAPE_RANGE, MODES, CodecParams
 
 __all__ = ["StreamPlan", "Histograms", "symbol_histograms", "stream_histogram", "plan_from_counts", "best_plan", "choose_plan", "DEFAULT_RUNS",
-           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs"]
+           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs", "run_prefixes", "run_prefix_table", "runs_may_pay"]
 
 #: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value); 64 and
 #: 256 prefixes are tried too on data whose mean run reaches a quarter of that
@@ -497,6 +497,35 @@ def may_try_runs(run_count: int | np.ndarray, n_values: int | np.ndarray) -> boo
     return run_count >= _RUNS_MIN_SHARE * n_values
 
 
+def run_prefixes(run_count: int, n_values: int, base_symbols: int) -> tuple[int, ...]:
+    """The run-prefix counts the codec tries for a stream of ``n_values`` values in which the run value occurs
+    ``run_count`` times and whose window has ``base_symbols`` base symbols (increasing; :func:`run_prefix_table`)."""
+    tried, counts = run_prefix_table(np.asarray(run_count), np.asarray(n_values), np.asarray(base_symbols))
+    return tuple(sorted({int(c) for t, c in zip(tried, counts) if t}))
+
+
+def run_prefix_table(run_count: np.ndarray, n_values: np.ndarray,
+                     base_symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of :data:`RUN_PREFIXES` and each stream (arrays broadcast): whether the codec tries it, and the
+    prefix count it then uses. 16 prefixes always; 64 and 256 where the mean run between other values reaches a
+    quarter of them (longer prefixes pay on very sparse data: a run of the mean length in few symbols); each at
+    most ``MAX_ALPHABET // base_symbols`` (the alphabet's limit). Returns two arrays ``[len(RUN_PREFIXES), ...]``."""
+    rc, n = np.asarray(run_count, dtype=np.float64), np.asarray(n_values, dtype=np.float64)
+    mean_run = rc / np.maximum(1.0, n - rc)
+    most = MAX_ALPHABET // np.asarray(base_symbols, dtype=np.int64)
+    tried = np.stack([np.broadcast_to((r == DEFAULT_RUNS) | (mean_run >= r / 4), most.shape) for r in RUN_PREFIXES])
+    counts = np.stack([np.minimum(r, most) for r in RUN_PREFIXES])
+    return tried, counts
+
+
+def runs_may_pay(plain_payload_bits: int, n_values: int, entropy_bits: float) -> bool:
+    """Whether the codec tries run symbols (unforced) on a stream whose plain code takes ``plain_payload_bits``, of
+    ``n_values`` values whose entropy (of pairs when they are known, it captures some clustering) is
+    ``entropy_bits`` per value: the plain code must spend measurably more than that bound, in share and in bits
+    (what a small run-symbol codebook costs), beyond :func:`may_try_runs`."""
+    return plain_payload_bits - n_values * entropy_bits > max(_RUNS_MIN_GAIN * plain_payload_bits, _RUNS_MIN_GAIN_BITS)
+
+
 def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: int, n_chunks: int,
                plain_plan: StreamPlan | None, forced: bool, narrow: bool, lo: int, hi: int,
                run_value: int | None, to_beat: float = float("inf")) -> StreamPlan | None:
@@ -517,7 +546,7 @@ def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: i
             return None
         # the entropy bound the plain code could approach: of pairs when known (captures some clustering)
         H = shannon_entropy(counts2) / 2 if counts2 is not None else shannon_entropy(counts1)
-        if plain_plan.payload_bits - n * H <= max(_RUNS_MIN_GAIN * plain_plan.payload_bits, _RUNS_MIN_GAIN_BITS):
+        if not runs_may_pay(plain_plan.payload_bits, n, H):
             return None
     p = base
     if DEFAULT_RUNS * base.base_symbols > MAX_ALPHABET and narrow and hi > lo:
@@ -531,11 +560,8 @@ def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: i
                 f"run symbols need a window of at most {MAX_ALPHABET // 2 - 1} values, got {base.value_range}"
             )
         return None
-    # longer run prefixes pay on very sparse data (a run of the mean length in few symbols): tried, by exact size,
-    # when the mean run between other values reaches them
-    mean_run = run_count / max(1, n - run_count)
     plans = []
-    for runs in sorted({min(r, most) for r in RUN_PREFIXES if r == DEFAULT_RUNS or mean_run >= r / 4}):
+    for runs in run_prefixes(run_count, n, p.base_symbols):
         q = replace(p, runs=runs, run_symbol=run_value - p.value_min)
         counts = histograms(q)
         if counts is not None and (q.escape_range or _cost_floor(counts, q, n_chunks) < min(to_beat, _best_cost(plans))):
