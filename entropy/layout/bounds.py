@@ -1,0 +1,423 @@
+"""Every way the codec may code the streams of candidate layouts, sized from counts: lower bounds that tell which
+layouts cannot be the smallest, and the exact stream where the smallest way is certain.
+
+A layout codes sets of channel rows as streams (:func:`entropy.layout.row_sets.set_stream`): each set in the symbol
+mode, with or without row structure and with the run-prefix count whose plan is smallest
+(:func:`entropy.codec.modes.best_plan`). :class:`SetBatch` lists these ways for every set of a batch of layouts and
+sizes them all at once from the sets' histograms - the sums of their rows' histograms, counted once per tensor
+(:mod:`entropy.layout.channel_counts`) - with the codec's own code lengths and table sizes (compiled,
+:func:`entropy.layout.kernels.size_sets`): exactly where the code fits the length limit, and where it does not, or
+where a mode's histograms are not counted, a floor (the payload of the optimal unlimited code, which no prefix code
+of those symbols beats, escapes and raised limits included; or nothing).
+
+* :meth:`SetBatch.floors`: the fewest bytes each set's stream can take in a file - at most the bytes of the stream
+  the search would build, and usually equal to them. A layout whose floor is not below the best size found so
+  far is not built.
+* :meth:`SetBatch.streams`: the stream of a set when its smallest way is certain - exactly sized, strictly smaller
+  than every other way the codec may take, and one the codec tries (run symbols only where its gates let them,
+  :func:`entropy.codec.modes.runs_may_pay`) - so the search builds it without planning it again; None otherwise.
+
+Codebooks: identical codes are stored once per file, so a set's codebook record enters its floor only when no other
+set of the layout can end up with the same code - when no other set has a way whose table has the same alphabet
+size and is unknown, or known and the same. Every layout stores one codebook at least (:func:`layout_floor`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from entropy.codec.codebook import Codebook
+from entropy.codec.lengths import MAX_ALPHABET
+from entropy.codec.modes import may_try_runs, run_prefix_table, runs_may_pay
+from entropy.codec.params import CodecParams
+from entropy.format import codebook_record_bytes, stream_record_bytes
+from entropy.layout.channel_counts import TensorCounts, row_histograms, set_histogram
+
+__all__ = ["SetBatch", "layout_floor", "NO_STREAM", "MIN_CODEBOOK_BYTES"]
+
+#: the floor of a set that no mode can code (the layout does not exist)
+NO_STREAM = np.iinfo(np.int64).max // 4
+#: the smallest codebook record (a one-byte table)
+MIN_CODEBOOK_BYTES = codebook_record_bytes(b"\0")
+#: most sets whose histograms are counted set by set when their rows' histograms are not kept
+_PER_SET_COUNTS = 64
+_PLAIN, _PAIRS, _RUNS = 0, 1, 2
+#: the source of a way that only marks an alphabet (not a way of coding)
+_MARK = -2
+#: columns of the kernel's sizes (entropy.codec.kernels.sizes.SIZE_FIELDS)
+_PAY, _TAB, _LONG, _PRES, _FLOOR, _ENT, _TOTAL = range(7)
+#: a gate of the codec decided within this many bits is not trusted to a float computed another way
+_GATE_MARGIN_BITS = 4
+
+
+def layout_floor(floors: np.ndarray, bare: np.ndarray) -> int:
+    """Fewest bytes the streams of a layout take together, codebooks included, from its sets'
+    :meth:`SetBatch.floors` (every layout stores one codebook at least)."""
+    return max(int(floors.sum()), int(bare.sum()) + MIN_CODEBOOK_BYTES)
+
+
+def _others(key: np.ndarray, sets: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """For each entry: whether an entry of ``among`` (a mask) with the same key belongs to another set."""
+    out = np.zeros(key.size, dtype=bool)
+    if not among.any():
+        return out
+    uniq, inv = np.unique(key[among], return_inverse=True)
+    pos = np.minimum(np.searchsorted(uniq, key), uniq.size - 1)
+    found = uniq[pos] == key
+    lo = np.full(uniq.size, np.iinfo(np.int64).max)
+    hi = np.full(uniq.size, -1)
+    np.minimum.at(lo, inv.reshape(-1), sets[among])
+    np.maximum.at(hi, inv.reshape(-1), sets[among])
+    return found & ((lo[pos] != sets) | (hi[pos] != sets))
+
+
+class SetBatch:
+    """The sets of a batch of layouts of one tensor and every way the codec may code each (module docstring).
+
+    ``layouts``: ``(labels, k)`` per layout: its sets are the channels ``labels == j``, ``j < k``, none empty (a
+    batch of one layout whose labels are the channels themselves is one stream per channel). The other arguments
+    are :func:`entropy.layout.row_sets.set_stream`'s (``mode_lists``: the symbol modes in the order tried,
+    :func:`~entropy.layout.row_sets.group_modes`)."""
+
+    def __init__(self, tc: TensorCounts, layouts: list[tuple[np.ndarray, int]], *, mode_lists: list[tuple[str, ...]],
+                 max_code_length: int, chunk_size: int, run_value: int, escapes: bool) -> None:
+        self.tc, self.mode_lists, self.run_value, self.escapes = tc, mode_lists, int(run_value), bool(escapes)
+        self.L, self.Cc = int(max_code_length), int(chunk_size)
+        C, M, T = tc.n_channels, tc.row_length, tc.value_range
+        self.Ks = [int(k) for _, k in layouts]
+        K = self.K = sum(self.Ks)
+        self.layout_of = np.repeat(np.arange(len(layouts)), self.Ks)
+        self.set_base = np.concatenate([[0], np.cumsum(self.Ks)])
+        self.identity = len(layouts) == 1 and self.Ks[0] == C and np.array_equal(layouts[0][0], np.arange(C))
+        if self.identity:  # one stream per channel: the rows' histograms are the sets'
+            self.set_rows = np.arange(C)
+            sizes = np.ones(C, np.int64)
+        else:
+            self.set_rows = np.concatenate([np.argsort(np.asarray(lab, np.int64), kind="stable") for lab, _ in layouts])
+            sizes = np.concatenate([np.bincount(np.asarray(lab, np.int64), minlength=k) for lab, k in layouts])
+        self.set_ptr = np.zeros(K + 1, np.int64)
+        np.cumsum(sizes, out=self.set_ptr[1:])
+        if self.identity:
+            H1 = tc.counts
+        else:
+            from entropy.layout.kernels import group_sums  # numba: imported on first use only
+
+            H1 = group_sums(tc.counts, self.set_rows, np.repeat(np.arange(K), sizes), K)
+        present = H1 > 0
+        self.first = np.argmax(present, axis=1)
+        self.R = T - np.argmax(present[:, ::-1], axis=1) - self.first
+        self.n = sizes * M
+        self.sizes = sizes
+        self.rowflag = (sizes > 1) & (M % self.Cc != 0)  # several rows that the chunks would cut differently
+        self.chunks_rows = np.where(self.rowflag, sizes * -(-M // self.Cc), -(-self.n // self.Cc))
+        self.chunks_flat = -(-self.n // self.Cc)
+        self.run_counts = H1[:, self.run_value - tc.value_min] if 0 <= self.run_value - tc.value_min < T \
+            else np.zeros(K, np.int64)
+        self._parts: list[tuple] = []  # the ways, as added: (sets, mode, runs, flat, sizes, hashes, alphabet, src, list)
+        self._sources: list = []
+        self._size_all()
+        self._arrays = self._collect()
+
+    # -- the ways ----------------------------------------------------------------------------------------------------
+
+    def _params(self, **kw) -> CodecParams:
+        return CodecParams(max_code_length=self.L, chunk_size=self.Cc, value_min=0, **kw)
+
+    def _add(self, sets, mode, runs, flat, res, hashes, alphabet, src, li) -> None:
+        """Record the ways of coding ``sets`` in ``mode`` (``res``: their kernel sizes, or None: not counted)."""
+        if np.size(sets):
+            self._parts.append((np.asarray(sets, np.int64), mode, runs, flat, res, hashes,
+                                np.broadcast_to(np.asarray(alphabet, np.int64), np.size(sets)), src, li))
+
+    def _collect(self) -> dict[str, np.ndarray]:
+        """The ways as arrays (one entry per way), with their index and parameter-block bytes."""
+        parts = self._parts
+        if not parts:
+            return {"set": np.zeros(0, np.int64)}
+        sizes = [p[0].size for p in parts]
+        rep = (lambda i, dt: np.repeat(np.array([p[i] for p in parts], dtype=dt), sizes))
+        a = {"set": np.concatenate([p[0] for p in parts]), "mode": rep(1, np.int64), "runs": rep(2, np.int64),
+             "flat": rep(3, bool), "src": rep(7, np.int64), "list": rep(8, np.int64),
+             "alphabet": np.concatenate([p[6] for p in parts])}
+        none = np.zeros((1, 7), np.int64)
+        none[0, _PAY] = -1  # not counted: no exact size, a floor of nothing
+        res = np.concatenate([p[4] if p[4] is not None else np.repeat(none, p[0].size, axis=0) for p in parts])
+        a["hash"] = np.concatenate([p[5] if p[5] is not None else np.zeros(p[0].size, np.uint64) for p in parts])
+        a["exact"] = res[:, _PAY] >= 0
+        a["bits"] = np.where(a["exact"], res[:, _PAY], res[:, _FLOOR])
+        a["bits"][a["src"] == _MARK] = NO_STREAM
+        a["table"] = np.where(a["exact"], res[:, _TAB], 0)
+        a["entropy"], a["total"] = res[:, _ENT], res[:, _TOTAL]
+        s, pairs, runs = a["set"], a["mode"] == _PAIRS, a["mode"] == _RUNS
+        entry1 = self._params(group=1, value_range=1).index_entry_bytes
+        entry2 = self._params(group=2, value_range=1).index_entry_bytes if self.Cc % 2 == 0 else entry1
+        a["index"] = np.where(a["flat"], self.chunks_flat[s], self.chunks_rows[s]) * np.where(pairs, entry2, entry1)
+        base = self._params(group=1, value_range=2)
+        rows_extra = self._params(group=1, value_range=2, row_length=1).block_bytes - base.block_bytes
+        runs_extra = self._params(group=1, value_range=2, runs=2).block_bytes - base.block_bytes
+        a["block"] = (base.block_bytes + runs_extra * runs + rows_extra * (self.rowflag[s] & ~a["flat"]))
+        return a
+
+    def _measure(self, src: int, sets: np.ndarray, keep: bool = False, entropy: bool = False):
+        """Kernel sizes of the ways of source ``src`` for ``sets`` (and their code lengths; their entropy only with
+        ``entropy``)."""
+        from entropy.layout.kernels import size_sets  # numba: imported on first use only
+        from entropy.codec.kernels.sizes import SIZE_FIELDS, size_rows
+
+        kind, mode, runs, data = self._sources[src]
+        if kind == "rows":  # the rows' histograms in the tensor's window: summed and cut by the kernel
+            per_row, pos = data
+            if per_row is None:
+                per_row, pos = self._per_row(mode, runs)
+                self._sources[src] = (kind, mode, runs, (per_row, pos))
+            return size_sets(per_row, self.set_ptr, pos[self.set_rows], sets, mode, self.tc.value_range, self.first,
+                             self.R, runs, self.L, keep_lengths=keep, entropy=entropy)
+        hists, index = data  # each set's histogram in its window, counted set by set
+        h = hists[index[sets]]
+        A = self._alphabet(mode, runs, sets)
+        got = size_rows(h, A, self.L)
+        res = np.stack([got[f] for f in SIZE_FIELDS], axis=1)
+        lens = None
+        if keep:
+            from entropy.codec.kernels.sizes import code_size
+
+            lens = np.zeros((len(sets), int(A.max())), np.uint8)
+            for i in range(len(sets)):
+                if res[i, _PAY] >= 0 and res[i, _PRES]:
+                    lens[i, : A[i]] = code_size(h[i, : A[i]], self.L)[0]
+        return res, got["hash"], lens
+
+    def _alphabet(self, mode: int, runs: int, sets: np.ndarray) -> np.ndarray:
+        R = self.R[sets]
+        return R if mode == _PLAIN else (R * R if mode == _PAIRS else runs * R)
+
+    def _key(self, mode: int, runs: int) -> CodecParams:
+        if mode == _PLAIN:
+            return self.tc.window()
+        if mode == _PAIRS:
+            return self.tc.window(group=2, chunk_size=self.Cc)
+        return self.tc.window(chunk_size=self.Cc, runs=runs, run_symbol=self.run_value - self.tc.value_min)
+
+    def _per_row(self, mode: int, runs: int, sets: np.ndarray | None = None):
+        """The rows' histograms of a mode (only those of ``sets``' rows are counted) and each row's position in
+        them; (None, None) when not counted per row."""
+        C = self.tc.n_channels
+        if mode == _PLAIN:
+            return self.tc.counts, np.arange(C)
+        rows = None
+        if sets is not None:
+            mine = np.zeros(C, dtype=bool)
+            mine[self.set_rows[np.repeat(np.isin(np.arange(self.K), sets), np.diff(self.set_ptr))]] = True
+            rows = None if mine.all() else np.flatnonzero(mine)
+        h = row_histograms(self.tc, self._key(mode, runs), rows=rows)
+        if h is None:
+            return None, None
+        if rows is None:
+            return h, np.arange(C)
+        pos = np.zeros(C, np.int64)
+        pos[rows] = np.arange(rows.size)
+        return h, pos
+
+    def _source(self, mode: int, runs: int, sets: np.ndarray, flat: bool = False) -> int | None:
+        """A source of the histograms of ``sets`` in a mode: the rows' (kept per row), or each set's counted set by
+        set; None when neither."""
+        T = self.tc.value_range
+        wide = (T * T if mode == _PAIRS else runs * T) > MAX_ALPHABET
+        if not flat and (mode == _PLAIN or not wide):
+            per_row, pos = self._per_row(mode, runs, sets)
+            if per_row is not None:
+                self._sources.append(("rows", mode, runs, (per_row, pos)))
+                return len(self._sources) - 1
+        if sets.size > _PER_SET_COUNTS:
+            return None
+        M, vmin = self.tc.row_length, self.tc.value_min
+        hs = []
+        for s in sets:
+            s = int(s)
+            lo = vmin + int(self.first[s])
+            p = CodecParams(group=2 if mode == _PAIRS else 1, max_code_length=self.L, chunk_size=self.Cc,
+                            value_min=lo, value_range=int(self.R[s]), runs=runs if mode == _RUNS else 0,
+                            run_symbol=self.run_value - lo if mode == _RUNS else 0,
+                            row_length=M if self.rowflag[s] and not flat else 0)
+            h = set_histogram(self.tc, np.sort(self.set_rows[self.set_ptr[s]: self.set_ptr[s + 1]]), p)
+            if h is None:
+                return None
+            hs.append(h)
+        width = max(h.size for h in hs)
+        hists = np.zeros((self.K, width), np.int64)
+        index = np.zeros(self.K, np.int64)
+        for i, (s, h) in enumerate(zip(sets, hs)):
+            hists[i, : h.size] = h
+            index[s] = i
+        self._sources.append(("sets", mode, runs, (hists, index)))
+        return len(self._sources) - 1
+
+    def _way(self, mode: int, runs: int, sets: np.ndarray, li: int, flat_too: bool = True) -> np.ndarray:
+        """Size and record the ways of ``sets`` in a mode: with row structure (where it applies) and, for plain
+        symbols and pairs, without (sets of several rows whose chunks the rows would cut differently). Returns
+        whether each set's way is exactly sized."""
+        if not sets.size:
+            return np.zeros(0, dtype=bool)
+        A = self._alphabet(mode, runs, sets)
+        src = self._source(mode, runs, sets)
+        if src is None:
+            self._add(sets, mode, runs, False, None, None, A, -1, li)
+            exact = np.zeros(sets.size, dtype=bool)
+        else:
+            res, hashes, _ = self._measure(src, sets)
+            self._add(sets, mode, runs, False, res, hashes, A, src, li)
+            exact = res[:, _PAY] >= 0
+        fl = sets[self.rowflag[sets]] if flat_too else sets[:0]
+        if not fl.size:
+            return exact
+        same = mode == _PLAIN or self.tc.row_length % 2 == 0  # the same symbols: rows of whole pairs
+        if same and src is not None:
+            pick = self.rowflag[sets]
+            self._add(fl, mode, runs, True, res[pick], hashes[pick], A[pick], src, li)
+            return exact
+        fsrc = self._source(mode, runs, fl, flat=True)
+        if fsrc is None:
+            self._add(fl, mode, runs, True, None, None, self._alphabet(mode, runs, fl), -1, li)
+        else:
+            res, hashes, _ = self._measure(fsrc, fl)
+            self._add(fl, mode, runs, True, res, hashes, self._alphabet(mode, runs, fl), fsrc, li)
+        return exact
+
+    def _size_all(self) -> None:
+        K, Cc = self.K, self.Cc
+        sure = np.zeros(K, dtype=bool)  # sets a mode list before surely codes
+        for li, ms in enumerate(self.mode_lists):
+            todo = np.flatnonzero(~sure)
+            if not todo.size:
+                break
+            if "plain" in ms:
+                exact = self._way(_PLAIN, 0, todo, li)
+                if self.escapes:  # a code with rare values escaped: the escape symbol widens the window
+                    esc = todo[~exact]
+                    self._mark(esc, self.R[esc] + 1, li)
+                sure[todo] = True
+            if "pairs" in ms and Cc % 2 == 0:
+                ok = (self.R[todo] ** 2 <= MAX_ALPHABET) & ((self.n[todo] >= 2) | (ms == ("pairs",)))
+                if ms == ("pairs",):
+                    sure[todo[ok]] = True
+                self._way(_PAIRS, 0, todo[ok], li)
+            if "runs" in ms:
+                b = self.run_value - self.tc.value_min - self.first[todo]
+                forced = ms == ("runs",)
+                R = self.R[todo]
+                ok = (self.n[todo] > 0) & (b >= 0) & (b < R) & (MAX_ALPHABET // np.maximum(R, 1) >= 2)
+                if not forced:
+                    ok &= may_try_runs(self.run_counts[todo], self.n[todo])
+                sel = todo[ok]
+                if forced:
+                    sure[sel] = True
+                tried, counts = run_prefix_table(self.run_counts[sel], self.n[sel], self.R[sel])
+                for r in sorted({int(c) for c in counts[tried]}):
+                    self._way(_RUNS, r, sel[(tried & (counts == r)).any(axis=0)], li, flat_too=False)
+        self.sure = sure
+
+    def _mark(self, sets: np.ndarray, alphabet: np.ndarray, li: int) -> None:
+        """Mark alphabets whose tables a set may have without them being a way of their own (escapes)."""
+        self._add(sets, _PLAIN, 0, False, None, None, alphabet, _MARK, li)
+
+    # -- results -----------------------------------------------------------------------------------------------------
+
+    def _costs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per way: bytes in a file without the codebook record, and the codebook record counted in the floor."""
+        a = self._arrays
+        if not a["set"].size:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        record = a["block"] + (stream_record_bytes(self._params(group=1, value_range=1))
+                               - self._params(group=1, value_range=1).block_bytes)
+        cost = np.where(a["bits"] >= NO_STREAM, NO_STREAM, -(-a["bits"] // 8) + a["index"] + record)
+        exact = a["exact"]
+        layout = self.layout_of[a["set"]].astype(np.uint64)
+        by_alpha = (layout << np.uint64(32)) | a["alphabet"].astype(np.uint64)
+        by_table = a["hash"] ^ (by_alpha * np.uint64(0x9E3779B97F4A7C15))
+        unshared = exact & ~_others(by_alpha, a["set"], ~exact) & ~_others(by_table, a["set"], exact)
+        return cost, np.where(unshared, codebook_record_bytes(b"") + a["table"], 0)
+
+    def floors(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per layout, two int64 arrays of its ``k`` sets (:data:`NO_STREAM` for a set no mode can code): ``floors``,
+        the fewest bytes of the set's stream - payload, chunk index and stream record, and its codebook record where
+        no other set of the layout can share it - and ``bare``, the same without any codebook record."""
+        cost, record = self._costs()
+        s = self._arrays["set"]
+        floors = np.full(self.K, NO_STREAM, dtype=np.int64)
+        np.minimum.at(floors, s, np.minimum(cost + record, NO_STREAM))
+        bare = np.full(self.K, NO_STREAM, dtype=np.int64)
+        np.minimum.at(bare, s, cost)
+        cut = self.set_base[1:-1]
+        return list(zip(np.split(floors, cut), np.split(bare, cut)))
+
+    def streams(self, layout: int) -> list[tuple[CodecParams, Codebook, int] | None]:
+        """For each set of a layout: its stream's (params, codebook, payload bits) when the smallest way is certain
+        (module docstring), else None (the set is then planned by :func:`~entropy.layout.row_sets.set_stream`)."""
+        a = self._arrays
+        lo, hi = int(self.set_base[layout]), int(self.set_base[layout + 1])
+        out: list = [None] * (hi - lo)
+        if not a["set"].size:
+            return out
+        idx = np.flatnonzero((a["set"] >= lo) & (a["set"] < hi) & (a["bits"] < NO_STREAM))
+        if not idx.size:
+            return out
+        exact, sets = a["exact"][idx], a["set"][idx]
+        # best_plan's measure: payload, codebook, index and parameter block (a floor for a way not sized exactly)
+        cost_bits = a["bits"][idx] + 8 * (np.where(exact, a["table"][idx], 1) + a["index"][idx] + a["block"][idx])
+        order = np.lexsort((cost_bits, sets))
+        so, co = sets[order], cost_bits[order]
+        smallest = np.r_[True, so[1:] != so[:-1]]
+        tie = np.r_[(so[1:] == so[:-1]) & (co[1:] <= co[:-1]), False]  # the next way of the set costs no more
+        w = idx[order[smallest & ~tie]]
+        lists = a["list"][idx]
+        lmin = np.full(hi, np.iinfo(np.int64).max)
+        lmax = np.full(hi, -1)
+        np.minimum.at(lmin, sets, lists)
+        np.maximum.at(lmax, sets, lists)
+        ws = a["set"][w]
+        ok = a["exact"][w] & (a["src"][w] >= 0) & (lmin[ws] == lmax[ws])  # all its ways from the list taken
+        w = [int(x) for x in w[ok] if self._tried(int(x), int(a["set"][x]))]
+        by_src: dict[int, list[int]] = {}
+        for x in w:
+            by_src.setdefault(int(a["src"][x]), []).append(x)
+        M, vmin = self.tc.row_length, self.tc.value_min
+        for src, ws in by_src.items():
+            ws = sorted(ws, key=lambda x: int(a["set"][x]))
+            res, _, lens = self._measure(src, a["set"][ws], keep=True)
+            for i, x in enumerate(ws):
+                s = int(a["set"][x])
+                if res[i, _PAY] != a["bits"][x]:  # (sized twice the same way: never differs)
+                    continue
+                mode, runs, lo_v = int(a["mode"][x]), int(a["runs"][x]), vmin + int(self.first[s])
+                A = int(a["alphabet"][x])
+                params = CodecParams(group=2 if mode == _PAIRS else 1, max_code_length=self.L, chunk_size=self.Cc,
+                                     value_min=lo_v, value_range=int(self.R[s]), runs=runs,
+                                     run_symbol=self.run_value - lo_v if mode == _RUNS else 0,
+                                     row_length=M if self.rowflag[s] and not a["flat"][x] else 0)
+                cb = Codebook._built(lens[i, :A].copy(), int(res[i, _LONG]), int(res[i, _TAB]))
+                out[s - lo] = (params, cb, int(res[i, _PAY]))
+        return out
+
+    def _tried(self, w: int, s: int) -> bool:
+        """Whether the codec tries way ``w`` of set ``s``: plain symbols and pairs always (where they are a way);
+        run symbols where the plain code of the rows spends measurably more than the entropy bound (the codec's
+        gate, :func:`~entropy.codec.modes.runs_may_pay`), decided here with a margin."""
+        a = self._arrays
+        if a["mode"][w] != _RUNS or self.mode_lists[int(a["list"][w])] == ("runs",):
+            return True
+        mine = (a["set"] == s) & ~a["flat"] & (a["bits"] < NO_STREAM)
+        plain = np.flatnonzero(mine & (a["mode"] == _PLAIN) & a["exact"])
+        if not plain.size:
+            return False
+        pairs = np.flatnonzero(mine & (a["mode"] == _PAIRS))
+        n = int(self.n[s])
+        bound = int(pairs[0]) if pairs.size else int(plain[0])  # the entropy the gate compares with
+        if a["src"][bound] < 0:
+            return False
+        res = self._measure(int(a["src"][bound]), np.array([s]), entropy=True)[0][0]
+        if not res[_TOTAL]:
+            return False
+        H = res[_ENT] / res[_TOTAL] / (2 if pairs.size else 1)
+        pay = int(a["bits"][plain[0]])
+        slack = (_GATE_MARGIN_BITS + n / res[_TOTAL]) / max(n, 1)  # (the entropy is rounded down to a bit)
+        return runs_may_pay(pay, n, H + slack) and runs_may_pay(pay, n, max(H - slack, 0.0))
