@@ -93,11 +93,12 @@ def code_lengths_into(counts, r, L, out, scratch):  # pragma: no cover - compile
 @numba.njit(cache=True, nogil=True)
 def size_code(hist, n, L, out2, scratch, sizes, entropy):  # pragma: no cover - compiled
     """Size the optimal code of at most ``L`` bits of the histogram ``hist`` (int64, shape ``(1, >= n)``; its first
-    ``n`` symbols) into ``sizes`` (int64 [7]: payload bits, table bytes, longest length, present symbols, unlimited
-    payload bits, entropy bits (with ``entropy``, else 0), symbols); its lengths into ``out2[0, :n]`` (``scratch``:
-    int64 ``[6, >= n]``); returns the FNV-1a hash of the lengths. Payload, table and longest are
-    :data:`TOO_MANY` when more than ``2**L`` symbols are present. The entropy is ``sum(c * log2(total / c))``,
-    rounded down."""
+    ``n`` symbols) into ``sizes`` (int64 [7]: payload bits, table bytes, longest length, present symbols, a payload
+    floor, entropy bits (with ``entropy``, else 0), symbols); its lengths into ``out2[0, :n]`` (``scratch``: int64
+    ``[6, >= n]``); returns the FNV-1a hash of the lengths. Where more than ``2**L`` symbols are present no code is
+    built: payload, table and longest are :data:`TOO_MANY` and the floor is the entropy (no code of those symbols
+    has a shorter payload), else the floor is the payload. The entropy is ``sum(c * log2(total / c))``, rounded
+    down."""
     row = hist[0, :n]
     npres = 0
     total = np.int64(0)
@@ -105,23 +106,27 @@ def size_code(hist, n, L, out2, scratch, sizes, entropy):  # pragma: no cover - 
         if row[s] > 0:
             npres += 1
             total += row[s]
+    sizes[3] = npres
+    sizes[6] = total
+    ent = 0.0
+    if entropy or npres > (1 << L):
+        for s in range(n):
+            if row[s] > 0:
+                ent += row[s] * np.log2(total / row[s])
+    sizes[5] = np.int64(ent)
+    if npres > (1 << L):  # no code of L bits: the entropy bounds every code's payload (no code is built)
+        sizes[0] = TOO_MANY
+        sizes[1] = TOO_MANY
+        sizes[2] = TOO_MANY
+        sizes[4] = max(np.int64(np.floor(ent * (1 - 1e-12))) - 1, 0)
+        return np.uint64(0)
     lo = code_lengths_into(hist[:, :n], 0, L, out2[:, :n], scratch)
     out = out2[0]
     bits = 0
-    ent = 0.0
     for s in range(n):
         bits += row[s] * np.int64(out[s])
-        if entropy and row[s] > 0:
-            ent += row[s] * np.log2(total / row[s])
-    sizes[3] = npres
-    sizes[6] = total
-    sizes[4] = bits  # the unlimited Huffman payload when the limit is exceeded, else the limited one
-    sizes[5] = np.int64(ent)
+    sizes[4] = bits
     sizes[2] = lo
-    if lo == TOO_MANY:
-        sizes[0] = TOO_MANY
-        sizes[1] = TOO_MANY
-        return np.uint64(0)
     sizes[0] = bits
     sizes[1] = table_bytes(out, n, lo, npres)
     h = np.uint64(14695981039346656037) ^ np.uint64(n)  # FNV-1a of the lengths
@@ -147,17 +152,16 @@ def _size_rows(hist, offsets, sizes, L, res, hashes, keep):  # pragma: no cover 
 SIZE_FIELDS = ("payload", "table", "longest", "present", "floor", "entropy", "total")
 
 
-def size_rows(hist: np.ndarray, sizes: np.ndarray, max_code_length: int,
-              offsets: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def size_rows(hist: np.ndarray, sizes: np.ndarray, max_code_length: int, offsets: np.ndarray | None = None, *,
+              keep_lengths: bool = False) -> dict[str, np.ndarray]:
     """Sizes of the optimal code of at most ``max_code_length`` bits of every row of ``hist`` (int64 ``[S, A]``;
     row ``r`` is the histogram of an alphabet of ``sizes[r]`` symbols starting at column ``offsets[r]`` (default
     0), the rest of the row ignored).
 
     Returns int64 arrays of ``S`` (:data:`SIZE_FIELDS`): ``payload`` (bits, sum count x length), ``table`` (bytes of
     the serialized code lengths), ``longest`` (bits), ``present`` (symbols with a count), ``floor`` (the payload of
-    the optimal unlimited code, which no prefix code of these symbols beats), ``entropy`` (bits, rounded down) and
-    ``total`` (symbols);
-    and ``hash`` (uint64, of the code lengths: equal tables have equal hashes). Rows with more than
+    the code, or where no code of that limit exists the entropy: no prefix code of these symbols beats it),
+    ``entropy`` (bits, rounded down) and ``total`` (symbols); and ``hash`` (uint64, of the code lengths: equal tables have equal hashes). Rows with more than
     ``2**max_code_length`` present symbols have no such code: their ``payload``, ``table`` and ``longest`` are
     :data:`TOO_MANY`.
     """
@@ -165,12 +169,15 @@ def size_rows(hist: np.ndarray, sizes: np.ndarray, max_code_length: int,
     S = h.shape[0]
     res = np.zeros((S, len(SIZE_FIELDS)), np.int64)
     hashes = np.zeros(S, np.uint64)
+    sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+    keep = np.zeros((S, int(sizes.max()) if keep_lengths and S else 0), np.uint8)
     if S:
         off = np.zeros(S, np.int64) if offsets is None else np.ascontiguousarray(offsets, dtype=np.int64)
-        _size_rows(h, off, np.ascontiguousarray(sizes, dtype=np.int64), np.int64(max_code_length), res, hashes,
-                   _NO_LENGTHS)
+        _size_rows(h, off, sizes, np.int64(max_code_length), res, hashes, keep if keep_lengths else _NO_LENGTHS)
     out = {k: res[:, i] for i, k in enumerate(SIZE_FIELDS)}
     out["hash"] = hashes
+    if keep_lengths:
+        out["lengths"] = keep
     return out
 
 
