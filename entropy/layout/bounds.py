@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import replace
+
 from entropy.codec.codebook import Codebook
 from entropy.codec.lengths import MAX_ALPHABET
 from entropy.codec.modes import may_try_runs, run_prefix_table, runs_may_pay
 from entropy.codec.params import CodecParams
 from entropy.format import codebook_record_bytes, stream_record_bytes
-from entropy.layout.channel_counts import TensorCounts, row_histograms, set_histogram
+from entropy.layout.channel_counts import MAX_COUNT_CELLS, TensorCounts, row_histograms, set_histogram
 
 __all__ = ["SetBatch", "layout_floor", "NO_STREAM", "MIN_CODEBOOK_BYTES"]
 
@@ -44,6 +46,9 @@ _PER_SET_COUNTS = 64
 _PLAIN, _PAIRS, _RUNS = 0, 1, 2
 #: the source of a way that only marks an alphabet (not a way of coding)
 _MARK = -2
+#: kinds of ways: sized exactly (a known table); a floor whose table floor holds for the tables of one set of symbols
+#: (pair symbols of one row, not counted per row); a floor of any table of its alphabet
+_EXACT, _SUPPORT, _ANY = 0, 1, 2
 #: columns of the kernel's sizes (entropy.codec.kernels.sizes.SIZE_FIELDS)
 _PAY, _TAB, _LONG, _PRES, _FLOOR, _ENT, _TOTAL = range(7)
 #: a gate of the codec decided within this many bits is not trusted to a float computed another way
@@ -100,9 +105,10 @@ class SetBatch:
         if self.identity:
             H1 = tc.counts
         else:
-            from entropy.layout.kernels import group_sums  # numba: imported on first use only
+            from entropy.layout.kernels import csr_group_sums  # numba: imported on first use only
 
-            H1 = group_sums(tc.counts, self.set_rows, np.repeat(np.arange(K), sizes), K)
+            H1 = csr_group_sums(tc.nonzero(), T, self.set_rows, np.repeat(np.arange(K), sizes), K)
+        self.H1 = H1  # the value counts of each set
         present = H1 > 0
         self.first = np.argmax(present, axis=1)
         self.R = T - np.argmax(present[:, ::-1], axis=1) - self.first
@@ -114,6 +120,7 @@ class SetBatch:
         self.run_counts = H1[:, self.run_value - tc.value_min] if 0 <= self.run_value - tc.value_min < T \
             else np.zeros(K, np.int64)
         self._parts: list[tuple] = []  # the ways, as added: (sets, mode, runs, flat, sizes, hashes, alphabet, src, list)
+        self._part_counts = None  # (members, set starts, set parts, kept histograms) of _per_part
         self._sources: list = []
         self._size_all()
         self._arrays = self._collect()
@@ -123,11 +130,13 @@ class SetBatch:
     def _params(self, **kw) -> CodecParams:
         return CodecParams(max_code_length=self.L, chunk_size=self.Cc, value_min=0, **kw)
 
-    def _add(self, sets, mode, runs, flat, res, hashes, alphabet, src, li) -> None:
-        """Record the ways of coding ``sets`` in ``mode`` (``res``: their kernel sizes, or None: not counted)."""
+    def _add(self, sets, mode, runs, flat, res, hashes, alphabet, src, li, kind=None) -> None:
+        """Record the ways of coding ``sets`` in ``mode`` (``res``: their kernel sizes, or None: not counted;
+        ``kind``: :data:`_SUPPORT` for floors whose table floor holds for the tables of one set of symbols, the hash
+        of that set in ``hashes``)."""
         if np.size(sets):
             self._parts.append((np.asarray(sets, np.int64), mode, runs, flat, res, hashes,
-                                np.broadcast_to(np.asarray(alphabet, np.int64), np.size(sets)), src, li))
+                                np.broadcast_to(np.asarray(alphabet, np.int64), np.size(sets)), src, li, kind))
 
     def _collect(self) -> dict[str, np.ndarray]:
         """The ways as arrays (one entry per way), with their index and parameter-block bytes."""
@@ -144,9 +153,11 @@ class SetBatch:
         res = np.concatenate([p[4] if p[4] is not None else np.repeat(none, p[0].size, axis=0) for p in parts])
         a["hash"] = np.concatenate([p[5] if p[5] is not None else np.zeros(p[0].size, np.uint64) for p in parts])
         a["exact"] = res[:, _PAY] >= 0
+        support = np.repeat(np.array([p[9] == _SUPPORT for p in parts], dtype=bool), sizes)
+        a["kind"] = np.where(a["exact"], _EXACT, np.where(support, _SUPPORT, _ANY))
         a["bits"] = np.where(a["exact"], res[:, _PAY], res[:, _FLOOR])
         a["bits"][a["src"] == _MARK] = NO_STREAM
-        a["table"] = np.where(a["exact"], res[:, _TAB], 0)
+        a["table"] = np.where(a["kind"] != _ANY, res[:, _TAB], 0)
         a["entropy"], a["total"] = res[:, _ENT], res[:, _TOTAL]
         s, pairs, runs = a["set"], a["mode"] == _PAIRS, a["mode"] == _RUNS
         entry1 = self._params(group=1, value_range=1).index_entry_bytes
@@ -172,20 +183,17 @@ class SetBatch:
                 self._sources[src] = (kind, mode, runs, (per_row, pos))
             return size_sets(per_row, self.set_ptr, pos[self.set_rows], sets, mode, self.tc.value_range, self.first,
                              self.R, runs, self.L, keep_lengths=keep, entropy=entropy)
+        if kind == "plain":  # the sets' value counts (kept whole): cut to their windows by offsets
+            got = size_rows(self.H1[sets], self.R[sets], self.L, self.first[sets], keep_lengths=keep)
+            res = np.stack([got[f] for f in SIZE_FIELDS], axis=1)
+            return res, got["hash"], got.get("lengths")
+        if kind == "parts":
+            per_part, starts, set_parts = data
+            return size_sets(per_part, starts, set_parts, sets, mode, self.tc.value_range, self.first, self.R, runs,
+                             self.L, keep_lengths=keep, entropy=entropy)
         hists, index = data  # each set's histogram in its window, counted set by set
-        h = hists[index[sets]]
-        A = self._alphabet(mode, runs, sets)
-        got = size_rows(h, A, self.L)
-        res = np.stack([got[f] for f in SIZE_FIELDS], axis=1)
-        lens = None
-        if keep:
-            from entropy.codec.kernels.sizes import code_size
-
-            lens = np.zeros((len(sets), int(A.max())), np.uint8)
-            for i in range(len(sets)):
-                if res[i, _PAY] >= 0 and res[i, _PRES]:
-                    lens[i, : A[i]] = code_size(h[i, : A[i]], self.L)[0]
-        return res, got["hash"], lens
+        got = size_rows(hists[index[sets]], self._alphabet(mode, runs, sets), self.L, keep_lengths=keep)
+        return np.stack([got[f] for f in SIZE_FIELDS], axis=1), got["hash"], got.get("lengths")
 
     def _alphabet(self, mode: int, runs: int, sets: np.ndarray) -> np.ndarray:
         R = self.R[sets]
@@ -202,8 +210,6 @@ class SetBatch:
         """The rows' histograms of a mode (only those of ``sets``' rows are counted) and each row's position in
         them; (None, None) when not counted per row."""
         C = self.tc.n_channels
-        if mode == _PLAIN:
-            return self.tc.counts, np.arange(C)
         rows = None
         if sets is not None:
             mine = np.zeros(C, dtype=bool)
@@ -218,15 +224,66 @@ class SetBatch:
         pos[rows] = np.arange(rows.size)
         return h, pos
 
+    def _per_part(self, mode: int, runs: int, sets: np.ndarray):
+        """Histograms in the tensor's window of the parts of the batch's sets (the channels that share a set in
+        every layout of the batch: each set is a union of parts), for a mode not kept per row: the parts of
+        ``sets`` counted, each once, in one pass over their rows. Returns (per-part histograms, and each set's
+        parts as ``(starts, parts)``), or None for one stream per channel or too many parts x symbols."""
+        if self.identity:
+            return None
+        if self._part_counts is None:
+            C = self.tc.n_channels
+            set_of_row = np.repeat(np.arange(self.K), np.diff(self.set_ptr))
+            key = np.zeros(C, np.int64)  # the sets of a channel in every layout, as one number (mixed radix)
+            for li, k in enumerate(self.Ks):
+                mine = (set_of_row >= self.set_base[li]) & (set_of_row < self.set_base[li + 1])
+                part = np.zeros(C, np.int64)
+                part[self.set_rows[mine]] = set_of_row[mine] - self.set_base[li]
+                key = key * k + part
+                _, key = np.unique(key, return_inverse=True)  # (renumbered: no overflow however many layouts)
+            part_of = key.reshape(-1)
+            set_parts = [np.unique(part_of[self.set_rows[self.set_ptr[s]: self.set_ptr[s + 1]]]) for s in range(self.K)]
+            starts = np.zeros(self.K + 1, np.int64)
+            np.cumsum([p.size for p in set_parts], out=starts[1:])
+            order = np.argsort(part_of, kind="stable")
+            members = np.split(order, np.cumsum(np.bincount(part_of))[:-1])
+            self._part_counts = (members, starts, np.concatenate(set_parts), {})
+        members, starts, set_parts, kept = self._part_counts
+        key = self._key(mode, runs)
+        if len(members) * key.alphabet_size > MAX_COUNT_CELLS:
+            return None
+        if key not in kept:
+            kept[key] = (np.zeros((len(members), key.alphabet_size), np.int64), np.zeros(len(members), bool))
+        hist, done = kept[key]
+        need = np.unique(np.concatenate([set_parts[starts[s]: starts[s + 1]] for s in sets]))
+        need = need[~done[need]]
+        if need.size:
+            from entropy.codec.kernels import count_groups  # numba: imported on first use only
+
+            M = self.tc.row_length
+            rows = np.concatenate([members[p] for p in need])
+            dest = np.repeat(np.arange(need.size), [members[p].size for p in need])
+            got, _ = count_groups(self.tc.rows, key if M <= 1 else replace(key, row_length=M), rows, dest, need.size)
+            hist[need] = got  # (each row its own stream: its chunks, pairs and runs start at its first value)
+            done[need] = True
+        return hist, starts, set_parts
+
     def _source(self, mode: int, runs: int, sets: np.ndarray, flat: bool = False) -> int | None:
         """A source of the histograms of ``sets`` in a mode: the rows' (kept per row), or each set's counted set by
         set; None when neither."""
         T = self.tc.value_range
+        if mode == _PLAIN:  # plain symbols do not depend on the chunking: with or without row structure
+            self._sources.append(("plain", mode, runs, None))
+            return len(self._sources) - 1
         wide = (T * T if mode == _PAIRS else runs * T) > MAX_ALPHABET
-        if not flat and (mode == _PLAIN or not wide):
+        if not flat and not wide:
             per_row, pos = self._per_row(mode, runs, sets)
             if per_row is not None:
                 self._sources.append(("rows", mode, runs, (per_row, pos)))
+                return len(self._sources) - 1
+            got = self._per_part(mode, runs, sets)
+            if got is not None:
+                self._sources.append(("parts", mode, runs, got))
                 return len(self._sources) - 1
         if sets.size > _PER_SET_COUNTS:
             return None
@@ -261,7 +318,7 @@ class SetBatch:
         A = self._alphabet(mode, runs, sets)
         src = self._source(mode, runs, sets)
         if src is None:
-            self._add(sets, mode, runs, False, None, None, A, -1, li)
+            self._floor_ways(mode, runs, sets, A, li)
             exact = np.zeros(sets.size, dtype=bool)
         else:
             res, hashes, _ = self._measure(src, sets)
@@ -282,6 +339,28 @@ class SetBatch:
             res, hashes, _ = self._measure(fsrc, fl)
             self._add(fl, mode, runs, True, res, hashes, self._alphabet(mode, runs, fl), fsrc, li)
         return exact
+
+    def _floor_ways(self, mode: int, runs: int, sets: np.ndarray, A: np.ndarray, li: int) -> None:
+        """Ways of one stream per row whose histograms are not counted: floors from one pass over the rows
+        (:func:`entropy.layout.kernels.row_floors`); nothing for sets of several rows."""
+        if mode == _PLAIN or not self.identity:
+            self._add(sets, mode, runs, False, None, None, A, -1, li)
+            return
+        from entropy.layout.kernels import row_floors  # numba: imported on first use only
+
+        want = np.zeros(self.K, dtype=bool)
+        want[sets] = True
+        f = row_floors(self.tc.rows, self.tc.counts, self.first, self.R, self.run_value - self.tc.value_min,
+                       want if mode == _PAIRS else np.zeros(self.K, bool),
+                       want if mode == _RUNS else np.zeros(self.K, bool))
+        res = np.zeros((sets.size, 7), np.int64)
+        res[:, _PAY] = -1
+        if mode == _PAIRS:
+            res[:, _FLOOR], res[:, _TAB] = f["pair_bits"][sets], f["pair_table"][sets]
+            self._add(sets, mode, runs, False, res, f["pair_sig"][sets], A, -1, li, kind=_SUPPORT)
+        else:
+            res[:, _FLOOR] = f["runs_bits"][sets]
+            self._add(sets, mode, runs, False, res, None, A, -1, li)
 
     def _size_all(self) -> None:
         K, Cc = self.K, self.Cc
@@ -330,12 +409,15 @@ class SetBatch:
         record = a["block"] + (stream_record_bytes(self._params(group=1, value_range=1))
                                - self._params(group=1, value_range=1).block_bytes)
         cost = np.where(a["bits"] >= NO_STREAM, NO_STREAM, -(-a["bits"] // 8) + a["index"] + record)
-        exact = a["exact"]
+        kind = a["kind"]
         layout = self.layout_of[a["set"]].astype(np.uint64)
         by_alpha = (layout << np.uint64(32)) | a["alphabet"].astype(np.uint64)
-        by_table = a["hash"] ^ (by_alpha * np.uint64(0x9E3779B97F4A7C15))
-        unshared = exact & ~_others(by_alpha, a["set"], ~exact) & ~_others(by_table, a["set"], exact)
-        return cost, np.where(unshared, codebook_record_bytes(b"") + a["table"], 0)
+        by_table = (a["hash"] ^ (by_alpha * np.uint64(0x9E3779B97F4A7C15))) + kind.astype(np.uint64)
+        exact, support = kind == _EXACT, kind == _SUPPORT
+        # another set's way of the same alphabet: any table; a table of the other kind (not comparable); the same
+        clash = (_others(by_alpha, a["set"], kind == _ANY) | (exact & _others(by_alpha, a["set"], support))
+                 | (support & _others(by_alpha, a["set"], exact)) | _others(by_table, a["set"], kind != _ANY))
+        return cost, np.where((kind != _ANY) & ~clash, codebook_record_bytes(b"") + a["table"], 0)
 
     def floors(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per layout, two int64 arrays of its ``k`` sets (:data:`NO_STREAM` for a set no mode can code): ``floors``,
@@ -363,7 +445,7 @@ class SetBatch:
             return out
         exact, sets = a["exact"][idx], a["set"][idx]
         # best_plan's measure: payload, codebook, index and parameter block (a floor for a way not sized exactly)
-        cost_bits = a["bits"][idx] + 8 * (np.where(exact, a["table"][idx], 1) + a["index"][idx] + a["block"][idx])
+        cost_bits = a["bits"][idx] + 8 * (np.maximum(a["table"][idx], 1) + a["index"][idx] + a["block"][idx])
         order = np.lexsort((cost_bits, sets))
         so, co = sets[order], cost_bits[order]
         smallest = np.r_[True, so[1:] != so[:-1]]

@@ -26,6 +26,7 @@ __all__ = [
     "row_histograms",
     "set_histogram",
     "channel_entropies",
+    "row_entropies",
     "channel_payload_bits",
 ]
 
@@ -39,24 +40,41 @@ class TensorCounts:
 
     ``rows``: the values as channel rows ``[C, M]`` (native byte order, C-contiguous).
     ``counts[c, v - value_min]``: occurrences of value ``v`` in channel ``c`` (the plain symbol histogram of every
-    row in the window ``[value_min, value_min + value_range)``).
+    row in the window ``[value_min, value_min + value_range)``); kept as the non-zero counts of each row
+    (:meth:`nonzero`) and made a full array on first use (many short rows of many values have mostly zeros).
     """
 
     rows: np.ndarray
-    counts: np.ndarray
     value_min: int
+    value_range: int
+    csr: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False)  # the value counts' non-zeros by row
     shape: tuple[int, ...] = ()
     axis: int | None = None
     dtype: str = "uint8"
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def n_channels(self) -> int:
-        return int(self.counts.shape[0])
+    def counts(self) -> np.ndarray:
+        """int64 ``[C, value_range]`` (read-only; made once)."""
+        got = self._cache.get("counts")
+        if got is None:
+            got = self._cache["counts"] = self.counts_of(None)
+            got.setflags(write=False)
+        return got
+
+    def counts_of(self, rows: np.ndarray | None) -> np.ndarray:
+        """The value counts of the rows ``rows`` (None: all), int64 ``[len(rows), value_range]``."""
+        starts, syms, vals = self.csr
+        sel = np.arange(self.n_channels) if rows is None else np.asarray(rows, dtype=np.int64)
+        out = np.zeros((sel.size, self.value_range), np.int64)
+        n = starts[sel + 1] - starts[sel]
+        at = np.repeat(starts[sel] - np.cumsum(n) + n, n) + np.arange(int(n.sum()))  # the entries of those rows
+        out[np.repeat(np.arange(sel.size), n), syms[at]] = vals[at]
+        return out
 
     @property
-    def value_range(self) -> int:
-        return int(self.counts.shape[1])
+    def n_channels(self) -> int:
+        return int(self.rows.shape[0])
 
     @property
     def row_length(self) -> int:
@@ -69,16 +87,34 @@ class TensorCounts:
     @property
     def row_min(self) -> np.ndarray:
         """Smallest value of each row (int64 [C])."""
-        return self.value_min + np.argmax(self.counts > 0, axis=1)
+        starts, syms, _ = self.csr
+        return self.value_min + syms[starts[:-1]]
 
     @property
     def row_max(self) -> np.ndarray:
         """Largest value of each row (int64 [C])."""
-        return self.value_min + self.value_range - 1 - np.argmax(self.counts[:, ::-1] > 0, axis=1)
+        starts, syms, _ = self.csr
+        return self.value_min + syms[starts[1:] - 1]
+
+    def nonzero(self, h: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The non-zero entries of per-row histograms ``h`` (default: the value counts) by row - (row starts [C + 1],
+        columns, counts) - computed once per array."""
+        if h is None:
+            return self.csr
+        key = ("csr", id(h))
+        got = self._cache.get(key)
+        if got is None or got[0] is not h:
+            from entropy.layout.kernels import csr_rows  # numba: imported on first use only
+
+            got = self._cache[key] = (h, csr_rows(h))
+        return got[1]
 
     def pooled(self) -> np.ndarray:
         """Counts of the whole tensor pooled over its channels (int64 [R])."""
-        return self.counts.sum(axis=0)
+        _, syms, vals = self.csr
+        out = np.zeros(self.value_range, np.int64)
+        np.add.at(out, syms, vals)
+        return out
 
     def window(self, **mode) -> CodecParams:
         """Stream parameters of the tensor's window with the symbol mode ``mode`` (CodecParams fields: ``group``,
@@ -93,8 +129,8 @@ def tensor_counts(values: np.ndarray, axis: int | None, *, value_min: int | None
                   value_max: int | None = None) -> TensorCounts:
     """Count the values of integer ``values`` per channel along ``axis`` (None: one channel).
 
-    ``value_min``/``value_max`` fix the alphabet (default: the observed extremes). One pass over the data (the
-    codec's counting), after one copy when the channel axis is not the first. Raises EntropyError for non-integer
+    ``value_min``/``value_max`` fix the alphabet (default: the observed extremes). One pass over the data, after
+    one copy when the channel axis is not the first. Raises EntropyError for non-integer
     or empty input and alphabets above 65536 values.
 
     >>> import numpy as np, entropy
@@ -119,18 +155,10 @@ def tensor_counts(values: np.ndarray, axis: int | None, *, value_min: int | None
     R = hi - lo + 1
     if R > MAX_ALPHABET:
         raise EntropyError(f"alphabet of {R} values exceeds {MAX_ALPHABET}; per-channel counts need at most 16 bits")
-    from entropy.codec.modes import symbol_histograms
+    from entropy.layout.kernels import value_counts  # numba: imported on first use only
 
-    tc = TensorCounts(rows=rows, counts=np.empty((rows.shape[0], R), np.int64), value_min=lo,
-                      shape=tuple(int(d) for d in a.shape), axis=ax, dtype=a.dtype.name)
-    plain = tc.window()
-    try:
-        counts = symbol_histograms(rows, plain)
-    except StreamError as exc:  # the window does not fit the dtype
-        raise EntropyError(str(exc)) from None
-    object.__setattr__(tc, "counts", counts)
-    tc._cache[(plain, False)] = (counts, np.ones(counts.shape[0], dtype=bool))
-    return tc
+    return TensorCounts(rows=rows, value_min=lo, value_range=R, csr=value_counts(rows, lo, R),
+                        shape=tuple(int(d) for d in a.shape), axis=ax, dtype=a.dtype.name)
 
 
 def row_histograms(tc: TensorCounts, key: CodecParams, *, skip_first: bool = False,
@@ -139,6 +167,8 @@ def row_histograms(tc: TensorCounts, key: CodecParams, *, skip_first: bool = Fal
     ``[C, key.alphabet_size]``, or of the rows ``rows`` only (``[len(rows), ...]``); each row counted once (the
     first time it is asked for), then kept. ``skip_first``: of every row without its first value. None when the
     mode's alphabet is larger than 65536 symbols or the rows x symbols exceed :data:`MAX_COUNT_CELLS`."""
+    if key == tc.window() and not skip_first:  # the value counts
+        return tc.counts if rows is None else tc.counts_of(rows)
     ck = (key, skip_first)
     if ck not in tc._cache:
         try:
@@ -228,13 +258,13 @@ def channel_entropies(tc: TensorCounts) -> np.ndarray:
     """Shannon entropy of each channel's values (bits per value), float64 [C] (computed once per counts)."""
     cached = tc._cache.get("channel_entropies")
     if cached is None:
-        cached = _row_entropies(tc.counts)
+        cached = row_entropies(tc.counts)
         cached.setflags(write=False)
         tc._cache["channel_entropies"] = cached
     return cached
 
 
-def _row_entropies(counts: np.ndarray) -> np.ndarray:
+def row_entropies(counts: np.ndarray) -> np.ndarray:
     """:func:`~entropy.codec.measures.shannon_entropy` of every row of ``counts`` [C, R], to the last bit (the clustering sorts channels by
     it): the probabilities of each row's present symbols, in symbol order, summed by numpy along a row of exactly
     those terms - rows of equally many present symbols at once."""

@@ -13,7 +13,7 @@ from entropy.codec.kernels.sizes import TOO_MANY, code_lengths_into, size_code
 
 
 @numba.njit(cache=True, nogil=True)
-def _lloyd(starts, syms, vals, labels, k, A, L, penalty, rounds):  # pragma: no cover - compiled
+def _lloyd(starts, syms, vals, labels, k, A, L, penalty, rounds, fit):  # pragma: no cover - compiled
     C = starts.size - 1
     sums = np.zeros((k, A), np.int64)
     lens = np.zeros((k, A), np.uint8)
@@ -24,9 +24,10 @@ def _lloyd(starts, syms, vals, labels, k, A, L, penalty, rounds):  # pragma: no 
     for _ in range(rounds):
         sums[:] = 0
         for r in range(C):
-            j = labels[r]
-            for t in range(starts[r], starts[r + 1]):
-                sums[j, syms[t]] += vals[t]
+            if fit[r]:
+                j = labels[r]
+                for t in range(starts[r], starts[r + 1]):
+                    sums[j, syms[t]] += vals[t]
         too_many = False
         for j in range(k):
             if code_lengths_into(sums, j, L, lens, scratch) == TOO_MANY:
@@ -66,19 +67,56 @@ def _lloyd(starts, syms, vals, labels, k, A, L, penalty, rounds):  # pragma: no 
     return labels
 
 
-def lloyd_labels(h: np.ndarray, labels: np.ndarray, k: int, max_code_length: int, penalty: int,
-                 rounds: int) -> np.ndarray:
-    """At most ``rounds`` Lloyd rounds from ``labels`` (int64 [C], values < k) on the per-row histograms ``h``
-    (int64 [C, A], every row non-empty): build each cluster's optimal code of at most ``max_code_length`` bits (the
-    unlimited Huffman code for every cluster when one has more symbols than such codes hold), then move every row
-    to the code that costs it the fewest payload bits (a symbol without a code costs ``penalty`` bits; ties: the
-    lowest cluster). Stops early when no row moves. Returns the labels (a new array)."""
-    rows, syms = np.nonzero(h)
-    vals = h[rows, syms].astype(np.int64)
+def lloyd_labels(csr: tuple[np.ndarray, np.ndarray, np.ndarray], n_symbols: int, labels: np.ndarray, k: int,
+                 max_code_length: int, penalty: int, rounds: int, fit: np.ndarray | None = None) -> np.ndarray:
+    """At most ``rounds`` Lloyd rounds from ``labels`` (int64 [C], values < k) on per-row histograms of
+    ``n_symbols`` symbols given as :func:`csr_rows` (every row non-empty): build each cluster's optimal code of at
+    most ``max_code_length`` bits from the rows ``fit`` (default: all) - the unlimited Huffman code for every
+    cluster when one has more symbols than such codes hold - then move every row to the code that costs it the
+    fewest payload bits (a symbol without a code costs ``penalty`` bits; ties: the lowest cluster). Stops early when
+    no row moves. Returns the labels (a new array)."""
+    starts, syms, vals = csr
+    C = starts.size - 1
+    mask = np.ones(C, dtype=bool)
+    if fit is not None:
+        mask[:] = False
+        mask[fit] = True
+    return _lloyd(starts, syms, vals, np.array(labels, dtype=np.int64), np.int64(k), np.int64(n_symbols),
+                  np.int64(max_code_length), np.int64(penalty), np.int64(rounds), mask)
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr_count(h, starts):  # pragma: no cover - compiled
+    C, A = h.shape
+    for r in range(C):
+        n = 0
+        for s in range(A):
+            if h[r, s]:
+                n += 1
+        starts[r + 1] = starts[r] + n
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr_fill(h, starts, syms, vals):  # pragma: no cover - compiled
+    C, A = h.shape
+    for r in range(C):
+        t = starts[r]
+        for s in range(A):
+            if h[r, s]:
+                syms[t] = s
+                vals[t] = h[r, s]
+                t += 1
+
+
+def csr_rows(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-zero entries of a 2-D int64 array by row: (row starts [C + 1], columns, values), in row order."""
+    h = np.ascontiguousarray(h, dtype=np.int64)
     starts = np.zeros(h.shape[0] + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=h.shape[0]), out=starts[1:])
-    return _lloyd(starts, syms.astype(np.int64), vals, np.array(labels, dtype=np.int64), np.int64(k),
-                  np.int64(h.shape[1]), np.int64(max_code_length), np.int64(penalty), np.int64(rounds))
+    _csr_count(h, starts)
+    syms = np.empty(int(starts[-1]), np.int64)
+    vals = np.empty(int(starts[-1]), np.int64)
+    _csr_fill(h, starts, syms, vals)
+    return starts, syms, vals
 
 
 @numba.njit(cache=True, nogil=True)
@@ -170,3 +208,157 @@ def size_sets(per_row: np.ndarray, set_ptr: np.ndarray, set_rows: np.ndarray, se
                    np.asarray(set_rows, np.int64), sets, np.int64(mode), np.int64(T), np.asarray(first, np.int64),
                    np.asarray(R, np.int64), np.int64(runs), np.int64(max_code_length), res, hashes, keep, bool(entropy))
     return res, hashes, (keep if keep_lengths else None)
+
+
+@numba.njit(cache=True, nogil=True)
+def _varint_bytes(x):  # pragma: no cover - compiled
+    n = 1
+    while x >= 128:
+        x >>= 7
+        n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_floors(rows, counts, first, R, run_sym, pairs, runs, clog, pair_bits, pair_table, pair_sig,
+                runs_bits):  # pragma: no cover - compiled
+    C, M = rows.shape
+    T = counts.shape[1]
+    stamp = np.zeros(1 << 16, np.int64)  # the row that last touched a pair symbol (no clearing between rows)
+    cnt = np.zeros(1 << 16, np.int64)
+    touched = np.empty(M // 2 + 1, np.int64)
+    for r in range(C):
+        f, Rr = first[r], R[r]
+        if runs[r]:  # run symbols: every value other than the run value ends a symbol (entropy of those values)
+            n_nr = 0
+            s_clog = 0.0
+            for v in range(f, f + Rr):
+                if v != run_sym:
+                    c = counts[r, v]
+                    n_nr += c
+                    s_clog += clog[c]
+            runs_bits[r] = max(np.int64(np.floor((clog[n_nr] - s_clog) * (1 - 1e-12))), 0)
+        if not pairs[r]:
+            continue
+        lo = f
+        tag = r + 1
+        p = 0
+        for i in range(0, M, 2):
+            a = np.int64(rows[r, i]) - lo
+            b = np.int64(rows[r, i + 1]) - lo if i + 1 < M else 0  # (an odd row ends with the pad, base symbol 0)
+            code = a * Rr + b
+            if stamp[code] != tag:
+                stamp[code] = tag
+                cnt[code] = 0
+                touched[p] = code
+                p += 1
+            cnt[code] += 1
+        n_pairs = (M + 1) // 2
+        s_clog = 0.0
+        h = np.uint64(0)
+        runs_of = 0
+        tokens = 0
+        for t in range(p):
+            code = touched[t]
+            s_clog += clog[cnt[code]]
+            h += (np.uint64(code) + np.uint64(0x9E3779B97F4A7C15)) * np.uint64(0xBF58476D1CE4E5B9)  # (any order)
+            if code == 0 or stamp[code - 1] != tag:  # a run of present symbols starts: walk it
+                k = 1
+                while code + k < Rr * Rr and stamp[code + k] == tag:
+                    k += 1
+                runs_of += 1
+                tokens += 1 + (k - 1) // 129 + (1 if (k - 1) % 129 else 0)  # equal lengths: the fewest tokens
+                if code > 0:  # the zeros before it: one token for a single zero, else 0x40 and a varint
+                    tokens += 1 if code == 1 or stamp[code - 2] == tag else 2
+        last = Rr * Rr - 1
+        if stamp[last] != tag:  # zeros after the last present symbol
+            tokens += 1
+        pair_bits[r] = max(np.int64(np.floor((clog[n_pairs] - s_clog) * (1 - 1e-12))), 0)
+        pair_table[r] = min(1 + _varint_bytes(Rr * Rr) + tokens, (Rr * Rr + 1) // 2)
+        pair_sig[r] = h ^ np.uint64(p)
+
+
+def row_floors(rows: np.ndarray, counts: np.ndarray, first: np.ndarray, R: np.ndarray, run_symbol: int,
+               pairs: np.ndarray, runs: np.ndarray) -> dict[str, np.ndarray]:
+    """Floors of one stream per row where the rows' histograms of pairs and run symbols are not kept (too many
+    symbols), in one pass over the rows ``[C, M]`` (integers; ``counts``: their value counts ``[C, T]``, from the
+    tensor's smallest value; row ``r``'s window: ``R[r]`` values from ``first[r]``):
+
+    * ``pair_bits`` (for rows with ``pairs``): the entropy of the row's pair symbols, in bits, rounded down - no
+      code of those symbols has a shorter payload; ``pair_table``: the fewest bytes a table of those symbols takes
+      (the run-length mode with all present lengths equal, or the dense nibbles); ``pair_sig``: a hash of which
+      pair symbols occur (equal tables have equal ones);
+    * ``runs_bits`` (for rows with ``runs``): the entropy of the row's values other than the run value (base
+      symbol ``run_symbol`` of the tensor's window), in bits, rounded down: each of them ends a run symbol of its
+      own, and run symbols say at least which value ends them.
+    """
+    C, M = rows.shape
+    clog = np.zeros(max(M, 1) + 2)
+    c = np.arange(1, clog.size)
+    clog[1:] = c * np.log2(c)
+    out = {k: np.zeros(C, np.int64) for k in ("pair_bits", "pair_table", "runs_bits")}
+    out["pair_sig"] = np.zeros(C, np.uint64)
+    _row_floors(np.ascontiguousarray(rows), np.ascontiguousarray(counts, dtype=np.int64), np.asarray(first, np.int64),
+                np.asarray(R, np.int64), np.int64(run_symbol), np.asarray(pairs, bool), np.asarray(runs, bool), clog,
+                out["pair_bits"], out["pair_table"], out["pair_sig"], out["runs_bits"])
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_counts(flat, M, vmin, T, lows, highs, starts, syms, vals):  # pragma: no cover - compiled
+    C = lows.size
+    sub = np.zeros((2, T), np.int64)  # two sub-histograms: neighbours of one value do not wait on one counter
+    M2 = M - M % 2
+    t = 0
+    for r in range(C):
+        a = r * M
+        for i in range(a, a + M2, 2):
+            sub[0, np.int64(flat[i]) - vmin] += 1
+            sub[1, np.int64(flat[i + 1]) - vmin] += 1
+        if M2 < M:
+            sub[0, np.int64(flat[a + M - 1]) - vmin] += 1
+        for v in range(np.int64(lows[r]) - vmin, np.int64(highs[r]) - vmin + 1):  # (only the row's span)
+            c = sub[0, v] + sub[1, v]
+            if c:
+                syms[t] = v
+                vals[t] = c
+                sub[0, v] = 0
+                sub[1, v] = 0
+                t += 1
+        starts[r + 1] = t
+
+
+def value_counts(rows: np.ndarray, value_min: int, value_range: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How often each value of ``[value_min, value_min + value_range)`` occurs in every row of ``rows`` (2-D
+    integers, every value in that window), as the non-zero counts of each row in value order: (row starts [C + 1],
+    values - value_min, counts); one pass."""
+    C, M = rows.shape
+    rows = np.ascontiguousarray(rows)
+    starts = np.zeros(C + 1, np.int64)
+    nnz = min(C * M, C * value_range)
+    syms = np.empty(nnz, np.int64)
+    vals = np.empty(nnz, np.int64)
+    if C and M:
+        _value_counts(rows.reshape(-1), np.int64(M), np.int64(value_min), np.int64(value_range), rows.min(axis=1),
+                      rows.max(axis=1), starts, syms, vals)
+    n = int(starts[-1])
+    return starts, syms[:n].copy(), vals[:n].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr_group_sums(starts, syms, vals, rows, dest, out):  # pragma: no cover - compiled
+    for i in range(rows.size):
+        r = rows[i]
+        d = dest[i]
+        for t in range(starts[r], starts[r + 1]):
+            out[d, syms[t]] += vals[t]
+
+
+def csr_group_sums(csr: tuple[np.ndarray, np.ndarray, np.ndarray], n_symbols: int, rows: np.ndarray,
+                   dest: np.ndarray, n_out: int) -> np.ndarray:
+    """:func:`group_sums` of rows given as :func:`csr_rows` (``n_symbols`` columns): the work of their non-zero
+    entries only."""
+    starts, syms, vals = csr
+    out = np.zeros((n_out, n_symbols), np.int64)
+    _csr_group_sums(starts, syms, vals, np.asarray(rows, np.int64), np.asarray(dest, np.int64), out)
+    return out

@@ -15,11 +15,13 @@ import numpy as np
 from entropy.codec.modes import StreamPlan, best_plan
 from entropy.codec.options import CodecOptions
 from entropy.codec.params import CodecParams
-from entropy.layout.channel_counts import TensorCounts, channel_entropies, row_histograms, set_histogram
+from entropy.layout.channel_counts import TensorCounts, channel_entropies, row_entropies, row_histograms, set_histogram
 
 __all__ = ["set_params", "set_stream", "cluster_labels", "mode_histograms", "group_modes"]
 
 _LLOYD_ROUNDS = 5
+#: of more channels, the clustering fits its codes on this many (evenly spread) and assigns the rest once
+SAMPLE_ROWS = 2048
 
 
 def set_params(tc: TensorCounts, channels: np.ndarray, *, max_code_length: int, chunk_size: int,
@@ -28,7 +30,7 @@ def set_params(tc: TensorCounts, channels: np.ndarray, *, max_code_length: int, 
     length with ``rows`` when the set has several rows whose chunks the rows would cut differently (0 otherwise:
     one row, or rows of a whole number of chunks, where both chunkings agree and the parameter block is 8 bytes
     shorter)."""
-    present = np.flatnonzero(tc.counts[channels].sum(axis=0))
+    present = np.flatnonzero(tc.counts_of(channels).sum(axis=0))
     first = int(present[0]) if present.size else 0
     span = int(present[-1]) - first + 1 if present.size else 1
     M = tc.row_length
@@ -87,23 +89,49 @@ def cluster_labels(tc: TensorCounts, k: int, max_code_length: int, counts: np.nd
     symbols; :func:`mode_histograms` gives pairs or run symbols). Start from ``k`` equal slices of the channels
     sorted by entropy and mean value; then alternately build each cluster's Huffman code and move every channel to
     the code that costs it the fewest payload bits (a symbol absent from a code is charged ``max_code_length + 4``
-    bits). Labels are renumbered in order of first appearance (the format's canonical order); empty clusters
-    disappear.
+    bits). Of more than :data:`SAMPLE_ROWS` channels, the codes are fitted on that many channels evenly spread
+    over the tensor, and every channel then goes to the code that costs it the fewest bits (the work stays that of
+    one round over the channels). Labels are renumbered in order of first appearance (the format's canonical
+    order); empty clusters disappear.
     """
     from entropy.layout.kernels import lloyd_labels  # numba: imported on first use only
 
-    C, R = tc.counts.shape
-    h = tc.counts if counts is None else counts
-    tot = np.maximum(tc.counts.sum(axis=1), 1)
-    mean = (tc.counts @ np.arange(R, dtype=np.int64)) / tot
-    order = np.lexsort((mean, channel_entropies(tc)))
-    labels = np.empty(C, dtype=np.int64)
-    labels[order] = np.arange(C) * k // C
-    labels = lloyd_labels(h, labels, k, max_code_length, max_code_length + 4, _LLOYD_ROUNDS)
+    C = tc.n_channels
+    fit, order, csr = _fit_rows(tc, counts)
+    width = tc.value_range if counts is None else counts.shape[1]
+    labels = np.empty(fit.size, dtype=np.int64)
+    labels[order] = np.arange(fit.size) * k // fit.size
+    labels = lloyd_labels(csr, width, labels, k, max_code_length, max_code_length + 4, _LLOYD_ROUNDS)
+    if fit.size < C:  # every channel to the cheapest of the fitted codes
+        everyone = np.zeros(C, np.int64)
+        everyone[fit] = labels
+        labels = lloyd_labels(tc.nonzero(counts), width, everyone, k, max_code_length, max_code_length + 4, 1,
+                              fit=fit)
     _, first_idx = np.unique(labels, return_index=True)
     remap = np.empty(k, dtype=np.int64)
     remap[labels[np.sort(first_idx)]] = np.arange(first_idx.size)
     return remap[labels]
+
+
+def _fit_rows(tc: TensorCounts, counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The channels the clustering fits its codes on (all, or :data:`SAMPLE_ROWS` evenly spread), their order by
+    entropy and mean value, and their histograms' non-zeros (``counts``: None for the value counts); made once
+    per histograms, whatever the cluster count."""
+    from entropy.layout.kernels import csr_rows  # numba: imported on first use only
+
+    key = ("fit", id(counts))
+    got = tc._cache.get(key)
+    if got is not None and got[0] is counts:
+        return got[1]
+    C, R = tc.n_channels, tc.value_range
+    fit = np.arange(C) if C <= SAMPLE_ROWS else np.unique(np.linspace(0, C - 1, SAMPLE_ROWS).round().astype(np.int64))
+    fc = tc.counts if fit.size == C else tc.counts_of(fit)
+    tot = np.maximum(fc.sum(axis=1), 1)
+    mean = (fc @ np.arange(R, dtype=np.int64)) / tot
+    order = np.lexsort((mean, channel_entropies(tc) if fit.size == C else row_entropies(fc)))
+    csr = tc.nonzero(counts) if fit.size == C else csr_rows(fc if counts is None else counts[fit])
+    tc._cache[key] = (counts, (fit, order, csr))
+    return fit, order, csr
 
 
 def group_modes(options: CodecOptions) -> list[tuple[str, ...]]:

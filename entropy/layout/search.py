@@ -51,6 +51,7 @@ from entropy.layout.row_sets import cluster_labels, group_modes, mode_histograms
 
 __all__ = [
     "CLUSTER_COUNTS",
+    "MAX_CHANNEL_STREAMS",
     "LayoutStream",
     "LayoutChoice",
     "layout_choices",
@@ -65,6 +66,9 @@ logger = logging.getLogger(__name__)
 
 #: Cluster counts the search tries (each below the channel count).
 CLUSTER_COUNTS = (4, 16)
+#: ``auto`` tries one stream per channel up to this many channels: beyond, the channels' stream records alone take
+#: 40 bytes or more each (e.g. 1.2 MB for 30,000 rows), and bounding that layout would cost more than it can save
+MAX_CHANNEL_STREAMS = 4096
 _PLAIN_REQUESTS = frozenset(("auto",) + LAYOUTS)
 
 
@@ -299,7 +303,7 @@ def layout_choices(
         by_values[k] = labels
         if not (labels.max() < 1 and kind == "auto"):
             candidate(f"cluster{k}", "cluster", labels, int(labels.max()) + 1, 1 + 2 * i)
-    if kind == "channel" or (kind == "auto" and C > 1):
+    if kind == "channel" or (kind == "auto" and 1 < C <= MAX_CHANNEL_STREAMS):
         candidate("channel", "channel", np.arange(C), C, 2 + 2 * len(ks))
     search.bound([c for c in cands if not search.own_batch(c)], whole=bool(ks))
     h = search.whole_mode_histograms() if ks else None
