@@ -350,7 +350,8 @@ class SetBatch:
 
         want = np.zeros(self.K, dtype=bool)
         want[sets] = True
-        f = row_floors(self.tc.rows, self.tc.counts, self.first, self.R, self.run_value - self.tc.value_min,
+        f = row_floors(self.tc.rows, self.tc.value_min, self.tc.counts, self.first, self.R,
+                       self.run_value - self.tc.value_min,
                        want if mode == _PAIRS else np.zeros(self.K, bool),
                        want if mode == _RUNS else np.zeros(self.K, bool))
         res = np.zeros((sets.size, 7), np.int64)

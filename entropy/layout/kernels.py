@@ -220,7 +220,7 @@ def _varint_bytes(x):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_floors(rows, counts, first, R, run_sym, pairs, runs, clog, pair_bits, pair_table, pair_sig,
+def _row_floors(rows, vmin, counts, first, R, run_sym, pairs, runs, clog, pair_bits, pair_table, pair_sig,
                 runs_bits):  # pragma: no cover - compiled
     C, M = rows.shape
     T = counts.shape[1]
@@ -238,9 +238,9 @@ def _row_floors(rows, counts, first, R, run_sym, pairs, runs, clog, pair_bits, p
                     n_nr += c
                     s_clog += clog[c]
             runs_bits[r] = max(np.int64(np.floor((clog[n_nr] - s_clog) * (1 - 1e-12))), 0)
-        if not pairs[r]:
+        if not pairs[r] or Rr * Rr > stamp.size:  # (pairs need a window of at most 256 values)
             continue
-        lo = f
+        lo = vmin + f
         tag = r + 1
         p = 0
         for i in range(0, M, 2):
@@ -278,8 +278,8 @@ def _row_floors(rows, counts, first, R, run_sym, pairs, runs, clog, pair_bits, p
         pair_sig[r] = h ^ np.uint64(p)
 
 
-def row_floors(rows: np.ndarray, counts: np.ndarray, first: np.ndarray, R: np.ndarray, run_symbol: int,
-               pairs: np.ndarray, runs: np.ndarray) -> dict[str, np.ndarray]:
+def row_floors(rows: np.ndarray, value_min: int, counts: np.ndarray, first: np.ndarray, R: np.ndarray,
+               run_symbol: int, pairs: np.ndarray, runs: np.ndarray) -> dict[str, np.ndarray]:
     """Floors of one stream per row where the rows' histograms of pairs and run symbols are not kept (too many
     symbols), in one pass over the rows ``[C, M]`` (integers; ``counts``: their value counts ``[C, T]``, from the
     tensor's smallest value; row ``r``'s window: ``R[r]`` values from ``first[r]``):
@@ -298,7 +298,8 @@ def row_floors(rows: np.ndarray, counts: np.ndarray, first: np.ndarray, R: np.nd
     clog[1:] = c * np.log2(c)
     out = {k: np.zeros(C, np.int64) for k in ("pair_bits", "pair_table", "runs_bits")}
     out["pair_sig"] = np.zeros(C, np.uint64)
-    _row_floors(np.ascontiguousarray(rows), np.ascontiguousarray(counts, dtype=np.int64), np.asarray(first, np.int64),
+    _row_floors(np.ascontiguousarray(rows), np.int64(value_min), np.ascontiguousarray(counts, dtype=np.int64),
+                np.asarray(first, np.int64),
                 np.asarray(R, np.int64), np.int64(run_symbol), np.asarray(pairs, bool), np.asarray(runs, bool), clog,
                 out["pair_bits"], out["pair_table"], out["pair_sig"], out["runs_bits"])
     return out
