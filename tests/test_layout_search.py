@@ -205,9 +205,17 @@ def test_many_channels_are_clustered_on_a_sample_and_each_goes_to_its_cheapest_c
     # (every channel's code is no costlier for it than the codes fitted on the sample; those are close to these)
     costs = np.stack([tc.counts @ np.where(c > 0, c, 16).astype(np.int64) for c in codes], axis=1)
     assert np.mean(costs[np.arange(C), labels] <= costs.min(axis=1) * 1.02) > 0.95
-    choice = entropy.choose_layout(x, axis=0)
-    assert choice.layout == "cluster" and "channel" not in entropy.layout_choices(x, axis=0)
-    assert C > MAX_CHANNEL_STREAMS or True
+    assert entropy.choose_layout(x, axis=0).layout == "cluster"
+
+
+def test_one_stream_per_channel_is_tried_up_to_a_number_of_channels():
+    rng = np.random.default_rng(7)
+    for C in (MAX_CHANNEL_STREAMS, MAX_CHANNEL_STREAMS + 1):
+        x = rng.integers(0, 3, (C, 3)).astype(np.uint8)
+        sized = entropy.layout_choices(x, axis=0, prune=False, clusters=(2,))
+        assert ("channel" in sized) == (C <= MAX_CHANNEL_STREAMS)
+    forced = entropy.layout_choices(x, axis=0, layout="channel")["channel"]  # asked for: still built
+    assert len(forced.streams) == C and forced.total_bytes > entropy.choose_layout(x, axis=0).total_bytes
 
 
 def test_channel_entropies_to_the_last_bit():
