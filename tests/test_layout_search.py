@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import entropy
 from entropy.codec.codebook import Codebook
 from entropy.codec.kernels import count_groups, count_rows, rle_tokens
-from entropy.codec.kernels.sizes import rle_token_bytes, size_rows
+from entropy.codec.kernels.huffman import rle_token_bytes
+from entropy.codec.kernels.sizes import size_rows
 from entropy.codec.lengths import code_lengths
 from entropy.codec.measures import shannon_entropy
 from entropy.codec.modes import symbol_histograms
@@ -159,7 +160,7 @@ def test_code_sizes_are_the_codebooks():
         assert np.array_equal(got["lengths"][0, :A], lens)
         assert got["payload"][0] == got["floor"][0] == int(np.dot(c, lens.astype(np.int64)))
         assert got["table"][0] == len(cb.to_bytes()) and got["longest"][0] == int(lens.max(initial=0))
-        assert int(rle_token_bytes(lens, lens.size)) == len(rle_tokens(lens))
+        assert int(rle_token_bytes(lens, lens.size, np.zeros(0, np.uint8))) == len(rle_tokens(lens))
 
 
 def _lloyd_reference(h, labels, k, L, rounds):

@@ -9,7 +9,7 @@ import numba
 import numpy as np
 
 from entropy.codec.kernels.huffman import huffman_row
-from entropy.codec.kernels.sizes import TOO_MANY, code_lengths_into, size_code
+from entropy.codec.kernels.sizes import TOO_MANY, code_lengths_into, size_code, varint_bytes
 
 
 @numba.njit(cache=True, nogil=True)
@@ -211,15 +211,6 @@ def size_sets(per_row: np.ndarray, set_ptr: np.ndarray, set_rows: np.ndarray, se
 
 
 @numba.njit(cache=True, nogil=True)
-def _varint_bytes(x):  # pragma: no cover - compiled
-    n = 1
-    while x >= 128:
-        x >>= 7
-        n += 1
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
 def _row_floors(rows, vmin, counts, first, R, run_sym, pairs, runs, clog, pair_bits, pair_table, pair_sig,
                 runs_bits):  # pragma: no cover - compiled
     C, M = rows.shape
@@ -274,7 +265,7 @@ def _row_floors(rows, vmin, counts, first, R, run_sym, pairs, runs, clog, pair_b
         if stamp[last] != tag:  # zeros after the last present symbol
             tokens += 1
         pair_bits[r] = max(np.int64(np.floor((clog[n_pairs] - s_clog) * (1 - 1e-12))), 0)
-        pair_table[r] = min(1 + _varint_bytes(Rr * Rr) + tokens, (Rr * Rr + 1) // 2)
+        pair_table[r] = min(1 + varint_bytes(Rr * Rr) + tokens, (Rr * Rr + 1) // 2)
         pair_sig[r] = h ^ np.uint64(p)
 
 

@@ -128,9 +128,10 @@ def package_merge(sorted_counts: np.ndarray, max_length: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _rle_tokens(lengths, out):  # pragma: no cover - compiled
-    # mode-5 tokens of entropy.codec.codebook (without the header): see its module docstring
-    n = lengths.size
+def rle_token_bytes(lengths, n, out):  # pragma: no cover - compiled
+    """The mode-5 tokens of ``lengths[:n]`` (:mod:`entropy.codec.codebook`, without the header) into ``out``, or only
+    counted when ``out`` is empty; returns their bytes."""
+    write = out.size > 0
     t = 0
     i = 0
     while i < n:
@@ -141,33 +142,36 @@ def _rle_tokens(lengths, out):  # pragma: no cover - compiled
         run = j - i
         if v == 0:
             if run >= 2:
-                out[t] = 0x40
+                if write:
+                    out[t] = 0x40
                 t += 1
                 x = run - 2
                 while True:  # LEB128 varint
                     byte = x & 0x7F
                     x >>= 7
-                    if x:
-                        out[t] = byte | 0x80
-                        t += 1
-                    else:
-                        out[t] = byte
-                        t += 1
+                    if write:
+                        out[t] = byte | 0x80 if x else byte
+                    t += 1
+                    if not x:
                         break
             else:
-                out[t] = 0
+                if write:
+                    out[t] = 0
                 t += 1
         else:
-            out[t] = v
+            if write:
+                out[t] = v
             t += 1
             left = run - 1
             while left >= 2:
                 r = min(left, 129)
-                out[t] = 0x80 | (r - 2)
+                if write:
+                    out[t] = 0x80 | (r - 2)
                 t += 1
                 left -= r
             if left == 1:
-                out[t] = v
+                if write:
+                    out[t] = v
                 t += 1
         i = j
     return t
@@ -177,4 +181,4 @@ def rle_tokens(lengths: np.ndarray) -> bytes:
     """The run-length tokens of a code-length table (mode 5 of :mod:`entropy.codec.codebook`, without its header)."""
     lens = np.ascontiguousarray(lengths, dtype=np.uint8)
     out = np.empty(2 * lens.size + 8, dtype=np.uint8)  # at most one literal + one repeat per length, + a varint
-    return out[: _rle_tokens(lens, out)].tobytes()
+    return out[: rle_token_bytes(lens, lens.size, out)].tobytes()

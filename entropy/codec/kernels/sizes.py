@@ -12,14 +12,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from entropy.codec.kernels.huffman import _package_merge, huffman_row
+from entropy.codec.kernels.huffman import _package_merge, huffman_row, rle_token_bytes
 
 #: :func:`size_rows` result for a row whose present symbols do not fit ``2**L`` codes (no code of that limit)
 TOO_MANY = -1
 
 
 @numba.njit(cache=True, nogil=True)
-def _varint_len(x):  # pragma: no cover - compiled
+def varint_bytes(x):  # pragma: no cover - compiled
+    """Bytes of the LEB128 varint of ``x`` (>= 0)."""
     n = 1
     while x >= 128:
         x >>= 7
@@ -28,32 +29,11 @@ def _varint_len(x):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def rle_token_bytes(lengths, n):  # pragma: no cover - compiled
-    """Bytes of the run-length tokens of ``lengths[:n]`` (mode 5 of the codebook serialization, without its
-    header): what :func:`entropy.codec.kernels.huffman.rle_tokens` writes, counted."""
-    t = 0
-    i = 0
-    while i < n:
-        v = lengths[i]
-        j = i + 1
-        while j < n and lengths[j] == v:
-            j += 1
-        run = j - i
-        if v == 0:
-            t += 1 + _varint_len(run - 2) if run >= 2 else 1
-        else:
-            left = run - 1  # after the literal: a repeat token per 129 more, and one for the rest (a repeat of
-            t += 1 + left // 129 + (1 if left % 129 else 0)  # 2 or more, or the literal once more)
-        i = j
-    return t
-
-
-@numba.njit(cache=True, nogil=True)
 def table_bytes(lengths, n, longest, n_present):  # pragma: no cover - compiled
     """``len(Codebook(lengths[:n]).to_bytes())``: the shortest of the run-length mode (always possible) and, for
     codes of at most 15 bits, the dense nibble modes (all lengths explicit, or the last one implied when the code
     is complete, i.e. two symbols or more)."""
-    best = 1 + _varint_len(n) + rle_token_bytes(lengths, n)
+    best = 1 + varint_bytes(n) + rle_token_bytes(lengths, n, np.empty(0, np.uint8))  # (counted only)
     if longest <= 15:
         best = min(best, (n + 2) // 2)  # mode nibble + n nibbles, padded to a byte
         if n_present >= 2 and n >= 2:
