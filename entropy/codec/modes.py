@@ -26,7 +26,7 @@ from entropy.codec.measures import shannon_entropy
 from entropy.codec.params import MAX_ESCAPE_RANGE, MODES, CodecParams
 
 __all__ = ["StreamPlan", "Histograms", "symbol_histograms", "stream_histogram", "plan_from_counts", "best_plan", "choose_plan", "DEFAULT_RUNS",
-           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs", "run_prefixes", "run_prefix_table", "runs_may_pay"]
+           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs", "run_prefixes", "run_prefix_table", "runs_may_pay", "pairs_tried"]
 
 #: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value); 64 and
 #: 256 prefixes are tried too on data whose mean run reaches a quarter of that
@@ -442,9 +442,7 @@ def best_plan(
         plain_plan = _plain_plans(counts1, base, n_chunks, rare_escapes)
         if "plain" in modes:
             cands.append(plain_plan)
-    # pairs that need a raised limit are tried only when asked for alone (a 65536-symbol code costs time, and
-    # plain symbols of such data are as good)
-    if counts2 is not None and (modes == ("pairs",) or int(np.count_nonzero(counts2)) <= 1 << base.max_code_length):
+    if counts2 is not None and pairs_tried(int(np.count_nonzero(counts2)), base.max_code_length, modes):
         p2 = replace(base, group=2)
         if _cost_floor(counts2, p2, n_chunks) < _best_cost(cands):
             cands.append(plan_from_counts(counts2, p2, n_chunks))
@@ -486,6 +484,13 @@ def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: 
         p = replace(base, value_min=lo, value_range=W, escape_min=base.value_min, escape_range=R)
         plans.append(plan_from_counts(np.append(win, int(counts1.sum() - win.sum())), p, n_chunks))
     return min(plans, key=lambda p: p.cost_bits)
+
+
+def pairs_tried(n_present: int | np.ndarray, max_code_length: int, modes: tuple[str, ...]) -> bool | np.ndarray:
+    """Whether the codec tries pairs whose histogram has ``n_present`` symbols (elementwise on arrays): pairs that
+    need a code-length limit raised above ``max_code_length`` are tried only when asked for alone (a 65536-symbol
+    code costs time, and plain symbols of such data are as good)."""
+    return (np.asarray(n_present) <= 1 << max_code_length) | (tuple(modes) == ("pairs",))
 
 
 def may_try_runs(run_count: int | np.ndarray, n_values: int | np.ndarray) -> bool | np.ndarray:
