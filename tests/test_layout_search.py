@@ -92,12 +92,9 @@ def test_the_search_picks_what_sizing_every_layout_picks(tmp_path_factory, kind,
     assert np.array_equal(entropy.load_tensor(path, "t"), x)
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(0, 5), _OPTIONS, st.integers(0, 2**31 - 1))
-def test_floors_bound_every_layout_and_certain_streams_are_the_codecs(kind, options, seed):
-    rng = np.random.default_rng(seed)
-    x = _tensor(rng, kind)
-    o = _opts(options)
+def _check_floors_and_certain_streams(x: np.ndarray, o: dict) -> None:
+    """Every layout of the reference sized at once (one batch): floors at most its bytes, streams taken from the
+    sizes equal to set_stream's plans."""
     try:
         ref = entropy.layout_choices(x, name="t", axis=0, prune=False, clusters=(2, 3), **o)
     except entropy.EntropyError:
@@ -125,6 +122,45 @@ def test_floors_bound_every_layout_and_certain_streams_are_the_codecs(kind, opti
                 assert np.array_equal(codebook.lengths, s.codebook.lengths)
                 assert codebook.to_bytes() == s.codebook.to_bytes()
                 assert codebook.serialized_bits == 8 * len(codebook.to_bytes())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 5), _OPTIONS, st.integers(0, 2**31 - 1))
+def test_floors_bound_every_layout_and_certain_streams_are_the_codecs(kind, options, seed):
+    rng = np.random.default_rng(seed)
+    _check_floors_and_certain_streams(_tensor(rng, kind), _opts(options))
+
+
+@pytest.mark.parametrize("cells", [0, 2000])
+def test_the_search_is_exact_where_rows_histograms_are_not_kept(tmp_path, monkeypatch, cells):
+    """Tensors whose rows' histograms of pairs and run symbols are not kept (too many rows x symbols): sets are
+    sized from the parts of the layouts' common refinement, set by set, or (one row each) from the rows themselves
+    - the same picks and sizes, and files that code to the planned bytes."""
+    from entropy.layout import bounds
+
+    monkeypatch.setattr(CC, "MAX_COUNT_CELLS", cells)
+    monkeypatch.setattr(bounds, "MAX_COUNT_CELLS", cells)
+    rng = np.random.default_rng(cells)
+    for trial in range(24):
+        x = _tensor(rng, trial % 6)
+        o = _opts({"max_code_length": [3, 6, 12][trial % 3], "chunk_size": [2, 16, 4096][trial % 3],
+                   "group": ["auto", 1, 2][(trial // 3) % 3], "mode": "auto"})
+        _check_floors_and_certain_streams(x, o)
+        try:
+            ref = entropy.layout_choices(x, name="t", axis=0, prune=False, clusters=(2, 3), **o)
+        except entropy.EntropyError:
+            continue
+        for variant in (dict(best_only=True), dict(prune=True)):
+            got = entropy.layout_choices(x, name="t", axis=0, clusters=(2, 3), **variant, **o)
+            assert all(c.total_bytes == ref[k].total_bytes for k, c in got.items()), (trial, variant)
+            best = entropy.best_layout(got)
+            assert (best.name, best.total_bytes) == (entropy.best_layout(ref).name, entropy.best_layout(ref).total_bytes)
+        for name in ref:  # every layout asked for: the reference's size, and streams that code to it
+            want = entropy.layout_choices(x, name="t", axis=0, layout=name, prune=False, **o)[name]
+            plan = entropy.plan_file({"t": x}, channel_axis=0, layout=name, clusters=(2, 3), **o)
+            assert plan.tensors[0].choice.total_bytes == want.total_bytes, (trial, name)
+            assert entropy.write_plan(plan, tmp_path / "t.hqt").file_bytes == plan.file_bytes
+            assert np.array_equal(entropy.load_tensor(tmp_path / "t.hqt", "t"), x)
 
 
 def test_the_search_builds_fewer_layouts_and_still_sizes_them_exactly():
@@ -284,28 +320,37 @@ def test_a_planned_stream_is_the_codecs_and_checks_its_window():
         prepare_planned(x, p, cb, enc.accounting.payload_bits + 1).run()
 
 
-def test_row_floors_bound_each_rows_pair_and_run_codes():
+def test_row_floors_size_each_rows_pair_code_and_bound_its_run_codes():
     from entropy.layout.kernels import row_floors
 
     rng = np.random.default_rng(6)
     x = np.round(rng.laplace(0, rng.uniform(0.3, 6, (40, 1)), (40, 57))).astype(np.int8)
+    x[3] = np.arange(57) % 7  # a row of consecutive pair symbols (runs of equal lengths in its table)
     tc = CC.tensor_counts(x, 0)
     first = tc.row_min - tc.value_min
     R = tc.row_max - tc.row_min + 1
     run_value = tc.value_min + int(np.argmax(tc.pooled()))
-    f = row_floors(tc.rows, tc.value_min, tc.counts, first, R, run_value - tc.value_min, np.ones(40, bool),
-                   np.ones(40, bool))
-    for r in range(40):
-        lo, n = int(tc.row_min[r]), int(R[r])
-        pairs = CodecParams(group=2, max_code_length=16, chunk_size=64, value_min=lo, value_range=n)
-        h = symbol_histograms(x[r], pairs)[0]
-        lens = code_lengths(h, None)
-        assert f["pair_bits"][r] <= int(np.dot(h, lens.astype(np.int64)))
-        if int(lens.max()) <= 16:
-            assert f["pair_table"][r] <= len(Codebook(lens).to_bytes())
-        if lo <= run_value < lo + n:
-            for runs in (16, 64):
-                q = CodecParams(group=1, max_code_length=16, chunk_size=64, value_min=lo, value_range=n, runs=runs,
-                                run_symbol=run_value - lo)
-                hr = symbol_histograms(x[r], q)[0]
-                assert f["runs_bits"][r] <= int(np.dot(hr, code_lengths(hr, None).astype(np.int64)))
+    for L in (3, 12):
+        f = row_floors(tc.rows, tc.value_min, tc.counts, first, R, run_value - tc.value_min, np.ones(40, bool),
+                       np.ones(40, bool), L)
+        for r in range(40):
+            lo, n = int(tc.row_min[r]), int(R[r])
+            pairs = CodecParams(group=2, max_code_length=L, chunk_size=64, value_min=lo, value_range=n)
+            h = symbol_histograms(x[r], pairs)[0]
+            if np.count_nonzero(h) <= 1 << L:  # the row's pair code, exactly
+                lens = code_lengths(h, L)
+                assert f["pair_longest"][r] == int(lens.max())
+                assert f["pair_bits"][r] == int(np.dot(h, lens.astype(np.int64)))
+                assert f["pair_table"][r] == len(Codebook(lens).to_bytes())
+            else:  # floors
+                assert f["pair_longest"][r] < 0
+                lens = code_lengths(h, None)
+                assert f["pair_bits"][r] <= int(np.dot(h, lens.astype(np.int64)))
+                if int(lens.max()) <= 24:
+                    assert f["pair_table"][r] <= len(Codebook(lens).to_bytes())
+            if lo <= run_value < lo + n:
+                for runs in (16, 64):
+                    q = CodecParams(group=1, max_code_length=16, chunk_size=64, value_min=lo, value_range=n,
+                                    runs=runs, run_symbol=run_value - lo)
+                    hr = symbol_histograms(x[r], q)[0]
+                    assert f["runs_bits"][r] <= int(np.dot(hr, code_lengths(hr, None).astype(np.int64)))

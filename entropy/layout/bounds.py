@@ -30,7 +30,7 @@ from dataclasses import replace
 
 from entropy.codec.codebook import Codebook
 from entropy.codec.lengths import MAX_ALPHABET
-from entropy.codec.modes import may_try_runs, run_prefix_table, runs_may_pay
+from entropy.codec.modes import may_try_runs, pairs_tried, run_prefix_table, runs_may_pay
 from entropy.codec.params import CodecParams
 from entropy.format import codebook_record_bytes, stream_record_bytes
 from entropy.layout.channel_counts import MAX_COUNT_CELLS, TensorCounts, row_histograms, set_histogram
@@ -46,6 +46,8 @@ _PER_SET_COUNTS = 64
 _PLAIN, _PAIRS, _RUNS = 0, 1, 2
 #: the source of a way that only marks an alphabet (not a way of coding)
 _MARK = -2
+#: the source of one row's pair code sized from the rows themselves (row_floors)
+_ROW_PAIRS = -3
 #: kinds of ways: sized exactly (a known table); a floor whose table floor holds for the tables of one set of symbols
 #: (pair symbols of one row, not counted per row); a floor of any table of its alphabet
 _EXACT, _SUPPORT, _ANY = 0, 1, 2
@@ -154,7 +156,7 @@ class SetBatch:
         a["hash"] = np.concatenate([p[5] if p[5] is not None else np.zeros(p[0].size, np.uint64) for p in parts])
         a["exact"] = res[:, _PAY] >= 0
         support = np.repeat(np.array([p[9] == _SUPPORT for p in parts], dtype=bool), sizes)
-        a["kind"] = np.where(a["exact"], _EXACT, np.where(support, _SUPPORT, _ANY))
+        a["kind"] = np.where(support, _SUPPORT, np.where(a["exact"], _EXACT, _ANY))
         a["bits"] = np.where(a["exact"], res[:, _PAY], res[:, _FLOOR])
         a["bits"][a["src"] == _MARK] = NO_STREAM
         a["table"] = np.where(a["kind"] != _ANY, res[:, _TAB], 0)
@@ -228,14 +230,18 @@ class SetBatch:
         """Histograms in the tensor's window of the parts of the batch's sets (the channels that share a set in
         every layout of the batch: each set is a union of parts), for a mode not kept per row: the parts of
         ``sets`` counted, each once, in one pass over their rows. Returns (per-part histograms, and each set's
-        parts as ``(starts, parts)``), or None for one stream per channel or too many parts x symbols."""
-        if self.identity:
+        parts as ``(starts, parts)``), or None for sets of one stream per channel (not parted: their rows are sized
+        by :meth:`_floor_ways`) or too many parts x symbols."""
+        parted = np.array([k != self.tc.n_channels for k in self.Ks])  # (one stream per channel: not parted)
+        if self.identity or not parted[self.layout_of[sets]].all():
             return None
         if self._part_counts is None:
             C = self.tc.n_channels
             set_of_row = np.repeat(np.arange(self.K), np.diff(self.set_ptr))
             key = np.zeros(C, np.int64)  # the sets of a channel in every layout, as one number (mixed radix)
             for li, k in enumerate(self.Ks):
+                if not parted[li]:  # a layout of one channel per stream: its sets are sized from the rows themselves
+                    continue
                 mine = (set_of_row >= self.set_base[li]) & (set_of_row < self.set_base[li + 1])
                 part = np.zeros(C, np.int64)
                 part[self.set_rows[mine]] = set_of_row[mine] - self.set_base[li]
@@ -312,56 +318,95 @@ class SetBatch:
     def _way(self, mode: int, runs: int, sets: np.ndarray, li: int, flat_too: bool = True) -> np.ndarray:
         """Size and record the ways of ``sets`` in a mode: with row structure (where it applies) and, for plain
         symbols and pairs, without (sets of several rows whose chunks the rows would cut differently). Returns
-        whether each set's way is exactly sized."""
+        whether each set's way is exactly sized. Sets of one row and of several are sized apart (their histograms
+        come from different places where the rows' are not kept)."""
         if not sets.size:
             return np.zeros(0, dtype=bool)
+        one = self.sizes[sets] == 1
+        if mode != _PLAIN and one.any() and not one.all():
+            exact = np.zeros(sets.size, dtype=bool)
+            exact[one] = self._way(mode, runs, sets[one], li, flat_too)
+            exact[~one] = self._way(mode, runs, sets[~one], li, flat_too)
+            return exact
         A = self._alphabet(mode, runs, sets)
         src = self._source(mode, runs, sets)
+        exact = np.zeros(sets.size, dtype=bool)
         if src is None:
-            self._floor_ways(mode, runs, sets, A, li)
-            exact = np.zeros(sets.size, dtype=bool)
+            exact = self._floor_ways(mode, runs, sets, A, li)
         else:
             res, hashes, _ = self._measure(src, sets)
-            self._add(sets, mode, runs, False, res, hashes, A, src, li)
             exact = res[:, _PAY] >= 0
+            self._add_tried(sets, mode, runs, False, res, hashes, A, src, li)
         fl = sets[self.rowflag[sets]] if flat_too else sets[:0]
         if not fl.size:
             return exact
         same = mode == _PLAIN or self.tc.row_length % 2 == 0  # the same symbols: rows of whole pairs
         if same and src is not None:
             pick = self.rowflag[sets]
-            self._add(fl, mode, runs, True, res[pick], hashes[pick], A[pick], src, li)
+            self._add_tried(fl, mode, runs, True, res[pick], hashes[pick], A[pick], src, li)
             return exact
         fsrc = self._source(mode, runs, fl, flat=True)
         if fsrc is None:
             self._add(fl, mode, runs, True, None, None, self._alphabet(mode, runs, fl), -1, li)
         else:
             res, hashes, _ = self._measure(fsrc, fl)
-            self._add(fl, mode, runs, True, res, hashes, self._alphabet(mode, runs, fl), fsrc, li)
+            self._add_tried(fl, mode, runs, True, res, hashes, self._alphabet(mode, runs, fl), fsrc, li)
         return exact
 
-    def _floor_ways(self, mode: int, runs: int, sets: np.ndarray, A: np.ndarray, li: int) -> None:
-        """Ways of one stream per row whose histograms are not counted: floors from one pass over the rows
-        (:func:`entropy.layout.kernels.row_floors`); nothing for sets of several rows."""
-        if mode == _PLAIN or not self.identity:
+    def _add_tried(self, sets, mode, runs, flat, res, hashes, A, src, li) -> None:
+        """:meth:`_add` of the sized ways the codec tries: not pairs whose code needs a raised limit
+        (:func:`~entropy.codec.modes.pairs_tried`)."""
+        if mode == _PAIRS:
+            tried = pairs_tried(res[:, _PRES], self.L, self.mode_lists[li])
+            sets, res, hashes, A = sets[tried], res[tried], hashes[tried], A[tried]
+        self._add(sets, mode, runs, flat, res, hashes, A, src, li)
+
+    def _floor_ways(self, mode: int, runs: int, sets: np.ndarray, A: np.ndarray, li: int) -> np.ndarray:
+        """Ways of sets of one row whose histograms are not counted per row, from one pass over those rows
+        (:func:`entropy.layout.kernels.row_floors`): each row's pair code sized exactly (floors where it does not
+        fit the limit), floors of run symbols; nothing for sets of several rows. Returns whether each way is exact."""
+        one = self.sizes[sets] == 1
+        if mode == _PLAIN or not one.any():
             self._add(sets, mode, runs, False, None, None, A, -1, li)
-            return
+            return np.zeros(sets.size, dtype=bool)
         from entropy.layout.kernels import row_floors  # numba: imported on first use only
 
-        want = np.zeros(self.K, dtype=bool)
-        want[sets] = True
-        f = row_floors(self.tc.rows, self.tc.value_min, self.tc.counts, self.first, self.R,
-                       self.run_value - self.tc.value_min,
-                       want if mode == _PAIRS else np.zeros(self.K, bool),
-                       want if mode == _RUNS else np.zeros(self.K, bool))
+        self._add(sets[~one], mode, runs, False, None, None, A[~one], -1, li)
+        sets, A = sets[one], A[one]
+        rows = self.set_rows[self.set_ptr[sets]]  # the row of each set
+        want = np.zeros(self.tc.n_channels, dtype=bool)
+        want[rows] = True
+        first = np.zeros(self.tc.n_channels, np.int64)
+        R = np.ones(self.tc.n_channels, np.int64)
+        first[rows], R[rows] = self.first[sets], self.R[sets]
+        no = np.zeros(self.tc.n_channels, dtype=bool)
+        f = row_floors(self.tc.rows, self.tc.value_min, self.tc.counts_of(None) if self.identity else
+                       self._row_counts(rows), first, R, self.run_value - self.tc.value_min,
+                       want if mode == _PAIRS else no, want if mode == _RUNS else no, self.L)
         res = np.zeros((sets.size, 7), np.int64)
         res[:, _PAY] = -1
+        exact = np.zeros(one.size, dtype=bool)
         if mode == _PAIRS:
-            res[:, _FLOOR], res[:, _TAB] = f["pair_bits"][sets], f["pair_table"][sets]
-            self._add(sets, mode, runs, False, res, f["pair_sig"][sets], A, -1, li, kind=_SUPPORT)
-        else:
-            res[:, _FLOOR] = f["runs_bits"][sets]
-            self._add(sets, mode, runs, False, res, None, A, -1, li)
+            got = f["pair_longest"][rows] >= 0
+            if self.mode_lists[li] != ("pairs",):  # (no code of the limit: the codec does not try these pairs)
+                sets, A, rows, res, one[one] = sets[got], A[got], rows[got], res[got], got
+                got = got[got]
+            res[:, _FLOOR], res[:, _TAB], res[:, _LONG] = f["pair_bits"][rows], f["pair_table"][rows], \
+                f["pair_longest"][rows]
+            res[got, _PAY] = res[got, _FLOOR]
+            # (a table of one set of pair symbols: its hash says which occur, not their lengths)
+            self._add(sets, mode, runs, False, res, f["pair_sig"][rows], A, _ROW_PAIRS, li, kind=_SUPPORT)
+            exact[one] = got
+            return exact
+        res[:, _FLOOR] = f["runs_bits"][rows]
+        self._add(sets, mode, runs, False, res, None, A, -1, li)
+        return exact
+
+    def _row_counts(self, rows: np.ndarray) -> np.ndarray:
+        """Value counts ``[C, T]`` with the rows ``rows`` filled (the others zero): what :func:`row_floors` reads."""
+        out = np.zeros((self.tc.n_channels, self.tc.value_range), np.int64)
+        out[rows] = self.tc.counts_of(rows)
+        return out
 
     def _size_all(self) -> None:
         K, Cc = self.K, self.Cc
@@ -458,7 +503,7 @@ class SetBatch:
         np.minimum.at(lmin, sets, lists)
         np.maximum.at(lmax, sets, lists)
         ws = a["set"][w]
-        ok = a["exact"][w] & (a["src"][w] >= 0) & (lmin[ws] == lmax[ws])  # all its ways from the list taken
+        ok = a["exact"][w] & ((a["src"][w] >= 0) | (a["src"][w] == _ROW_PAIRS)) & (lmin[ws] == lmax[ws])
         w = [int(x) for x in w[ok] if self._tried(int(x), int(a["set"][x]))]
         by_src: dict[int, list[int]] = {}
         for x in w:
@@ -466,7 +511,8 @@ class SetBatch:
         M, vmin = self.tc.row_length, self.tc.value_min
         for src, ws in by_src.items():
             ws = sorted(ws, key=lambda x: int(a["set"][x]))
-            res, _, lens = self._measure(src, a["set"][ws], keep=True)
+            res, _, lens = (self._row_pairs(a["set"][ws]) if src == _ROW_PAIRS else
+                            self._measure(src, a["set"][ws], keep=True))
             for i, x in enumerate(ws):
                 s = int(a["set"][x])
                 if res[i, _PAY] != a["bits"][x]:  # (sized twice the same way: never differs)
@@ -480,6 +526,22 @@ class SetBatch:
                 cb = Codebook._built(lens[i, :A].copy(), int(res[i, _LONG]), int(res[i, _TAB]))
                 out[s - lo] = (params, cb, int(res[i, _PAY]))
         return out
+
+    def _row_pairs(self, sets: np.ndarray):
+        """Sizes and code lengths of the pair codes of one-row sets (rows whose pairs are not counted per row),
+        each row's pairs counted again, in its own window (what :func:`_measure` gives for other sources)."""
+        from entropy.codec.kernels.sizes import SIZE_FIELDS, size_rows
+
+        vmin = self.tc.value_min
+        hs = [set_histogram(self.tc, np.array([int(s)]), CodecParams(
+            group=2, max_code_length=self.L, chunk_size=self.Cc, value_min=vmin + int(self.first[s]),
+            value_range=int(self.R[s]))) for s in sets]
+        A = np.array([h.size for h in hs], np.int64)
+        h = np.zeros((len(hs), int(A.max())), np.int64)
+        for i, x in enumerate(hs):
+            h[i, : x.size] = x
+        got = size_rows(h, A, self.L, keep_lengths=True)
+        return np.stack([got[f] for f in SIZE_FIELDS], axis=1), got["hash"], got["lengths"]
 
     def _tried(self, w: int, s: int) -> bool:
         """Whether the codec tries way ``w`` of set ``s``: plain symbols and pairs always (where they are a way);

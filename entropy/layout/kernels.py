@@ -1,4 +1,5 @@
-"""Compiled (numba) loops of the layout search: the Lloyd rounds that cluster channels, and sums of rows.
+"""Compiled (numba) loops of the layout search: value counts of rows, sums of rows, the Lloyd rounds that cluster
+channels, the sizes of the codes of sets of rows and of each row's pairs.
 
 Imported on first use only (numba), like the codec's kernels.
 """
@@ -120,25 +121,6 @@ def csr_rows(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _group_sums(per_row, rows, dest, out):  # pragma: no cover - compiled
-    A = per_row.shape[1]
-    for i in range(rows.size):
-        r = rows[i]
-        d = dest[i]
-        for s in range(A):
-            out[d, s] += per_row[r, s]
-
-
-def group_sums(per_row: np.ndarray, rows: np.ndarray, dest: np.ndarray, n_out: int) -> np.ndarray:
-    """``out[dest[i]] += per_row[rows[i]]`` for every ``i``: int64 ``[n_out, A]`` sums of rows of ``per_row``
-    (int64 ``[C, A]``)."""
-    out = np.zeros((n_out, per_row.shape[1]), np.int64)
-    _group_sums(np.ascontiguousarray(per_row, dtype=np.int64), np.asarray(rows, np.int64),
-                np.asarray(dest, np.int64), out)
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
 def _size_sets(per_row, set_ptr, set_rows, sets, mode, T, first, R, runs, L, res, hashes, keep,
                entropy):  # pragma: no cover - compiled
     W = sets.size
@@ -211,13 +193,24 @@ def size_sets(per_row: np.ndarray, set_ptr: np.ndarray, set_rows: np.ndarray, se
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_floors(rows, vmin, counts, first, R, run_sym, pairs, runs, clog, pair_bits, pair_table, pair_sig,
-                runs_bits):  # pragma: no cover - compiled
+def _zeros_tokens(g):  # pragma: no cover - compiled
+    """Run-length tokens of ``g`` absent symbols in a row (codebook mode 5): none, one zero, or 0x40 and a varint."""
+    if g <= 0:
+        return 0
+    return 1 if g == 1 else 1 + varint_bytes(g - 2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_floors(rows, vmin, counts, first, R, run_sym, pairs, runs, clog, L, pair_bits, pair_table, pair_sig,
+                pair_longest, runs_bits):  # pragma: no cover - compiled
     C, M = rows.shape
-    T = counts.shape[1]
     stamp = np.zeros(1 << 16, np.int64)  # the row that last touched a pair symbol (no clearing between rows)
     cnt = np.zeros(1 << 16, np.int64)
-    touched = np.empty(M // 2 + 1, np.int64)
+    P = M // 2 + 1
+    touched = np.empty(P, np.int64)
+    hist = np.zeros((1, P), np.int64)
+    lens = np.zeros((1, P), np.uint8)
+    scratch = np.empty((6, P), np.int64)
     for r in range(C):
         f, Rr = first[r], R[r]
         if runs[r]:  # run symbols: every value other than the run value ends a symbol (entropy of those values)
@@ -229,7 +222,8 @@ def _row_floors(rows, vmin, counts, first, R, run_sym, pairs, runs, clog, pair_b
                     n_nr += c
                     s_clog += clog[c]
             runs_bits[r] = max(np.int64(np.floor((clog[n_nr] - s_clog) * (1 - 1e-12))), 0)
-        if not pairs[r] or Rr * Rr > stamp.size:  # (pairs need a window of at most 256 values)
+        n = Rr * Rr
+        if not pairs[r] or n > stamp.size:  # (pairs need a window of at most 256 values)
             continue
         lo = vmin + f
         tag = r + 1
@@ -244,41 +238,64 @@ def _row_floors(rows, vmin, counts, first, R, run_sym, pairs, runs, clog, pair_b
                 touched[p] = code
                 p += 1
             cnt[code] += 1
-        n_pairs = (M + 1) // 2
-        s_clog = 0.0
+        codes = np.sort(touched[:p])
         h = np.uint64(0)
-        runs_of = 0
-        tokens = 0
         for t in range(p):
-            code = touched[t]
-            s_clog += clog[cnt[code]]
-            h += (np.uint64(code) + np.uint64(0x9E3779B97F4A7C15)) * np.uint64(0xBF58476D1CE4E5B9)  # (any order)
-            if code == 0 or stamp[code - 1] != tag:  # a run of present symbols starts: walk it
+            hist[0, t] = cnt[codes[t]]
+            h += (np.uint64(codes[t]) + np.uint64(0x9E3779B97F4A7C15)) * np.uint64(0xBF58476D1CE4E5B9)
+        pair_sig[r] = h ^ np.uint64(p)  # (which pair symbols occur: equal tables have equal ones)
+        longest = code_lengths_into(hist[:, :p], 0, L, lens[:, :p], scratch) if p <= (1 << L) else TOO_MANY
+        pair_longest[r] = longest
+        tokens = _zeros_tokens(codes[0]) + _zeros_tokens(n - 1 - codes[p - 1])
+        if longest != TOO_MANY:  # the code of the row's pairs, exactly (its lengths in symbol order, compacted)
+            bits = 0
+            for t in range(p):
+                bits += hist[0, t] * np.int64(lens[0, t])
+            t = 0
+            while t < p:  # runs of equal lengths on consecutive symbols, and the zeros between them
                 k = 1
-                while code + k < Rr * Rr and stamp[code + k] == tag:
+                while t + k < p and codes[t + k] == codes[t + k - 1] + 1 and lens[0, t + k] == lens[0, t]:
                     k += 1
-                runs_of += 1
-                tokens += 1 + (k - 1) // 129 + (1 if (k - 1) % 129 else 0)  # equal lengths: the fewest tokens
-                if code > 0:  # the zeros before it: one token for a single zero, else 0x40 and a varint
-                    tokens += 1 if code == 1 or stamp[code - 2] == tag else 2
-        last = Rr * Rr - 1
-        if stamp[last] != tag:  # zeros after the last present symbol
-            tokens += 1
+                tokens += 1 + (k - 1) // 129 + (1 if (k - 1) % 129 else 0)
+                if t + k < p:
+                    tokens += _zeros_tokens(codes[t + k] - codes[t + k - 1] - 1)
+                t += k
+            table = 1 + varint_bytes(n) + tokens
+            if longest <= 15:
+                table = min(table, (n + 2) // 2)
+                if p >= 2 and n >= 2:
+                    table = min(table, (n + 1) // 2)
+            pair_bits[r] = bits
+            pair_table[r] = table
+            continue
+        # more pair symbols than codes of L bits: floors - their entropy, and the fewest tokens their presence needs
+        s_clog = 0.0
+        for t in range(p):
+            s_clog += clog[hist[0, t]]
+            if t and codes[t] != codes[t - 1] + 1:
+                tokens += _zeros_tokens(codes[t] - codes[t - 1] - 1)
+            if t == 0 or codes[t] != codes[t - 1] + 1:  # a run of present symbols: all of one length, at best
+                k = 1
+                while t + k < p and codes[t + k] == codes[t + k - 1] + 1:
+                    k += 1
+                tokens += 1 + (k - 1) // 129 + (1 if (k - 1) % 129 else 0)
+        n_pairs = (M + 1) // 2
         pair_bits[r] = max(np.int64(np.floor((clog[n_pairs] - s_clog) * (1 - 1e-12))), 0)
-        pair_table[r] = min(1 + varint_bytes(Rr * Rr) + tokens, (Rr * Rr + 1) // 2)
-        pair_sig[r] = h ^ np.uint64(p)
+        pair_table[r] = min(1 + varint_bytes(n) + tokens, (n + 1) // 2)
 
 
 def row_floors(rows: np.ndarray, value_min: int, counts: np.ndarray, first: np.ndarray, R: np.ndarray,
-               run_symbol: int, pairs: np.ndarray, runs: np.ndarray) -> dict[str, np.ndarray]:
-    """Floors of one stream per row where the rows' histograms of pairs and run symbols are not kept (too many
+               run_symbol: int, pairs: np.ndarray, runs: np.ndarray, max_code_length: int) -> dict[str, np.ndarray]:
+    """Sizes of one stream per row where the rows' histograms of pairs and run symbols are not kept (too many
     symbols), in one pass over the rows ``[C, M]`` (integers; ``counts``: their value counts ``[C, T]``, from the
-    tensor's smallest value; row ``r``'s window: ``R[r]`` values from ``first[r]``):
+    tensor's smallest value ``value_min``; row ``r``'s window: ``R[r]`` values from ``value_min + first[r]``):
 
-    * ``pair_bits`` (for rows with ``pairs``): the entropy of the row's pair symbols, in bits, rounded down - no
-      code of those symbols has a shorter payload; ``pair_table``: the fewest bytes a table of those symbols takes
-      (the run-length mode with all present lengths equal, or the dense nibbles); ``pair_sig``: a hash of which
-      pair symbols occur (equal tables have equal ones);
+    * for rows with ``pairs``, the code of the row's pair symbols (FORMAT.md §7: the row one stream, its pairs from
+      its first value, an odd row padded) of at most ``max_code_length`` bits: ``pair_bits``, its payload, and
+      ``pair_table``, its table's bytes, exactly (``pair_longest``: its longest length); where more pair symbols
+      occur than such codes hold (``pair_longest`` < 0), floors: their entropy, rounded down, and the fewest bytes
+      a table of them takes (all present lengths equal). ``pair_sig``: a hash of which pair symbols occur (equal
+      tables have equal ones);
     * ``runs_bits`` (for rows with ``runs``): the entropy of the row's values other than the run value (base
       symbol ``run_symbol`` of the tensor's window), in bits, rounded down: each of them ends a run symbol of its
       own, and run symbols say at least which value ends them.
@@ -287,12 +304,12 @@ def row_floors(rows: np.ndarray, value_min: int, counts: np.ndarray, first: np.n
     clog = np.zeros(max(M, 1) + 2)
     c = np.arange(1, clog.size)
     clog[1:] = c * np.log2(c)
-    out = {k: np.zeros(C, np.int64) for k in ("pair_bits", "pair_table", "runs_bits")}
+    out = {k: np.zeros(C, np.int64) for k in ("pair_bits", "pair_table", "pair_longest", "runs_bits")}
     out["pair_sig"] = np.zeros(C, np.uint64)
     _row_floors(np.ascontiguousarray(rows), np.int64(value_min), np.ascontiguousarray(counts, dtype=np.int64),
-                np.asarray(first, np.int64),
-                np.asarray(R, np.int64), np.int64(run_symbol), np.asarray(pairs, bool), np.asarray(runs, bool), clog,
-                out["pair_bits"], out["pair_table"], out["pair_sig"], out["runs_bits"])
+                np.asarray(first, np.int64), np.asarray(R, np.int64), np.int64(run_symbol), np.asarray(pairs, bool),
+                np.asarray(runs, bool), clog, np.int64(max_code_length), out["pair_bits"], out["pair_table"],
+                out["pair_sig"], out["pair_longest"], out["runs_bits"])
     return out
 
 
@@ -348,8 +365,8 @@ def _csr_group_sums(starts, syms, vals, rows, dest, out):  # pragma: no cover - 
 
 def csr_group_sums(csr: tuple[np.ndarray, np.ndarray, np.ndarray], n_symbols: int, rows: np.ndarray,
                    dest: np.ndarray, n_out: int) -> np.ndarray:
-    """:func:`group_sums` of rows given as :func:`csr_rows` (``n_symbols`` columns): the work of their non-zero
-    entries only."""
+    """``out[dest[i]] += row rows[i]`` of histograms given as :func:`csr_rows` (``n_symbols`` columns): int64
+    ``[n_out, n_symbols]`` sums of rows, the work of their non-zero entries only."""
     starts, syms, vals = csr
     out = np.zeros((n_out, n_symbols), np.int64)
     _csr_group_sums(starts, syms, vals, np.asarray(rows, np.int64), np.asarray(dest, np.int64), out)

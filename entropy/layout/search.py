@@ -17,8 +17,16 @@ run symbols with 16, 64 or 256 prefixes), escapes and code by exact size (:func:
 through the codec's own decision, :func:`entropy.codec.modes.best_plan`), from per-row histograms of each mode counted
 once per tensor (:mod:`entropy.layout.channel_counts`), never from a trial encode. The other sizes (codebook, stream
 record, map, index, metadata-array and alignment bytes) come from the format's own arithmetic
-(:mod:`entropy.format`). The writer encodes the chosen streams and checks that the codec's sizes equal these
+(:mod:`entropy.format`). The writer encodes only the chosen layout's streams, from these sizes
 (:func:`prepare_streams`).
+
+The search costs about what coding costs (:func:`layout_choices`): every way of coding the sets of all candidate
+layouts is sized at once from counts (:class:`entropy.layout.bounds.SetBatch`), which gives each layout a lower
+bound - the layouts are built best bound first, and one whose bound is not below the best size found is not built
+(``best_only``, what :func:`entropy.save` does) - and gives most streams exactly, without planning them again. Of
+more than :data:`~entropy.layout.row_sets.SAMPLE_ROWS` channels the clustering fits its codes on that many, and
+one stream per channel is tried up to :data:`MAX_CHANNEL_STREAMS` channels: the search then stays within a few
+passes over the tensor.
 """
 
 from __future__ import annotations
