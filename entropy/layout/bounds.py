@@ -323,7 +323,8 @@ class SetBatch:
         if not sets.size:
             return np.zeros(0, dtype=bool)
         one = self.sizes[sets] == 1
-        if mode != _PLAIN and one.any() and not one.all():
+        kept = mode == _PLAIN or self.tc.n_channels * self._key(mode, runs).alphabet_size <= MAX_COUNT_CELLS
+        if not kept and one.any() and not one.all():
             exact = np.zeros(sets.size, dtype=bool)
             exact[one] = self._way(mode, runs, sets[one], li, flat_too)
             exact[~one] = self._way(mode, runs, sets[~one], li, flat_too)
