@@ -43,11 +43,13 @@ NO_STREAM = np.iinfo(np.int64).max // 4
 MIN_CODEBOOK_BYTES = codebook_record_bytes(b"\0")
 #: most sets whose histograms are counted set by set when their rows' histograms are not kept
 _PER_SET_COUNTS = 64
-_PLAIN, _PAIRS, _RUNS = 0, 1, 2
+_PLAIN, _PAIRS, _RUNS, _STORED = 0, 1, 2, 3
 #: the source of a way that only marks an alphabet (not a way of coding)
 _MARK = -2
 #: the source of one row's pair code sized from the rows themselves (row_floors)
 _ROW_PAIRS = -3
+#: the source of a stored stream (no code: its sizes follow from the window, entropy.codec.modes.stored_plan)
+_STORED_SRC = -4
 #: kinds of ways: sized exactly (a known table); a floor whose table floor holds for the tables of one set of symbols
 #: (pair symbols of one row, not counted per row); a floor of any table of its alphabet
 _EXACT, _SUPPORT, _ANY = 0, 1, 2
@@ -164,11 +166,14 @@ class SetBatch:
         s, pairs, runs = a["set"], a["mode"] == _PAIRS, a["mode"] == _RUNS
         entry1 = self._params(group=1, value_range=1).index_entry_bytes
         entry2 = self._params(group=2, value_range=1).index_entry_bytes if self.Cc % 2 == 0 else entry1
-        a["index"] = np.where(a["flat"], self.chunks_flat[s], self.chunks_rows[s]) * np.where(pairs, entry2, entry1)
+        stored = a["mode"] == _STORED  # (no index: its chunks' sizes follow from their value counts)
+        a["index"] = np.where(stored, 0, np.where(a["flat"], self.chunks_flat[s], self.chunks_rows[s])
+                              * np.where(pairs, entry2, entry1))
         base = self._params(group=1, value_range=2)
         rows_extra = self._params(group=1, value_range=2, row_length=1).block_bytes - base.block_bytes
         runs_extra = self._params(group=1, value_range=2, runs=2).block_bytes - base.block_bytes
-        a["block"] = (base.block_bytes + runs_extra * runs + rows_extra * (self.rowflag[s] & ~a["flat"]))
+        a["block"] = np.where(stored, getattr(self, "_stored_block", 0),
+                              base.block_bytes + runs_extra * runs + rows_extra * (self.rowflag[s] & ~a["flat"] & ~stored))
         return a
 
     def _measure(self, src: int, sets: np.ndarray, keep: bool = False, entropy: bool = False):
@@ -409,6 +414,36 @@ class SetBatch:
         out[rows] = self.tc.counts_of(rows)
         return out
 
+    def _stored_plan(self, s: int):
+        """The stored stream of set ``s`` (the codec's :func:`~entropy.codec.modes.stored_plan` of its window)."""
+        from entropy.codec.modes import stored_plan
+
+        lo = self.tc.value_min + int(self.first[s])
+        return stored_plan(CodecParams(group=1, max_code_length=self.L, chunk_size=self.Cc, value_min=lo,
+                                       value_range=int(self.R[s])), int(self.n[s]))
+
+    def _stored_ways(self, sets: np.ndarray, li: int) -> np.ndarray:
+        """The stored streams of ``sets`` (where the codec's modes hold them): the values in the bits of the set's
+        window, no code (every stored stream shares the empty codebook), no index. Returns the sets that have one."""
+        from entropy.codec.kernels.sizes import lengths_hash  # numba: imported on first use only
+
+        have = []
+        for R in np.unique(self.R[sets]):  # (the sizes follow from the window's width and the value count)
+            grp = sets[self.R[sets] == R]
+            plan = self._stored_plan(int(grp[0]))
+            if plan is None or not np.all(self.n[grp] > 0):
+                continue
+            per_value = plan.payload_bits // int(self.n[grp[0]])
+            res = np.zeros((grp.size, 7), np.int64)
+            res[:, _PAY] = res[:, _FLOOR] = self.n[grp] * per_value
+            res[:, _TAB] = plan.codebook_bits // 8
+            self._stored_block = plan.params.block_bytes
+            lens = plan.codebook.lengths
+            self._add(grp, _STORED, 0, False, res, np.full(grp.size, lengths_hash(lens, lens.size), np.uint64),
+                      np.ones(grp.size), _STORED_SRC, li)
+            have.append(grp)
+        return np.concatenate(have) if have else sets[:0]
+
     def _size_all(self) -> None:
         K, Cc = self.K, self.Cc
         sure = np.zeros(K, dtype=bool)  # sets a mode list before surely codes
@@ -416,6 +451,8 @@ class SetBatch:
             todo = np.flatnonzero(~sure)
             if not todo.size:
                 break
+            if "stored" in ms:  # (the codec tries the stored stream first: a code that is not smaller loses to it)
+                sure[self._stored_ways(todo, li)] = True
             if "plain" in ms:
                 exact = self._way(_PLAIN, 0, todo, li)
                 if self.escapes:  # a code with rare values escaped: the escape symbol widens the window
@@ -504,12 +541,17 @@ class SetBatch:
         np.minimum.at(lmin, sets, lists)
         np.maximum.at(lmax, sets, lists)
         ws = a["set"][w]
-        ok = a["exact"][w] & ((a["src"][w] >= 0) | (a["src"][w] == _ROW_PAIRS)) & (lmin[ws] == lmax[ws])
+        ok = a["exact"][w] & ((a["src"][w] >= 0) | np.isin(a["src"][w], (_ROW_PAIRS, _STORED_SRC))) & (
+            lmin[ws] == lmax[ws])
         w = [int(x) for x in w[ok] if self._tried(int(x), int(a["set"][x]))]
         by_src: dict[int, list[int]] = {}
         for x in w:
             by_src.setdefault(int(a["src"][x]), []).append(x)
         M, vmin = self.tc.row_length, self.tc.value_min
+        for x in by_src.pop(_STORED_SRC, []):
+            s = int(a["set"][x])
+            plan = self._stored_plan(s)
+            out[s - lo] = (plan.params, plan.codebook, plan.payload_bits)
         for src, ws in by_src.items():
             ws = sorted(ws, key=lambda x: int(a["set"][x]))
             res, _, lens = (self._row_pairs(a["set"][ws]) if src == _ROW_PAIRS else

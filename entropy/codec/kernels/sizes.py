@@ -71,6 +71,15 @@ def code_lengths_into(counts, r, L, out, scratch):  # pragma: no cover - compile
 
 
 @numba.njit(cache=True, nogil=True)
+def lengths_hash(lengths, n):  # pragma: no cover - compiled
+    """FNV-1a hash of the code lengths ``lengths[:n]`` and ``n``: equal tables have equal hashes."""
+    h = np.uint64(14695981039346656037) ^ np.uint64(n)
+    for s in range(n):
+        h = (h ^ np.uint64(lengths[s])) * np.uint64(1099511628211)
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
 def size_code(hist, n, L, out2, scratch, sizes, entropy):  # pragma: no cover - compiled
     """Size the optimal code of at most ``L`` bits of the histogram ``hist`` (int64, shape ``(1, >= n)``; its first
     ``n`` symbols) into ``sizes`` (int64 [7]: payload bits, table bytes, longest length, present symbols, a payload
@@ -109,10 +118,7 @@ def size_code(hist, n, L, out2, scratch, sizes, entropy):  # pragma: no cover - 
     sizes[2] = lo
     sizes[0] = bits
     sizes[1] = table_bytes(out, n, lo, npres)
-    h = np.uint64(14695981039346656037) ^ np.uint64(n)  # FNV-1a of the lengths
-    for s in range(n):
-        h = (h ^ np.uint64(out[s])) * np.uint64(1099511628211)
-    return h
+    return lengths_hash(out, n)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -174,3 +180,4 @@ def code_size(counts: np.ndarray, max_code_length: int) -> tuple[np.ndarray, int
     _size_rows(c, np.zeros(1, np.int64), np.array([c.shape[1]], np.int64), np.int64(max_code_length), res,
                np.zeros(1, np.uint64), lens)
     return lens[0], int(res[0, 0]), int(res[0, 1]), int(res[0, 2])
+
