@@ -9,8 +9,7 @@ own chunks (``row_length``), has the sum of its rows' histograms (:func:`set_his
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
