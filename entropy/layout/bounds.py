@@ -409,13 +409,13 @@ class SetBatch:
         return exact
 
     def _row_counts(self, rows: np.ndarray) -> np.ndarray:
-        """Value counts ``[C, T]`` with the rows ``rows`` filled (the others zero): what :func:`row_floors` reads."""
+        """Value counts ``[C, T]`` with the rows ``rows`` filled (the others zero): what :func:`~entropy.layout.kernels.row_floors` reads."""
         out = np.zeros((self.tc.n_channels, self.tc.value_range), np.int64)
         out[rows] = self.tc.counts_of(rows)
         return out
 
     def _stored_plan(self, s: int):
-        """The stored stream of set ``s`` (the codec's :func:`~entropy.codec.modes.stored_plan` of its window)."""
+        """The stored stream of set ``s`` (the codec's ``entropy.codec.modes.stored_plan`` of its window)."""
         from entropy.codec.modes import stored_plan
 
         lo = self.tc.value_min + int(self.first[s])
