@@ -26,7 +26,8 @@ from entropy.codec.measures import shannon_entropy
 from entropy.codec.params import MAX_ESCAPE_RANGE, MODES, CodecParams
 
 __all__ = ["StreamPlan", "Histograms", "symbol_histograms", "stream_histogram", "plan_from_counts", "best_plan", "choose_plan", "DEFAULT_RUNS",
-           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs", "run_prefixes", "run_prefix_table", "runs_may_pay", "pairs_tried"]
+           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs", "run_prefixes", "run_prefix_table", "runs_may_pay",
+           "pairs_tried"]
 
 #: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value); 64 and
 #: 256 prefixes are tried too on data whose mean run reaches a quarter of that
