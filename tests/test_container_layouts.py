@@ -374,8 +374,9 @@ def test_channel_layout_bound_is_a_lower_bound(seed):
         for chunk in (16, 4096):
             ch = entropy.layout_choices(x, name="t", axis=0, group=group, chunk_size=chunk, layout="channel",
                                         prune=False)["channel"]
-            batch = SetBatch(tc, [(np.arange(C), C)], mode_lists=row_sets.group_modes(entropy.CodecOptions(group=group)),
-                             max_code_length=12, chunk_size=chunk, run_value=run_value, escapes=True)
+            modes = row_sets.group_modes(entropy.CodecOptions(group=group))
+            batch = SetBatch(tc, [(np.arange(C), C)], mode_lists=modes, max_code_length=12, chunk_size=chunk,
+                             run_value=run_value, escapes=True)
             [(floors, bare)] = batch.floors()
             assert layout_floor(floors, bare) + entropy.tensor_record_bytes("t", 2, [], layout="channel",
                                                                             n_channels=C) <= ch.total_bytes

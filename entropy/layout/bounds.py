@@ -123,7 +123,8 @@ class SetBatch:
         self.chunks_flat = -(-self.n // self.Cc)
         self.run_counts = H1[:, self.run_value - tc.value_min] if 0 <= self.run_value - tc.value_min < T \
             else np.zeros(K, np.int64)
-        self._parts: list[tuple] = []  # the ways, as added: (sets, mode, runs, flat, sizes, hashes, alphabet, src, list)
+        # the ways, as added: (sets, mode, runs, flat, sizes, hashes, alphabet, src, list, kind)
+        self._parts: list[tuple] = []
         self._part_counts = None  # (members, set starts, set parts, kept histograms) of _per_part
         self._sources: list = []
         self._size_all()
@@ -172,8 +173,9 @@ class SetBatch:
         base = self._params(group=1, value_range=2)
         rows_extra = self._params(group=1, value_range=2, row_length=1).block_bytes - base.block_bytes
         runs_extra = self._params(group=1, value_range=2, runs=2).block_bytes - base.block_bytes
+        rows = self.rowflag[s] & ~a["flat"] & ~stored
         a["block"] = np.where(stored, getattr(self, "_stored_block", 0),
-                              base.block_bytes + runs_extra * runs + rows_extra * (self.rowflag[s] & ~a["flat"] & ~stored))
+                              base.block_bytes + runs_extra * runs + rows_extra * rows)
         return a
 
     def _measure(self, src: int, sets: np.ndarray, keep: bool = False, entropy: bool = False):
@@ -409,7 +411,8 @@ class SetBatch:
         return exact
 
     def _row_counts(self, rows: np.ndarray) -> np.ndarray:
-        """Value counts ``[C, T]`` with the rows ``rows`` filled (the others zero): what :func:`~entropy.layout.kernels.row_floors` reads."""
+        """Value counts ``[C, T]`` with the rows ``rows`` filled (the others zero), for
+        :func:`~entropy.layout.kernels.row_floors`."""
         out = np.zeros((self.tc.n_channels, self.tc.value_range), np.int64)
         out[rows] = self.tc.counts_of(rows)
         return out

@@ -264,7 +264,8 @@ def channel_entropies(tc: TensorCounts) -> np.ndarray:
 
 
 def row_entropies(counts: np.ndarray) -> np.ndarray:
-    """:func:`~entropy.codec.measures.shannon_entropy` of every row of ``counts`` [C, R], to the last bit (the clustering sorts channels by
+    """:func:`~entropy.codec.measures.shannon_entropy` of every row of ``counts`` [C, R], to the last bit (the
+    clustering sorts channels by
     it): the probabilities of each row's present symbols, in symbol order, summed by numpy along a row of exactly
     those terms - rows of equally many present symbols at once."""
     C = counts.shape[0]

@@ -237,14 +237,14 @@ def layout_choices(
     ``options``: how every stream is coded (:class:`~entropy.CodecOptions`, or its fields as keyword arguments).
     ``name`` and ``arrays`` (the tensor's metadata arrays, as stored) enter the record size; a ``bits`` array of
     one entry per channel enables ``bitwidth``. ``layout`` restricts the search to one layout (``"clusterK"``:
-    K clusters); ``clusters`` are the cluster counts tried. ``prune`` skips ``channel`` when a lower bound shows
-    it cannot be the smallest, and takes a stream whose smallest way is certain from the bounds' sizes
+    K clusters); ``clusters`` are the cluster counts tried. ``prune`` skips ``channel`` when a lower bound shows it
+    cannot be the smallest, and takes a stream whose smallest way is certain from the bounds' sizes
     (:class:`~entropy.layout.bounds.SetBatch`); ``prune=False`` builds every layout and plans every stream on its
-    own, the reference the bounds are tested against (slow: for tests and checks). ``best_only`` (what :func:`choose_layout` and :func:`entropy.save` use) sizes only
-    the layouts that can still be the smallest, best bound first: every layout's streams are bounded from counts
-    (:mod:`entropy.layout.bounds`) and a layout is built only while its bound is below the best size found; the
-    smallest layout, and its size, are the same as without, fewer others are returned. Without an axis (or for an
-    empty tensor) only ``single`` exists.
+    own, the reference the bounds are tested against (slow: for tests and checks). ``best_only`` (what
+    :func:`choose_layout` and :func:`entropy.save` use) sizes only the layouts that can still be the smallest, best
+    bound first: every layout's streams are bounded from counts (:mod:`entropy.layout.bounds`) and a layout is built
+    only while its bound is below the best size found; the smallest layout, and its size, are the same as without,
+    fewer others are returned. Without an axis (or for an empty tensor) only ``single`` exists.
     Raises FormatError when a requested layout is impossible for this tensor.
 
     >>> import numpy as np, entropy

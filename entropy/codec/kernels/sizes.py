@@ -147,9 +147,9 @@ def size_rows(hist: np.ndarray, sizes: np.ndarray, max_code_length: int, offsets
     Returns int64 arrays of ``S`` (:data:`SIZE_FIELDS`): ``payload`` (bits, sum count x length), ``table`` (bytes of
     the serialized code lengths), ``longest`` (bits), ``present`` (symbols with a count), ``floor`` (the payload of
     the code, or where no code of that limit exists the entropy: no prefix code of these symbols beats it),
-    ``entropy`` (bits, rounded down) and ``total`` (symbols); and ``hash`` (uint64, of the code lengths: equal tables have equal hashes). Rows with more than
-    ``2**max_code_length`` present symbols have no such code: their ``payload``, ``table`` and ``longest`` are
-    :data:`TOO_MANY`.
+    ``entropy`` (bits, rounded down) and ``total`` (symbols); and ``hash`` (uint64, of the code lengths: equal
+    tables have equal hashes). Rows with more than ``2**max_code_length`` present symbols have no such code: their
+    ``payload``, ``table`` and ``longest`` are :data:`TOO_MANY`.
     """
     h = np.ascontiguousarray(hist, dtype=np.int64)
     S = h.shape[0]
