@@ -31,7 +31,7 @@ from dataclasses import replace
 from entropy.codec.codebook import Codebook
 from entropy.codec.lengths import MAX_ALPHABET
 from entropy.codec.modes import may_try_runs, pairs_tried, run_prefix_table, runs_may_pay
-from entropy.codec.params import CodecParams
+from entropy.codec.params import MAX_STORED_RANGE, CodecParams
 from entropy.format import codebook_record_bytes, stream_record_bytes
 from entropy.layout.channel_counts import MAX_COUNT_CELLS, TensorCounts, row_histograms, set_histogram
 
@@ -57,6 +57,11 @@ _EXACT, _SUPPORT, _ANY = 0, 1, 2
 _PAY, _TAB, _LONG, _PRES, _FLOOR, _ENT, _TOTAL = range(7)
 #: a gate of the codec decided within this many bits is not trusted to a float computed another way
 _GATE_MARGIN_BITS = 4
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` of each entry of an array of integers in ``[0, 2**53]`` (exact in float64)."""
+    return np.frexp(np.asarray(x, np.float64))[1].astype(np.int64)
 
 
 def layout_floor(floors: np.ndarray, bare: np.ndarray) -> int:
@@ -127,6 +132,9 @@ class SetBatch:
         self._parts: list[tuple] = []
         self._part_counts = None  # (members, set starts, set parts, kept histograms) of _per_part
         self._sources: list = []
+        # run symbols that the codec tries only past its gate (runs_may_pay): the entropy of the plain and pair ways
+        # is measured with them, for _tried
+        self._runs_gated = any("runs" in ms and ms != ("runs",) for ms in mode_lists)
         self._size_all()
         self._arrays = self._collect()
 
@@ -342,7 +350,7 @@ class SetBatch:
         if src is None:
             exact = self._floor_ways(mode, runs, sets, A, li)
         else:
-            res, hashes, _ = self._measure(src, sets)
+            res, hashes, _ = self._measure(src, sets, entropy=mode != _RUNS and self._runs_gated)
             exact = res[:, _PAY] >= 0
             self._add_tried(sets, mode, runs, False, res, hashes, A, src, li)
         fl = sets[self.rowflag[sets]] if flat_too else sets[:0]
@@ -430,22 +438,20 @@ class SetBatch:
         window, no code (every stored stream shares the empty codebook), no index. Returns the sets that have one."""
         from entropy.codec.kernels.sizes import lengths_hash  # numba: imported on first use only
 
-        have = []
-        for R in np.unique(self.R[sets]):  # (the sizes follow from the window's width and the value count)
-            grp = sets[self.R[sets] == R]
-            plan = self._stored_plan(int(grp[0]))
-            if plan is None or not np.all(self.n[grp] > 0):
-                continue
-            per_value = plan.payload_bits // int(self.n[grp[0]])
-            res = np.zeros((grp.size, 7), np.int64)
-            res[:, _PAY] = res[:, _FLOOR] = self.n[grp] * per_value
-            res[:, _TAB] = plan.codebook_bits // 8
-            self._stored_block = plan.params.block_bytes
-            lens = plan.codebook.lengths
-            self._add(grp, _STORED, 0, False, res, np.full(grp.size, lengths_hash(lens, lens.size), np.uint64),
-                      np.ones(grp.size), _STORED_SRC, li)
-            have.append(grp)
-        return np.concatenate(have) if have else sets[:0]
+        R = self.R[sets]
+        sets = sets[(R >= 2) & (R <= MAX_STORED_RANGE) & (self.n[sets] > 0)]  # (stored_plan: None outside)
+        if not sets.size:
+            return sets
+        plan = self._stored_plan(int(sets[0]))  # the parts every stored stream shares: its code, its block
+        bits = _bit_length(self.R[sets] - 1)  # stored_bits: those of value_range - 1
+        res = np.zeros((sets.size, 7), np.int64)
+        res[:, _PAY] = res[:, _FLOOR] = self.n[sets] * bits
+        res[:, _TAB] = plan.codebook_bits // 8
+        self._stored_block = plan.params.block_bytes
+        lens = plan.codebook.lengths
+        self._add(sets, _STORED, 0, False, res, np.full(sets.size, lengths_hash(lens, lens.size), np.uint64),
+                  np.ones(sets.size), _STORED_SRC, li)
+        return sets
 
     def _size_all(self) -> None:
         K, Cc = self.K, self.Cc
@@ -546,7 +552,8 @@ class SetBatch:
         ws = a["set"][w]
         ok = a["exact"][w] & ((a["src"][w] >= 0) | np.isin(a["src"][w], (_ROW_PAIRS, _STORED_SRC))) & (
             lmin[ws] == lmax[ws])
-        w = [int(x) for x in w[ok] if self._tried(int(x), int(a["set"][x]))]
+        w = w[ok]
+        w = [int(x) for x in w[self._tried(w)]]
         by_src: dict[int, list[int]] = {}
         for x in w:
             by_src.setdefault(int(a["src"][x]), []).append(x)
@@ -589,26 +596,39 @@ class SetBatch:
         got = size_rows(h, A, self.L, keep_lengths=True)
         return np.stack([got[f] for f in SIZE_FIELDS], axis=1), got["hash"], got["lengths"]
 
-    def _tried(self, w: int, s: int) -> bool:
-        """Whether the codec tries way ``w`` of set ``s``: plain symbols and pairs always (where they are a way);
-        run symbols where the plain code of the rows spends measurably more than the entropy bound (the codec's
-        gate, :func:`~entropy.codec.modes.runs_may_pay`), decided here with a margin."""
+    def _tried(self, ws: np.ndarray) -> np.ndarray:
+        """Whether the codec tries each way of ``ws`` (one way per set): plain symbols and pairs always (where they
+        are a way); run symbols where the plain code of the rows spends measurably more than the entropy bound (the
+        codec's gate, :func:`~entropy.codec.modes.runs_may_pay`), decided here with a margin."""
         a = self._arrays
-        if a["mode"][w] != _RUNS or self.mode_lists[int(a["list"][w])] == ("runs",):
-            return True
-        mine = (a["set"] == s) & ~a["flat"] & (a["bits"] < NO_STREAM)
-        plain = np.flatnonzero(mine & (a["mode"] == _PLAIN) & a["exact"])
-        if not plain.size:
-            return False
-        pairs = np.flatnonzero(mine & (a["mode"] == _PAIRS))
-        n = int(self.n[s])
-        bound = int(pairs[0]) if pairs.size else int(plain[0])  # the entropy the gate compares with
-        if a["src"][bound] < 0:
-            return False
-        res = self._measure(int(a["src"][bound]), np.array([s]), entropy=True)[0][0]
-        if not res[_TOTAL]:
-            return False
-        H = res[_ENT] / res[_TOTAL] / (2 if pairs.size else 1)
-        pay = int(a["bits"][plain[0]])
-        slack = (_GATE_MARGIN_BITS + n / res[_TOTAL]) / max(n, 1)  # (the entropy is rounded down to a bit)
-        return runs_may_pay(pay, n, H + slack) and runs_may_pay(pay, n, max(H - slack, 0.0))
+        ok = np.ones(ws.size, dtype=bool)
+        forced = np.array([ms == ("runs",) for ms in self.mode_lists])
+        gated = np.flatnonzero((a["mode"][ws] == _RUNS) & ~forced[a["list"][ws]])
+        if not gated.size:
+            return ok
+        # each set's first plain way sized exactly, and its first pair way (rows kept: not flat; a way at all)
+        usable = ~a["flat"] & (a["bits"] < NO_STREAM)
+        none = np.iinfo(np.int64).max
+        first_plain = np.full(self.K, none)
+        first_pairs = np.full(self.K, none)
+        at = np.flatnonzero(usable & (a["mode"] == _PLAIN) & a["exact"])
+        np.minimum.at(first_plain, a["set"][at], at)
+        at = np.flatnonzero(usable & (a["mode"] == _PAIRS))
+        np.minimum.at(first_pairs, a["set"][at], at)
+        for i in gated:
+            s = int(a["set"][ws[i]])
+            plain, pairs = int(first_plain[s]), int(first_pairs[s])
+            if plain == none:
+                ok[i] = False
+                continue
+            n = int(self.n[s])
+            bound = pairs if pairs != none else plain  # the entropy the gate compares with
+            ent, total = int(a["entropy"][bound]), int(a["total"][bound])  # (measured with the way: _runs_gated)
+            if a["src"][bound] < 0 or not total:
+                ok[i] = False
+                continue
+            H = ent / total / (2 if pairs != none else 1)
+            pay = int(a["bits"][plain])
+            slack = (_GATE_MARGIN_BITS + n / total) / max(n, 1)  # (the entropy is rounded down to a bit)
+            ok[i] = runs_may_pay(pay, n, H + slack) and runs_may_pay(pay, n, max(H - slack, 0.0))
+        return ok
