@@ -26,6 +26,7 @@ __all__ = [
     "set_histogram",
     "channel_entropies",
     "row_entropies",
+    "csr_entropies",
     "channel_payload_bits",
 ]
 
@@ -60,6 +61,16 @@ class TensorCounts:
             got = self._cache["counts"] = self.counts_of(None)
             got.setflags(write=False)
         return got
+
+    def csr_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The value counts' non-zeros (:meth:`nonzero`) of the rows ``rows`` only, in that order."""
+        starts, syms, vals = self.csr
+        sel = np.asarray(rows, dtype=np.int64)
+        n = starts[sel + 1] - starts[sel]
+        out = np.zeros(sel.size + 1, np.int64)
+        np.cumsum(n, out=out[1:])
+        at = np.repeat(starts[sel] - out[:-1], n) + np.arange(int(out[-1]))  # the entries of those rows
+        return out, syms[at], vals[at]
 
     def counts_of(self, rows: np.ndarray | None) -> np.ndarray:
         """The value counts of the rows ``rows`` (None: all), int64 ``[len(rows), value_range]``."""
@@ -146,18 +157,25 @@ def tensor_counts(values: np.ndarray, axis: int | None, *, value_min: int | None
         a = a.astype(a.dtype.newbyteorder("="))
     ax = None if axis is None or a.ndim == 0 else axis % a.ndim
     rows = channel_rows(a, ax)
-    lo = int(a.min()) if value_min is None else int(value_min)
-    hi = int(a.max()) if value_max is None else int(value_max)
-    if value_min is not None or value_max is not None:
-        if int(a.min()) < lo or int(a.max()) > hi:
-            raise EntropyError(f"values span [{int(a.min())}, {int(a.max())}], outside the alphabet [{lo}, {hi}]")
-    R = hi - lo + 1
-    if R > MAX_ALPHABET:
-        raise EntropyError(f"alphabet of {R} values exceeds {MAX_ALPHABET}; per-channel counts need at most 16 bits")
-    from entropy.layout.kernels import value_counts  # numba: imported on first use only
+    if rows.dtype.itemsize > 2 and int(a.max()) - int(a.min()) >= MAX_ALPHABET:
+        a_lo, a_hi = int(a.min()), int(a.max())
+        csr = None
+    else:
+        from entropy.layout.kernels import value_counts  # numba: imported on first use only
 
-    return TensorCounts(rows=rows, value_min=lo, value_range=R, csr=value_counts(rows, lo, R),
-                        shape=tuple(int(d) for d in a.shape), axis=ax, dtype=a.dtype.name)
+        csr, a_lo, a_hi = value_counts(rows)  # (one pass: the counts and the span)
+    lo = a_lo if value_min is None else int(value_min)
+    hi = a_hi if value_max is None else int(value_max)
+    if value_min is not None or value_max is not None:
+        if a_lo < lo or a_hi > hi:
+            raise EntropyError(f"values span [{a_lo}, {a_hi}], outside the alphabet [{lo}, {hi}]")
+    R = hi - lo + 1
+    if R > MAX_ALPHABET or csr is None:
+        raise EntropyError(f"alphabet of {R} values exceeds {MAX_ALPHABET}; per-channel counts need at most 16 bits")
+    if lo != a_lo:  # (a fixed alphabet below the smallest value: counts from its start)
+        csr = (csr[0], csr[1] + (a_lo - lo), csr[2])
+    return TensorCounts(rows=rows, value_min=lo, value_range=R, csr=csr, shape=tuple(int(d) for d in a.shape),
+                        axis=ax, dtype=a.dtype.name)
 
 
 def row_histograms(tc: TensorCounts, key: CodecParams, *, skip_first: bool = False,
@@ -257,7 +275,7 @@ def channel_entropies(tc: TensorCounts) -> np.ndarray:
     """Shannon entropy of each channel's values (bits per value), float64 [C] (computed once per counts)."""
     cached = tc._cache.get("channel_entropies")
     if cached is None:
-        cached = row_entropies(tc.counts)
+        cached = csr_entropies(tc.csr)
         cached.setflags(write=False)
         tc._cache["channel_entropies"] = cached
     return cached
@@ -265,22 +283,31 @@ def channel_entropies(tc: TensorCounts) -> np.ndarray:
 
 def row_entropies(counts: np.ndarray) -> np.ndarray:
     """:func:`~entropy.codec.measures.shannon_entropy` of every row of ``counts`` [C, R], to the last bit (the
-    clustering sorts channels by
-    it): the probabilities of each row's present symbols, in symbol order, summed by numpy along a row of exactly
-    those terms - rows of equally many present symbols at once."""
-    C = counts.shape[0]
-    out = np.zeros(C, dtype=np.float64)
+    clustering sorts channels by it); :func:`csr_entropies` of the rows' non-zeros."""
     rows, syms = np.nonzero(counts)
-    vals = counts[rows, syms].astype(np.float64)
-    n_present = np.bincount(rows, minlength=C)
-    starts = np.zeros(C + 1, dtype=np.int64)
-    np.cumsum(n_present, out=starts[1:])
-    total = counts.sum(axis=1).astype(np.float64)
+    starts = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=counts.shape[0]), out=starts[1:])
+    return csr_entropies((starts, syms, counts[rows, syms]))
+
+
+def csr_entropies(csr: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """:func:`~entropy.codec.measures.shannon_entropy` of every row of histograms given by their non-zeros in
+    symbol order (row starts [C + 1], symbols, counts), to the last bit: the probabilities of each row's present
+    symbols, in symbol order, summed by numpy along a row of exactly those terms - rows of equally many present
+    symbols at once."""
+    starts, _, vals = csr
+    C = starts.size - 1
+    out = np.zeros(C, dtype=np.float64)
+    n_present = np.diff(starts)
+    v = vals.astype(np.float64)
+    total = np.zeros(C, dtype=np.float64)
+    full = n_present > 0
+    total[full] = np.add.reduceat(vals, starts[:-1][full]) if full.any() else 0
     by_n = np.argsort(n_present, kind="stable")
     for g in np.split(by_n, np.flatnonzero(np.diff(n_present[by_n])) + 1):
         n = int(n_present[g[0]]) if g.size else 0
         if n:
-            p = vals[starts[g][:, None] + np.arange(n)] / total[g][:, None]
+            p = v[starts[g][:, None] + np.arange(n)] / total[g][:, None]
             h = -np.sum(p * np.log2(p), axis=1)
             out[g] = np.where(h > 0.0, h, 0.0)  # (as max(0.0, h): never -0.0)
     return out

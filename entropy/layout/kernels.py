@@ -136,14 +136,25 @@ def _size_sets(per_row, set_ptr, set_rows, sets, mode, T, first, R, runs, L, res
     prev = -1
     for w in range(W):
         s = sets[w]
-        if s != prev:  # the set's histogram in the tensor's window: the sum of its rows'
+        f, Rs = first[s], R[s]
+        if s != prev:  # the set's histogram in the tensor's window: the sum of its rows' (where the set has values)
             acc[:] = 0
             for i in range(set_ptr[s], set_ptr[s + 1]):
                 r = set_rows[i]
-                for t in range(A_T):
-                    acc[t] += per_row[r, t]
+                if mode == 0:
+                    for t in range(f, f + Rs):
+                        acc[t] += per_row[r, t]
+                elif mode == 1:  # pair symbols a * T + b of the set's values (a pad: b = 0)
+                    for a in range(f, f + Rs):
+                        if f > 0:
+                            acc[a * T] += per_row[r, a * T]
+                        for t in range(a * T + f, a * T + f + Rs):
+                            acc[t] += per_row[r, t]
+                else:  # run symbols z * T + b
+                    for z in range(runs):
+                        for t in range(z * T + f, z * T + f + Rs):
+                            acc[t] += per_row[r, t]
             prev = s
-        f, Rs = first[s], R[s]
         if mode == 0:  # cut to the set's window (FORMAT: base symbol v - value_min)
             n = Rs
             for b in range(Rs):
@@ -314,19 +325,32 @@ def row_floors(rows: np.ndarray, value_min: int, counts: np.ndarray, first: np.n
 
 
 @numba.njit(cache=True, nogil=True)
-def _value_counts(flat, M, vmin, T, lows, highs, starts, syms, vals):  # pragma: no cover - compiled
-    C = lows.size
-    sub = np.zeros((2, T), np.int64)  # two sub-histograms: neighbours of one value do not wait on one counter
+def _value_counts(words, flip, M, K, starts, syms, vals, span):  # pragma: no cover - compiled
+    """Counts of every row of ``M`` values (``words``: 1-D unsigned; their order-preserving keys ``word ^ flip``, of
+    ``K`` possible keys), flushed as each row's non-zeros in key order; the smallest and largest key into ``span``."""
+    C = starts.size - 1
+    sub = np.zeros((2, K), np.int64)  # two sub-histograms: neighbours of one value do not wait on one counter
     M2 = M - M % 2
     t = 0
+    lo_all = K
+    hi_all = -1
     for r in range(C):
         a = r * M
+        lo = K
+        hi = -1
         for i in range(a, a + M2, 2):
-            sub[0, np.int64(flat[i]) - vmin] += 1
-            sub[1, np.int64(flat[i + 1]) - vmin] += 1
+            k0 = np.int64(words[i] ^ flip)
+            k1 = np.int64(words[i + 1] ^ flip)
+            sub[0, k0] += 1
+            sub[1, k1] += 1
+            lo = min(lo, min(k0, k1))
+            hi = max(hi, max(k0, k1))
         if M2 < M:
-            sub[0, np.int64(flat[a + M - 1]) - vmin] += 1
-        for v in range(np.int64(lows[r]) - vmin, np.int64(highs[r]) - vmin + 1):  # (only the row's span)
+            k0 = np.int64(words[a + M - 1] ^ flip)
+            sub[0, k0] += 1
+            lo = min(lo, k0)
+            hi = max(hi, k0)
+        for v in range(lo, hi + 1):  # (only the row's span)
             c = sub[0, v] + sub[1, v]
             if c:
                 syms[t] = v
@@ -335,23 +359,37 @@ def _value_counts(flat, M, vmin, T, lows, highs, starts, syms, vals):  # pragma:
                 sub[1, v] = 0
                 t += 1
         starts[r + 1] = t
+        lo_all = min(lo_all, lo)
+        hi_all = max(hi_all, hi)
+    span[0] = lo_all
+    span[1] = hi_all
 
 
-def value_counts(rows: np.ndarray, value_min: int, value_range: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """How often each value of ``[value_min, value_min + value_range)`` occurs in every row of ``rows`` (2-D
-    integers, every value in that window), as the non-zero counts of each row in value order: (row starts [C + 1],
-    values - value_min, counts); one pass."""
+def value_counts(rows: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int, int]:
+    """How often each value occurs in every row of the 2-D integers ``rows`` (at least one value each; values of at
+    most 2 bytes, or spanning at most 65536 values), in one pass: ``(row starts [C + 1], value - smallest value,
+    count)``, the non-zero counts of each row in value order, and the smallest and largest value."""
     C, M = rows.shape
     rows = np.ascontiguousarray(rows)
+    if rows.dtype.itemsize <= 2:  # counted by order-preserving unsigned key: no first pass for the smallest value
+        bits = 8 * rows.dtype.itemsize
+        words = rows.view(f"u{rows.dtype.itemsize}").reshape(-1)
+        shift = (1 << (bits - 1)) if rows.dtype.kind == "i" else 0  # (signed: the sign bit flipped)
+        flip, K = words.dtype.type(shift), 1 << bits
+    else:
+        lo = int(rows.min())
+        words = (rows.reshape(-1) - rows.dtype.type(lo)).astype(np.uint32)
+        flip, K, shift = np.uint32(0), int(rows.max()) - lo + 1, -lo
     starts = np.zeros(C + 1, np.int64)
-    nnz = min(C * M, C * value_range)
+    nnz = min(C * M, C * K)
     syms = np.empty(nnz, np.int64)
     vals = np.empty(nnz, np.int64)
-    if C and M:
-        _value_counts(rows.reshape(-1), np.int64(M), np.int64(value_min), np.int64(value_range), rows.min(axis=1),
-                      rows.max(axis=1), starts, syms, vals)
+    span = np.zeros(2, np.int64)
+    _value_counts(words, flip, np.int64(M), np.int64(K), starts, syms, vals, span)
     n = int(starts[-1])
-    return starts, syms[:n].copy(), vals[:n].copy()
+    lo_key = int(span[0])
+    syms = syms[:n] - lo_key
+    return (starts, syms, vals[:n].copy()), lo_key - shift, int(span[1]) - shift
 
 
 @numba.njit(cache=True, nogil=True)

@@ -15,7 +15,8 @@ import numpy as np
 from entropy.codec.modes import StreamPlan, best_plan
 from entropy.codec.options import CodecOptions
 from entropy.codec.params import CodecParams
-from entropy.layout.channel_counts import TensorCounts, channel_entropies, row_entropies, row_histograms, set_histogram
+from entropy.layout.channel_counts import (TensorCounts, channel_entropies, csr_entropies, row_histograms,
+                                          set_histogram)
 
 __all__ = ["set_params", "set_stream", "cluster_labels", "mode_histograms", "group_modes"]
 
@@ -126,11 +127,12 @@ def _fit_rows(tc: TensorCounts, counts: np.ndarray | None) -> tuple[np.ndarray, 
         return got[1]
     C, R = tc.n_channels, tc.value_range
     fit = np.arange(C) if C <= SAMPLE_ROWS else np.unique(np.linspace(0, C - 1, SAMPLE_ROWS).round().astype(np.int64))
-    fc = tc.counts if fit.size == C else tc.counts_of(fit)
-    tot = np.maximum(fc.sum(axis=1), 1)
-    mean = (fc @ np.arange(R, dtype=np.int64)) / tot
-    order = np.lexsort((mean, channel_entropies(tc) if fit.size == C else row_entropies(fc)))
-    csr = tc.nonzero(counts) if fit.size == C else csr_rows(fc if counts is None else counts[fit])
+    vc = tc.csr if fit.size == C else tc.csr_of(fit)  # (the fitted rows' value counts, without a dense array)
+    starts, syms, vals = vc
+    tot = np.maximum(np.add.reduceat(vals, starts[:-1]), 1)  # (every row holds a value)
+    mean = np.add.reduceat(syms * vals, starts[:-1]) / tot
+    order = np.lexsort((mean, channel_entropies(tc) if fit.size == C else csr_entropies(vc)))
+    csr = vc if counts is None else (tc.nonzero(counts) if fit.size == C else csr_rows(counts[fit]))
     tc._cache[key] = (counts, (fit, order, csr))
     return fit, order, csr
 
