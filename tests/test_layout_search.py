@@ -19,12 +19,12 @@ from entropy.codec.lengths import code_lengths
 from entropy.codec.measures import shannon_entropy
 from entropy.codec.modes import symbol_histograms
 from entropy.codec.options import CodecOptions
-from entropy.codec.params import CodecParams
+from entropy.codec.params import SUPPORTED_DTYPES, CodecParams
 from entropy.codec.streams import prepare_encode, prepare_planned
 from entropy.errors import SymbolError
 from entropy.layout import channel_counts as CC
 from entropy.layout import row_sets
-from entropy.layout.bounds import SetBatch, layout_floor
+from entropy.layout.bounds import SetBatch, _set_sums, layout_floor
 from entropy.layout.search import MAX_CHANNEL_STREAMS
 
 
@@ -94,6 +94,23 @@ def test_the_search_picks_what_sizing_every_layout_picks(tmp_path_factory, kind,
     path = tmp_path_factory.mktemp("search") / "t.hqt"
     assert entropy.write_plan(plan, path).file_bytes == plan.file_bytes
     assert np.array_equal(entropy.load_tensor(path, "t"), x)
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(d).newbyteorder(o) for d in SUPPORTED_DTYPES for o in "<>"])
+def test_the_search_picks_what_sizing_every_layout_picks_for_every_dtype(dtype):
+    """Over a thousand rows (one stream per channel sized apart, the other layouts' set counts summed by parts) of every dtype and byte order the codec takes, values of each
+    dtype's width (an alphabet of a few symbols beside one wider than pairs take): the layout and the size of
+    sizing every layout exactly."""
+    rng = np.random.default_rng(dtype.itemsize + 16 * (dtype.kind == "i") + 32 * (dtype.byteorder == ">"))
+    C, M = 1100, 12
+    spread = np.where(rng.random((C, 1)) < 0.5, 3, 300 if dtype.itemsize > 1 else 100)
+    x = rng.integers(0, spread, (C, M)) * np.where(rng.random((C, M)) < 0.6, 0, 1)
+    x = (x + (np.iinfo(dtype).min // 2 if dtype.kind == "i" else 0)).astype(dtype)
+    ref = entropy.layout_choices(x, name="t", axis=0, prune=False, chunk_size=16)
+    want = entropy.best_layout(ref)
+    got = entropy.choose_layout(x, name="t", axis=0, chunk_size=16)
+    assert (got.name, got.total_bytes) == (want.name, want.total_bytes)
+    assert want.name != "single" or len(ref) > 1
 
 
 def _check_floors_and_certain_streams(x: np.ndarray, o: dict) -> None:
@@ -337,6 +354,21 @@ def test_count_groups_is_the_sum_of_rows(M):
     y = np.minimum(x, 7)
     y[9, M - 1] = 8  # outside the window: reported at its place in the whole array
     assert count_groups(y, p, rows, dest, 3)[1] == 9 * M + M - 1
+
+
+@pytest.mark.parametrize("ks", [(1, 3, 5), (2, 700), (7,)])
+def test_set_value_counts_are_the_sums_of_their_rows(ks):
+    """The value counts of every set of several layouts (summed by parts where they are fewer than the rows):
+    each the sum of its rows' counts."""
+    rng = np.random.default_rng(len(ks))
+    C = 1500
+    x = rng.integers(-3, 4 + rng.integers(0, 30, (C, 1)), (C, 20)).astype(np.int8)
+    tc = CC.tensor_counts(x, 0)
+    layouts = [(rng.permutation(np.arange(C) % k), k) for k in ks]
+    base = np.concatenate([[0], np.cumsum(ks)])
+    got = _set_sums(tc, layouts, base, int(base[-1]))
+    want = np.stack([tc.counts[lab == j].sum(axis=0) for lab, k in layouts for j in range(k)])
+    assert np.array_equal(got, want)
 
 
 def test_a_planned_stream_is_the_codecs_and_checks_its_window():

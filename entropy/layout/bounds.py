@@ -114,9 +114,7 @@ class SetBatch:
         if self.identity:
             H1 = tc.counts
         else:
-            from entropy.layout.kernels import csr_group_sums  # numba: imported on first use only
-
-            H1 = csr_group_sums(tc.nonzero(), T, self.set_rows, np.repeat(np.arange(K), sizes), K)
+            H1 = _set_sums(tc, layouts, self.set_base, K)
         self.H1 = H1  # the value counts of each set
         present = H1 > 0
         self.first = np.argmax(present, axis=1)
@@ -632,3 +630,34 @@ class SetBatch:
             slack = (_GATE_MARGIN_BITS + n / total) / max(n, 1)  # (the entropy is rounded down to a bit)
             ok[i] = runs_may_pay(pay, n, H + slack) and runs_may_pay(pay, n, max(H - slack, 0.0))
         return ok
+
+
+def _set_sums(tc: TensorCounts, layouts: list[tuple[np.ndarray, int]], set_base: np.ndarray, K: int) -> np.ndarray:
+    """The value counts of every set of ``layouts`` (int64 ``[K, value_range]``): the rows summed once into the
+    parts that share a set in every layout, the parts then into the sets - not each row once per layout - where
+    the parts are fewer than half the rows."""
+    from entropy.layout.kernels import csr_group_sums  # numba: imported on first use only
+
+    C, T = tc.n_channels, tc.value_range
+    labels = [np.asarray(lab, np.int64) for lab, _ in layouts]
+
+    def by_rows() -> np.ndarray:
+        sets = np.concatenate([set_base[li] + lab for li, lab in enumerate(labels)])
+        return csr_group_sums(tc.nonzero(), T, np.tile(np.arange(C), len(labels)), sets, K)
+
+    if len(labels) == 1 or C < 256:  # (few rows, or one layout: nothing to share)
+        return by_rows()
+    key = np.zeros(C, np.int64)  # the sets of a channel in every layout, as one number (mixed radix, renumbered)
+    for lab, (_, k) in zip(labels, layouts):
+        _, key = np.unique(key * k + lab, return_inverse=True)
+        key = key.reshape(-1)
+        if 2 * (int(key.max()) + 1) > C:  # (as many parts as rows, nearly: sum the rows into every set)
+            return by_rows()
+    P = int(key.max()) + 1
+    per_part = csr_group_sums(tc.nonzero(), T, np.arange(C), key, P)
+    first = np.zeros(P, np.int64)
+    first[key[::-1]] = np.arange(C)[::-1]  # (a row of each part: its sets are the part's)
+    out = np.zeros((K, T), np.int64)
+    for li, lab in enumerate(labels):
+        np.add.at(out, set_base[li] + lab[first], per_part)
+    return out
