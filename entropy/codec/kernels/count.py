@@ -343,3 +343,65 @@ def count_buckets(flat: np.ndarray, a: int, last: int, width: int, n_buckets: in
     counts = np.zeros(n_buckets, dtype=np.int64)
     _count_buckets(flat, np.int64(a), np.int64(last), np.int64(width), counts)
     return counts, int(counts.sum())
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_groups(flat, M, sel, dest, k, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, words, generic,
+                  counts):
+    """Rows ``sel`` of the rows of ``M`` values in ``flat``, each its own stream, into ``counts[dest[i]]``."""
+    uR = np.uint64(R)
+    for i in range(sel.size):
+        a = sel[i] * M
+        c = counts[dest[i]]
+        if generic:
+            bad = _count_gen(flat, a, a + M, vmin, mask, R, V, esc, emin, erange, E, runs, run_b, C, words, c)
+            if bad >= 0:
+                return bad
+        elif k == 1:
+            for j in range(a, a + M):
+                s = np.uint64(_sym(flat[j], vmin, mask))
+                if s >= uR:
+                    return j
+                c[s] += 1
+        else:  # pairs from the row's first value (chunks of an even size never split one); an odd row ends padded
+            for j in range(a, a + M - 1, 2):
+                s0 = np.uint64(_sym(flat[j], vmin, mask))
+                s1 = np.uint64(_sym(flat[j + 1], vmin, mask))
+                if s0 >= uR:
+                    return j
+                if s1 >= uR:
+                    return j + 1
+                c[s0 * uR + s1] += 1
+            if M % 2:
+                s0 = np.uint64(_sym(flat[a + M - 1], vmin, mask))
+                if s0 >= uR:
+                    return a + M - 1
+                c[s0 * uR] += 1
+    return -1
+
+
+def count_groups(values: np.ndarray, params, rows: np.ndarray, dest: np.ndarray,
+                 n_groups: int) -> tuple[np.ndarray, int]:
+    """:func:`count_rows` summed over groups of rows: ``out[dest[i]]`` is the sum of the histograms of row
+    ``rows[i]`` of the 2-D array ``values`` (each row its own stream, coded with ``params``), int64
+    ``[n_groups, params.alphabet_size]`` - the histograms of sets of rows in memory for the sets only. Returns it
+    and the flat index into ``values`` of the first value the stream cannot code (-1 if none; the histograms are then
+    incomplete)."""
+    v = np.asarray(values)
+    n_rows, row_len = v.shape
+    counts = np.zeros((n_groups, params.alphabet_size), dtype=np.int64)
+    if v.size == 0 or np.size(rows) == 0:
+        return counts, -1
+    rows = picked = np.asarray(rows, np.int64)
+    if params.runs and 2 * rows.size < n_rows:  # (the run marks of the rows asked for only)
+        v, rows = v[picked], np.arange(picked.size)
+    flat = np.ascontiguousarray(v).reshape(-1)
+    u, _, _ = _unsigned(flat, 0)
+    sp = spec(u.itemsize, params)
+    generic = bool(params.runs or params.escape_range)
+    words = run_marks(u, u.dtype.type(run_raw(u.itemsize, params))) if params.runs else np.zeros(1, np.uint64)
+    bad = int(_count_groups(u, np.int64(row_len), rows, np.asarray(dest, np.int64), np.int64(params.group), *sp,
+                            words, generic, counts))
+    if bad >= 0 and rows is not picked:
+        bad = int(picked[bad // row_len]) * row_len + bad % row_len
+    return counts, bad
