@@ -504,5 +504,7 @@ def nearest_up(weight: torch.Tensor, qt: QuantizedTensor) -> torch.Tensor:
 
 
 def key_of(parts: dict[str, Any]) -> str:
-    """Canonical key string of the settings an AdaRound result depends on."""
-    return json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    """Canonical key string of the settings a learned result depends on (a whole number of bits is the same
+    setting whether it came as 4 or 4.0)."""
+    canon = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in parts.items()}
+    return json.dumps(canon, sort_keys=True, separators=(",", ":"))

@@ -435,3 +435,14 @@ def test_adaround_quadratic_form_is_the_masked_output_error_over_every_patch(mod
     assert float(objective(w_hat)) == pytest.approx(float((err * counted).sum(1).mean()), rel=1e-4)
     if relu6:
         assert 0 < float(counted.mean()) < 1  # the mask matters in this test
+
+
+def test_learned_results_are_found_whatever_the_type_of_the_bit_width():
+    """A calibration file made with --wbits 4 (a float from the CLI) serves a Python caller's wbits=4 (an int):
+    the keys of clipping choices, AdaRound roundings and bias corrections do not depend on the number's type."""
+    from quant.preparation import adaround_key, bias_key, clip_key
+
+    for key in (clip_key, adaround_key, bias_key):
+        a = key(recipe_config("best", 4, 8))
+        assert a == key(recipe_config("best", 4.0, 8.0))
+        assert a != key(recipe_config("best", 4, 4))  # the activations' bits still count

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from analysis.cli import UsageError
 from analysis.cli.evaluate import add_config_arguments, config_from_args
+from analysis.report.config import ReportConfig
 
 COMMAND = "report"
 HELP = "bits-per-value report of a quantized network: entropy vs Huffman vs file, packing, plots"
@@ -113,9 +114,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                                         "channel is slow: minutes per point)")
     s.add_argument("--sweep-recipes", type=_recipes, default=("best",), metavar="RECIPES",
                    help="whole recipes added to the sweep (default best; 'none')")
-    s.add_argument("--sweep-recipe-bits", type=_floats, default=(4, 8), metavar="LIST",
-                   help="bit widths of the recipe points, among --sweep-bits (default 4,8: AdaRound takes minutes "
-                        "per bit width, and is cached in <out>/calibration)")
+    s.add_argument("--sweep-recipe-bits", type=_floats, default=ReportConfig.sweep_recipe_bits, metavar="LIST",
+                   help="bit widths of the recipe points, among --sweep-bits (default 4, the main setting's: "
+                        "AdaRound is learned once per bit width, up to an hour of CPU, and cached in "
+                        "<out>/calibration)")
     s.add_argument("--sweep-images", type=int, default=32, metavar="N", help="images per sweep point (default 32)")
     s.add_argument("--sweep-rate-images", type=int, default=16, metavar="N",
                    help="images whose codes are sized per sweep point (default 16)")
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _overrides(args.recipe, main)
     if args.adaround:  # iterations of every recipe that uses AdaRound (ReportConfig.adaround), not a new setting
         settings.pop("adaround", None)
-    from analysis.report import ReportConfig, report, to_json, write_report
+    from analysis.report import report, to_json, write_report
     from analysis.report.paths import portable_command
     from quant.images import imagenet_folder
     from quant.models import load_model
