@@ -1,15 +1,15 @@
 """Benchmarks behind ``huffquant bench``: one module per area, collected here.
 
 * :mod:`analysis.benchmarks.codec` - the codec against bitarray, zstd and memcpy;
-* :mod:`analysis.benchmarks.container` - ``file_rows``: write + read a .hqt file; ``layout_rows``: channel-structured
-  tensors (an activation, an embedding-like matrix of many rows) in one code and in their smallest channel layout;
+* :mod:`analysis.benchmarks.container` - ``file_rows``: write + read a .hqt file; ``layout_rows``: a channel-structured
+  activation in one code and in its smallest channel layout;
 * :mod:`analysis.benchmarks.quant` - ``quant_rows``: fast vs reference quantizers (``--quant``; torch);
 * :mod:`analysis.benchmarks.pipeline` - ``pipeline_rows``: the model pipeline (``--pipeline``; torch).
 
 :func:`run_benchmarks` runs the codec and file benchmarks (and the others when asked) and evaluates the
 codec targets (:data:`SPEEDUP_TARGET`, :data:`HUFFMAN_OVERHEAD_TARGET`, :data:`SPARSE_ENTROPY_TARGET`,
 :data:`WIDE_DATASETS`, :data:`BELOW_ZSTD19_DATASETS`, :data:`PARALLEL_DECODE_TARGET`,
-:data:`PARALLEL_ENCODE_TARGET`, :data:`LAYOUT_WRITE_TARGET`);
+:data:`PARALLEL_ENCODE_TARGET`);
 :func:`bench_markdown` renders the result as the ``reports/bench.md`` table.
 """
 
@@ -38,9 +38,6 @@ BELOW_ZSTD19_DATASETS = ("relu4-sparse", "wide-int16")
 PARALLEL_DATASETS = ("lap4", "lap8")
 PARALLEL_DECODE_TARGET = 1.7
 PARALLEL_ENCODE_TARGET = 1.5
-#: writing a channel-structured tensor in its smallest layout at least this fraction of the speed of writing it with
-#: one code (the layout search's cost), on the layout datasets of analysis.benchmarks.container
-LAYOUT_WRITE_TARGET = 0.5
 
 
 def _find(rows: list[dict], dataset: str, method: str, threads: int | None = 1) -> dict | None:
@@ -103,16 +100,6 @@ def evaluate_targets(rows: list[dict], references: dict[str, dict[str, float]]) 
                     "met": ratio >= goal,
                 }
             )
-    for r in rows:
-        if "layout_write_ratio" in r:
-            out.append(
-                {
-                    "dataset": r["dataset"],
-                    "target": f"layout write >= {LAYOUT_WRITE_TARGET:g}x one-code write",
-                    "value": f"{r['layout_write_ratio']:.2f}x ({r['layout']}, {r['n_codebooks']} codes)",
-                    "met": r["layout_write_ratio"] >= LAYOUT_WRITE_TARGET,
-                }
-            )
     for ds in BELOW_ZSTD19_DATASETS:
         hq, z19 = _find(rows, ds, "huffquant"), _find(rows, ds, "zstd-19-packed")
         if hq is None or z19 is None:
@@ -138,9 +125,7 @@ def targets_text() -> str:
         f"value at most {SPARSE_ENTROPY_TARGET:g}x the order-0 entropy; on {', '.join(BELOW_ZSTD19_DATASETS)}, fewer "
         f"bits per value than zstd -19. On {', '.join(PARALLEL_DATASETS)}, huffquant on all cores decodes at least "
         f"{PARALLEL_DECODE_TARGET:g}x and encodes at least {PARALLEL_ENCODE_TARGET:g}x as fast as on one thread "
-        "(measured in the same run; only on a machine with more than one core). A channel-structured tensor written "
-        f"in its smallest channel layout at least {LAYOUT_WRITE_TARGET:g}x as fast as with one code (one thread, the "
-        "two interleaved)."
+        "(measured in the same run; only on a machine with more than one core)."
     )
 
 
@@ -165,12 +150,11 @@ def run_benchmarks(
     datasets = make_datasets(size)
     references = {name: reference_bits(x) for name, x in datasets.items()}
     rows = codec_rows(datasets, repeats, progress=progress, threads=threads)
-    from analysis.benchmarks.container import ACTIVATION, EMBEDDING, activation, embedding, file_rows, layout_rows
+    from analysis.benchmarks.container import ACTIVATION, activation, file_rows, layout_rows
 
     rows += file_rows(datasets, repeats, threads=threads)
     rows += layout_rows(repeats)
     references[ACTIVATION] = reference_bits(activation())
-    references[EMBEDDING] = reference_bits(embedding())
     quant_rows: list[dict] = []
     if quant or pipeline:
         from analysis.benchmarks.quant import quant_rows as quantizer_rows  # imports torch
@@ -283,15 +267,11 @@ def bench_markdown(result: dict[str, Any]) -> str:
     layouts = [r for r in rows if "layout" in r]
     if layouts:
         lines += ["", "Channel layouts (one file per row; bits/value of the whole file; channel H = order-0 entropy "
-                  "of each channel, element-weighted; write ratio = write speed in the smallest layout / write speed "
-                  "with one code, one thread, the two interleaved: what the layout search costs):", "",
-                  "| dataset | method | layout | codes | bits/value | vs channel H | write M/s | write ratio |",
-                  "|---|---|---|---:|---:|---:|---:|---:|"]
+                  "of each channel, element-weighted):", "",
+                  "| dataset | method | layout | codes | bits/value | vs channel H |", "|---|---|---|---:|---:|---:|"]
         for r in layouts:
-            ratio = r.get("layout_write_ratio")
             lines.append(f"| {r['dataset']} | {r['method']} | {r['layout']} | {r['n_codebooks']} | "
-                         f"{r['bits_per_value']:.4f} | {r['bits_per_value'] / r['channel_entropy']:.3f} | "
-                         f"{_fmt(r['encode_MBps'], 1)} | {f'{ratio:.2f}x' if ratio is not None else '-'} |")
+                         f"{r['bits_per_value']:.4f} | {r['bits_per_value'] / r['channel_entropy']:.3f} |")
     if result["targets"]:
         lines += ["", "## Targets", "", targets_text(), "", "| dataset | target | value | met |", "|---|---|---|---|"]
         for t in result["targets"]:

@@ -18,14 +18,11 @@ difference to the codec's ``huffquant`` row is everything else the container doe
 Each row is measured on one thread and on ``threads`` threads (default: all cores, when more than one; the
 runs interleaved). Speeds are million values per second (= MB/s for 1-byte values), best of ``repeats``.
 
-:func:`layout_rows` codes two channel-structured tensors in one file each, with one code (method
-``"huffquant-file"``) and with their channel axis in the smallest layout (method ``"huffquant-file-layout"``; the
-row's ``layout`` names it and ``channel_entropy`` gives the per-channel entropy, the bound of a code per channel):
-:data:`ACTIVATION` (a post-ReLU 4-bit activation of 64 channels of 56 x 56, :func:`activation`) and
-:data:`EMBEDDING` (an int8 matrix of 30,000 rows of 384 values, like a transformer's token embedding,
-:func:`embedding`). Both write without fsync (``durable=False``), on one thread, the two methods interleaved: the
-rows compare coding, not the disk, and ``layout_write_ratio`` (layout write speed / one-code write speed, the
-layout search's cost) is measured under the same load.
+:func:`layout_rows` codes a channel-structured tensor, :data:`ACTIVATION` (a post-ReLU 4-bit activation of 64
+channels of 56 x 56, :func:`activation`), in one file with one code (method ``"huffquant-file"``) and with its
+channel axis, in the smallest layout (method ``"huffquant-file-layout"``; the row's ``layout`` names it and
+``channel_entropy`` gives the per-channel entropy, the bound of a code per channel). Both write without fsync
+(``durable=False``): the rows compare coding, not the disk.
 """
 
 from __future__ import annotations
@@ -40,16 +37,13 @@ import numpy as np
 from analysis.benchmarks.codec import thread_counts, time_interleaved
 from entropy import channel_entropies, load, save, shannon_entropy, tensor_counts
 
-__all__ = ["file_rows", "layout_rows", "activation", "embedding", "ACTIVATION", "EMBEDDING", "LAYOUT_DATASETS",
-           "METHOD", "METHOD_NOSYNC", "METHOD_LAYOUT"]
+__all__ = ["file_rows", "layout_rows", "activation", "ACTIVATION", "METHOD", "METHOD_NOSYNC", "METHOD_LAYOUT"]
 
 METHOD = "huffquant-file"
 METHOD_NOSYNC = "huffquant-file-nosync"
 METHOD_LAYOUT = "huffquant-file-layout"
-#: the channel-structured datasets of :func:`layout_rows`
+#: the channel-structured dataset of :func:`layout_rows`
 ACTIVATION = "act4-64x56x56"
-EMBEDDING = "emb8-30000x384"
-LAYOUT_DATASETS = (ACTIVATION, EMBEDDING)
 
 
 def file_rows(datasets: Mapping[str, np.ndarray], repeats: int = 3, threads: int | None = None) -> list[dict]:
@@ -116,59 +110,34 @@ def activation(seed: int = 0) -> np.ndarray:
     return np.clip(np.round(x / step), 0, 15).astype(np.uint8)
 
 
-def embedding(seed: int = 0, rows: int = 30_000, width: int = 384) -> np.ndarray:
-    """An int8 matrix of ``rows`` x ``width`` (channel axis 0), like a transformer's token embedding quantized per
-    tensor: each row Laplace or Gaussian (half each) with its own scale (log-normal, sigma 0.5), all rounded on one
-    symmetric scale to -127..127, so rows span from a few to over a hundred levels. Fixed seed; numpy only."""
-    rng = np.random.default_rng(seed)
-    scale = np.exp(rng.normal(0.0, 0.5, (rows, 1)))
-    laplace = rng.random((rows, 1)) < 0.5
-    x = np.where(laplace, rng.laplace(0.0, 1.0, (rows, width)), rng.normal(0.0, 1.0, (rows, width))) * scale
-    step = np.abs(x).max() / 127
-    return np.clip(np.round(x / step), -127, 127).astype(np.int8)
-
-
-def layout_rows(repeats: int = 3, datasets: tuple[str, ...] = LAYOUT_DATASETS) -> list[dict]:
-    """Two rows per dataset of :data:`LAYOUT_DATASETS` (one thread): one code for the tensor, and the smallest
-    layout along its channel axis (axis 0); the layout row's ``layout_write_ratio`` is its write speed over the
-    one-code row's, from interleaved runs."""
-    makers = {ACTIVATION: activation, EMBEDDING: embedding}
+def layout_rows(repeats: int = 3) -> list[dict]:
+    """Two rows for :data:`ACTIVATION` (one thread): one code for the tensor, and the smallest layout along its
+    channel axis."""
+    values = activation()
+    n = int(values.size)
+    tc = tensor_counts(values, 0)
+    channel_H = float(np.dot(channel_entropies(tc), tc.counts.sum(axis=1)) / n)
     rows = []
     with tempfile.TemporaryDirectory(prefix="hqt-bench-") as d:
-        for name in datasets:
-            values = makers[name]()
-            n = int(values.size)
-            tc = tensor_counts(values, 0)
-            channel_H = float(np.dot(channel_entropies(tc), tc.counts.sum(axis=1)) / n)
+        for method, axis in ((METHOD, None), (METHOD_LAYOUT, 0)):
+            path = os.path.join(d, f"{method}.hqt")
             runs = itertools.count()
-            axes = {METHOD: None, METHOD_LAYOUT: 0}
-
-            def write(axis):
-                return save(os.path.join(d, f"{name}-{next(runs)}.hqt"), {name: values}, channel_axis=axis,
-                            durable=False, threads=1)
-
-            for axis in axes.values():  # warm-up (numba compile, page cache)
-                write(axis)
-            encs = time_interleaved({m: (lambda a=a: write(a)) for m, a in axes.items()}, repeats)
-            for method, axis in axes.items():
-                path = os.path.join(d, f"{name}-{method}.hqt")
-                save(path, {name: values}, channel_axis=axis, durable=False, threads=1)
-                t_enc, fi = encs[method]
-                t_dec, back = time_interleaved({0: lambda: load(path, threads=1)}, repeats)[0]
-                row = {
-                    "dataset": name,
-                    "method": method,
-                    "threads": 1,
-                    "bits_per_value": 8.0 * fi.file_bytes / n,
-                    "entropy": shannon_entropy(tc.pooled()),
-                    "encode_MBps": n / t_enc / 1e6 if t_enc > 0 else float("inf"),
-                    "decode_MBps": n / t_dec / 1e6 if t_dec > 0 else float("inf"),
-                    "lossless": bool(np.array_equal(back[name], values) and back[name].dtype == values.dtype),
-                    "layout": fi.tensors[0].layout,
-                    "n_codebooks": fi.tensors[0].n_codebooks,
-                    "channel_entropy": channel_H,
-                }
-                if method == METHOD_LAYOUT:
-                    row["layout_write_ratio"] = encs[METHOD][0] / t_enc if t_enc > 0 else float("inf")
-                rows.append(row)
+            t_enc, fi = time_interleaved({0: lambda: save(os.path.join(d, f"{method}-{next(runs)}.hqt"),
+                                                          {ACTIVATION: values}, channel_axis=axis, durable=False, threads=1)},
+                                         repeats)[0]
+            save(path, {ACTIVATION: values}, channel_axis=axis, durable=False, threads=1)
+            t_dec, back = time_interleaved({0: lambda: load(path, threads=1)}, repeats)[0]
+            rows.append({
+                "dataset": ACTIVATION,
+                "method": method,
+                "threads": 1,
+                "bits_per_value": 8.0 * fi.file_bytes / n,
+                "entropy": shannon_entropy(tc.pooled()),
+                "encode_MBps": n / t_enc / 1e6 if t_enc > 0 else float("inf"),
+                "decode_MBps": n / t_dec / 1e6 if t_dec > 0 else float("inf"),
+                "lossless": bool(np.array_equal(back[ACTIVATION], values) and back[ACTIVATION].dtype == values.dtype),
+                "layout": fi.tensors[0].layout,
+                "n_codebooks": fi.tensors[0].n_codebooks,
+                "channel_entropy": channel_H,
+            })
     return rows

@@ -77,7 +77,7 @@ class Codebook:
     (uint32[alphabet_size], canonical codes right-aligned, 0 for absent symbols).
     """
 
-    __slots__ = ("_lengths", "_codes", "_max_length", "_bytes", "_nbytes")
+    __slots__ = ("_lengths", "_codes", "_max_length", "_bytes")
 
     def __init__(self, lengths: np.ndarray, *, max_length: int | None = None) -> None:
         lens = np.asarray(lengths)
@@ -116,20 +116,6 @@ class Codebook:
         self._max_length = longest
         self._codes = None
         self._bytes = None
-        self._nbytes = None
-
-    @classmethod
-    def _built(cls, lengths: np.ndarray, max_length: int, table_bytes: int) -> Codebook:
-        """A codebook of lengths the codec's own construction made (:func:`entropy.codec.kernels.sizes.code_size`,
-        so valid) with their serialized size, without checking them again."""
-        self = cls.__new__(cls)
-        lengths.setflags(write=False)
-        self._lengths = lengths
-        self._max_length = int(max_length)
-        self._codes = None
-        self._bytes = None
-        self._nbytes = int(table_bytes)
-        return self
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -200,9 +186,7 @@ class Codebook:
     @property
     def serialized_bits(self) -> int:
         """Size of :meth:`to_bytes` in bits."""
-        if self._nbytes is None:
-            self._nbytes = len(self.to_bytes())
-        return 8 * self._nbytes
+        return 8 * len(self.to_bytes())
 
     def to_bytes(self) -> bytes:
         """Compact serialization (see the module docstring); the shortest of the modes."""

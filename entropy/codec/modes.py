@@ -28,8 +28,7 @@ from entropy.codec.measures import shannon_entropy
 from entropy.codec.params import MAX_ESCAPE_RANGE, MAX_STORED_RANGE, MODES, CodecParams
 
 __all__ = ["StreamPlan", "Histograms", "symbol_histograms", "stream_histogram", "plan_from_counts", "best_plan", "choose_plan", "DEFAULT_RUNS",
-           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs", "run_prefixes", "run_prefix_table", "runs_may_pay",
-           "pairs_tried", "STORED_CODEBOOK", "stored_plan"]
+           "RUN_PREFIXES", "MAX_RAISED_LENGTH", "may_try_runs", "STORED_CODEBOOK", "stored_plan"]
 
 #: run prefixes of run symbols: a symbol stands for up to 16 values (r = 0..15 run values, then a value); 64 and
 #: 256 prefixes are tried too on data whose mean run reaches a quarter of that
@@ -246,17 +245,8 @@ def plan_from_counts(counts: np.ndarray, params: CodecParams, n_chunks: int, *,
 
 
 def _plan_lengths(c: np.ndarray, params: CodecParams, n_chunks: int) -> StreamPlan:
-    """The optimal code of ``c`` (at most ``2**L`` symbols present, every one coded), sized in one compiled call."""
-    from entropy.codec.kernels.sizes import code_size  # numba: imported on first use only
-
-    if not c.any():
-        cb = Codebook(np.zeros(c.size, np.uint8), max_length=params.max_code_length)
-        return _sizes(c, cb.lengths, params, n_chunks, cb)
-    lens, payload, table, longest = code_size(c, params.max_code_length)
-    cb = Codebook._built(lens, longest, table)
-    esc_bits = int(c[_escape_symbols(params)].sum()) * params.escape_bits if params.escape_range else 0
-    return StreamPlan(params=params, codebook=cb, payload_bits=payload + esc_bits, escape_bits=esc_bits,
-                      codebook_bits=8 * table, index_bits=8 * params.index_bytes(n_chunks))
+    cb = Codebook(code_lengths(c, params.max_code_length), max_length=params.max_code_length)
+    return _sizes(c, cb.lengths, params, n_chunks, cb)
 
 
 def _escape_candidates(c: np.ndarray, params: CodecParams, n_chunks: int, skip_none: bool) -> list[StreamPlan]:
@@ -387,12 +377,12 @@ class RawCounts:
 
     1-byte values are counted by byte pair (``(v[2i], v[2i + 1])``: 65536 counts, the byte counts follow) when a
     pair code could be chosen, else by byte: pairs are left out when the first values already hold more distinct
-    pairs than ``2**max_code_length`` codes and ``modes`` do not ask for pairs alone (then :func:`best_plan`
-    never builds a pair code, :func:`pairs_tried`: ``pairs_excluded``), and counted later only if asked for.
-    2-byte values are counted by value (65536 counts); their pairs are counted the ordinary way.
+    pairs than ``2**max_code_length`` codes (then :func:`best_plan` never builds a pair code:
+    ``pairs_excluded``), and counted later only if asked for. 2-byte values are counted by value (65536
+    counts); their pairs are counted the ordinary way.
     """
 
-    def __init__(self, flat: np.ndarray, *, pairs: bool, max_code_length: int, modes: tuple[str, ...]) -> None:
+    def __init__(self, flat: np.ndarray, *, pairs: bool, max_code_length: int) -> None:
         from entropy.codec import kernels
 
         self._u = flat.view(f"u{flat.dtype.itemsize}")
@@ -401,8 +391,7 @@ class RawCounts:
         self._pairs = self._values = None
         self.pairs_excluded = False
         if self._bits == 8 and pairs:
-            self.pairs_excluded = not pairs_tried(kernels.distinct_pairs(self._u, _PAIR_PROBE_VALUES),
-                                                  max_code_length, modes)
+            self.pairs_excluded = kernels.distinct_pairs(self._u, _PAIR_PROBE_VALUES) > 1 << max_code_length
         if self._bits == 8 and pairs and not self.pairs_excluded:
             self._pairs = kernels.raw_counts(self._u, pairs=True)
         else:
@@ -501,7 +490,7 @@ def choose_plan(
     free = escape and not fixed
     def histograms(p: CodecParams) -> np.ndarray | None:
         if raw_counts is not None:
-            if (p.group == 2 and raw_counts.pairs_excluded
+            if (p.group == 2 and raw_counts.pairs_excluded and modes != ("pairs",)
                     and not ("runs" in modes and may_try_runs(raw_counts.top_count(vmin, R), n))):
                 # more distinct pairs than codes: best_plan would not build a pair code, and the run symbols are
                 # not judged by the pairs' entropy
@@ -566,7 +555,9 @@ def best_plan(
             plain_plan = _plain_plans(counts1, base, n_chunks, rare_escapes)
             if "plain" in modes:
                 cands.append(plain_plan)
-    if counts2 is not None and pairs_tried(int(np.count_nonzero(counts2)), base.max_code_length, modes):
+    # pairs that need a raised limit are tried only when asked for alone (a 65536-symbol code costs time, and
+    # plain symbols of such data are as good)
+    if counts2 is not None and (modes == ("pairs",) or int(np.count_nonzero(counts2)) <= 1 << base.max_code_length):
         p2 = replace(base, group=2)
         if _cost_floor(counts2, p2, n_chunks) < _best_cost(cands):
             cands.append(plan_from_counts(counts2, p2, n_chunks))
@@ -627,13 +618,6 @@ def _plain_plans(counts1: np.ndarray, base: CodecParams, n_chunks: int, escape: 
     return min(plans, key=lambda p: p.cost_bits)
 
 
-def pairs_tried(n_present: int | np.ndarray, max_code_length: int, modes: tuple[str, ...]) -> bool | np.ndarray:
-    """Whether the codec tries pairs whose histogram has ``n_present`` symbols (elementwise on arrays): pairs that
-    need a code-length limit raised above ``max_code_length`` are tried only when asked for alone (a 65536-symbol
-    code costs time, and plain symbols of such data are as good)."""
-    return (np.asarray(n_present) <= 1 << max_code_length) | (tuple(modes) == ("pairs",))
-
-
 def may_try_runs(run_count: int | np.ndarray, n_values: int | np.ndarray) -> bool | np.ndarray:
     """Whether the codec tries run symbols, unforced, on a stream of ``n_values`` values in which the run value
     occurs ``run_count`` times: the run value must take a large enough share of the values (elementwise on arrays).
@@ -642,35 +626,6 @@ def may_try_runs(run_count: int | np.ndarray, n_values: int | np.ndarray) -> boo
     judged against where a stored stream beats every plain code), the one a layout search can apply to each row
     from its counts; the others depend on the plain plan."""
     return run_count >= _RUNS_MIN_SHARE * n_values
-
-
-def run_prefixes(run_count: int, n_values: int, base_symbols: int) -> tuple[int, ...]:
-    """The run-prefix counts the codec tries for a stream of ``n_values`` values in which the run value occurs
-    ``run_count`` times and whose window has ``base_symbols`` base symbols (increasing; :func:`run_prefix_table`)."""
-    tried, counts = run_prefix_table(np.asarray(run_count), np.asarray(n_values), np.asarray(base_symbols))
-    return tuple(sorted({int(c) for t, c in zip(tried, counts) if t}))
-
-
-def run_prefix_table(run_count: np.ndarray, n_values: np.ndarray,
-                     base_symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each of :data:`RUN_PREFIXES` and each stream (arrays broadcast): whether the codec tries it, and the
-    prefix count it then uses. 16 prefixes always; 64 and 256 where the mean run between other values reaches a
-    quarter of them (longer prefixes pay on very sparse data: a run of the mean length in few symbols); each at
-    most ``MAX_ALPHABET // base_symbols`` (the alphabet's limit). Returns two arrays ``[len(RUN_PREFIXES), ...]``."""
-    rc, n = np.asarray(run_count, dtype=np.float64), np.asarray(n_values, dtype=np.float64)
-    mean_run = rc / np.maximum(1.0, n - rc)
-    most = MAX_ALPHABET // np.asarray(base_symbols, dtype=np.int64)
-    tried = np.stack([np.broadcast_to((r == DEFAULT_RUNS) | (mean_run >= r / 4), most.shape) for r in RUN_PREFIXES])
-    counts = np.stack([np.minimum(r, most) for r in RUN_PREFIXES])
-    return tried, counts
-
-
-def runs_may_pay(plain_payload_bits: int, n_values: int, entropy_bits: float) -> bool:
-    """Whether the codec tries run symbols (unforced) on a stream whose plain code takes ``plain_payload_bits``, of
-    ``n_values`` values whose entropy (of pairs when they are known, it captures some clustering) is
-    ``entropy_bits`` per value: the plain code must spend measurably more than that bound, in share and in bits
-    (what a small run-symbol codebook costs), beyond :func:`may_try_runs`."""
-    return plain_payload_bits - n_values * entropy_bits > max(_RUNS_MIN_GAIN * plain_payload_bits, _RUNS_MIN_GAIN_BITS)
 
 
 def _run_of(counts1: np.ndarray, base: CodecParams, run_value: int | None) -> tuple[int, int] | None:
@@ -702,7 +657,7 @@ def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: i
             return None
         # the entropy bound the plain code could approach: of pairs when known (captures some clustering)
         H = shannon_entropy(counts2) / 2 if counts2 is not None else shannon_entropy(counts1)
-        if not runs_may_pay(plain_plan.payload_bits, n, H):
+        if plain_plan.payload_bits - n * H <= max(_RUNS_MIN_GAIN * plain_plan.payload_bits, _RUNS_MIN_GAIN_BITS):
             return None
     p = base
     if DEFAULT_RUNS * base.base_symbols > MAX_ALPHABET and narrow and hi > lo:
@@ -716,8 +671,11 @@ def _runs_plan(histograms: Histograms, counts1, counts2, base: CodecParams, n: i
                 f"run symbols need a window of at most {MAX_ALPHABET // 2 - 1} values, got {base.value_range}"
             )
         return None
+    # longer run prefixes pay on very sparse data (a run of the mean length in few symbols): tried, by exact size,
+    # when the mean run between other values reaches them
+    mean_run = run_count / max(1, n - run_count)
     plans = []
-    for runs in run_prefixes(run_count, n, p.base_symbols):
+    for runs in sorted({min(r, most) for r in RUN_PREFIXES if r == DEFAULT_RUNS or mean_run >= r / 4}):
         q = replace(p, runs=runs, run_symbol=run_value - p.value_min)
         counts = histograms(q)
         if counts is not None and (q.escape_range or _cost_floor(counts, q, n_chunks) < min(to_beat, _best_cost(plans))):

@@ -53,7 +53,6 @@ from entropy.codec.threads import using as using_threads
 __all__ = [
     "PreparedEncode",
     "prepare_encode",
-    "prepare_planned",
     "Accounting",
     "EncodedTensor",
     "encode",
@@ -235,7 +234,7 @@ def _prepare_encode(values, opts: CodecOptions, codebook, value_min, value_range
         if small is not None:
             lo, hi = (min(small), max(small)) if small else (0, 0)
         elif dt.itemsize <= 2 and not M and n >= RAW_COUNT_MIN_VALUES:  # span and histograms from one count
-            raw = RawCounts(flat, pairs="pairs" in modes and C % 2 == 0, max_code_length=L, modes=modes)
+            raw = RawCounts(flat, pairs="pairs" in modes and C % 2 == 0, max_code_length=L)
             lo, hi = raw.span()
         else:
             lo, hi = _value_span(flat, resolve_threads(threads))
@@ -263,37 +262,6 @@ def _prepare_encode(values, opts: CodecOptions, codebook, value_min, value_range
                               accounting=accounting, _flat=flat, _memo=memo, threads=threads)
     return PreparedEncode(shape=tuple(int(s) for s in arr.shape), dtype=dt.name, params=plan.params,
                           codebook=plan.codebook, accounting=_accounting(plan, n, H), _flat=flat, threads=threads)
-
-
-def prepare_planned(values: np.ndarray, params: CodecParams, codebook: Codebook, payload_bits: int, *,
-                    threads: int | None = None) -> PreparedEncode:
-    """An encode whose plan was sized from counts elsewhere (a layout search's stream): ``params`` (without
-    escapes), ``codebook`` and the ``payload_bits`` they give these values; nothing is counted again. The values
-    are checked to lie in the params' window (SymbolError); :meth:`PreparedEncode.run` then checks that the
-    payload takes exactly ``payload_bits`` (StreamError: an encoder or planning fault). The accounting's
-    ``entropy_bits`` is NaN (not measured)."""
-    arr, flat, dt = _native_flat(values)
-    n = flat.size
-    if params.escape_range:
-        raise EntropyError("a planned stream has no escapes (plan those with prepare_encode)")
-    dlo, dhi = _dtype_bounds(dt)
-    try:
-        params.validate()
-        params.check_dtype(dlo, dhi, f"dtype {dt.name}")
-        params.rows(n)
-    except StreamError as exc:
-        raise EntropyError(str(exc)) from None
-    if codebook.alphabet_size != params.alphabet_size:
-        raise EntropyError(f"codebook has {codebook.alphabet_size} symbols, the params need {params.alphabet_size}")
-    lo, hi = _value_span(flat, resolve_threads(threads))
-    if n and (lo < params.value_min or hi >= params.value_min + params.value_range):
-        raise SymbolError(f"values span [{lo}, {hi}], outside the window [{params.value_min}, "
-                          f"{params.value_min + params.value_range - 1}] of the planned stream")
-    plan = StreamPlan(params=params, codebook=codebook, payload_bits=int(payload_bits), escape_bits=0,
-                      codebook_bits=codebook.serialized_bits, index_bits=8 * params.index_bytes(params.n_chunks(n)))
-    return PreparedEncode(shape=tuple(int(d) for d in arr.shape), dtype=_NAMES.get(dt, dt.name), params=params,
-                          codebook=codebook, accounting=_accounting(plan, n, float("nan")), _flat=flat,
-                          threads=threads)
 
 
 def _value_span(flat: np.ndarray, threads: int = 1) -> tuple[int, int]:

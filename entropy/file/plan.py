@@ -282,7 +282,7 @@ def plan_file(
             choices[name] = single_layout(a, codec, name=name, arrays=stored[name])
             continue
         found = layout_choices(a, codec, name=name, axis=axes[name], arrays=stored[name], layout=layouts[name],
-                               clusters=opts.clusters, best_only=True)
+                               clusters=opts.clusters)
         choices[name] = best_layout(found)
     plans = []
     for name in tensors:  # the caller's order

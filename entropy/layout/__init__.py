@@ -2,9 +2,7 @@
 
 :mod:`~entropy.layout.channels` (channel rows of a tensor), :mod:`~entropy.layout.channel_counts` (per-channel
 histograms, counted once per tensor), :mod:`~entropy.layout.row_sets` (the best stream of a set of rows, clusters
-of similar rows), :mod:`~entropy.layout.bounds` (every way of coding the sets of many layouts sized at once: lower
-bounds, and the streams whose smallest way is certain), :mod:`~entropy.layout.kernels` (their compiled loops) and
-:mod:`~entropy.layout.search` (the candidate layouts, their sizes and the choice).
+of similar rows) and :mod:`~entropy.layout.search` (the candidate layouts, their sizes and the choice).
 
 Builds on :mod:`entropy.codec` (each stream's mode and code) and :mod:`entropy.format` (the bytes a layout costs
 in a file); imports nothing from :mod:`entropy.file`. The public names are re-exported by :mod:`entropy`.

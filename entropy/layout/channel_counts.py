@@ -2,20 +2,22 @@
 
 A tensor is viewed as channel rows (:mod:`entropy.layout.channels`). :func:`tensor_counts` counts the values of every row
 (the histogram the measures use: channel entropies, the clustering of channels). The symbol histograms of the other
-modes (pairs, run symbols) come on demand, per row - only the rows asked for, each once - from the codec's own counting
-(:func:`entropy.codec.modes.symbol_histograms`) and are kept: a set of rows coded as one stream, each row starting its
-own chunks (``row_length``), has the sum of its rows' histograms (:func:`set_histogram`).
+modes (pairs, run symbols) come on demand, per row, from the codec's own counting
+(:func:`entropy.codec.modes.symbol_histograms`, one pass per mode) and are kept: a set of rows coded as one stream, each row
+starting its own chunks (``row_length``), has the sum of its rows' histograms (:func:`set_histogram`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from entropy.layout.channels import channel_rows
 from entropy.errors import EntropyError, StreamError
 from entropy.codec.lengths import MAX_ALPHABET, code_lengths_rows
+from entropy.codec.measures import shannon_entropy
 from entropy.codec.params import CodecParams
 
 __all__ = [
@@ -25,8 +27,6 @@ __all__ = [
     "row_histograms",
     "set_histogram",
     "channel_entropies",
-    "row_entropies",
-    "csr_entropies",
     "channel_payload_bits",
 ]
 
@@ -40,51 +40,24 @@ class TensorCounts:
 
     ``rows``: the values as channel rows ``[C, M]`` (native byte order, C-contiguous).
     ``counts[c, v - value_min]``: occurrences of value ``v`` in channel ``c`` (the plain symbol histogram of every
-    row in the window ``[value_min, value_min + value_range)``); kept as the non-zero counts of each row
-    (:meth:`nonzero`) and made a full array on first use (many short rows of many values have mostly zeros).
+    row in the window ``[value_min, value_min + value_range)``).
     """
 
     rows: np.ndarray
+    counts: np.ndarray
     value_min: int
-    value_range: int
-    csr: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False)  # the value counts' non-zeros by row
     shape: tuple[int, ...] = ()
     axis: int | None = None
     dtype: str = "uint8"
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def counts(self) -> np.ndarray:
-        """int64 ``[C, value_range]`` (read-only; made once)."""
-        got = self._cache.get("counts")
-        if got is None:
-            got = self._cache["counts"] = self.counts_of(None)
-            got.setflags(write=False)
-        return got
-
-    def csr_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The value counts' non-zeros (:meth:`nonzero`) of the rows ``rows`` only, in that order."""
-        starts, syms, vals = self.csr
-        sel = np.asarray(rows, dtype=np.int64)
-        n = starts[sel + 1] - starts[sel]
-        out = np.zeros(sel.size + 1, np.int64)
-        np.cumsum(n, out=out[1:])
-        at = np.repeat(starts[sel] - out[:-1], n) + np.arange(int(out[-1]))  # the entries of those rows
-        return out, syms[at], vals[at]
-
-    def counts_of(self, rows: np.ndarray | None) -> np.ndarray:
-        """The value counts of the rows ``rows`` (None: all), int64 ``[len(rows), value_range]``."""
-        starts, syms, vals = self.csr
-        sel = np.arange(self.n_channels) if rows is None else np.asarray(rows, dtype=np.int64)
-        out = np.zeros((sel.size, self.value_range), np.int64)
-        n = starts[sel + 1] - starts[sel]
-        at = np.repeat(starts[sel] - np.cumsum(n) + n, n) + np.arange(int(n.sum()))  # the entries of those rows
-        out[np.repeat(np.arange(sel.size), n), syms[at]] = vals[at]
-        return out
+    def n_channels(self) -> int:
+        return int(self.counts.shape[0])
 
     @property
-    def n_channels(self) -> int:
-        return int(self.rows.shape[0])
+    def value_range(self) -> int:
+        return int(self.counts.shape[1])
 
     @property
     def row_length(self) -> int:
@@ -97,34 +70,16 @@ class TensorCounts:
     @property
     def row_min(self) -> np.ndarray:
         """Smallest value of each row (int64 [C])."""
-        starts, syms, _ = self.csr
-        return self.value_min + syms[starts[:-1]]
+        return self.value_min + np.argmax(self.counts > 0, axis=1)
 
     @property
     def row_max(self) -> np.ndarray:
         """Largest value of each row (int64 [C])."""
-        starts, syms, _ = self.csr
-        return self.value_min + syms[starts[1:] - 1]
-
-    def nonzero(self, h: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The non-zero entries of per-row histograms ``h`` (default: the value counts) by row - (row starts [C + 1],
-        columns, counts) - computed once per array."""
-        if h is None:
-            return self.csr
-        key = ("csr", id(h))
-        got = self._cache.get(key)
-        if got is None or got[0] is not h:
-            from entropy.layout.kernels import csr_rows  # numba: imported on first use only
-
-            got = self._cache[key] = (h, csr_rows(h))
-        return got[1]
+        return self.value_min + self.value_range - 1 - np.argmax(self.counts[:, ::-1] > 0, axis=1)
 
     def pooled(self) -> np.ndarray:
         """Counts of the whole tensor pooled over its channels (int64 [R])."""
-        _, syms, vals = self.csr
-        out = np.zeros(self.value_range, np.int64)
-        np.add.at(out, syms, vals)
-        return out
+        return self.counts.sum(axis=0)
 
     def window(self, **mode) -> CodecParams:
         """Stream parameters of the tensor's window with the symbol mode ``mode`` (CodecParams fields: ``group``,
@@ -139,8 +94,8 @@ def tensor_counts(values: np.ndarray, axis: int | None, *, value_min: int | None
                   value_max: int | None = None) -> TensorCounts:
     """Count the values of integer ``values`` per channel along ``axis`` (None: one channel).
 
-    ``value_min``/``value_max`` fix the alphabet (default: the observed extremes). One pass over the data, after
-    one copy when the channel axis is not the first. Raises EntropyError for non-integer
+    ``value_min``/``value_max`` fix the alphabet (default: the observed extremes). One pass over the data (the
+    codec's counting), after one copy when the channel axis is not the first. Raises EntropyError for non-integer
     or empty input and alphabets above 65536 values.
 
     >>> import numpy as np, entropy
@@ -157,57 +112,47 @@ def tensor_counts(values: np.ndarray, axis: int | None, *, value_min: int | None
         a = a.astype(a.dtype.newbyteorder("="))
     ax = None if axis is None or a.ndim == 0 else axis % a.ndim
     rows = channel_rows(a, ax)
-    if rows.dtype.itemsize > 2 and int(a.max()) - int(a.min()) >= MAX_ALPHABET:
-        a_lo, a_hi = int(a.min()), int(a.max())
-        csr = None
-    else:
-        from entropy.layout.kernels import value_counts  # numba: imported on first use only
-
-        csr, a_lo, a_hi = value_counts(rows)  # (one pass: the counts and the span)
-    lo = a_lo if value_min is None else int(value_min)
-    hi = a_hi if value_max is None else int(value_max)
+    lo = int(a.min()) if value_min is None else int(value_min)
+    hi = int(a.max()) if value_max is None else int(value_max)
     if value_min is not None or value_max is not None:
-        if a_lo < lo or a_hi > hi:
-            raise EntropyError(f"values span [{a_lo}, {a_hi}], outside the alphabet [{lo}, {hi}]")
+        if int(a.min()) < lo or int(a.max()) > hi:
+            raise EntropyError(f"values span [{int(a.min())}, {int(a.max())}], outside the alphabet [{lo}, {hi}]")
     R = hi - lo + 1
-    if R > MAX_ALPHABET or csr is None:
+    if R > MAX_ALPHABET:
         raise EntropyError(f"alphabet of {R} values exceeds {MAX_ALPHABET}; per-channel counts need at most 16 bits")
-    if lo != a_lo:  # (a fixed alphabet below the smallest value: counts from its start)
-        csr = (csr[0], csr[1] + (a_lo - lo), csr[2])
-    return TensorCounts(rows=rows, value_min=lo, value_range=R, csr=csr, shape=tuple(int(d) for d in a.shape),
-                        axis=ax, dtype=a.dtype.name)
+    from entropy.codec.modes import symbol_histograms
+
+    tc = TensorCounts(rows=rows, counts=np.empty((rows.shape[0], R), np.int64), value_min=lo,
+                      shape=tuple(int(d) for d in a.shape), axis=ax, dtype=a.dtype.name)
+    plain = tc.window()
+    try:
+        counts = symbol_histograms(rows, plain)
+    except StreamError as exc:  # the window does not fit the dtype
+        raise EntropyError(str(exc)) from None
+    object.__setattr__(tc, "counts", counts)
+    tc._cache[(plain, False)] = counts
+    return tc
 
 
-def row_histograms(tc: TensorCounts, key: CodecParams, *, skip_first: bool = False,
-                   rows: np.ndarray | None = None) -> np.ndarray | None:
+def row_histograms(tc: TensorCounts, key: CodecParams, *, skip_first: bool = False) -> np.ndarray | None:
     """The symbol histogram of every row coded with ``key`` (a :meth:`TensorCounts.window` of the tensor), int64
-    ``[C, key.alphabet_size]``, or of the rows ``rows`` only (``[len(rows), ...]``); each row counted once (the
-    first time it is asked for), then kept. ``skip_first``: of every row without its first value. None when the
-    mode's alphabet is larger than 65536 symbols or the rows x symbols exceed :data:`MAX_COUNT_CELLS`."""
-    if key == tc.window() and not skip_first:  # the value counts
-        return tc.counts if rows is None else tc.counts_of(rows)
+    ``[C, key.alphabet_size]``; counted once (one pass over the rows), then kept. ``skip_first``: of every row
+    without its first value. None when the mode's alphabet is larger than 65536 symbols or the rows x symbols
+    exceed :data:`MAX_COUNT_CELLS`."""
     ck = (key, skip_first)
-    if ck not in tc._cache:
+    got = tc._cache.get(ck)
+    if got is None and ck not in tc._cache:
         try:
             key.validate()
             ok = tc.n_channels * key.alphabet_size <= MAX_COUNT_CELLS and tc.row_length > int(skip_first)
         except StreamError:
             ok = False
-        tc._cache[ck] = (np.zeros((tc.n_channels, key.alphabet_size), np.int64),
-                         np.zeros(tc.n_channels, dtype=bool)) if ok else None
-    kept = tc._cache[ck]
-    if kept is None:
-        return None
-    hist, done = kept
-    want = np.arange(tc.n_channels) if rows is None else np.asarray(rows, dtype=np.int64)
-    missing = want[~done[want]]
-    if missing.size:
-        from entropy.codec.modes import symbol_histograms
+        if ok:
+            from entropy.codec.modes import symbol_histograms
 
-        src = tc.rows if missing.size == tc.n_channels else tc.rows[missing]
-        hist[missing] = symbol_histograms(src[:, 1:] if skip_first else src, key)
-        done[missing] = True
-    return hist if rows is None else hist[want]
+            got = symbol_histograms(tc.rows[:, 1:] if skip_first else tc.rows, key)
+        tc._cache[ck] = got
+    return got
 
 
 def set_histogram(tc: TensorCounts, channels: np.ndarray, params: CodecParams) -> np.ndarray:
@@ -237,24 +182,24 @@ def set_histogram(tc: TensorCounts, channels: np.ndarray, params: CodecParams) -
     chunked = params.group == 2 or params.runs
     key = tc.window(group=params.group, chunk_size=params.chunk_size if chunked else 1 << 12, runs=params.runs,
                     run_symbol=params.run_symbol + off if params.runs else 0)
-    per_row = row_histograms(tc, key, rows=channels)  # [len(channels), ...]
+    per_row = row_histograms(tc, key)
     if per_row is None:  # too many symbols in the tensor's window to keep per row: count this set's stream itself
         from entropy.codec.modes import stream_histogram
 
         return stream_histogram(tc.rows[channels], params)
     if params.group == 2 and not whole_rows and M % 2:
-        even, odd = channels[0::2], channels[1::2]  # rows starting at an even / odd offset of the stream
-        tails = row_histograms(tc, key, skip_first=True, rows=odd)
+        tails = row_histograms(tc, key, skip_first=True)
         if tails is None:
             return None
-        full = per_row[0::2].sum(axis=0) + tails.sum(axis=0)
+        even, odd = channels[0::2], channels[1::2]  # rows starting at an even / odd offset of the stream
+        full = per_row[even].sum(axis=0) + tails[odd].sum(axis=0)
         sq = full.reshape(T, T)
         a = tc.rows[even[: odd.size], -1].astype(np.int64) - tc.value_min  # their last value pairs with ...
         b = tc.rows[odd, 0].astype(np.int64) - tc.value_min  # ... the next row's first, not with the pad
         np.add.at(sq, (a, 0), -1)
         np.add.at(sq, (a, b), 1)
     else:
-        full = per_row.sum(axis=0)
+        full = per_row[channels].sum(axis=0)
     if params.group == 2:
         sq = full.reshape(T, T)
         out = sq[off : off + R, off : off + R].copy()
@@ -275,42 +220,11 @@ def channel_entropies(tc: TensorCounts) -> np.ndarray:
     """Shannon entropy of each channel's values (bits per value), float64 [C] (computed once per counts)."""
     cached = tc._cache.get("channel_entropies")
     if cached is None:
-        cached = csr_entropies(tc.csr)
+        # (per row as shannon_entropy computes it, to the last bit: the clustering sorts channels by it)
+        cached = np.array([shannon_entropy(row) for row in tc.counts], dtype=np.float64)
         cached.setflags(write=False)
         tc._cache["channel_entropies"] = cached
     return cached
-
-
-def row_entropies(counts: np.ndarray) -> np.ndarray:
-    """:func:`~entropy.codec.measures.shannon_entropy` of every row of ``counts`` [C, R], to the last bit (the
-    clustering sorts channels by it); :func:`csr_entropies` of the rows' non-zeros."""
-    rows, syms = np.nonzero(counts)
-    starts = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=counts.shape[0]), out=starts[1:])
-    return csr_entropies((starts, syms, counts[rows, syms]))
-
-
-def csr_entropies(csr: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """:func:`~entropy.codec.measures.shannon_entropy` of every row of histograms given by their non-zeros in
-    symbol order (row starts [C + 1], symbols, counts), to the last bit: the probabilities of each row's present
-    symbols, in symbol order, summed by numpy along a row of exactly those terms - rows of equally many present
-    symbols at once."""
-    starts, _, vals = csr
-    C = starts.size - 1
-    out = np.zeros(C, dtype=np.float64)
-    n_present = np.diff(starts)
-    v = vals.astype(np.float64)
-    total = np.zeros(C, dtype=np.float64)
-    full = n_present > 0
-    total[full] = np.add.reduceat(vals, starts[:-1][full]) if full.any() else 0
-    by_n = np.argsort(n_present, kind="stable")
-    for g in np.split(by_n, np.flatnonzero(np.diff(n_present[by_n])) + 1):
-        n = int(n_present[g[0]]) if g.size else 0
-        if n:
-            p = v[starts[g][:, None] + np.arange(n)] / total[g][:, None]
-            h = -np.sum(p * np.log2(p), axis=1)
-            out[g] = np.where(h > 0.0, h, 0.0)  # (as max(0.0, h): never -0.0)
-    return out
 
 
 def channel_payload_bits(tc: TensorCounts, max_code_length: int = 12) -> np.ndarray:

@@ -1,28 +1,29 @@
-"""Sets of channel rows coded as one stream: the best stream of any set, and the clustering of channels into K
-shared codes (lower bounds on any set's stream: :mod:`entropy.layout.bounds`).
+"""Sets of channel rows coded as one stream: the best stream of any set, a lower bound on one stream per channel,
+and the clustering of channels into K shared codes.
 
 A set of channel rows is coded as one stream of its rows concatenated in channel order, each row starting its own
 chunks (``row_length``), so its symbol histogram in any mode is the sum of its rows' (:mod:`entropy.layout.channel_counts`)
 and :func:`entropy.codec.modes.best_plan` chooses its mode, escapes and code by exact size, as it does for a whole array.
-Compiled counting only (numba, through the codec); everything here works on histograms (the clustering's rounds are
-compiled, :mod:`entropy.layout.kernels`).
+Compiled counting only (numba, through the codec); everything here works on histograms.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from entropy.codec.modes import StreamPlan, best_plan
+from entropy.layout.channel_counts import MAX_COUNT_CELLS, TensorCounts, channel_entropies, row_histograms, set_histogram
+from entropy.errors import CodebookError, StreamError
+from entropy.format import codebook_record_bytes, index_bytes, stream_record_bytes
+from entropy.codec.lengths import MAX_ALPHABET, code_lengths_rows
 from entropy.codec.options import CodecOptions
 from entropy.codec.params import CodecParams
-from entropy.layout.channel_counts import (TensorCounts, channel_entropies, csr_entropies, row_histograms,
-                                          set_histogram)
+from entropy.codec.modes import RUN_PREFIXES, StreamPlan, best_plan, may_try_runs, symbol_histograms
 
-__all__ = ["set_params", "set_stream", "cluster_labels", "mode_histograms", "group_modes"]
+__all__ = ["set_params", "set_stream", "channel_layout_lower_bound", "cluster_labels", "mode_histograms"]
 
 _LLOYD_ROUNDS = 5
-#: of more channels, the clustering fits its codes on this many (evenly spread) and assigns the rest once
-SAMPLE_ROWS = 2048
+#: widest alphabet whose per-channel floor is the optimal Huffman payload (wider: the entropy bound)
+_HUFFMAN_FLOOR_SYMBOLS = 4096
 
 
 def set_params(tc: TensorCounts, channels: np.ndarray, *, max_code_length: int, chunk_size: int,
@@ -31,7 +32,7 @@ def set_params(tc: TensorCounts, channels: np.ndarray, *, max_code_length: int, 
     length with ``rows`` when the set has several rows whose chunks the rows would cut differently (0 otherwise:
     one row, or rows of a whole number of chunks, where both chunkings agree and the parameter block is 8 bytes
     shorter)."""
-    present = np.flatnonzero(tc.counts_of(channels).sum(axis=0))
+    present = np.flatnonzero(tc.counts[channels].sum(axis=0))
     first = int(present[0]) if present.size else 0
     span = int(present[-1]) - first + 1 if present.size else 1
     M = tc.row_length
@@ -70,6 +71,79 @@ def set_stream(tc: TensorCounts, channels: np.ndarray, *, modes: tuple[str, ...]
     return min(plans, key=lambda p: p.cost_bits) if plans else None
 
 
+def _payload_floor(h: np.ndarray) -> np.ndarray:
+    """Per row of the histograms ``h`` [C, A]: fewest payload bits any prefix code of those symbols takes -
+    length-limited codes and escapes (an escape code plus raw bits is a prefix code too) included (int64 [C]).
+    The optimal (unlimited) Huffman payload (one compiled pass), or for wide alphabets, where that costs more
+    time than it saves, the entropy bound."""
+    if h.shape[1] <= _HUFFMAN_FLOOR_SYMBOLS:
+        return np.einsum("ij,ij->i", h, code_lengths_rows(h, None).astype(np.int64))
+    rows, syms = np.nonzero(h)
+    c = h[rows, syms].astype(np.float64)
+    tot = h.sum(axis=1).astype(np.float64)
+    bits = np.bincount(rows, weights=-c * np.log2(c / tot[rows]), minlength=h.shape[0])
+    return np.maximum(np.floor(bits * (1 - 1e-9) - 1e-6), 0).astype(np.int64)  # (float error: round down)
+
+
+def _row_payload_floors(tc: TensorCounts, key: CodecParams) -> np.ndarray | None:
+    """:func:`_payload_floor` of every row coded with ``key`` (a tensor window), from the kept per-row histograms,
+    or counted in blocks of rows when they are too many to keep; None when the mode cannot be counted."""
+    h = row_histograms(tc, key)
+    if h is not None:
+        return _payload_floor(h)
+    try:
+        key.validate()
+    except StreamError:
+        return None
+    block = max(1, MAX_COUNT_CELLS // key.alphabet_size)
+    return np.concatenate([_payload_floor(symbol_histograms(tc.rows[r : r + block], key))
+                           for r in range(0, tc.n_channels, block)])
+
+
+def channel_layout_lower_bound(tc: TensorCounts, *, modes: tuple[str, ...], max_code_length: int, chunk_size: int,
+                               run_value: int) -> tuple[np.ndarray, int]:
+    """Fewest bytes the ``channel`` layout (one stream per channel, :func:`set_stream`) can take beyond the tensor
+    record's fixed part: per channel (int64 [C]: its payload, stream record and index), and for the whole (one
+    codebook record).
+
+    Every channel's payload is at least the optimal Huffman payload of its histogram in the mode it uses, so at
+    least the smallest of those over the modes it may use, where they are counted per row (0 bits for a channel that may use
+    a mode that is not: pairs of a wide tensor, run symbols with fewer prefixes than counted); every stream adds a
+    stream record and an index - but a stored stream, which has no index, and whose payload is the bits of the
+    channel's span per value; one codebook record at least."""
+    M, T = tc.row_length, tc.value_range
+    bound = _payload_floor(tc.counts)  # plain symbols (a mode more in the minimum only lowers the bound)
+    free = np.zeros(tc.n_channels, dtype=bool)  # channels that may use a mode not counted per row
+    if "pairs" in modes and chunk_size % 2 == 0:
+        f = _row_payload_floors(tc, tc.window(group=2, chunk_size=chunk_size)) if T * T <= MAX_ALPHABET else None
+        if f is None:  # a channel of at most 256 values may pair them
+            free |= tc.row_max - tc.row_min < 256
+        else:
+            bound = np.minimum(bound, f)
+    if "runs" in modes:
+        may_run = may_try_runs(tc.counts[:, run_value - tc.value_min], M)  # best_plan's gate
+        if may_run.any():
+            exact = RUN_PREFIXES[-1] * T <= MAX_ALPHABET  # else a set may use fewer prefixes than these
+            for r in RUN_PREFIXES:
+                f = None
+                if exact:
+                    f = _row_payload_floors(tc, tc.window(chunk_size=chunk_size, runs=r,
+                                                          run_symbol=run_value - tc.value_min))
+                if f is None:
+                    free |= may_run
+                    break
+                bound = np.minimum(bound, f)
+    bound[free] = 0
+    smallest = CodecParams(group=1, max_code_length=max_code_length, chunk_size=chunk_size, value_min=0,
+                           value_range=1)
+    per_channel = -(-bound // 8) + index_bytes(smallest, M)
+    if "stored" in modes:  # a stored channel: the bits of its own span per value, and no index
+        span = tc.row_max - tc.row_min + 1
+        bits = np.array([(int(s) - 1).bit_length() for s in span], dtype=np.int64)
+        per_channel = np.where(span >= 2, np.minimum(per_channel, -(-(bits * M) // 8)), per_channel)
+    return per_channel + stream_record_bytes(smallest), codebook_record_bytes(b"\0")
+
+
 def mode_histograms(tc: TensorCounts, params: CodecParams) -> np.ndarray | None:
     """Per-row histograms of the symbols of ``params``'s mode (pairs, or run symbols of its run value) in the
     tensor's window, to cluster channels on what that mode codes; None for plain symbols (the value counts are
@@ -91,50 +165,40 @@ def cluster_labels(tc: TensorCounts, k: int, max_code_length: int, counts: np.nd
     symbols; :func:`mode_histograms` gives pairs or run symbols). Start from ``k`` equal slices of the channels
     sorted by entropy and mean value; then alternately build each cluster's Huffman code and move every channel to
     the code that costs it the fewest payload bits (a symbol absent from a code is charged ``max_code_length + 4``
-    bits). Of more than :data:`SAMPLE_ROWS` channels, the codes are fitted on that many channels evenly spread
-    over the tensor, and every channel then goes to the code that costs it the fewest bits (the work stays that of
-    one round over the channels). Labels are renumbered in order of first appearance (the format's canonical
-    order); empty clusters disappear.
+    bits). Labels are renumbered in order of first appearance (the format's canonical order); empty clusters
+    disappear.
     """
-    from entropy.layout.kernels import lloyd_labels  # numba: imported on first use only
-
-    C = tc.n_channels
-    fit, order, csr = _fit_rows(tc, counts)
-    width = tc.value_range if counts is None else counts.shape[1]
-    labels = np.empty(fit.size, dtype=np.int64)
-    labels[order] = np.arange(fit.size) * k // fit.size
-    labels = lloyd_labels(csr, width, labels, k, max_code_length, max_code_length + 4, _LLOYD_ROUNDS)
-    if fit.size < C:  # every channel to the cheapest of the fitted codes
-        everyone = np.zeros(C, np.int64)
-        everyone[fit] = labels
-        labels = lloyd_labels(tc.nonzero(counts), width, everyone, k, max_code_length, max_code_length + 4, 1,
-                              fit=fit)
+    C, R = tc.counts.shape
+    h = tc.counts if counts is None else counts
+    A = h.shape[1]
+    # the histograms as (row, symbol, count) triples: per-row histograms of pairs or run symbols are sparse
+    rows, syms = np.nonzero(h)
+    vals = h[rows, syms]
+    starts = np.searchsorted(rows, np.arange(C))  # every row has a symbol (rows are never empty)
+    tot = np.maximum(tc.counts.sum(axis=1), 1)
+    mean = (tc.counts @ np.arange(R, dtype=np.int64)) / tot
+    order = np.lexsort((mean, channel_entropies(tc)))
+    labels = np.empty(C, dtype=np.int64)
+    labels[order] = np.arange(C) * k // C
+    penalty = max_code_length + 4
+    for _ in range(_LLOYD_ROUNDS):
+        # integer sums (bincount's float64 weights hold these counts exactly)
+        sums = np.bincount(labels[rows] * A + syms, weights=vals, minlength=k * A).reshape(k, A).astype(np.int64)
+        try:
+            lens = code_lengths_rows(sums, max_code_length).astype(np.int64).T  # [A, k]
+        except CodebookError:  # more symbols than codes of max_code_length: the Huffman lengths guide as well
+            lens = code_lengths_rows(sums, None).astype(np.int64).T
+        cost_len = np.where(lens > 0, lens, penalty)
+        cost_len[:, sums.sum(axis=1) == 0] = 1 << 24  # empty cluster: never chosen, no overflow
+        cost = np.add.reduceat(vals[:, None] * cost_len[syms], starts, axis=0)  # [C, k] payload bits
+        new = np.argmin(cost, axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
     _, first_idx = np.unique(labels, return_index=True)
     remap = np.empty(k, dtype=np.int64)
     remap[labels[np.sort(first_idx)]] = np.arange(first_idx.size)
     return remap[labels]
-
-
-def _fit_rows(tc: TensorCounts, counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """The channels the clustering fits its codes on (all, or :data:`SAMPLE_ROWS` evenly spread), their order by
-    entropy and mean value, and their histograms' non-zeros (``counts``: None for the value counts); made once
-    per histograms, whatever the cluster count."""
-    from entropy.layout.kernels import csr_rows  # numba: imported on first use only
-
-    key = ("fit", id(counts))
-    got = tc._cache.get(key)
-    if got is not None and got[0] is counts:
-        return got[1]
-    C, R = tc.n_channels, tc.value_range
-    fit = np.arange(C) if C <= SAMPLE_ROWS else np.unique(np.linspace(0, C - 1, SAMPLE_ROWS).round().astype(np.int64))
-    vc = tc.csr if fit.size == C else tc.csr_of(fit)  # (the fitted rows' value counts, without a dense array)
-    starts, syms, vals = vc
-    tot = np.maximum(np.add.reduceat(vals, starts[:-1]), 1)  # (every row holds a value)
-    mean = np.add.reduceat(syms * vals, starts[:-1]) / tot
-    order = np.lexsort((mean, channel_entropies(tc) if fit.size == C else csr_entropies(vc)))
-    csr = vc if counts is None else (tc.nonzero(counts) if fit.size == C else csr_rows(counts[fit]))
-    tc._cache[key] = (counts, (fit, order, csr))
-    return fit, order, csr
 
 
 def group_modes(options: CodecOptions) -> list[tuple[str, ...]]:

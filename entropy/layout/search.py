@@ -17,16 +17,8 @@ run symbols with 16, 64 or 256 prefixes), escapes and code by exact size (:func:
 through the codec's own decision, :func:`entropy.codec.modes.best_plan`), from per-row histograms of each mode counted
 once per tensor (:mod:`entropy.layout.channel_counts`), never from a trial encode. The other sizes (codebook, stream
 record, map, index, metadata-array and alignment bytes) come from the format's own arithmetic
-(:mod:`entropy.format`). The writer encodes only the chosen layout's streams, from these sizes
+(:mod:`entropy.format`). The writer encodes the chosen streams and checks that the codec's sizes equal these
 (:func:`prepare_streams`).
-
-The search costs about what coding costs (:func:`layout_choices`): every way of coding the sets of all candidate
-layouts is sized at once from counts (:class:`entropy.layout.bounds.SetBatch`), which gives each layout a lower
-bound - the layouts are built best bound first, and one whose bound is not below the best size found is not built
-(``best_only``, what :func:`entropy.save` does) - and gives most streams exactly, without planning them again. Of
-more than :data:`~entropy.layout.row_sets.SAMPLE_ROWS` channels the clustering fits its codes on that many, and
-one stream per channel is tried up to :data:`MAX_CHANNEL_STREAMS` channels: the search then stays within a few
-passes over the tensor.
 """
 
 from __future__ import annotations
@@ -44,22 +36,20 @@ from entropy.layout.channels import channel_rows, normalize_axis
 from entropy.codec.codebook import Codebook
 from entropy.codec.options import CodecOptions
 from entropy.codec.params import CodecParams
-from entropy.codec.streams import EncodedTensor, PreparedEncode, prepare_encode, prepare_planned
+from entropy.codec.streams import EncodedTensor, PreparedEncode, prepare_encode
 from entropy.errors import EntropyError, FormatError
-from entropy.layout.bounds import MIN_CODEBOOK_BYTES, SetBatch, layout_floor
-from entropy.layout.channel_counts import MAX_COUNT_CELLS, TensorCounts, tensor_counts
+from entropy.layout.channel_counts import MAX_COUNT_CELLS, tensor_counts
 from entropy.format import (
     LAYOUTS, align, codebook_record_bytes, index_bytes, map_bytes, payload_bytes, stream_record_bytes,
     tensor_record_bytes,
 )
 from entropy.codec.lengths import MAX_ALPHABET
 from entropy.codec.measures import shannon_entropy
-from entropy.codec.modes import RUN_PREFIXES
-from entropy.layout.row_sets import cluster_labels, group_modes, mode_histograms, set_stream
+from entropy.codec.params import MODES
+from entropy.layout.row_sets import channel_layout_lower_bound, cluster_labels, group_modes, mode_histograms, set_stream
 
 __all__ = [
     "CLUSTER_COUNTS",
-    "MAX_CHANNEL_STREAMS",
     "LayoutStream",
     "LayoutChoice",
     "layout_choices",
@@ -74,9 +64,6 @@ logger = logging.getLogger(__name__)
 
 #: Cluster counts the search tries (each below the channel count).
 CLUSTER_COUNTS = (4, 16)
-#: ``auto`` tries one stream per channel up to this many channels: beyond, the channels' stream records alone take
-#: 40 bytes or more each (e.g. 1.2 MB for 30,000 rows), and bounding that layout would cost more than it can save
-MAX_CHANNEL_STREAMS = 4096
 _PLAIN_REQUESTS = frozenset(("auto",) + LAYOUTS)
 
 
@@ -229,7 +216,6 @@ def layout_choices(
     layout: str = "auto",
     clusters: Sequence[int] = CLUSTER_COUNTS,
     prune: bool = True,
-    best_only: bool = False,
     **option_fields: object,
 ) -> dict[str, LayoutChoice]:
     """Every layout of ``values`` the search considers, by name, with exact sizes (see the module docstring).
@@ -237,14 +223,8 @@ def layout_choices(
     ``options``: how every stream is coded (:class:`~entropy.CodecOptions`, or its fields as keyword arguments).
     ``name`` and ``arrays`` (the tensor's metadata arrays, as stored) enter the record size; a ``bits`` array of
     one entry per channel enables ``bitwidth``. ``layout`` restricts the search to one layout (``"clusterK"``:
-    K clusters); ``clusters`` are the cluster counts tried. ``prune`` skips ``channel`` when a lower bound shows it
-    cannot be the smallest, and takes a stream whose smallest way is certain from the bounds' sizes
-    (:class:`~entropy.layout.bounds.SetBatch`); ``prune=False`` builds every layout and plans every stream on its
-    own, the reference the bounds are tested against (slow: for tests and checks). ``best_only`` (what
-    :func:`choose_layout` and :func:`entropy.save` use) sizes only the layouts that can still be the smallest, best
-    bound first: every layout's streams are bounded from counts (:mod:`entropy.layout.bounds`) and a layout is built
-    only while its bound is below the best size found; the smallest layout, and its size, are the same as without,
-    fewer others are returned. Without an axis (or for an empty tensor) only ``single`` exists.
+    K clusters); ``clusters`` are the cluster counts tried. ``prune`` skips ``channel`` when a lower bound shows
+    it cannot be the smallest. Without an axis (or for an empty tensor) only ``single`` exists.
     Raises FormatError when a requested layout is impossible for this tensor.
 
     >>> import numpy as np, entropy
@@ -274,17 +254,43 @@ def layout_choices(
             raise FormatError(f"tensor {name!r}: layout {layout} impossible: {why}")
         return out
     tc = tensor_counts(rows, 0)
-    C = tc.n_channels
+    C, M = tc.n_channels, tc.row_length
     pooled = tc.pooled()
     entropy = shannon_entropy(pooled)
     run_value = tc.value_min + int(np.argmax(pooled))  # one run value for every set: its runs counted once per row
-    search = _Search(tc, opts, run_value, reference=not (prune or best_only))
-    cands: list[_Candidate] = []
+    mode_lists = group_modes(opts)
 
-    def candidate(label: str, lay: str, labels: np.ndarray, k: int, order: int) -> _Candidate:
-        c = _Candidate(label, lay, np.asarray(labels, np.int64), k, np.asarray(labels, np.int64), order)
-        cands.append(c)
-        return c
+    def streams_of(groups: list[np.ndarray], limit: float = float("inf"), floors: np.ndarray | None = None,
+                   fixed: int = 0) -> list[LayoutStream] | None:
+        """The streams of ``groups``; None when a group has no mode, or (branch and bound) as soon as the exact
+        bytes of the streams made so far (without their codebooks, which may be shared) plus ``floors`` (the
+        fewest bytes of each group) of the rest and ``fixed`` reach ``limit``."""
+        got = []
+        rest = float(floors.sum()) if floors is not None else 0.0
+        made = 0
+        for j, ch in enumerate(groups):
+            plan = None
+            for modes in mode_lists:
+                plan = set_stream(tc, ch, modes=modes, run_value=run_value, escapes=opts.escape, **kw)
+                if plan is not None:
+                    break
+            if plan is None:
+                return None
+            s = LayoutStream(plan.params, plan.codebook, plan.payload_bits, int(ch.size) * M, channels=ch)
+            got.append(s)
+            if floors is not None:
+                made += s.payload_bytes + s.index_bytes + stream_record_bytes(s.params)
+                rest -= floors[j]
+                if made + rest + fixed >= limit:
+                    return None
+        return got
+
+    def add(label: str, lay: str, groups: list[np.ndarray], channel_map: np.ndarray, **bound) -> None:
+        st = streams_of(groups, **bound)
+        if st is not None:
+            c = _assemble(label, lay, name, a.shape, ax, st, channel_map, arrays, entropy)
+            if label not in out or c.total_bytes < out[label].total_bytes:
+                out[label] = c
 
     if kind == "bitwidth" or kind == "auto":
         bits = (arrays or {}).get("bits")
@@ -293,221 +299,45 @@ def layout_choices(
         if ok and np.isfinite(b).all():
             widths, inverse = np.unique(b, return_inverse=True)
             if widths.size > 1 or kind == "bitwidth":
-                candidate("bitwidth", "bitwidth", inverse, widths.size, 0)
+                add("bitwidth", "bitwidth", [np.flatnonzero(inverse == r) for r in range(widths.size)],
+                    inverse.astype(np.int64))
         elif kind == "bitwidth":
             raise FormatError(f"tensor {name!r}: layout bitwidth needs a 'bits' array with one finite entry per "
                               f"channel ({C})")
-    ks = []
     if kind == "cluster" or kind == "auto":
         ks = [k_req] if k_req is not None else [k for k in clusters if k < C]
+        # cluster on the value histograms, and on the symbols of the mode that one stream of all the rows would
+        # use (pairs or run symbols, when counted per row): the smaller result is kept
+        sources = [None]
+        whole = streams_of([np.arange(C)])
+        h = mode_histograms(tc, whole[0].params) if whole else None
+        if h is not None:
+            sources.append(h)
         for k in ks:
             if k < 1:
                 raise FormatError(f"tensor {name!r}: cluster count must be at least 1, got {k}")
-    # cluster on the value histograms, and on the symbols of the mode that one stream of all the rows would use
-    # (pairs or run symbols, when counted per row): the smaller result is kept
-    by_values: dict[int, np.ndarray] = {}
-    for i, k in enumerate(ks):
-        labels = cluster_labels(tc, min(k, C), opts.max_code_length)
-        by_values[k] = labels
-        if not (labels.max() < 1 and kind == "auto"):
-            candidate(f"cluster{k}", "cluster", labels, int(labels.max()) + 1, 1 + 2 * i)
-    if kind == "channel" or (kind == "auto" and 1 < C <= MAX_CHANNEL_STREAMS):
-        candidate("channel", "channel", np.arange(C), C, 2 + 2 * len(ks))
-    search.bound([c for c in cands if not search.own_batch(c)], whole=bool(ks))
-    h = search.whole_mode_histograms() if ks else None
-    if h is not None:
-        for i, k in enumerate(ks):
-            labels = cluster_labels(tc, min(k, C), opts.max_code_length, counts=h)
-            if not (labels.max() < 1 and kind == "auto") and not np.array_equal(labels, by_values[k]):
-                candidate(f"cluster{k}", "cluster", labels, int(labels.max()) + 1, 2 + 2 * i)
-    cands.sort(key=lambda c: c.order)
-    built: dict[int, LayoutChoice] = {}
-
-    def build(c: _Candidate, limit: float = float("inf"), ties_win: bool = False) -> LayoutChoice | None:
-        fixed = tensor_record_bytes(name, a.ndim, [], layout=c.layout, n_channels=C, arrays=arrays)
-        st = search.streams(c, limit=limit, fixed=fixed, ties_win=ties_win)
-        return None if st is None else _assemble(c.label, c.layout, name, a.shape, ax, st, c.channel_map, arrays,
-                                                 entropy)
-
-    if kind == "auto" and best_only:
-        # best first: each layout's lower bound from counts; a layout is built only while it can still be the
-        # smallest (ties go to the earlier layout, as best_layout picks them)
-        best = out["single"]
-        best_key = -1
-        fixed = {c.order: tensor_record_bytes(name, a.ndim, [], layout=c.layout, n_channels=C, arrays=arrays)
-                 for c in cands}
-        search.bound(cands)
-        lower = {c.order: fixed[c.order] + layout_floor(*search.floors(c)) for c in cands}
-        for c in sorted(cands, key=lambda c: (lower[c.order], c.order)):
-            if lower[c.order] > best.total_bytes or (lower[c.order] == best.total_bytes and c.order > best_key):
-                continue
-            got = build(c, limit=best.total_bytes, ties_win=c.order < best_key)
-            if got is not None:
-                built[c.order] = got
-                if got.total_bytes < best.total_bytes or (got.total_bytes == best.total_bytes and c.order < best_key):
-                    best, best_key = got, c.order
-    else:
-        for c in cands:
-            limit = float("inf")
-            if c.label == "channel" and kind == "auto" and prune and (out or built):
-                # one code per channel costs a stream record, an index and a codebook per channel: built only while
-                # a lower bound (the exact bytes of the channels coded so far + the fewest of every other one) stays
-                # below the best so far
-                limit = min(x.total_bytes for x in [*out.values(), *built.values()])
-            got = build(c, limit=limit)
-            if got is not None:
-                built[c.order] = got
-    for c in cands:  # in the order of the candidates: equal sizes go to the first
-        got = built.get(c.order)
-        if got is not None and (c.label not in out or got.total_bytes < out[c.label].total_bytes):
-            out[c.label] = got
+            seen: list[np.ndarray] = []
+            for h in sources:
+                labels = cluster_labels(tc, min(k, C), opts.max_code_length, counts=h)
+                kk = int(labels.max()) + 1
+                if (kk < 2 and kind == "auto") or any(np.array_equal(labels, x) for x in seen):
+                    continue
+                seen.append(labels)
+                add(f"cluster{k}", "cluster", [np.flatnonzero(labels == j) for j in range(kk)], labels)
+    if kind == "channel" or (kind == "auto" and C > 1):
+        bound = {}
+        if kind == "auto" and prune and out:
+            # one code per channel costs a stream record, an index and a codebook per channel: built only while a
+            # lower bound (the exact bytes of the channels coded so far + the entropy of every other channel in
+            # its best mode and the smallest side information) stays below the best so far
+            any_mode = tuple(m for m in MODES if any(m in ml for ml in mode_lists))
+            floors, fixed = channel_layout_lower_bound(tc, modes=any_mode, run_value=run_value, **kw)
+            bound = dict(limit=min(c.total_bytes for c in out.values()), floors=floors,
+                         fixed=fixed + tensor_record_bytes(name, a.ndim, [], arrays=arrays))
+        add("channel", "channel", [np.array([c]) for c in range(C)], np.arange(C, dtype=np.int64), **bound)
     if kind != "auto" and not out:
         raise FormatError(f"tensor {name!r}: layout {layout} cannot code these values")
     return out
-
-
-@dataclass(frozen=True, eq=False)
-class _Candidate:
-    """A layout to size: its name, the set (stream) of every channel and the map the file stores."""
-
-    label: str
-    layout: str
-    labels: np.ndarray  # stream of each channel, 0..k-1, every stream non-empty
-    k: int
-    channel_map: np.ndarray
-    order: int  # position among the candidates (ties go to the first)
-
-    def groups(self) -> list[np.ndarray]:
-        if self.k == self.labels.size:
-            return [np.array([c]) for c in range(self.k)] if np.array_equal(self.labels, np.arange(self.k)) else \
-                [np.flatnonzero(self.labels == j) for j in range(self.k)]
-        order = np.argsort(self.labels, kind="stable")
-        return np.split(order, np.cumsum(np.bincount(self.labels, minlength=self.k))[:-1])
-
-
-class _Search:
-    """The streams of one tensor's candidate layouts: every way of coding their sets sized at once
-    (:class:`~entropy.layout.bounds.SetBatch`: lower bounds, and the streams whose smallest way is certain), the
-    other streams planned set by set (:func:`set_stream`, each set once)."""
-
-    def __init__(self, tc: TensorCounts, opts: CodecOptions, run_value: int, reference: bool = False) -> None:
-        self.tc, self.opts, self.run_value = tc, opts, run_value
-        self.reference = reference  # plan every stream with set_stream (what the bounds are tested against)
-        self.mode_lists = group_modes(opts)
-        self._plans: dict[bytes, LayoutStream | None] = {}
-        self._batches: dict[int, tuple[SetBatch, int]] = {}
-        self._floors: dict[int, list] = {}
-        self._whole = None  # (candidate, batch, index) of one stream of all the rows
-
-    def stream(self, ch: np.ndarray) -> LayoutStream | None:
-        """The stream of the rows ``ch`` (increasing), or None when no mode codes them."""
-        key = ch.tobytes()
-        if key not in self._plans:
-            plan = None
-            for modes in self.mode_lists:
-                plan = set_stream(self.tc, ch, modes=modes, run_value=self.run_value, escapes=self.opts.escape,
-                                  max_code_length=self.opts.max_code_length, chunk_size=self.opts.chunk_size)
-                if plan is not None:
-                    break
-            self._plans[key] = None if plan is None else LayoutStream(
-                plan.params, plan.codebook, plan.payload_bits, int(ch.size) * self.tc.row_length, channels=ch)
-        return self._plans[key]
-
-    def streams(self, c: _Candidate, limit: float = float("inf"), fixed: int = 0,
-                ties_win: bool = False) -> list[LayoutStream] | None:
-        """The streams of a candidate; None when a set has no mode, or (with a finite ``limit``: branch and bound)
-        as soon as the exact bytes of the streams made so far (without their codebooks, which may be shared) plus
-        the floors of the rest (:func:`~entropy.layout.bounds.layout_floor`) and ``fixed`` reach ``limit`` (pass
-        it, when ``ties_win``)."""
-        groups = c.groups()
-        certain = [None] * len(groups)
-        bounded = limit < float("inf")
-        if not self.reference:
-            self.bound([c])
-            batch, li = self._batches[c.order]
-            certain = batch.streams(li)
-        if bounded:
-            floors, bare = self.floors(c)
-            rest_f, rest_b = int(floors.sum()), int(bare.sum())
-        got = []
-        made = 0
-        for j, ch in enumerate(groups):
-            if certain[j] is not None:
-                params, codebook, bits = certain[j]
-                s = LayoutStream(params, codebook, bits, int(ch.size) * self.tc.row_length, channels=ch)
-            else:
-                s = self.stream(ch)
-            if s is None:
-                return None
-            got.append(s)
-            if bounded:
-                made += s.payload_bytes + s.index_bytes + stream_record_bytes(s.params)
-                rest_f -= int(floors[j])
-                rest_b -= int(bare[j])
-                bound = made + max(rest_f, rest_b + MIN_CODEBOOK_BYTES) + fixed
-                if bound > limit or (bound == limit and not ties_win):
-                    return None
-        return got
-
-    def floors(self, c: _Candidate) -> tuple[np.ndarray, np.ndarray]:
-        """The :meth:`~entropy.layout.bounds.SetBatch.floors` of a candidate's sets."""
-        self.bound([c])
-        batch, li = self._batches[c.order]
-        if id(batch) not in self._floors:
-            self._floors[id(batch)] = batch.floors()
-        return self._floors[id(batch)][li]
-
-    def own_batch(self, c: _Candidate) -> bool:
-        """Whether a candidate is sized in a batch of its own: one stream per channel of many channels (its sets
-        are the rows: no sums)."""
-        return c.k == self.tc.n_channels > _SHARED_BATCH_CHANNELS and np.array_equal(c.labels, np.arange(c.k))
-
-    def bound(self, cands: list[_Candidate], whole: bool = False) -> None:
-        """Size every way of coding the sets of ``cands`` at once (and of one stream of all the rows, ``whole``);
-        a candidate of :meth:`own_batch` apart."""
-        if self.reference:
-            return
-        todo = [c for c in cands if c.order not in self._batches]
-        own = [c for c in todo if self.own_batch(c)]
-        shared = [c for c in todo if c not in own]
-        C = self.tc.n_channels
-        if whole and self._whole is None:
-            shared.insert(0, _Candidate("whole", "single", np.zeros(C, np.int64), 1, np.zeros(C, np.int64), -1))
-        for batch in (shared, *([c] for c in own)):
-            if batch:
-                sb = SetBatch(self.tc, [(c.labels, c.k) for c in batch], mode_lists=self.mode_lists,
-                              max_code_length=self.opts.max_code_length, chunk_size=self.opts.chunk_size,
-                              run_value=self.run_value, escapes=self.opts.escape)
-                for i, c in enumerate(batch):
-                    if c.order < 0:
-                        self._whole = (c, sb, i)
-                    else:
-                        self._batches[c.order] = (sb, i)
-
-    def whole_mode_histograms(self) -> np.ndarray | None:
-        """Per-row histograms of the symbols of the mode one stream of all the rows uses (pairs or run symbols), to
-        cluster on; None for plain symbols, or when that mode's histograms are not counted per row (then the
-        stream is not planned at all)."""
-        tc, opts = self.tc, self.opts
-        T, C = tc.value_range, tc.n_channels
-        pairs = "pairs" in opts.modes and opts.chunk_size % 2 == 0 and C * T * T <= MAX_COUNT_CELLS
-        runs = "runs" in opts.modes and C * min(RUN_PREFIXES) * T <= MAX_COUNT_CELLS
-        if not (pairs or runs):
-            return None
-        if self._whole is not None:
-            c, sb, i = self._whole
-            got = sb.streams(i)[0]
-            params = got[0] if got is not None else None
-        else:
-            params = None
-        if params is None:
-            s = self.stream(np.arange(C))
-            params = s.params if s is not None else None
-        return mode_histograms(tc, params) if params is not None else None
-
-
-#: one stream per channel is sized in the same batch as the other layouts up to this many channels
-_SHARED_BATCH_CHANNELS = 1024
 
 
 def _no_channel_layouts(a: np.ndarray, axis: int | None) -> str | None:
@@ -532,23 +362,19 @@ def best_layout(choices: Mapping[str, LayoutChoice]) -> LayoutChoice:
 
 
 def choose_layout(values: np.ndarray, **kwargs) -> LayoutChoice:
-    """The smallest layout of ``values`` (:func:`layout_choices` arguments; only the layouts that can be the
-    smallest are built, ``best_only``).
+    """The smallest layout of ``values`` (:func:`layout_choices` arguments).
 
     >>> import numpy as np, entropy
     >>> w = (np.arange(1024) % 16 + 16 * (np.arange(1024) // 256)).astype(np.uint8).reshape(4, 256)
     >>> entropy.choose_layout(w, axis=0).layout  # channel c holds the values 16c .. 16c + 15: a code each
     'channel'
     """
-    kwargs.setdefault("best_only", True)
     return best_layout(layout_choices(values, **kwargs))
 
 
 def prepare_streams(values: np.ndarray, choice: LayoutChoice) -> list[PreparedEncode | EncodedTensor]:
-    """The codec's plan of every stream of ``choice``, from the search's sizes (nothing counted again: the codec
-    checks the values against each stream's window, and the payload against its size while it codes); a stream
-    with escapes is planned by the codec again and its sizes compared (FormatError if they differ: that would make
-    the file's layout wrong)."""
+    """The codec's plan of every stream of ``choice``; raises FormatError if its sizes differ from the closed form
+    (they never should: that would make the file's layout wrong)."""
     out: list[PreparedEncode | EncodedTensor] = []
     rows = None if choice.axis is None else channel_rows(values, choice.axis)
     for j, s in enumerate(choice.streams):
@@ -557,11 +383,7 @@ def prepare_streams(values: np.ndarray, choice: LayoutChoice) -> list[PreparedEn
             continue
         assert rows is not None and s.channels is not None
         p = s.params
-        flat = rows[s.channels].reshape(-1)
-        if not p.escape_range:
-            out.append(prepare_planned(flat, p, s.codebook, s.payload_bits))
-            continue
-        enc = prepare_encode(flat, params=p, codebook=s.codebook)  # (p fixes the coding)
+        enc = prepare_encode(rows[s.channels].reshape(-1), params=p, codebook=s.codebook)  # (p fixes the coding)
         if enc.accounting.payload_bits != s.payload_bits or enc.index_length != s.index_bytes:
             raise FormatError(
                 f"{choice.name} stream {j}: the codec gives {enc.accounting.payload_bits} payload bits and "

@@ -2,10 +2,9 @@
 
 Public functions (all single-threaded, working on chunk ranges; numpy arrays in, numpy arrays out):
 
-* :func:`count_symbols` / :func:`count_rows` / :func:`count_groups` - symbol histograms (of a stream, of every row
-  of a 2-D array coded one stream per row, or of groups of such rows), with the alphabet check;
-  :func:`count_buckets` - coarse value histograms; :func:`raw_counts` - window-free counts of 1- and 2-byte values
-  (or byte pairs), :func:`distinct_pairs`;
+* :func:`count_symbols` / :func:`count_rows` - symbol histograms (of a stream, or of every row of a 2-D array
+  coded one stream per row), with the alphabet check; :func:`count_buckets` - coarse value histograms;
+  :func:`raw_counts` - window-free counts of 1- and 2-byte values (or byte pairs), :func:`distinct_pairs`;
 * :func:`encode_symbols` - canonical-Huffman bitstream of a stream, per-chunk bit counts;
 * :func:`decode_symbols` (plain values, pairs) and :func:`decode_runs` (run symbols, escapes) - table-driven
   decoders of a range of chunks into values (they build their own tables, so the layout can change behind them);
@@ -37,8 +36,7 @@ kernels compile on first use and are cached on disk (``cache=True``).
 """
 
 from entropy.codec.kernels.common import DecodeFailure
-from entropy.codec.kernels.count import (count_buckets, count_groups, count_rows, count_symbols, distinct_pairs,
-                                        raw_counts)
+from entropy.codec.kernels.count import count_buckets, count_rows, count_symbols, distinct_pairs, raw_counts
 from entropy.codec.kernels.decode import decode_symbols, decode_table, decode_table_x2
 from entropy.codec.kernels.decode_runs import decode_runs
 from entropy.codec.kernels.encode import encode_symbols
@@ -47,6 +45,6 @@ from entropy.codec.kernels.stored import decode_stored
 
 __all__ = [
     "count_symbols", "encode_symbols", "decode_symbols", "decode_table", "decode_table_x2", "DecodeFailure",
-    "huffman_rows", "package_merge", "rle_tokens", "count_rows", "count_groups", "count_buckets", "decode_runs",
-    "raw_counts", "distinct_pairs", "decode_stored", "huffman_cost",
+    "huffman_rows", "package_merge", "rle_tokens", "count_rows", "count_buckets", "decode_runs", "raw_counts",
+    "distinct_pairs", "decode_stored", "huffman_cost",
 ]

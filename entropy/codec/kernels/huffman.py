@@ -7,60 +7,55 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def huffman_row(counts, r, out, scratch):  # pragma: no cover - compiled
-    """Optimal (unlimited) Huffman code lengths of row ``r`` of ``counts`` (2-D int64) into row ``r`` of ``out``
-    (2-D uint8; absent symbols 0, a lone symbol 1 bit, lengths above 255 stored as 255); returns the longest length.
-    ``scratch``: int64 ``[6, K]`` work space (``K`` = the row's symbols). Two-queue Huffman on the stably sorted
-    counts; ties go to the leaf (a shallower tree)."""
-    K = counts.shape[1]
-    idx, keys, node_w, node_parent, leaf_parent, depth = (scratch[0], scratch[1], scratch[2], scratch[3],
-                                                          scratch[4], scratch[5])
-    n = 0
-    for s in range(K):
-        out[r, s] = 0
-        if counts[r, s] > 0:
-            idx[n] = s
-            n += 1
-    if n == 0:
-        return 0
-    if n == 1:
-        out[r, idx[0]] = 1
-        return 1
-    for t in range(n):
-        keys[t] = counts[r, idx[t]]
-    order = np.argsort(keys[:n], kind="mergesort")
-    i = 0
-    j = 0
-    for k in range(n - 1):
-        s = 0
-        for _ in range(2):
-            if i < n and (j >= k or keys[order[i]] <= node_w[j]):
-                leaf_parent[i] = k
-                s += keys[order[i]]
-                i += 1
-            else:
-                node_parent[j] = k
-                s += node_w[j]
-                j += 1
-        node_w[k] = s
-    depth[n - 2] = 0
-    for k in range(n - 3, -1, -1):
-        depth[k] = depth[node_parent[k]] + 1
-    m = 0
-    for t in range(n):
-        ln = depth[leaf_parent[t]] + 1
-        m = max(m, ln)
-        out[r, idx[order[t]]] = min(ln, 255)
-    return m
-
-
-@numba.njit(cache=True, nogil=True)
 def _huffman_rows(counts, out):  # pragma: no cover - compiled
+    # Two-queue Huffman on the stably sorted counts of each row; ties go to the leaf (a shallower tree).
     R, K = counts.shape
-    scratch = np.empty((6, K), np.int64)
+    idx = np.empty(K, np.int64)
+    keys = np.empty(K, np.int64)
+    node_w = np.empty(K, np.int64)
+    node_parent = np.empty(K, np.int64)
+    leaf_parent = np.empty(K, np.int64)
+    depth = np.empty(K, np.int64)
     longest = np.zeros(R, np.int64)
     for r in range(R):
-        longest[r] = huffman_row(counts, r, out, scratch)
+        n = 0
+        for s in range(K):
+            out[r, s] = 0
+            if counts[r, s] > 0:
+                idx[n] = s
+                n += 1
+        if n == 0:
+            continue
+        if n == 1:
+            out[r, idx[0]] = 1
+            longest[r] = 1
+            continue
+        for t in range(n):
+            keys[t] = counts[r, idx[t]]
+        order = np.argsort(keys[:n], kind="mergesort")
+        i = 0
+        j = 0
+        for k in range(n - 1):
+            s = 0
+            for _ in range(2):
+                if i < n and (j >= k or keys[order[i]] <= node_w[j]):
+                    leaf_parent[i] = k
+                    s += keys[order[i]]
+                    i += 1
+                else:
+                    node_parent[j] = k
+                    s += node_w[j]
+                    j += 1
+            node_w[k] = s
+        depth[n - 2] = 0
+        for k in range(n - 3, -1, -1):
+            depth[k] = depth[node_parent[k]] + 1
+        m = 0
+        for t in range(n):
+            ln = depth[leaf_parent[t]] + 1
+            m = max(m, ln)
+            out[r, idx[order[t]]] = min(ln, 255)
+        longest[r] = m
     return longest
 
 
@@ -159,10 +154,9 @@ def package_merge(sorted_counts: np.ndarray, max_length: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def rle_token_bytes(lengths, n, out):  # pragma: no cover - compiled
-    """The mode-5 tokens of ``lengths[:n]`` (:mod:`entropy.codec.codebook`, without the header) into ``out``, or only
-    counted when ``out`` is empty; returns their bytes."""
-    write = out.size > 0
+def _rle_tokens(lengths, out):  # pragma: no cover - compiled
+    # mode-5 tokens of entropy.codec.codebook (without the header): see its module docstring
+    n = lengths.size
     t = 0
     i = 0
     while i < n:
@@ -173,36 +167,33 @@ def rle_token_bytes(lengths, n, out):  # pragma: no cover - compiled
         run = j - i
         if v == 0:
             if run >= 2:
-                if write:
-                    out[t] = 0x40
+                out[t] = 0x40
                 t += 1
                 x = run - 2
                 while True:  # LEB128 varint
                     byte = x & 0x7F
                     x >>= 7
-                    if write:
-                        out[t] = byte | 0x80 if x else byte
-                    t += 1
-                    if not x:
+                    if x:
+                        out[t] = byte | 0x80
+                        t += 1
+                    else:
+                        out[t] = byte
+                        t += 1
                         break
             else:
-                if write:
-                    out[t] = 0
+                out[t] = 0
                 t += 1
         else:
-            if write:
-                out[t] = v
+            out[t] = v
             t += 1
             left = run - 1
             while left >= 2:
                 r = min(left, 129)
-                if write:
-                    out[t] = 0x80 | (r - 2)
+                out[t] = 0x80 | (r - 2)
                 t += 1
                 left -= r
             if left == 1:
-                if write:
-                    out[t] = v
+                out[t] = v
                 t += 1
         i = j
     return t
@@ -212,4 +203,4 @@ def rle_tokens(lengths: np.ndarray) -> bytes:
     """The run-length tokens of a code-length table (mode 5 of :mod:`entropy.codec.codebook`, without its header)."""
     lens = np.ascontiguousarray(lengths, dtype=np.uint8)
     out = np.empty(2 * lens.size + 8, dtype=np.uint8)  # at most one literal + one repeat per length, + a varint
-    return out[: rle_token_bytes(lens, lens.size, out)].tobytes()
+    return out[: _rle_tokens(lens, out)].tobytes()
