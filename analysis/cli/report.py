@@ -8,7 +8,6 @@ from pathlib import Path
 
 from analysis.cli import UsageError
 from analysis.cli.evaluate import add_config_arguments, config_from_args
-from analysis.report.config import ReportConfig
 
 COMMAND = "report"
 HELP = "bits-per-value report of a quantized network: entropy vs Huffman vs file, packing, plots"
@@ -114,7 +113,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                                         "channel is slow: minutes per point)")
     s.add_argument("--sweep-recipes", type=_recipes, default=("best",), metavar="RECIPES",
                    help="whole recipes added to the sweep (default best; 'none')")
-    s.add_argument("--sweep-recipe-bits", type=_floats, default=ReportConfig.sweep_recipe_bits, metavar="LIST",
+    s.add_argument("--sweep-recipe-bits", type=_floats, default=None, metavar="LIST",
                    help="bit widths of the recipe points, among --sweep-bits (default 4, the main setting's: "
                         "AdaRound is learned once per bit width, up to an hour of CPU, and cached in "
                         "<out>/calibration)")
@@ -162,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _overrides(args.recipe, main)
     if args.adaround:  # iterations of every recipe that uses AdaRound (ReportConfig.adaround), not a new setting
         settings.pop("adaround", None)
-    from analysis.report import report, to_json, write_report
+    from analysis.report import ReportConfig, report, to_json, write_report
     from analysis.report.paths import portable_command
     from quant.images import imagenet_folder
     from quant.models import load_model
@@ -177,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReportConfig(
         recipe=args.recipe, wbits=args.wbits, abits=args.abits, settings=settings, compare=args.compare,
         adaround=args.adaround or None, calibration_dir=str(out / "calibration"), sweep_recipes=args.sweep_recipes,
-        sweep_recipe_bits=args.sweep_recipe_bits,
+        sweep_recipe_bits=(ReportConfig.sweep_recipe_bits if args.sweep_recipe_bits is None
+                           else args.sweep_recipe_bits),
         num_calibration=args.num_calibration,
         num_images=args.num_images, activation_images=args.activation_images or None, batch_size=args.batch_size,
         device=args.device,
