@@ -46,7 +46,6 @@ for; :meth:`AdaRoundResult.to_arrays` / :meth:`AdaRoundResult.from_arrays` store
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -501,10 +500,3 @@ def nearest_up(weight: torch.Tensor, qt: QuantizedTensor) -> torch.Tensor:
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     u = weight.detach().to(torch.float32) / safe + p.zero_point.to(torch.float32).reshape(shape)
     return qt.codes.to(device=u.device, dtype=torch.float32) > torch.floor(u)
-
-
-def key_of(parts: dict[str, Any]) -> str:
-    """Canonical key string of the settings a learned result depends on (a whole number of bits is the same
-    setting whether it came as 4 or 4.0)."""
-    canon = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in parts.items()}
-    return json.dumps(canon, sort_keys=True, separators=(",", ":"))

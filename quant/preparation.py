@@ -25,6 +25,7 @@ evaluated, an oracle, and is not provided.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -35,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from quant.act_quantizers import ActQuantizer, ActSpec, DynamicActQuantizer, act_params, needs_histogram
-from quant.adaround import AdaRoundSettings, adaround_layers, key_of, rounding_codes
+from quant.adaround import AdaRoundSettings, adaround_layers, rounding_codes
 from quant.bias_correction import empirical_bias_correction
 from quant.calibration import ModelStatistics, calibrate
 from quant.clip_choice import AUTO, choose_clipping, parse_choice
@@ -93,6 +94,14 @@ def _activation_spec(quant: Any, name: str, fl: LayerParams, cfg: QuantConfig) -
     act_max = fl.act_hi if fl.act_hi is not None else ACTIVATION_MAX.get(info.activation or "")
     return ActSpec(bits=float(a_bits), clip=clip, per_channel=per_channel, signed=info.signed, alloc=alloc,
                    ndim=ndim, act_max=act_max)
+
+
+def key_of(parts: dict[str, Any]) -> str:
+    """Canonical key string of the settings a learned result depends on (a whole number of bits is the same
+    setting whether it came as 4 or 4.0)."""
+    canon = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in parts.items()}
+    return json.dumps(canon, sort_keys=True, separators=(",", ":"))
+
 
 
 def clip_key(cfg: QuantConfig, stats: ModelStatistics | None = None) -> str:
